@@ -1,0 +1,5 @@
+"""``python -m pneumo_yolo`` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,9 @@
+"""Command line: ``pneumo-yolo <command>``. Each module here only parses arguments and calls the library."""
+
+from . import data  # noqa: F401  (registers commands)
+from .app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,64 @@
+"""Safe file names and crash-safe writes.
+
+Every file name derived from an input ID goes through :func:`check_patient_id`, and every
+output is written under a temporary name in the same folder, then renamed into place, so
+an interrupted run never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+TEMP_SUFFIX = ".part"
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class UnsafeIdError(ValueError):
+    """An input ID that cannot be used as a file name inside the output folder."""
+
+
+def check_patient_id(patient_id: str) -> str:
+    """Return ``patient_id`` if it is a plain file-name stem, else raise :class:`UnsafeIdError`.
+
+    Allowed: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, so no
+    separator, parent reference or absolute path can reach the file system.
+
+    >>> check_patient_id("0004cfab-14fd-4e49-80ba-63a80b6bddd6")
+    '0004cfab-14fd-4e49-80ba-63a80b6bddd6'
+    """
+    if not isinstance(patient_id, str) or not _SAFE_ID.fullmatch(patient_id):
+        raise UnsafeIdError(
+            f"patientId {patient_id!r} is not a safe file name "
+            "(allowed: letters, digits, '.', '_', '-'; no path separators or '..')"
+        )
+    return patient_id
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8, ``\\n`` line ends)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Delete temporary files that an interrupted run left below ``folder``; return how many."""
+    stale = [p for p in folder.rglob(f"*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
