@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,18 @@ class Radiograph:
     view_position: str = ""
     sex: str = ""
     age: int | None = None
+
+
+def header_fields(ds) -> dict:
+    """``view_position``, ``sex`` and ``age`` from a dataset; nothing else leaves the header.
+
+    RSNA's bare-number ``PatientAge`` is not a valid DICOM AS value, so pydicom's warning
+    about it is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR AS")
+        age = ds.get("PatientAge", "")
+    return {"view_position": str(ds.get("ViewPosition", "")), "sex": str(ds.get("PatientSex", "")), "age": parse_age(age)}
 
 
 def parse_age(value: object) -> int | None:
@@ -216,7 +229,5 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
         pixels=resize_longest(np.ascontiguousarray(pixels), max_side),
         width=width,
         height=height,
-        view_position=str(ds.get("ViewPosition", "")),
-        sex=str(ds.get("PatientSex", "")),
-        age=parse_age(ds.get("PatientAge", "")),
+        **header_fields(ds),
     )

@@ -16,3 +16,21 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print ``message`` to stderr and return the ``typer.Exit`` to raise."""
     typer.secho(message, err=True, fg=typer.colors.RED)
     return typer.Exit(code=code)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from pneumo_yolo import __version__
+
+        typer.echo(f"pneumo-yolo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Pneumonia detection on chest X-rays (RSNA challenge) with Ultralytics YOLO.
+
+    Stages: synth (demo data) → convert → train → predict → evaluate / tune.
+    """

@@ -1,1 +1,57 @@
-"""Data commands: ``convert``."""
+"""Data command: ``convert``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app, fail
+
+
+
+@app.command("convert")
+def convert(
+    images: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of .dcm files, searched recursively; the file stem is the patientId.")],
+    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (`,` or `;` separated).")],
+    out: Annotated[Path, typer.Option(help="Output dataset folder.")],
+    class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Longest side of the written PNGs [default: original size].", rich_help_panel="Images")] = None,
+    channels: Annotated[int, typer.Option(help="Model input channels written into data.yaml (1 or 3); PNGs are always grayscale.", rich_help_panel="Images")] = 1,
+    png_compression: Annotated[int, typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 is small.", rich_help_panel="Images")] = 1,
+    val_fraction: Annotated[float, typer.Option(help="Share of patients in the validation split.", rich_help_panel="Split")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
+    folds: Annotated[Optional[int], typer.Option(help="K for k-fold cross-validation (with --fold).", rich_help_panel="Split")] = None,
+    fold: Annotated[Optional[int], typer.Option(help="Which fold (0..K-1) is the validation split.", rich_help_panel="Split")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = os.cpu_count() or 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
+) -> None:
+    """Convert RSNA DICOMs + label CSV into a YOLO dataset (PNGs, label files, data.yaml).
+
+    Safe to interrupt and rerun: finished images are skipped. Exit code 1 if any input failed
+    (listed in OUT/errors.csv); everything else is still converted.
+
+    Example: pneumo-yolo convert --images stage_2_train_images --labels stage_2_train_labels.csv
+    --class-info stage_2_detailed_class_info.csv --out datasets/rsna --imgsz 512
+    """
+    from converters.rsna import ConvertError, ConvertSettings, convert_rsna
+    from pneumo_yolo.labels import LabelFileError
+
+    try:
+        settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, fold, png_compression)
+        report = convert_rsna(images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite)
+    except (ConvertError, LabelFileError) as error:
+        raise fail(f"error: {error}") from None
+    for warning in report.warnings:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+    for file, problem in report.errors:
+        typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
+    typer.echo(
+        f"converted {report.converted}, skipped {report.skipped} (already done), failed {report.failed} "
+        f"in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} images/s) -> {report.out / 'data.yaml'}"
+    )
+    if report.errors:
+        typer.echo(f"problems listed in {report.out / 'errors.csv'}")
+        raise typer.Exit(code=1)

@@ -1,0 +1,401 @@
+"""RSNA Pneumonia Detection Challenge → Ultralytics YOLO dataset.
+
+Before::
+
+    stage_2_train_images/<patientId>.dcm   (searched recursively)
+    stage_2_train_labels.csv               patientId,x,y,width,height,Target
+    stage_2_detailed_class_info.csv        patientId,class   (optional, for stratification)
+
+After::
+
+    OUT/data.yaml                           path, train, val, names {0: opacity}, channels
+    OUT/images/{train,val}/<patientId>.png  8-bit grayscale, longest side --imgsz
+    OUT/labels/{train,val}/<patientId>.txt  "0 cx cy w h" per box; empty for a negative image
+    OUT/manifest.csv                        one row per converted patient
+    OUT/errors.csv                          file,problem (only when something failed)
+    OUT/.pneumo_yolo_convert.json           the settings, checked on every rerun
+
+Every file is written under a temporary name and renamed into place, and a rerun skips
+images whose PNG and label file both exist, so an interrupted run can simply be rerun.
+
+Example:
+    >>> from converters.rsna import ConvertSettings, convert_rsna  # doctest: +SKIP
+    >>> report = convert_rsna(Path("stage_2_train_images"), Path("stage_2_train_labels.csv"),
+    ...                       Path("datasets/rsna"), settings=ConvertSettings(imgsz=512))
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from pneumo_yolo.boxes import clip_xywh, xywh_to_yolo
+from pneumo_yolo.dicom import DicomReadError, Radiograph, header_fields, read_radiograph
+from pneumo_yolo.labels import read_class_info, read_labels
+from pneumo_yolo.paths import (
+    UnsafeIdError,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_patient_id,
+    remove_stale_temp_files,
+)
+from pneumo_yolo.split import assign_split, fold_split
+
+SPLITS = ("train", "val")
+CLASS_NAMES = {0: "opacity"}
+SETTINGS_FILE = ".pneumo_yolo_convert.json"
+MANIFEST_COLUMNS = ["patientId", "split", "width", "height", "n_boxes", "class", "view_position", "sex", "age"]
+MANAGED = ("images", "labels", "data.yaml", "manifest.csv", "errors.csv", SETTINGS_FILE)
+
+
+class ConvertError(RuntimeError):
+    """A problem that stops the whole conversion (bad arguments, a refused output folder)."""
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """Everything that changes the bytes written; a rerun must use the same settings."""
+
+    imgsz: int | None = None
+    channels: int = 1
+    val_fraction: float = 0.1
+    seed: int = 0
+    folds: int | None = None
+    fold: int | None = None
+    png_compression: int = 1
+
+    def __post_init__(self) -> None:
+        if self.imgsz is not None and self.imgsz < 8:
+            raise ConvertError(f"--imgsz must be at least 8, got {self.imgsz}")
+        if self.channels not in (1, 3):
+            raise ConvertError(f"--channels must be 1 or 3, got {self.channels}")
+        if (self.folds is None) != (self.fold is None):
+            raise ConvertError("--folds and --fold go together")
+        if self.folds is not None and not 0 <= self.fold < self.folds:  # type: ignore[operator]
+            raise ConvertError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConvertError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.png_compression <= 9:
+            raise ConvertError(f"PNG compression must be 0..9, got {self.png_compression}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One patient to convert: its DICOM, its split, and its boxes (``xywh``, original pixels)."""
+
+    patient_id: str
+    dicom: Path
+    split: str
+    boxes: np.ndarray
+    image_path: Path
+    label_path: Path
+
+
+@dataclass
+class Outcome:
+    """What a worker did with one :class:`Task`."""
+
+    patient_id: str
+    status: str  # "converted", "skipped" or "failed"
+    record: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    problem: str = ""
+
+
+@dataclass
+class ConvertReport:
+    """Counts, problems and timing of one run."""
+
+    out: Path
+    converted: int = 0
+    skipped: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+    @property
+    def images_per_s(self) -> float:
+        return (self.converted + self.skipped) / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def yolo_label_text(boxes_xywh: np.ndarray, width: int, height: int) -> str:
+    """YOLO label file content: one ``0 cx cy w h`` line per box, 6 decimals; ``""`` for none.
+
+    >>> yolo_label_text(np.array([[256.0, 256.0, 512.0, 256.0]]), 1024, 1024)
+    '0 0.500000 0.375000 0.500000 0.250000\\n'
+    """
+    return "".join(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for cx, cy, w, h in xywh_to_yolo(boxes_xywh, width, height))
+
+
+def _clip_boxes(task: Task, width: int, height: int) -> tuple[np.ndarray, list[str]]:
+    """Clip boxes to the image; drop (with a warning) those left with no area."""
+    clipped = clip_xywh(task.boxes, width, height)
+    keep = (clipped[:, 2] > 0) & (clipped[:, 3] > 0)
+    warnings = [
+        f"{task.patient_id}: box {tuple(float(v) for v in box)} lies outside the {width}x{height} image, dropped"
+        for box in task.boxes[~keep]
+    ]
+    return clipped[keep], warnings
+
+
+def _record(task: Task, image: Radiograph, n_boxes: int) -> dict:
+    return {
+        "patientId": task.patient_id,
+        "split": task.split,
+        "width": image.width,
+        "height": image.height,
+        "n_boxes": n_boxes,
+        "view_position": image.view_position,
+        "sex": image.sex,
+        "age": image.age,
+    }
+
+
+def _read_header(path: Path) -> Radiograph:
+    """Header fields only, for an image that is already converted (no pixel decoding)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return Radiograph(
+        pixels=np.zeros((0, 0), np.uint8),
+        width=int(ds.Columns),
+        height=int(ds.Rows),
+        **header_fields(ds),
+    )
+
+
+def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
+    """Convert one DICOM into a PNG and a label file, or skip it when both already exist."""
+    import cv2
+
+    try:
+        if task.image_path.exists() and task.label_path.exists():
+            header = _read_header(task.dicom)
+            boxes, warnings = _clip_boxes(task, header.width, header.height)
+            return Outcome(task.patient_id, "skipped", _record(task, header, len(boxes)), warnings)
+        image = read_radiograph(task.dicom, settings.imgsz)
+    except DicomReadError as error:
+        return Outcome(task.patient_id, "failed", problem=error.problem)
+    except Exception as error:  # a header that pydicom cannot parse on the skip path
+        return Outcome(task.patient_id, "failed", problem=f"cannot read DICOM header ({type(error).__name__}: {error})")
+    boxes, warnings = _clip_boxes(task, image.width, image.height)
+    ok, png = cv2.imencode(".png", image.pixels, [cv2.IMWRITE_PNG_COMPRESSION, settings.png_compression])
+    if not ok:
+        return Outcome(task.patient_id, "failed", problem="PNG encoding failed")
+    atomic_write_bytes(task.image_path, png.tobytes())
+    atomic_write_text(task.label_path, yolo_label_text(boxes, image.width, image.height))
+    return Outcome(task.patient_id, "converted", _record(task, image, len(boxes)), warnings)
+
+
+_worker_settings: ConvertSettings | None = None
+
+
+def _init_worker(settings: ConvertSettings) -> None:
+    import cv2
+
+    global _worker_settings
+    _worker_settings = settings
+    cv2.setNumThreads(1)
+
+
+def _convert_in_worker(task: Task) -> Outcome:
+    assert _worker_settings is not None
+    return convert_one(task, _worker_settings)
+
+
+def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Iterator[Outcome]:
+    """Convert ``tasks`` in a pool of ``workers`` processes (in this process for 1), streaming outcomes."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from (convert_one(task, settings) for task in tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    chunksize = max(1, min(16, len(tasks) // (workers * 8)))
+    with context.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        yield from pool.imap_unordered(_convert_in_worker, tasks, chunksize=chunksize)
+
+
+def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Map patientId (file stem) → DICOM path, searching ``images_dir`` recursively.
+
+    Returns the map and ``(file, problem)`` errors for unsafe or duplicated stems.
+    """
+    found: dict[str, Path] = {}
+    errors: list[tuple[str, str]] = []
+    for path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()):
+        try:
+            check_patient_id(path.stem)
+        except UnsafeIdError as error:
+            errors.append((str(path), str(error)))
+            continue
+        if path.stem in found:
+            errors.append((str(path), f"duplicate patientId {path.stem} (also {found[path.stem]})"))
+            continue
+        found[path.stem] = path
+    return found, errors
+
+
+def _check_output_folder(out: Path, settings: ConvertSettings, overwrite: bool) -> None:
+    """Refuse to mix settings in one output folder; with ``overwrite``, clear our files first."""
+    settings_path = out / SETTINGS_FILE
+    wanted = asdict(settings)
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text())
+        if previous == wanted:
+            return
+        differences = ", ".join(f"{k}={previous.get(k)!r} (now {v!r})" for k, v in wanted.items() if previous.get(k) != v)
+        reason = f"{out} was converted with other settings: {differences}"
+    elif out.exists() and any(out.iterdir()):
+        reason = f"{out} is not empty and was not written by pneumo-yolo convert"
+    else:
+        return
+    if not overwrite:
+        raise ConvertError(f"{reason}. Use --overwrite to replace it, or choose another --out.")
+    for name in MANAGED:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _remove_unplanned(out: Path, tasks: Iterable[Task]) -> None:
+    """Delete images and labels left from earlier runs that this plan does not write there."""
+    planned = {p for task in tasks for p in (task.image_path, task.label_path)}
+    for split in SPLITS:
+        for folder, suffix in (("images", ".png"), ("labels", ".txt")):
+            for path in (out / folder / split).glob(f"*{suffix}"):
+                if path not in planned:
+                    path.unlink()
+
+
+def data_yaml_text(out: Path, channels: int) -> str:
+    """The ``data.yaml`` Ultralytics reads (``path`` absolute: Ultralytics resolves a relative one elsewhere)."""
+    data = {
+        "path": str(out.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": CLASS_NAMES,
+        "channels": channels,
+    }
+    header = "# Written by `pneumo-yolo convert`. Template and field notes: data.yaml at the repository root.\n"
+    return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def _plan(
+    images_dir: Path, labels_csv: Path, out: Path, class_info: Path | None, settings: ConvertSettings, report: ConvertReport
+) -> tuple[list[Task], dict[str, str]]:
+    """Match DICOMs with labels, split patients, and list the work; problems go to ``report``."""
+    dicoms, scan_errors = find_dicoms(images_dir)
+    report.errors.extend(scan_errors)
+    labels = read_labels(labels_csv)
+    classes = read_class_info(class_info) if class_info else {}
+    report.errors.extend((str(labels_csv), f"line {p.line}: patient {p.patient_id!r}: {p.problem}") for p in labels.problems)
+    report.warnings.extend(f"{labels_csv} line {p.line}: patient {p.patient_id}: {p.problem}" for p in labels.dropped)
+    report.errors.extend(
+        (str(labels_csv), f"patient {pid} has label rows but no DICOM under {images_dir}")
+        for pid in sorted(set(labels.boxes) - set(dicoms))
+    )
+    bad_label_ids = {p.patient_id for p in labels.problems}
+    report.errors.extend(
+        (str(path), "no label row for this patient in " + str(labels_csv))
+        for pid, path in sorted(dicoms.items())
+        if pid not in labels.boxes and pid not in bad_label_ids
+    )
+    usable = sorted(set(dicoms) & set(labels.boxes))
+    strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
+    if settings.folds:
+        split = fold_split(strata, settings.folds, settings.fold, settings.seed)  # type: ignore[arg-type]
+    else:
+        split = assign_split(strata, settings.val_fraction, settings.seed)
+    tasks = [
+        Task(
+            patient_id=pid,
+            dicom=dicoms[pid],
+            split=split[pid],
+            boxes=labels.boxes[pid],
+            image_path=out / "images" / split[pid] / f"{pid}.png",
+            label_path=out / "labels" / split[pid] / f"{pid}.txt",
+        )
+        for pid in usable
+    ]
+    return tasks, {pid: classes.get(pid, "") for pid in usable}
+
+
+def _write_tables(out: Path, records: list[dict], classes: dict[str, str], errors: list[tuple[str, str]]) -> None:
+    manifest = pd.DataFrame(records, columns=[c for c in MANIFEST_COLUMNS if c != "class"])
+    manifest["class"] = manifest["patientId"].map(classes).fillna("")
+    manifest["age"] = manifest["age"].astype("Int64")
+    manifest = manifest[MANIFEST_COLUMNS].sort_values("patientId", kind="stable")
+    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False, lineterminator="\n"))
+    errors_path = out / "errors.csv"
+    if errors:
+        table = pd.DataFrame(sorted(errors), columns=["file", "problem"])
+        atomic_write_text(errors_path, table.to_csv(index=False, lineterminator="\n"))
+    else:
+        errors_path.unlink(missing_ok=True)
+
+
+def convert_rsna(
+    images_dir: Path,
+    labels_csv: Path,
+    out: Path,
+    *,
+    class_info: Path | None = None,
+    settings: ConvertSettings = ConvertSettings(),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ConvertReport:
+    """Convert RSNA DICOMs and labels into a YOLO dataset under ``out`` (see the module docstring).
+
+    Bad inputs (corrupt DICOMs, unusable label rows, unmatched patients, unsafe IDs) are
+    listed in the report and ``errors.csv``; everything else is converted. Raises
+    :class:`ConvertError` only for problems that stop the whole run.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    images_dir, labels_csv, out = Path(images_dir), Path(labels_csv), Path(out).absolute()
+    if not images_dir.is_dir():
+        raise ConvertError(f"--images {images_dir} is not a folder")
+    report = ConvertReport(out=out)
+    _check_output_folder(out, settings, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / SETTINGS_FILE, json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n")
+    remove_stale_temp_files(out)
+    tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)
+    _remove_unplanned(out, tasks)
+    for split in SPLITS:
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+
+    records: list[dict] = []
+    task_files = {task.patient_id: task.dicom for task in tasks}
+    outcomes = run_tasks(tasks, settings, workers or os.cpu_count() or 1)
+    for outcome in tqdm(outcomes, total=len(tasks), desc="convert", unit="img", disable=not progress):
+        report.warnings.extend(outcome.warnings)
+        if outcome.status == "failed":
+            report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
+            continue
+        records.append(outcome.record)  # type: ignore[arg-type]
+        report.converted += outcome.status == "converted"
+        report.skipped += outcome.status == "skipped"
+
+    _write_tables(out, records, classes, report.errors)
+    atomic_write_text(out / "data.yaml", data_yaml_text(out, settings.channels))
+    report.elapsed_s = time.perf_counter() - started
+    return report

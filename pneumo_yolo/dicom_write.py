@@ -1,0 +1,215 @@
+"""Writing radiograph DICOMs: the real RSNA format and the variants a reader must accept.
+
+The RSNA files are JPEG Baseline (``1.2.840.10008.1.2.4.50``), MONOCHROME2, 8 bits, one
+encapsulated frame, Secondary Capture, with no Rescale or Window tags. pydicom 3 has no
+JPEG Baseline encoder, so Pillow encodes the frame and :func:`pydicom.encaps.encapsulate`
+wraps it. Uncompressed variants (Explicit or Implicit VR Little Endian, MONOCHROME1,
+12–16-bit data, Rescale and Window tags) let tests exercise every reader path.
+
+UIDs and the pixel spacing are derived from the patient ID, so the same inputs always give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .paths import atomic_write_bytes
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+TRANSFER_SYNTAXES = {"jpeg": JPEG_BASELINE, "explicit": EXPLICIT_VR_LE, "implicit": IMPLICIT_VR_LE}
+PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+JPEG_QUALITY = 90
+PIXEL_SPACING_RANGE = (0.115, 0.199)
+
+
+def derived_uid(patient_id: str, role: str) -> str:
+    """A UID under ``2.25`` made from ``patient_id`` and ``role`` (``study``, ``series``, ``sop``).
+
+    >>> derived_uid("p1", "sop") == derived_uid("p1", "sop") != derived_uid("p1", "study")
+    True
+    """
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(prefix=None, entropy_srcs=[patient_id, role]))
+
+
+def pixel_spacing(patient_id: str) -> float:
+    """A pixel spacing in mm within RSNA's range (0.115–0.199), fixed by ``patient_id``."""
+    fraction = int.from_bytes(hashlib.sha256(patient_id.encode()).digest()[:8], "big") / 2**64
+    low, high = PIXEL_SPACING_RANGE
+    return round(low + fraction * (high - low), 3)
+
+
+def encode_jpeg_baseline(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """Encode a 2-D uint8 image as a baseline (not progressive) 8-bit grayscale JPEG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=quality, progressive=False)
+    return buffer.getvalue()
+
+
+def _check_pixels(pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None) -> int:
+    """Validate the arguments of :func:`write_dicom`; return the bits stored."""
+    if transfer_syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, not {transfer_syntax!r}")
+    if photometric not in PHOTOMETRICS:
+        raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {photometric!r}")
+    if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"pixels must be a 2-D uint8 or uint16 array, got {pixels.dtype} of shape {pixels.shape}")
+    allocated = pixels.dtype.itemsize * 8
+    bits = allocated if bits_stored is None else bits_stored
+    if not 1 <= bits <= allocated:
+        raise ValueError(f"bits_stored must be between 1 and {allocated} for {pixels.dtype} pixels, not {bits}")
+    if pixels.size and int(pixels.max()) >= 2**bits:
+        raise ValueError(f"pixel value {int(pixels.max())} does not fit in {bits} bits stored")
+    if transfer_syntax == "jpeg" and (pixels.dtype != np.uint8 or bits != 8):
+        raise ValueError("JPEG Baseline holds 8-bit data only: pass uint8 pixels with bits_stored 8")
+    return bits
+
+
+def build_dataset(
+    pixels: np.ndarray,
+    patient_id: str,
+    *,
+    transfer_syntax: str = "jpeg",
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    view_position: str = "PA",
+    sex: str = "M",
+    age: str = "51",
+):
+    """Build the :class:`pydicom.FileDataset` that :func:`write_dicom` saves (same arguments)."""
+    from pydicom import config
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+
+    bits = _check_pixels(pixels, transfer_syntax, photometric, bits_stored)
+    sop_uid = derived_uid(patient_id, "sop")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = TRANSFER_SYNTAXES[transfer_syntax]
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = SECONDARY_CAPTURE
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate = "19010101"
+    ds.StudyTime = "000000.00"
+    ds.AccessionNumber = ""
+    ds.Modality = "CR"
+    ds.ConversionType = "WSD"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesDescription = f"view: {view_position}"
+    ds.PatientName = patient_id
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = sex
+    ds.add(DataElement(0x00101010, "AS", age, validation_mode=config.IGNORE))  # RSNA's bare "51"
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = view_position
+    ds.StudyInstanceUID = derived_uid(patient_id, "study")
+    ds.SeriesInstanceUID = derived_uid(patient_id, "series")
+    ds.StudyID = ""
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.PatientOrientation = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = pixels.shape
+    spacing = pixel_spacing(patient_id)
+    ds.PixelSpacing = [spacing, spacing]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if rescale is not None:
+        ds.RescaleIntercept = rescale[1]
+        ds.RescaleSlope = rescale[0]
+    if transfer_syntax == "jpeg":
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+        ds.PixelData = encapsulate([encode_jpeg_baseline(pixels)])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    else:
+        ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OB" if pixels.dtype == np.uint8 else "OW"
+    return ds
+
+
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    *,
+    patient_id: str | None = None,
+    transfer_syntax: str = "jpeg",
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    view_position: str = "PA",
+    sex: str = "M",
+    age: str = "51",
+) -> None:
+    """Write ``pixels`` (2-D uint8 or uint16, stored as given) as a single-frame radiograph DICOM.
+
+    The defaults give a file in the exact RSNA format (JPEG Baseline, MONOCHROME2, 8 bits, no
+    Rescale or Window tags, ``PatientID = PatientName = patient_id``).
+
+    Args:
+        path: the ``.dcm`` file to write (folders are created; the write is atomic).
+        pixels: stored values; a non-square array gives a non-square image.
+        patient_id: ``PatientID`` and ``PatientName``; default ``path``'s stem.
+        transfer_syntax: ``"jpeg"`` (JPEG Baseline, 8-bit only), ``"explicit"`` (Explicit VR
+            Little Endian) or ``"implicit"`` (Implicit VR Little Endian).
+        photometric: ``"MONOCHROME2"`` or ``"MONOCHROME1"`` (the tag only; values are as given).
+        bits_stored: default 8 for uint8 and 16 for uint16 (e.g. 12 for 12-bit data in uint16).
+        rescale: ``(RescaleSlope, RescaleIntercept)``, written only when given.
+        window: ``(WindowCenter, WindowWidth)``, written only when given.
+        view_position: ``ViewPosition``; ``SeriesDescription`` is ``view: <it>``.
+        sex: ``PatientSex``.
+        age: ``PatientAge``, a bare number string as in RSNA (``"51"``).
+
+    Raises:
+        ValueError: unknown transfer syntax or photometric, a non-2-D or non-uint8/16 array,
+            values that do not fit ``bits_stored``, or JPEG asked for non-8-bit data.
+
+    Example:
+        >>> write_dicom(Path("x/p1.dcm"), np.zeros((512, 400), np.uint16), transfer_syntax="explicit",
+        ...             bits_stored=12, window=(2048, 4096))  # doctest: +SKIP
+    """
+    from pydicom import dcmwrite
+
+    path = Path(path)
+    ds = build_dataset(
+        pixels,
+        path.stem if patient_id is None else patient_id,
+        transfer_syntax=transfer_syntax,
+        photometric=photometric,
+        bits_stored=bits_stored,
+        rescale=rescale,
+        window=window,
+        view_position=view_position,
+        sex=sex,
+        age=age,
+    )
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    atomic_write_bytes(path, buffer.getvalue())

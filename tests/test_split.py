@@ -1,0 +1,51 @@
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pneumo_yolo.labels import read_class_info
+from pneumo_yolo.split import assign_folds, assign_split, fold_split
+
+RSNA = Path(__file__).resolve().parents[2] / "shared" / "rsna"
+
+
+@pytest.fixture(scope="module")
+def classes() -> dict[str, str]:
+    return read_class_info(RSNA / "stage_2_detailed_class_info.csv")
+
+
+def shares(split: dict[str, str], classes: dict[str, str], part: str) -> dict[str, float]:
+    members = [classes[p] for p, s in split.items() if s == part]
+    return {c: n / len(members) for c, n in Counter(members).items()}
+
+
+def test_split_is_stratified_within_two_points(classes):
+    split = assign_split(classes, val_fraction=0.1, seed=0)
+    assert Counter(split.values())["val"] == pytest.approx(2_668, abs=3)
+    overall = {c: n / len(classes) for c, n in Counter(classes.values()).items()}
+    for part in ("train", "val"):
+        for name, share in shares(split, classes, part).items():
+            assert abs(share - overall[name]) < 0.02
+
+
+def test_split_is_deterministic_and_seeded(classes):
+    assert assign_split(classes, 0.1, seed=0) == assign_split(dict(reversed(classes.items())), 0.1, seed=0)
+    assert assign_split(classes, 0.1, seed=0) != assign_split(classes, 0.1, seed=1)
+
+
+def test_folds_partition_patients_and_are_stable(classes):
+    folds = assign_folds(classes, k=5, seed=3)
+    assert set(folds) == set(classes)
+    sizes = Counter(folds.values())
+    assert max(sizes.values()) - min(sizes.values()) <= 1
+    assert folds == assign_folds(dict(sorted(classes.items())), k=5, seed=3)
+    val_sets = [{p for p, s in fold_split(classes, 5, i, seed=3).items() if s == "val"} for i in range(5)]
+    assert sum(len(v) for v in val_sets) == len(classes)
+    assert set().union(*val_sets) == set(classes)
+
+
+def test_fold_arguments_are_checked():
+    with pytest.raises(ValueError, match="fold must be in 0..4"):
+        fold_split({"a": "x"}, 5, 5)
+    with pytest.raises(ValueError, match="k >= 2"):
+        assign_folds({"a": "x"}, 1)
