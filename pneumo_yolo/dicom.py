@@ -205,10 +205,12 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="End of file reached")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError:
         raise DicomReadError(path, "not a DICOM file (no DICM preamble)") from None
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as error:
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, UserWarning) as error:
         raise DicomReadError(path, f"corrupt or truncated DICOM ({type(error).__name__}: {error})") from None
     _check_decodable(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)

@@ -1,0 +1,58 @@
+"""Shared fixtures: small RSNA-format folders made with the project's own DICOM writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pneumo_yolo.dicom_write import write_dicom
+
+LABEL_HEADER = "patientId,x,y,width,height,Target"
+
+
+@dataclass
+class RsnaFolder:
+    """An RSNA-layout folder: ``images/`` of DICOMs and ``labels.csv``; ``boxes`` is the truth."""
+
+    root: Path
+    images: Path
+    labels: Path
+    boxes: dict[str, np.ndarray]
+    sizes: dict[str, tuple[int, int]]
+
+    def label_rows(self) -> list[str]:
+        rows = [LABEL_HEADER]
+        for pid, boxes in self.boxes.items():
+            rows += [f"{pid},{x:.1f},{y:.1f},{w:.1f},{h:.1f},1" for x, y, w, h in boxes] or [f"{pid},,,,,0"]
+        return rows
+
+    def write_labels(self, extra_rows: tuple[str, ...] = ()) -> None:
+        self.labels.write_text("\n".join(self.label_rows() + list(extra_rows)) + "\n")
+
+
+def make_rsna_folder(root: Path, n: int, seed: int = 0, size: int = 256) -> RsnaFolder:
+    """``n`` real-format (JPEG Baseline) DICOMs of ``size``², plus one 400×300 image, with boxes."""
+    rng = np.random.default_rng(seed)
+    folder = RsnaFolder(root, root / "stage_2_train_images", root / "stage_2_train_labels.csv", {}, {})
+    for index in range(n + 1):
+        pid = f"{seed:02d}{index:04d}-case"
+        width, height = (400, 300) if index == n else (size, size)
+        pixels = cv2.GaussianBlur(rng.integers(40, 200, (height, width), dtype=np.uint8), (0, 0), 2)
+        n_boxes = [0, 0, 1, 2][index % 4]
+        boxes = np.array(
+            [[rng.uniform(0, width / 2), rng.uniform(0, height / 2), rng.uniform(20, width / 2), rng.uniform(20, height / 2)] for _ in range(n_boxes)]
+        ).reshape(-1, 4).round(1)
+        write_dicom(folder.images / f"{pid}.dcm", pixels, view_position=["PA", "AP"][index % 2])
+        folder.boxes[pid] = boxes
+        folder.sizes[pid] = (width, height)
+    folder.write_labels()
+    return folder
+
+
+@pytest.fixture
+def rsna_folder(tmp_path: Path) -> RsnaFolder:
+    return make_rsna_folder(tmp_path / "rsna", n=12)

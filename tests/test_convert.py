@@ -1,0 +1,197 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from converters.rsna import ConvertError, ConvertSettings, convert_rsna
+from pneumo_yolo.boxes import clip_xywh, yolo_to_xywh
+from pneumo_yolo.cli import app
+
+from .conftest import RsnaFolder, make_rsna_folder
+
+
+def convert(folder: RsnaFolder, out: Path, **kwargs):
+    kwargs.setdefault("workers", 1)
+    kwargs.setdefault("progress", False)
+    return convert_rsna(folder.images, folder.labels, out, **kwargs)
+
+
+def read_yolo_labels(out: Path, split: str, pid: str) -> np.ndarray:
+    text = (out / "labels" / split / f"{pid}.txt").read_text()
+    rows = [line.split() for line in text.splitlines()]
+    assert all(row[0] == "0" for row in rows)
+    return np.array([[float(v) for v in row[1:]] for row in rows]).reshape(-1, 4)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("imgsz", [None, 128])
+def test_labels_match_source_boxes_within_one_pixel(rsna_folder, tmp_path, imgsz):
+    out = tmp_path / "out"
+    report = convert(rsna_folder, out, settings=ConvertSettings(imgsz=imgsz))
+    assert (report.converted, report.failed) == (13, 0)
+    manifest = pd.read_csv(out / "manifest.csv").set_index("patientId")
+    for pid, boxes in rsna_folder.boxes.items():
+        row = manifest.loc[pid]
+        width, height = rsna_folder.sizes[pid]
+        assert (row.width, row.height, row.n_boxes) == (width, height, len(boxes))
+        image = cv2.imread(str(out / "images" / row.split / f"{pid}.png"), cv2.IMREAD_UNCHANGED)
+        assert image.dtype == np.uint8 and image.ndim == 2
+        assert max(image.shape) == (imgsz or max(width, height))
+        written = yolo_to_xywh(read_yolo_labels(out, row.split, pid), width, height)
+        np.testing.assert_allclose(written, clip_xywh(boxes, width, height), atol=1.0)
+
+
+def test_manifest_carries_header_fields_and_no_patient_name(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert list(manifest.columns) == ["patientId", "split", "width", "height", "n_boxes", "class", "view_position", "sex", "age"]
+    assert set(manifest.view_position) == {"PA", "AP"} and set(manifest.age) == {51}
+    png = (out / "images" / manifest.split[0] / f"{manifest.patientId[0]}.png").read_bytes()
+    chunks, offset = [], 8
+    while offset < len(png):
+        length = int.from_bytes(png[offset : offset + 4], "big")
+        chunks.append(png[offset + 4 : offset + 8].decode())
+        offset += 12 + length
+    assert set(chunks) == {"IHDR", "IDAT", "IEND"}
+
+
+def test_split_by_patient_with_class_info(tmp_path):
+    folder = make_rsna_folder(tmp_path / "rsna", n=40)
+    classes = tmp_path / "classes.csv"
+    rows = ["patientId,class"] + [f"{pid},{'Lung Opacity' if len(b) else 'Normal'}" for pid, b in folder.boxes.items()]
+    classes.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    convert(folder, out, class_info=classes, settings=ConvertSettings(val_fraction=0.25))
+    manifest = pd.read_csv(out / "manifest.csv")
+    val = manifest[manifest.split == "val"]
+    n_positive = sum(len(b) > 0 for b in folder.boxes.values())
+    assert len(val) == round(n_positive * 0.25) + round((41 - n_positive) * 0.25)
+    assert set(val["class"]) == {"Lung Opacity", "Normal"}
+    train_ids = {p.stem for p in (out / "images" / "train").glob("*.png")}
+    val_ids = {p.stem for p in (out / "images" / "val").glob("*.png")}
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 41
+
+
+def test_k_fold_validation_folds_cover_every_patient_once(rsna_folder, tmp_path):
+    seen: list[str] = []
+    for fold in range(3):
+        out = tmp_path / f"fold{fold}"
+        convert(rsna_folder, out, settings=ConvertSettings(folds=3, fold=fold))
+        seen += [p.stem for p in (out / "images" / "val").glob("*.png")]
+    assert sorted(seen) == sorted(rsna_folder.boxes)
+
+
+def test_bad_inputs_are_named_and_the_rest_converts(rsna_folder, tmp_path):
+    images = rsna_folder.images
+    (images / "notdicom.dcm").write_text("hello")
+    good = next(iter(sorted(images.glob("*.dcm"))))
+    data = good.read_bytes()
+    (images / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    nopixels = pydicom.dcmread(good)
+    del nopixels.PixelData
+    nopixels.save_as(images / "nopixels.dcm")
+    (images / "nolabel.dcm").write_bytes(data)
+    rsna_folder.write_labels(
+        (
+            "notdicom,,,,,0",
+            "truncated,,,,,0",
+            "nopixels,,,,,0",
+            "textsize,1,1,abc,5,1",
+            "nansize,1,1,nan,5,1",
+            "negsize,1,1,-5,5,1",
+            "../escape,1,1,5,5,1",
+            "/abs/path,1,1,5,5,1",
+            "nodicom,,,,,0",
+        )
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["convert", "--images", str(images), "--labels", str(rsna_folder.labels), "--out", str(out), "--workers", "2"]
+    )
+    assert result.exit_code == 1
+    errors = pd.read_csv(out / "errors.csv")
+    problems = dict(zip(errors.file.map(lambda f: Path(f).name) + "|" + errors.problem.str[:60], errors.problem))
+    text = "\n".join(problems)
+    assert "notdicom.dcm|not a DICOM file" in text
+    assert "truncated.dcm|corrupt or truncated" in text
+    assert "nopixels.dcm|DICOM has no pixel data" in text
+    assert "nolabel.dcm|no label row for this patient" in text
+    for pid, message in [
+        ("textsize", "non-numeric"),
+        ("nansize", "NaN"),
+        ("negsize", "negative width or height"),
+        ("../escape", "not a safe file name"),
+        ("/abs/path", "not a safe file name"),
+        ("nodicom", "has label rows but no DICOM"),
+    ]:
+        assert any(pid in p and message in p for p in errors.problem), pid
+    assert len(errors) == 10
+    for name in ("notdicom.dcm", "truncated.dcm", "nopixels.dcm", "nolabel.dcm", "'textsize'", "'../escape'"):
+        assert name in result.output
+    assert "converted 13, skipped 0 (already done), failed 10" in result.output
+    assert len(list((out / "images").rglob("*.png"))) == 13
+    assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.rglob("escape*"))
+
+
+def test_rerun_skips_finished_images(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out)
+    before = snapshot(out)
+    report = convert(rsna_folder, out)
+    assert (report.converted, report.skipped) == (0, 13)
+    assert snapshot(out) == before
+
+
+def test_other_settings_are_refused_unless_overwrite(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=128))
+    with pytest.raises(ConvertError, match=r"imgsz=128 \(now 64\).*--overwrite"):
+        convert(rsna_folder, out, settings=ConvertSettings(imgsz=64))
+    report = convert(rsna_folder, out, settings=ConvertSettings(imgsz=64), overwrite=True)
+    assert report.converted == 13
+    assert {cv2.imread(str(p)).shape[1] for p in (out / "images").rglob("*.png")} <= {64}
+
+
+def test_a_foreign_folder_is_not_written_into(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.docx").write_text("precious")
+    with pytest.raises(ConvertError, match="not written by pneumo-yolo convert"):
+        convert(rsna_folder, out)
+    assert (out / "thesis.docx").read_text() == "precious"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, stop):
+    folder = make_rsna_folder(tmp_path / "rsna", n=60, size=512)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pneumo_yolo", "convert", "--images", str(folder.images), "--labels", str(folder.labels), "--out", str(out), "--workers", "1"]
+    subprocess.run(command, check=True, capture_output=True)
+    clean = snapshot(out)
+
+    for path in sorted(out.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((out / "labels").rglob("*.txt"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(process.pid, stop)
+    process.wait()
+    partial = list((out / "images").rglob("*.png"))
+    assert 5 <= len(partial) < 61 and not (out / "manifest.csv").exists()
+
+    subprocess.run(command, check=True, capture_output=True)
+    assert snapshot(out) == clean
