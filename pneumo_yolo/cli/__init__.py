@@ -1,6 +1,7 @@
 """Command line: ``pneumo-yolo <command>``. Each module here only parses arguments and calls the library."""
 
 from . import data  # noqa: F401  (registers commands)
+from . import scoring  # noqa: F401  (registers commands)
 from .app import app
 
 

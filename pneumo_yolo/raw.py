@@ -1,0 +1,299 @@
+"""The raw detections table: every box a model found, before post-processing.
+
+``predict --save-raw`` writes it and ``tune`` reads it. One row per detection::
+
+    patientId,conf,x1,y1,x2,y2,width,height
+    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.8123,264.0,152.0,477.5,531.0,1024,1024
+    00313ee0-9eaa-42f4-b0ab-c148ed3241cd,,,,,,1024,1024
+
+- ``x1 y1 x2 y2``: box corners in pixels of the original image;
+- ``width``, ``height``: the original image size, the same on every row of a patient;
+- a patient with no detection has one row with empty ``conf`` and box fields, so the set of
+  predicted patients is known.
+
+The format follows the file suffix: ``.csv`` or ``.parquet``. :class:`RawWriter` appends
+image by image; :func:`read_raw` checks the table and returns :class:`RawDetections`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .boxes import as_boxes
+from .paths import TEMP_SUFFIX, UnsafeIdError, check_patient_id
+
+RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height")
+_VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
+_FORMATS = (".csv", ".parquet")
+_ROWS_PER_FLUSH = 65_536
+
+
+class RawFileError(ValueError):
+    """A raw detections table that cannot be used; the message names the file and the problem."""
+
+
+class RawImage(NamedTuple):
+    """Detections of one image: ``(N, 4)`` ``xyxy`` original pixels, ``(N,)`` scores, original size."""
+
+    patient_id: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    width: float
+    height: float
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in _FORMATS:
+        raise RawFileError(f"{path}: unknown raw detections format {path.suffix!r}; use .csv or .parquet")
+    return suffix
+
+
+def _image_columns(image: RawImage) -> dict[str, list]:
+    """Columns of one image's rows: one row per box, or one empty row when there is none."""
+    check_patient_id(image.patient_id)
+    boxes = as_boxes(image.boxes)
+    scores = np.asarray(image.scores, dtype=np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise ValueError(f"patient {image.patient_id}: {len(boxes)} boxes but {len(scores)} scores")
+    if not (math.isfinite(image.width) and math.isfinite(image.height) and image.width > 0 and image.height > 0):
+        raise ValueError(f"patient {image.patient_id}: image size {image.width}×{image.height} is not positive")
+    values = np.c_[scores, boxes] if len(scores) else np.full((1, 5), np.nan)
+    n = len(values)
+    columns: dict[str, list] = {"patientId": [image.patient_id] * n}
+    columns.update({name: values[:, i].tolist() for i, name in enumerate(_VALUE_COLUMNS)})
+    columns["width"] = [float(image.width)] * n
+    columns["height"] = [float(image.height)] * n
+    return columns
+
+
+def _arrow_schema():
+    """Parquet schema of the table: ``patientId`` string, every other column float64."""
+    import pyarrow as pa
+
+    return pa.schema([("patientId", pa.string())] + [(name, pa.float64()) for name in RAW_COLUMNS[1:]])
+
+
+class RawWriter:
+    """Append detections image by image to a ``.csv`` or ``.parquet`` table.
+
+    The table is written under a temporary name and renamed into place on :meth:`close`, so an
+    interrupted run leaves no half-written table. A patient may be added only once.
+
+    >>> with RawWriter(Path("raw.parquet")) as writer:  # doctest: +SKIP
+    ...     writer.add(RawImage("patient-1", boxes_xyxy, scores, 1024, 1024))
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._format = _format(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._seen: set[str] = set()
+        self._buffer: dict[str, list] = {name: [] for name in RAW_COLUMNS}
+        self._parquet = None
+        self._csv = None
+        if self._format == ".csv":
+            self._csv = open(self._tmp, "w", encoding="utf-8", newline="\n")
+            self._csv.write(",".join(RAW_COLUMNS) + "\n")
+
+    def add(self, image: RawImage) -> None:
+        """Append one image's detections (an empty ``boxes`` records a patient with none)."""
+        if image.patient_id in self._seen:
+            raise ValueError(f"{self.path}: patient {image.patient_id} was already written")
+        columns = _image_columns(image)
+        self._seen.add(image.patient_id)
+        for name in RAW_COLUMNS:
+            self._buffer[name].extend(columns[name])
+        if len(self._buffer["patientId"]) >= _ROWS_PER_FLUSH:
+            self._flush()
+
+    def add_all(self, images: Iterable[RawImage]) -> None:
+        """Append every image of ``images``."""
+        for image in images:
+            self.add(image)
+
+    def _flush(self) -> None:
+        if not self._buffer["patientId"]:
+            return
+        frame = pd.DataFrame(self._buffer, columns=list(RAW_COLUMNS))
+        if self._csv is not None:
+            frame.to_csv(self._csv, header=False, index=False, lineterminator="\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._tmp, _arrow_schema())
+            self._parquet.write_table(pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False))
+        self._buffer = {name: [] for name in RAW_COLUMNS}
+
+    def close(self) -> None:
+        """Write what is buffered and move the table into place."""
+        self._flush()
+        if self._csv is not None:
+            self._csv.close()
+        elif self._parquet is None:
+            import pyarrow.parquet as pq
+
+            pq.write_table(_arrow_schema().empty_table(), self._tmp)
+        else:
+            self._parquet.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial table."""
+        if self._csv is not None:
+            self._csv.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RawWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_raw(path: Path, images: Iterable[RawImage] | pd.DataFrame) -> None:
+    """Write a whole table at once, from :class:`RawImage` items or from a DataFrame in this format."""
+    if isinstance(images, pd.DataFrame):
+        images = RawDetections.from_frame(images, source="DataFrame").images()
+    with RawWriter(path) as writer:
+        writer.add_all(images)
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """A checked raw table as flat arrays.
+
+    ``patient_ids`` and ``sizes`` (``(n, 2)`` width, height) are per image, in first-seen
+    order; ``image`` (index into ``patient_ids``), ``scores`` and ``boxes`` (``xyxy``) are
+    per detection.
+    """
+
+    patient_ids: tuple[str, ...]
+    sizes: np.ndarray
+    image: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, source: str) -> RawDetections:
+        """Check a table in this format (``source`` names it in errors) and convert it."""
+        missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+        if missing:
+            raise RawFileError(f"{source}: missing column(s) {', '.join(missing)}; expected {','.join(RAW_COLUMNS)}")
+        ids = frame["patientId"]
+        if ids.isna().any():
+            raise RawFileError(f"{source}: {_where(frame, ids.isna())}: patientId is empty")
+        ids = ids.astype(str)
+        for pid in ids.unique():
+            try:
+                check_patient_id(pid)
+            except UnsafeIdError as error:
+                raise RawFileError(f"{source}: {_where(frame, ids == pid)}: {error}") from None
+        try:
+            numbers = frame[list(RAW_COLUMNS[1:])].apply(pd.to_numeric, errors="raise").astype(np.float64)
+        except (ValueError, TypeError) as error:
+            raise RawFileError(f"{source}: a value column holds something that is not a number ({error})") from None
+        values = numbers[_VALUE_COLUMNS].to_numpy()
+        blank = np.isnan(values).all(axis=1)
+        sizes = numbers[["width", "height"]].to_numpy()
+        checks = [
+            (np.isnan(values).any(axis=1) & ~blank, "conf and box fields must all be given, or all be empty"),
+            (~blank & ~np.isfinite(values).all(axis=1), "conf or box value is infinite"),
+            (~blank & ((values[:, 0] < 0) | (values[:, 0] > 1)), "conf outside [0, 1]"),
+            (~blank & ((values[:, 3] < values[:, 1]) | (values[:, 4] < values[:, 2])), "x2 < x1 or y2 < y1"),
+            (~(np.isfinite(sizes).all(axis=1) & (sizes > 0).all(axis=1)), "width and height must be positive numbers"),
+        ]
+        for bad, problem in checks:
+            if bad.any():
+                raise RawFileError(f"{source}: {_where(frame, bad)}: {problem}")
+        codes, uniques = pd.factorize(ids, sort=False)
+        first = np.unique(codes, return_index=True)[1]
+        per_image_sizes = sizes[first]
+        inconsistent = (sizes != per_image_sizes[codes]).any(axis=1)
+        if inconsistent.any():
+            raise RawFileError(f"{source}: {_where(frame, inconsistent)}: width/height differ between rows of one patient")
+        detection = ~blank
+        return cls(
+            patient_ids=tuple(uniques),
+            sizes=per_image_sizes,
+            image=codes[detection].astype(np.int64),
+            scores=values[detection, 0],
+            boxes=values[detection, 1:],
+        )
+
+    @classmethod
+    def from_images(cls, images: Iterable[RawImage]) -> RawDetections:
+        """Build from :class:`RawImage` items (checked like a table)."""
+        columns: dict[str, list] = {name: [] for name in RAW_COLUMNS}
+        seen: set[str] = set()
+        for image in images:
+            if image.patient_id in seen:
+                raise ValueError(f"patient {image.patient_id} appears in more than one RawImage")
+            seen.add(image.patient_id)
+            for name, values in _image_columns(image).items():
+                columns[name].extend(values)
+        return cls.from_frame(pd.DataFrame(columns, columns=list(RAW_COLUMNS)), source="detections")
+
+    def __len__(self) -> int:
+        return len(self.patient_ids)
+
+    def select(self, keep: np.ndarray) -> RawDetections:
+        """The images where the boolean ``keep`` (one per image) is true, with their detections."""
+        keep = np.asarray(keep, dtype=bool)
+        new_index = np.cumsum(keep) - 1
+        rows = keep[self.image]
+        return RawDetections(
+            patient_ids=tuple(pid for pid, k in zip(self.patient_ids, keep) if k),
+            sizes=self.sizes[keep],
+            image=new_index[self.image[rows]],
+            scores=self.scores[rows],
+            boxes=self.boxes[rows],
+        )
+
+    def images(self) -> Iterable[RawImage]:
+        """Each image's detections, in table order."""
+        order = np.argsort(self.image, kind="stable")
+        bounds = np.searchsorted(self.image[order], np.arange(len(self) + 1))
+        for i, pid in enumerate(self.patient_ids):
+            rows = order[bounds[i] : bounds[i + 1]]
+            yield RawImage(pid, self.boxes[rows], self.scores[rows], float(self.sizes[i, 0]), float(self.sizes[i, 1]))
+
+
+def _where(frame: pd.DataFrame, bad: np.ndarray | pd.Series) -> str:
+    """``row N (patient ID)`` of the first bad row; N counts data rows from 1."""
+    position = int(np.flatnonzero(np.asarray(bad))[0])
+    return f"row {position + 1} (patient {frame['patientId'].iloc[position]})"
+
+
+def read_raw(path: Path) -> RawDetections:
+    """Read and check a raw detections table (``.csv`` or ``.parquet``)."""
+    path = Path(path)
+    kind = _format(path)
+    try:
+        if kind == ".csv":
+            frame = pd.read_csv(path, dtype={"patientId": str}, encoding="utf-8")
+        else:
+            frame = pd.read_parquet(path)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise RawFileError(f"{path}: cannot be read as a {kind[1:]} table ({error})") from error
+    return RawDetections.from_frame(frame, source=str(path))

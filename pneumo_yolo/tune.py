@@ -1,0 +1,263 @@
+"""Search the post-processing settings that maximise the RSNA metric on raw detections.
+
+The grid spans the confidence threshold, the merge method with its IoU, and the shrink
+factor; ``max_boxes`` and ``min_relative_score`` come from the base configuration. Every
+grid point scores exactly what :func:`~pneumo_yolo.postprocess.postprocess` followed by
+:func:`~pneumo_yolo.metric.evaluate` would, but work is shared between points:
+
+- a threshold keeps a prefix of each image's boxes sorted by score, so each image is merged
+  once per distinct prefix, not once per threshold;
+- greedy NMS of a prefix is the full NMS cut to that prefix, so NMS runs once per image;
+- shrinking and scoring run on flat arrays of all images at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from .boxes import shrink_xyxy, xyxy_to_xywh
+from .metric import MetricResult, evaluate, score_images, summarise
+from .postprocess import MERGE_METHODS, PostprocessConfig, clean, limit, merge, nms_keep, postprocess
+from .raw import RawDetections
+from .submission import ScoringSet
+
+DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))
+DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
+    ("none", 0.0),
+    ("nms", 0.3),
+    ("nms", 0.4),
+    ("nms", 0.5),
+    ("wbf", 0.4),
+    ("wbf", 0.5),
+    ("wbf", 0.6),
+)
+DEFAULT_SHRINK = (1.0, 0.95, 0.9, 0.875, 0.85, 0.83, 0.8)
+
+
+@dataclass(frozen=True)
+class TuneGrid:
+    """Values to try. ``merges`` holds ``(method, iou)`` pairs; the IoU of ``"none"`` is ignored."""
+
+    conf: tuple[float, ...] = DEFAULT_CONF
+    merges: tuple[tuple[str, float], ...] = DEFAULT_MERGES
+    shrink: tuple[float, ...] = DEFAULT_SHRINK
+
+    def __post_init__(self) -> None:
+        if not (self.conf and self.merges and self.shrink):
+            raise ValueError("every grid axis (conf, merges, shrink) needs at least one value")
+        for method, iou in self.merges:
+            PostprocessConfig(merge=method, merge_iou=iou if method != "none" else 0.5)
+        for conf in self.conf:
+            PostprocessConfig(conf=conf)
+        for factor in self.shrink:
+            PostprocessConfig(shrink=factor)
+
+    def __len__(self) -> int:
+        return len(self.conf) * len(self.merges) * len(self.shrink)
+
+
+def parse_numbers(text: str) -> tuple[float, ...]:
+    """``"0.1,0.2, 0.3"`` → ``(0.1, 0.2, 0.3)``; raises ``ValueError`` naming a bad item."""
+    values = []
+    for item in text.split(","):
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is not a number (expected a comma-separated list like 0.1,0.2)") from None
+    return tuple(values)
+
+
+def parse_merges(text: str) -> tuple[tuple[str, float], ...]:
+    """``"none,nms:0.4,wbf:0.5"`` → ``(("none", 0.0), ("nms", 0.4), ("wbf", 0.5))``."""
+    merges = []
+    for item in (part.strip() for part in text.split(",")):
+        method, _, iou = item.partition(":")
+        if method not in MERGE_METHODS or (method != "none" and not iou):
+            raise ValueError(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
+        merges.append((method, parse_numbers(iou)[0] if iou else 0.0))
+    return tuple(merges)
+
+
+def _describe(config: PostprocessConfig) -> str:
+    merge = "no merge" if config.merge == "none" else f"{config.merge} at IoU {config.merge_iou:g}"
+    return f"conf ≥ {config.conf:g}, {merge}, shrink {config.shrink:g}"
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    """All grid points (``table``, best first) and the best and base configurations with their scores.
+
+    ``n_images`` counts the images tuned on, including negatives left out of the mean
+    because no box was kept on them.
+    """
+
+    n_images: int
+    table: pd.DataFrame
+    best: PostprocessConfig
+    best_result: MetricResult
+    base: PostprocessConfig
+    base_result: MetricResult
+    elapsed_s: float
+
+    def summary(self, top: int = 10) -> str:
+        """The base and best configurations with their scores, then the ``top`` best grid points."""
+        gain = self.best_result.score - self.base_result.score
+        lines = [
+            f"scored {len(self.table):,} configurations on {self.n_images:,} image(s) in {self.elapsed_s:.1f} s",
+            f"default  {self.base_result.score:.4f}  {_describe(self.base)}",
+            f"best     {self.best_result.score:.4f}  {_describe(self.best)}  ({gain:+.4f})",
+            "",
+            " rank   score   conf  merge      shrink  positives  negatives with boxes",
+        ]
+        for rank, row in enumerate(self.table.head(top).itertuples(), start=1):
+            merge = "none" if row.merge == "none" else f"{row.merge} {row.merge_iou:.2f}"
+            lines.append(
+                f"{rank:5d}  {row.score:.4f}  {row.conf:5.2f}  {merge:<9}  {row.shrink:6.3f}  {row.score_positive:9.4f}  {row.negative_fp_share:20.1%}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class _Merged:
+    """Detections after merge and limit, for every (image, prefix length) pair that a threshold needs."""
+
+    image: list[np.ndarray] = field(default_factory=list)
+    prefix: list[np.ndarray] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, image: int, prefix: int, boxes: np.ndarray, scores: np.ndarray) -> None:
+        self.image.append(np.full(len(scores), image, dtype=np.int64))
+        self.prefix.append(np.full(len(scores), prefix, dtype=np.int64))
+        self.scores.append(scores)
+        self.boxes.append(boxes)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if not self.scores:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))
+        return np.concatenate(self.image), np.concatenate(self.prefix), np.concatenate(self.scores), np.concatenate(self.boxes)
+
+
+def _merge_prefixes(
+    images: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float]]],
+    prefixes: np.ndarray,
+    method: str,
+    iou: float,
+    base: PostprocessConfig,
+) -> _Merged:
+    """Merge and limit each image's ``k`` best boxes for every distinct ``k`` in its row of ``prefixes``."""
+    merged = _Merged()
+    for i, (boxes, scores, size) in enumerate(images):
+        wanted = np.unique(prefixes[i])
+        wanted = wanted[wanted > 0]
+        if method == "nms" and len(wanted):
+            keep = nms_keep(boxes[: wanted[-1]], iou)
+        for k in wanted:
+            if method == "nms":
+                b, s = boxes[:k][keep[:k]], scores[:k][keep[:k]]
+            else:
+                b, s = merge(boxes[:k], scores[:k], size, method, iou)
+            b, s = limit(b, s, base.max_boxes, base.min_relative_score)
+            merged.add(i, int(k), b, s)
+    return merged
+
+
+def images_to_score(raw: RawDetections, scoring: ScoringSet) -> tuple[RawDetections, list[str]]:
+    """The raw images that ``scoring`` covers, and notes on what was left out.
+
+    A raw patient outside the labels raises ``ValueError``; one in the labels but outside the
+    scored set (another split) is left out, as is a scored patient with no raw row.
+    """
+    unknown = [pid for pid in raw.patient_ids if pid not in scoring.label_ids]
+    if unknown:
+        raise ValueError(f"{len(unknown)} patient(s) of the raw detections are not in the labels, e.g. {unknown[0]}")
+    keep = np.array([pid in scoring.boxes for pid in raw.patient_ids], dtype=bool)
+    notes = []
+    if not keep.all():
+        notes.append(f"{int((~keep).sum()):,} raw patient(s) outside the scored set left out")
+    absent = len(scoring.boxes) - int(keep.sum())
+    if absent:
+        notes.append(f"{absent:,} scored patient(s) have no raw rows and are left out")
+    return raw.select(keep), notes
+
+
+def score_config(raw: RawDetections, ground_truth: Mapping[str, np.ndarray], config: PostprocessConfig) -> MetricResult:
+    """Score one configuration by running :func:`postprocess` image by image (the reference for :func:`tune`)."""
+    predictions = {}
+    for image in raw.images():
+        boxes, scores = postprocess(image.boxes, image.scores, config, original_size=(image.width, image.height))
+        predictions[image.patient_id] = np.c_[scores, xyxy_to_xywh(boxes)]
+    return evaluate({pid: ground_truth[pid] for pid in raw.patient_ids}, predictions)
+
+
+def tune(
+    raw: RawDetections,
+    ground_truth: Mapping[str, np.ndarray],
+    base: PostprocessConfig | None = None,
+    grid: TuneGrid | None = None,
+) -> TuneReport:
+    """Score every grid point on the images of ``raw`` (each must be in ``ground_truth``, else ``ValueError``).
+
+    ``base`` (default :class:`PostprocessConfig`) gives the settings outside the grid and is
+    scored too, for comparison.
+    """
+    start = time.perf_counter()
+    base = base or PostprocessConfig()
+    grid = grid or TuneGrid()
+    missing = [pid for pid in raw.patient_ids if pid not in ground_truth]
+    if missing:
+        raise ValueError(f"{len(missing)} patient(s) of the raw detections have no ground truth, e.g. {missing[0]}")
+    if not len(raw):
+        raise ValueError("the raw detections hold no image to tune on")
+    images = [
+        (*clean(image.boxes, image.scores, (image.width, image.height)), (image.width, image.height))
+        for image in raw.images()
+    ]
+    conf = np.asarray(grid.conf, dtype=np.float64)
+    prefixes = np.array([np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64)
+
+    gt_arrays = [np.asarray(ground_truth[pid], dtype=np.float64).reshape(-1, 4) for pid in raw.patient_ids]
+    gt_image = np.repeat(np.arange(len(gt_arrays)), [len(b) for b in gt_arrays])
+    gt_boxes = np.concatenate(gt_arrays)
+    positive = np.array([len(b) > 0 for b in gt_arrays])
+
+    rows = []
+    results: dict[tuple[int, int, int], MetricResult] = {}
+    for m, (method, iou) in enumerate(grid.merges):
+        image, prefix, scores, boxes = _merge_prefixes(images, prefixes, method, iou, base).arrays()
+        for c in range(len(conf)):
+            chosen = prefix == prefixes[image, c]
+            for s, factor in enumerate(grid.shrink):
+                xywh = xyxy_to_xywh(shrink_xyxy(boxes[chosen], factor))
+                per_image = score_images(len(images), gt_image, gt_boxes, image[chosen], scores[chosen], xywh)
+                result = summarise(per_image, positive)
+                results[m, c, s] = result
+                rows.append((m, c, s, result.score, float(conf[c]), method, iou if method != "none" else float("nan"), factor, result.score_positive, result.negative_fp_share))
+
+    table = pd.DataFrame(rows, columns=["m", "c", "s", "score", "conf", "merge", "merge_iou", "shrink", "score_positive", "negative_fp_share"])
+    table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    top = table.iloc[0]
+    method, iou = grid.merges[int(top["m"])]
+    best = replace(
+        base,
+        conf=float(conf[int(top["c"])]),
+        merge=method,
+        merge_iou=iou if method != "none" else base.merge_iou,
+        shrink=float(grid.shrink[int(top["s"])]),
+    )
+    best_result = results[int(top["m"]), int(top["c"]), int(top["s"])]
+    base_result = score_config(raw, ground_truth, base)
+    return TuneReport(
+        n_images=len(raw),
+        table=table.drop(columns=["m", "c", "s"]),
+        best=best,
+        best_result=best_result,
+        base=base,
+        base_result=base_result,
+        elapsed_s=time.perf_counter() - start,
+    )
