@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from pneumo_yolo import offline
 from pneumo_yolo.dicom_write import write_dicom
 
 LABEL_HEADER = "patientId,x,y,width,height,Target"
@@ -56,3 +58,10 @@ def make_rsna_folder(root: Path, n: int, seed: int = 0, size: int = 256) -> Rsna
 @pytest.fixture
 def rsna_folder(tmp_path: Path) -> RsnaFolder:
     return make_rsna_folder(tmp_path / "rsna", n=12)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pneumo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ultralytics is set up once per process: keep its settings, fonts and weights inside pytest's temp folder."""
+    os.environ[offline.ENV_HOME] = str(tmp_path_factory.getbasetemp() / "pneumo-yolo-home")
+    return offline.home_dir()

@@ -1,6 +1,5 @@
 """The DICOM reader: one table of (variant, expected pixels), then each error on its own."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np

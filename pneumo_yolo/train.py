@@ -1,0 +1,297 @@
+"""Train an Ultralytics YOLO detector on a converted RSNA dataset, offline and privately.
+
+Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ray defaults in
+``pneumo_yolo/cfg/cxr_train.yaml``, the main options (``imgsz``, ``epochs``, ``batch``,
+``device``) and finally any other Ultralytics training argument (``--set key=value``). Every key
+is checked against Ultralytics' configuration before anything runs.
+
+Runs go to ``<project>/<name>`` (Ultralytics' layout: ``weights/best.pt``, ``results.csv``,
+plots), with ``project`` always absolute (``<cwd>/runs`` by default), because Ultralytics files
+relative projects under its own folder, which is ``site-packages`` while pytest runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
+from .weights import ModelSource, download_weights, resolve_model
+
+DEFAULT_IMGSZ = 1024
+DEFAULT_EPOCHS = 30
+DEFAULT_BATCH = 16
+DEFAULT_NAME = "exp"
+
+OPTION_FLAGS = {
+    "data": "--data",
+    "model": "--model",
+    "imgsz": "--imgsz",
+    "epochs": "--epochs",
+    "batch": "--batch",
+    "device": "--device",
+    "name": "--name",
+    "project": "--project",
+    "resume": "--resume",
+}
+"""Ultralytics keys that have their own option, so ``--set`` may not give them."""
+
+FIXED_KEYS = frozenset({"mode", "task"})
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_FIGURE_PATTERNS = ("*_curve.png", "confusion_matrix*.png", "val_batch*_pred.jpg")
+
+
+class TrainConfigError(ValueError):
+    """Training options that cannot work; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run left its outputs, and what scoring it again needs."""
+
+    run_dir: Path
+    best: Path
+    data: Path
+    imgsz: int
+    device: str
+
+    @property
+    def figures(self) -> list[Path]:
+        """Validation figures Ultralytics drew for ``best.pt`` (PR/F1 curves, confusion matrices, batches)."""
+        return sorted({p for pattern in _FIGURE_PATTERNS for p in self.run_dir.glob(pattern)})
+
+    def final_line(self) -> str:
+        """One line naming ``best.pt`` and its validation figures."""
+        figures = ", ".join(p.name for p in self.figures) or "none (plots off)"
+        return f"Best weights: {self.best} | validation figures in {self.run_dir}: {figures}"
+
+
+def cxr_defaults() -> dict[str, Any]:
+    """The chest X-ray training defaults shipped in ``cfg/cxr_train.yaml``."""
+    text = (resources.files("pneumo_yolo") / "cfg" / "cxr_train.yaml").read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text) or {})
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are YAML scalars or lists, never evaluated as code.
+
+    >>> parse_overrides(["lr0=1e-3", "cos_lr=true", "scale=[0.5, 1.5]", "cache=ram"])
+    {'lr0': 0.001, 'cos_lr': True, 'scale': [0.5, 1.5], 'cache': 'ram'}
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TrainConfigError(f"--set {item!r}: expected key=value, e.g. --set lr0=0.002")
+        if key in overrides:
+            raise TrainConfigError(f"--set {key}: given twice")
+        overrides[key] = _parse_value(text.strip(), key)
+    return overrides
+
+
+def _parse_value(text: str, key: str) -> Any:
+    """A ``--set`` value: YAML, plus Python-style ``None`` and ``1e-3`` (YAML 1.1 reads those as text)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise TrainConfigError(f"--set {key}={text}: not a valid value ({error.problem})") from error
+    if isinstance(value, str) and value.lower() == "none":
+        return None
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+        return float(value)
+    return value
+
+
+def check_option_keys(keys: Iterable[str], valid: Iterable[str] | None, where: str) -> None:
+    """Raise :class:`TrainConfigError` for keys ``--set`` may not give, with near matches for typos.
+
+    Keys with their own option (``epochs``...) and ``mode``/``task`` are refused; with ``valid``
+    (Ultralytics' configuration keys) given, so is any key outside it.
+    """
+    valid = sorted(valid) if valid is not None else None
+    problems = []
+    for key in keys:
+        if key in OPTION_FLAGS:
+            problems.append(f"'{key}' has its own option: use {OPTION_FLAGS[key]}")
+        elif key in FIXED_KEYS:
+            problems.append(f"'{key}' cannot be changed (pneumo-yolo trains detection models)")
+        elif valid is not None and key not in valid:
+            near = difflib.get_close_matches(key, valid, n=3)
+            hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else "see `yolo cfg` for the list"
+            problems.append(f"'{key}' is not an Ultralytics training argument; {hint}")
+    if problems:
+        raise TrainConfigError(f"{where}: " + "; ".join(problems))
+
+
+def training_arguments(
+    *,
+    data: Path,
+    imgsz: int,
+    epochs: int,
+    batch: int,
+    device: str,
+    project: Path,
+    name: str,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Layer the arguments (see module doc) and check them with Ultralytics' own checks.
+
+    Call :func:`pneumo_yolo.offline.import_ultralytics` first.
+    """
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    defaults = cxr_defaults()
+    check_option_keys(defaults, DEFAULT_CFG_DICT, "pneumo_yolo/cfg/cxr_train.yaml")
+    check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
+    main = {"data": str(data), "imgsz": imgsz, "epochs": epochs, "batch": batch, "device": device}
+    args = {**defaults, **main, "project": str(project), "name": name, **overrides}
+    try:
+        check_cfg(args)
+    except (TypeError, ValueError) as error:
+        raise TrainConfigError(f"Invalid training argument: {error}") from error
+    return args
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as Ultralytics takes it; ``None`` picks CUDA GPU 0, else the CPU with a warning.
+
+    ``'0'`` is one GPU, ``'0,1,2,3'`` several (Ultralytics' DDP), ``'cpu'`` the CPU.
+    """
+    if device is not None and device.strip():
+        return device.replace(" ", "").lower()
+    import torch
+    from ultralytics.utils import LOGGER
+
+    if torch.cuda.is_available():
+        return "0"
+    LOGGER.warning("No CUDA GPU found: training on the CPU, which is slow (fine for tests, not for real runs).")
+    return "cpu"
+
+
+def train(
+    data: Path,
+    model: str | None = None,
+    *,
+    imgsz: int = DEFAULT_IMGSZ,
+    epochs: int = DEFAULT_EPOCHS,
+    batch: int = DEFAULT_BATCH,
+    device: str | None = None,
+    name: str = DEFAULT_NAME,
+    project: Path | None = None,
+    resume: bool = False,
+    online: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train (or resume) a detector and return where its outputs are.
+
+    Everything that can be checked without Ultralytics (files, names, weights that would need
+    a download) is checked first, so mistakes fail in well under a second. A resumed run keeps
+    the arguments stored in its checkpoint; only ``data``, ``device`` and ``overrides`` apply.
+
+    Example::
+
+        result = train(Path("datasets/rsna/data.yaml"), "yolo11s.yaml", epochs=30)
+        result.best  # <cwd>/runs/exp/weights/best.pt
+    """
+    data = check_data_yaml(data)
+    name = check_run_name(name)
+    project = (Path(project) if project else Path.cwd() / "runs").expanduser().resolve()
+    overrides = dict(overrides or {})
+    check_option_keys(overrides, None, "--set")
+    _check_sizes(imgsz, epochs, batch)
+    allow_download = online or downloads_allowed()
+    if resume:
+        source = ModelSource(str(resume_checkpoint(project / name)))
+    elif model is None:
+        raise TrainConfigError("--model is required (a .pt checkpoint or a .yaml model config), unless --resume")
+    else:
+        source = resolve_model(model, weights_dir=weights_dir(), allow_download=allow_download)
+    pretrained = overrides.get("pretrained")
+    if isinstance(pretrained, str):
+        pretrained = resolve_model(pretrained, weights_dir=weights_dir(), allow_download=allow_download)
+        if pretrained.is_config:
+            raise TrainConfigError(f"--set pretrained={overrides['pretrained']}: must be a .pt checkpoint")
+
+    ultralytics = import_ultralytics(online=online)
+    device = resolve_device(device)
+    if isinstance(pretrained, ModelSource):
+        overrides["pretrained"] = download_weights(pretrained)
+    if resume:
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
+        args = {**overrides, "data": str(data), "device": device, "resume": True, "save_dir": str(project / name)}
+    else:
+        args = training_arguments(
+            data=data,
+            imgsz=imgsz,
+            epochs=epochs,
+            batch=batch,
+            device=device,
+            project=project,
+            name=name,
+            overrides=overrides,
+        )
+    yolo = ultralytics.YOLO(download_weights(source))
+    if resume and (yolo.ckpt.get("epoch", -1) < 0 or yolo.ckpt.get("optimizer") is None):
+        raise TrainConfigError(
+            f"{source.source} is from a finished run: nothing to resume. Start a new run with "
+            f"another --name, or fine-tune from it with --model {Path(source.source).with_name('best.pt')}."
+        )
+    yolo.add_callback("on_pretrain_routine_start", prepare_process)
+    yolo.train(**args)
+    trainer = yolo.trainer
+    return TrainResult(
+        run_dir=Path(trainer.save_dir),
+        best=Path(trainer.best),
+        data=data,
+        imgsz=int(trainer.args.imgsz),
+        device=str(trainer.args.device),
+    )
+
+
+def check_data_yaml(path: Path) -> Path:
+    """Return the absolute path of a readable dataset YAML, or raise :class:`TrainConfigError`."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise TrainConfigError(f"{path}: dataset YAML not found (make one with `pneumo-yolo convert`)")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise TrainConfigError(f"{path}: cannot read the dataset YAML ({error})") from error
+    if not isinstance(content, dict) or not {"train", "val"} <= content.keys():
+        raise TrainConfigError(f"{path}: not a YOLO dataset YAML (needs 'train' and 'val' entries)")
+    return path
+
+
+def check_run_name(name: str) -> str:
+    """A run name must be one plain folder name, so the run stays inside the project folder."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
+        raise TrainConfigError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (one folder name)")
+    return name
+
+
+def resume_checkpoint(run_dir: Path) -> Path:
+    """The ``last.pt`` to resume ``run_dir`` from, or raise :class:`TrainConfigError`."""
+    checkpoint = run_dir / "weights" / "last.pt"
+    if not checkpoint.is_file():
+        raise TrainConfigError(f"Nothing to resume: {checkpoint} not found (check --name and --project)")
+    return checkpoint
+
+
+def _check_sizes(imgsz: int, epochs: int, batch: int) -> None:
+    """Reject sizes Ultralytics would only fail on later."""
+    if imgsz < 32:
+        raise TrainConfigError(f"--imgsz {imgsz}: must be at least 32 (a multiple of 32)")
+    if epochs < 1:
+        raise TrainConfigError(f"--epochs {epochs}: must be at least 1")
+    if batch < 1 and batch != -1:
+        raise TrainConfigError(f"--batch {batch}: must be at least 1, or -1 for Ultralytics' AutoBatch")
