@@ -31,14 +31,14 @@ PIXEL_SPACING_RANGE = (0.115, 0.199)
 
 
 def derived_uid(patient_id: str, role: str) -> str:
-    """A UID under ``2.25`` made from ``patient_id`` and ``role`` (``study``, ``series``, ``sop``).
+    """A UID (pydicom's root) hashed from ``patient_id`` and ``role`` (``study``, ``series``, ``sop``).
 
     >>> derived_uid("p1", "sop") == derived_uid("p1", "sop") != derived_uid("p1", "study")
     True
     """
     from pydicom.uid import generate_uid
 
-    return str(generate_uid(prefix=None, entropy_srcs=[patient_id, role]))
+    return str(generate_uid(entropy_srcs=[patient_id, role]))
 
 
 def pixel_spacing(patient_id: str) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .boxes import as_boxes
-from .paths import TEMP_SUFFIX, UnsafeIdError, check_patient_id
+from .paths import UnsafeIdError, check_patient_id, temporary_sibling
 
 RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height")
 _VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
@@ -98,9 +97,8 @@ class RawWriter:
         self.path = Path(path)
         self._format = _format(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=TEMP_SUFFIX)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_sibling(self.path)
+        self._tmp.touch(exist_ok=False)
         self._seen: set[str] = set()
         self._buffer: dict[str, list] = {name: [] for name in RAW_COLUMNS}
         self._parquet = None
