@@ -139,6 +139,24 @@ def import_ultralytics(*, online: bool = False) -> ModuleType:
     return ultralytics
 
 
+def resolve_device(device: str | None) -> str:
+    """``device`` as Ultralytics takes it; ``None`` picks CUDA GPU 0, else the CPU with a warning.
+
+    Call it after :func:`import_ultralytics`.
+
+    ``'0'`` is one GPU, ``'0,1,2,3'`` several (Ultralytics' DDP), ``'cpu'`` the CPU.
+    """
+    if device is not None and device.strip():
+        return device.replace(" ", "").lower()
+    import torch
+    from ultralytics.utils import LOGGER
+
+    if torch.cuda.is_available():
+        return "0"
+    LOGGER.warning("No CUDA GPU found: running on the CPU, which is slow (fine for tests and demos, not for real runs).")
+    return "cpu"
+
+
 def prepare_process(trainer: Any = None) -> None:
     """Trainer callback (``on_pretrain_routine_start``) that applies :func:`import_ultralytics`.
 

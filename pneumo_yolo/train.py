@@ -6,7 +6,7 @@ Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ra
 is checked against Ultralytics' configuration before anything runs.
 
 Runs go to ``<project>/<name>`` (Ultralytics' layout: ``weights/best.pt``, ``results.csv``,
-plots), with ``project`` always absolute (``<cwd>/runs`` by default), because Ultralytics files
+plots, plus ``rsna_val.json``: the RSNA metric of ``best.pt`` on the validation split), with ``project`` always absolute (``<cwd>/runs`` by default), because Ultralytics files
 relative projects under its own folder, which is ``site-packages`` while pytest runs.
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from .offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
+from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
+from .validation import VAL_JSON, score_validation
 from .weights import ModelSource, download_weights, resolve_model
 
 DEFAULT_IMGSZ = 1024
@@ -45,7 +46,12 @@ OPTION_FLAGS = {
 
 FIXED_KEYS = frozenset({"mode", "task"})
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-_FIGURE_PATTERNS = ("*_curve.png", "confusion_matrix*.png", "val_batch*_pred.jpg")
+_METRIC_LABELS = {
+    "metrics/mAP50(B)": "mAP50",
+    "metrics/mAP50-95(B)": "mAP50-95",
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+}
 
 
 class TrainConfigError(ValueError):
@@ -54,23 +60,24 @@ class TrainConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a finished run left its outputs, and what scoring it again needs."""
+    """Where a finished run left its outputs, its validation figures and its RSNA score."""
 
     run_dir: Path
     best: Path
     data: Path
     imgsz: int
     device: str
-
-    @property
-    def figures(self) -> list[Path]:
-        """Validation figures Ultralytics drew for ``best.pt`` (PR/F1 curves, confusion matrices, batches)."""
-        return sorted({p for pattern in _FIGURE_PATTERNS for p in self.run_dir.glob(pattern)})
+    metrics: Mapping[str, float]
+    rsna_val: Mapping[str, Any]
 
     def final_line(self) -> str:
-        """One line naming ``best.pt`` and its validation figures."""
-        figures = ", ".join(p.name for p in self.figures) or "none (plots off)"
-        return f"Best weights: {self.best} | validation figures in {self.run_dir}: {figures}"
+        """One line naming ``best.pt``, its validation mAP, precision and recall, and its RSNA scores."""
+        figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
+        default, tuned = self.rsna_val["default"]["score"], self.rsna_val["tuned"]["score"]
+        return (
+            f"Best weights: {self.best} | val {figures} | RSNA val score {default or 0:.4f} (default post-processing), "
+            f"{tuned or 0:.4f} (tuned: {self.rsna_val['tuned']['postprocess_yaml']}) | {self.run_dir / VAL_JSON}"
+        )
 
 
 def cxr_defaults() -> dict[str, Any]:
@@ -160,22 +167,6 @@ def training_arguments(
     return args
 
 
-def resolve_device(device: str | None) -> str:
-    """``device`` as Ultralytics takes it; ``None`` picks CUDA GPU 0, else the CPU with a warning.
-
-    ``'0'`` is one GPU, ``'0,1,2,3'`` several (Ultralytics' DDP), ``'cpu'`` the CPU.
-    """
-    if device is not None and device.strip():
-        return device.replace(" ", "").lower()
-    import torch
-    from ultralytics.utils import LOGGER
-
-    if torch.cuda.is_available():
-        return "0"
-    LOGGER.warning("No CUDA GPU found: training on the CPU, which is slow (fine for tests, not for real runs).")
-    return "cpu"
-
-
 def train(
     data: Path,
     model: str | None = None,
@@ -249,12 +240,17 @@ def train(
     yolo.add_callback("on_pretrain_routine_start", prepare_process)
     yolo.train(**args)
     trainer = yolo.trainer
+    run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
+    first_device = str(trainer.args.device).split(",")[0]
+    rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=max(1, abs(batch)))
     return TrainResult(
-        run_dir=Path(trainer.save_dir),
-        best=Path(trainer.best),
+        run_dir=run_dir,
+        best=best,
         data=data,
-        imgsz=int(trainer.args.imgsz),
+        imgsz=imgsz,
         device=str(trainer.args.device),
+        metrics={key: float(value) for key, value in (trainer.metrics or {}).items()},
+        rsna_val=rsna_val,
     )
 
 

@@ -195,3 +195,16 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
     subprocess.run(command, check=True, capture_output=True)
     assert snapshot(out) == clean
+
+
+def test_ultralytics_accepts_the_written_data_yaml(rsna_folder, tmp_path):
+    from pneumo_yolo.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+
+    out = tmp_path / "out"
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64, channels=1, val_fraction=0.3))
+    data = check_det_dataset(str(out / "data.yaml"))
+    assert data["nc"] == 1 and data["names"] == {0: "opacity"} and data["channels"] == 1
+    assert Path(data["train"]) == out / "images" / "train" and Path(data["val"]) == out / "images" / "val"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ from typer.testing import CliRunner, Result
 
 from pneumo_yolo import offline
 from pneumo_yolo.cli import app
+from pneumo_yolo.postprocess import PostprocessConfig
 from pneumo_yolo.train import TrainConfigError, check_option_keys, cxr_defaults, parse_overrides, training_arguments
 
 
@@ -213,12 +215,23 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 
 
 class TestTinyRun:
-    def test_succeeds_with_a_final_line_naming_best_and_figures(self, tiny_run):
+    def test_succeeds_with_a_final_line_naming_best_and_its_figures(self, tiny_run):
         assert tiny_run.result.exit_code == 0, tiny_run.result.output
         run_dir = tiny_run.cwd / "runs" / "tiny"
-        last = tiny_run.result.output.strip().splitlines()[-1]
-        assert last.startswith(f"Best weights: {run_dir / 'weights' / 'best.pt'} | validation figures in {run_dir}: ")
-        assert "BoxPR_curve.png" in last and "confusion_matrix.png" in last
+        last = tiny_run.result.stdout.strip().splitlines()[-1]
+        assert last.startswith(f"Best weights: {run_dir / 'weights' / 'best.pt'} | val mAP50 ")
+        assert "mAP50-95 " in last and "precision " in last and "recall " in last
+        assert "RSNA val score " in last and str(run_dir / "postprocess_tuned.yaml") in last
+
+    def test_rsna_metric_on_the_validation_split(self, tiny_run):
+        run_dir = tiny_run.cwd / "runs" / "tiny"
+        summary = json.loads((run_dir / "rsna_val.json").read_text())
+        assert summary["n_images"] == 4 and summary["split"] == "val"
+        for which in ("default", "tuned"):
+            assert set(summary[which]["per_threshold"]) == {f"{t / 100:.2f}" for t in range(40, 80, 5)}
+            assert summary[which]["score"] is None or 0.0 <= summary[which]["score"] <= 1.0
+        assert (summary["tuned"]["score"] or 0) >= (summary["default"]["score"] or 0)
+        assert PostprocessConfig.from_yaml(run_dir / "postprocess_tuned.yaml") == PostprocessConfig(**summary["tuned"]["postprocess"])
 
     def test_ultralytics_layout_in_runs_name(self, tiny_run):
         run_dir = tiny_run.cwd / "runs" / "tiny"
@@ -250,7 +263,7 @@ class TestTinyRun:
         with (weights.parent / "results.csv").open() as handle:
             assert [int(float(row["epoch"])) for row in csv.DictReader(handle)] == [2]
         assert (weights / "best.pt").is_file()
-        assert result.output.strip().splitlines()[-1].startswith(f"Best weights: {weights / 'best.pt'}")
+        assert result.stdout.strip().splitlines()[-1].startswith(f"Best weights: {weights / 'best.pt'}")
 
     def test_resume_of_a_finished_run_is_refused(self, tiny_run):
         where = ["--data", str(tiny_run.data), "--project", str(tiny_run.cwd / "runs")]

@@ -1,4 +1,4 @@
-"""Model commands: ``train``."""
+"""Model commands: ``train`` and ``predict``."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -90,3 +90,59 @@ def train_command(
     except (TrainConfigError, WeightsError) as error:
         raise fail(str(error)) from error
     typer.echo(result.final_line())
+
+
+@app.command("predict")
+def predict_command(
+    weights: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Trained weights (.pt). Only load weights you trust: .pt files are pickles.")],
+    source: Annotated[Path, typer.Option(exists=True, help="Folder of .dcm files (searched recursively), or of PNG/JPEG files, or one file.")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Submission CSV to write (patientId,PredictionString).")] = Path("submission.csv"),
+    imgsz: Annotated[Optional[int], typer.Option(help="Longest image side fed to the model. Default: the size it was trained at.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 32,
+    device: Annotated[Optional[str], typer.Option(help="'0' for GPU 0, 'cpu'. Default: GPU 0 if there is one, else CPU.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes running beside inference (0: decode in this process).")] = 1,
+    postprocess: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel="Post-processing"),
+    ] = None,
+    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel="Post-processing")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass, fused by WBF.", rich_help_panel="Post-processing")] = False,
+    save_raw: Annotated[
+        Optional[Path],
+        typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel="Post-processing"),
+    ] = None,
+) -> None:
+    """Predict a folder of DICOMs into a Kaggle submission CSV, fully offline.
+
+    DICOMs are read exactly as `convert` reads them; boxes are mapped back to each image's
+    original pixels and post-processed. Unreadable files are listed on stderr and in
+    OUT.errors.csv (exit code 1); every other image still gets its row.
+
+    Example: pneumo-yolo predict --weights runs/exp/weights/best.pt --source stage_2_test_images
+    --out submission.csv --postprocess runs/exp/postprocess_tuned.yaml
+    """
+    from dataclasses import replace
+
+    from ..postprocess import ConfigError, PostprocessConfig
+    from ..predict import PredictError, predict_folder
+    from ..raw import RawFileError
+
+    try:
+        config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
+        if conf is not None:
+            config = replace(config, conf=conf)
+        report = predict_folder(
+            weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device,
+            tta=tta, save_raw=save_raw, workers=workers,
+        )  # fmt: skip
+    except (ConfigError, PredictError, RawFileError) as error:
+        raise fail(f"error: {error}") from None
+    for file, problem in report.errors:
+        typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
+    typer.echo(
+        f"predicted {report.n_images} images ({report.n_with_boxes} with boxes) in {report.elapsed_s:.1f} s "
+        f"({report.images_per_s:.1f} images/s) -> {report.out}" + (f"; raw detections -> {report.raw}" if report.raw else "")
+    )
+    if report.errors:
+        typer.echo(f"{len(report.errors)} unreadable file(s) listed in {report.errors_path}")
+        raise typer.Exit(code=1)

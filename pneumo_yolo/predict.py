@@ -1,0 +1,280 @@
+"""Batch inference: a folder of DICOMs (or PNG/JPEG files) → submission CSV.
+
+Images are decoded by the converter's own reader in DataLoader worker processes while the
+model runs on the previous batch, so decoding hides behind inference and memory stays flat:
+only a few batches are ever in flight. Boxes are mapped back to each image's original pixel
+grid and post-processed by :mod:`pneumo_yolo.postprocess`.
+
+Example:
+    >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
+    ...                         Path("submission.csv"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .dicom import DicomReadError, read_radiograph, resize_longest
+from .paths import UnsafeIdError, atomic_write_text, check_patient_id
+from .postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
+from .raw import RawImage, RawWriter
+from .submission import write_submission
+
+DICOM_SUFFIXES = {".dcm"}
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+RAW_CONF = 0.01
+MAX_DETECTIONS = 30
+
+
+class PredictError(RuntimeError):
+    """A problem that stops the whole prediction run (no weights, no images)."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One decoded input: ``pixels`` is the model's uint8 H×W input, ``None`` with a ``problem``."""
+
+    patient_id: str
+    path: str
+    pixels: np.ndarray | None
+    width: int = 0
+    height: int = 0
+    problem: str = ""
+
+
+@dataclass
+class PredictReport:
+    """What one run wrote, how fast, and which inputs failed."""
+
+    out: Path
+    n_images: int = 0
+    n_with_boxes: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    raw: Path | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_images / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def errors_path(self) -> Path:
+        return errors_path_for(self.out)
+
+
+def errors_path_for(out: Path) -> Path:
+    """``submission.csv`` → ``submission.csv.errors.csv``."""
+    return out.with_name(out.name + ".errors.csv")
+
+
+def list_inputs(source: Path) -> list[Path]:
+    """The ``.dcm`` (or PNG/JPEG) files of ``source``, a folder searched recursively or one file, sorted."""
+    suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise PredictError(f"--source {source} does not exist")
+    paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    if not paths:
+        raise PredictError(f"--source {source} holds no .dcm, .png or .jpg files")
+    return paths
+
+
+def load_image(path: Path, max_side: int | None) -> LoadedImage:
+    """Decode one input exactly as ``convert`` does (DICOM) or as a grayscale picture (PNG/JPEG).
+
+    Never raises for a bad file: the problem is returned in :attr:`LoadedImage.problem`.
+    """
+    path = Path(path)
+    try:
+        patient_id = check_patient_id(path.stem)
+    except UnsafeIdError as error:
+        return LoadedImage(path.stem, str(path), None, problem=str(error))
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        try:
+            image = read_radiograph(path, max_side)
+        except DicomReadError as error:
+            return LoadedImage(patient_id, str(path), None, problem=error.problem)
+        return LoadedImage(patient_id, str(path), image.pixels, image.width, image.height)
+    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if pixels is None:
+        return LoadedImage(patient_id, str(path), None, problem="not a readable PNG/JPEG image")
+    height, width = pixels.shape
+    return LoadedImage(patient_id, str(path), resize_longest(pixels, max_side), width, height)
+
+
+class _ImageFiles:
+    """A map-style dataset of :class:`LoadedImage` for ``torch.utils.data.DataLoader``."""
+
+    def __init__(self, paths: list[Path], max_side: int | None) -> None:
+        self.paths = paths
+        self.max_side = max_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> LoadedImage:
+        return load_image(self.paths[index], self.max_side)
+
+
+def _quiet_worker(_: int) -> None:
+    cv2.setNumThreads(1)
+
+
+def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers: int) -> Iterator[list[LoadedImage]]:
+    """Decode ``paths`` in ``workers`` background processes, yielding lists of ``batch`` images in order.
+
+    Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread pools hold
+    a lock deadlocks the child.
+    """
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _ImageFiles(paths, max_side),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=list,
+        worker_init_fn=_quiet_worker if workers else None,
+        prefetch_factor=2 if workers else None,
+        multiprocessing_context="spawn" if workers else None,
+    )
+    yield from loader
+
+
+class Detector:
+    """An Ultralytics YOLO model that returns raw ``xyxy`` boxes and scores per image.
+
+    Only a weights file that exists on disk is loaded: ``.pt`` files are pickles, so load
+    only weights you trust.
+    """
+
+    def __init__(self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False) -> None:
+        from .offline import import_ultralytics, resolve_device
+
+        weights = Path(weights)
+        if not weights.is_file():
+            raise PredictError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")
+        self.model = import_ultralytics().YOLO(str(weights), task="detect")
+        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
+        self.imgsz = int(imgsz or train_args.get("imgsz") or 640)
+        self.device = resolve_device(device)
+        self.tta = tta
+
+    def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        results = self.model.predict(
+            images, imgsz=self.imgsz, conf=RAW_CONF, max_det=MAX_DETECTIONS, device=self.device, verbose=False
+        )
+        return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
+
+    def detect(self, images: list[np.ndarray], merge_iou: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Boxes in each input image's own pixel grid; with TTA, fused with a horizontally flipped pass by WBF."""
+        if not images:
+            return []
+        plain = self._run(images)
+        if not self.tta:
+            return plain
+        flipped = self._run([np.ascontiguousarray(image[:, ::-1]) for image in images])
+        merged = []
+        for image, (boxes, scores), (flip_boxes, flip_scores) in zip(images, plain, flipped):
+            width, height = image.shape[1], image.shape[0]
+            unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
+            merged.append(fuse([boxes, unflipped], [scores, flip_scores], (width, height), merge_iou))
+        return merged
+
+
+def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
+    if errors:
+        atomic_write_text(path, pd.DataFrame(errors, columns=["file", "problem"]).to_csv(index=False, lineterminator="\n"))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def detect_files(
+    detector: Detector,
+    paths: list[Path],
+    *,
+    merge_iou: float = PostprocessConfig.merge_iou,
+    batch: int = 32,
+    workers: int = 1,
+    original_sizes: Mapping[str, tuple[int, int]] | None = None,
+    progress: bool = True,
+) -> Iterator[tuple[LoadedImage, RawImage | None]]:
+    """Detect on every file, yielding each input with its raw detections in original pixels.
+
+    An unreadable file is yielded with ``None``. ``original_sizes`` maps a patientId to the
+    ``(W, H)`` grid its boxes belong to when the file itself was resized (converted PNGs).
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+        for loaded in iterate_batches(paths, detector.imgsz, batch, workers):
+            good = [image for image in loaded if image.pixels is not None]
+            detections = iter(detector.detect([image.pixels for image in good], merge_iou))
+            for image in loaded:
+                if image.pixels is None:
+                    yield image, None
+                    continue
+                boxes, scores = next(detections)
+                width, height = (original_sizes or {}).get(image.patient_id, (image.width, image.height))
+                input_size = (image.pixels.shape[1], image.pixels.shape[0])
+                original = to_original_grid(boxes, input_size, (width, height))
+                yield image, RawImage(image.patient_id, original, scores, width, height)
+            bar.update(len(loaded))
+
+
+def predict_folder(
+    weights: Path,
+    source: Path,
+    out: Path,
+    *,
+    config: PostprocessConfig = PostprocessConfig(),
+    imgsz: int | None = None,
+    batch: int = 32,
+    device: str | None = None,
+    tta: bool = False,
+    save_raw: Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> PredictReport:
+    """Predict every image under ``source`` and write the submission CSV ``out``.
+
+    Every readable image gets a row (empty PredictionString for no box); unreadable ones are
+    listed in the report and in ``<out>.errors.csv``. ``save_raw`` also writes the raw
+    detections (original pixels, before post-processing) that ``pneumo-yolo tune`` reads.
+    """
+    started = time.perf_counter()
+    paths = list_inputs(Path(source))
+    detector = Detector(weights, imgsz=imgsz, device=device, tta=tta)
+    report = PredictReport(out=Path(out), raw=save_raw)
+    strings: dict[str, str] = {}
+    raw_writer = RawWriter(save_raw) if save_raw else None
+    try:
+        for image, raw in detect_files(detector, paths, merge_iou=config.merge_iou, batch=batch, workers=workers, progress=progress):
+            if raw is None:
+                report.errors.append((image.path, image.problem))
+            elif raw.patient_id in strings:
+                report.errors.append((image.path, f"duplicate patientId {raw.patient_id}"))
+            else:
+                if raw_writer:
+                    raw_writer.add(raw)
+                boxes, scores = postprocess(raw.boxes, raw.scores, config, original_size=(raw.width, raw.height))
+                strings[raw.patient_id] = prediction_string(boxes, scores)
+    except BaseException:
+        if raw_writer:
+            raw_writer.abort()
+        raise
+    if raw_writer:
+        raw_writer.close()
+    write_submission(report.out, strings, sorted(strings))
+    _write_errors(report.errors_path, report.errors)
+    report.n_images = len(strings)
+    report.n_with_boxes = sum(bool(s) for s in strings.values())
+    report.elapsed_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,120 @@
+"""predict: DICOM folder → submission CSV, on a model trained for one epoch on tiny synthetic data."""
+
+import socket
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from converters.rsna import ConvertSettings, convert_rsna
+from pneumo_yolo.cli import app
+from pneumo_yolo.predict import load_image
+from pneumo_yolo.raw import read_raw
+from pneumo_yolo.submission import validate_submission
+
+from .conftest import RsnaFolder, make_rsna_folder
+
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path, Path]:
+    """A converted synthetic dataset and best.pt after one CPU epoch at 64 px from yolo11n.yaml."""
+    from pneumo_yolo.train import train
+
+    root = tmp_path_factory.mktemp("predict")
+    folder = make_rsna_folder(root / "rsna", n=11)
+    dataset = root / "dataset"
+    convert_rsna(folder.images, folder.labels, dataset, settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.3), workers=1, progress=False)
+    result = train(dataset / "data.yaml", "yolo11n.yaml", imgsz=IMGSZ, epochs=1, batch=4, device="cpu", project=root / "runs", name="tiny")
+    return folder, dataset, result.best
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    attempts: list[tuple] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError("test: network is off")
+
+    for name in ("getaddrinfo", "create_connection"):
+        monkeypatch.setattr(socket, name, refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["predict", *args])
+
+
+def test_convert_png_and_predict_input_are_the_same_pixels(trained):
+    folder, dataset, _ = trained
+    manifest = pd.read_csv(dataset / "manifest.csv")
+    for pid, split in zip(manifest.patientId, manifest.split):
+        png = cv2.imread(str(dataset / "images" / split / f"{pid}.png"), cv2.IMREAD_UNCHANGED)
+        loaded = load_image(folder.images / f"{pid}.dcm", IMGSZ)
+        np.testing.assert_array_equal(loaded.pixels, png)
+        assert (loaded.width, loaded.height) == folder.sizes[pid]
+
+
+def test_predict_writes_a_valid_submission_and_raw_detections(trained, tmp_path, no_network):
+    folder, _, best = trained
+    out = tmp_path / "submission.csv"
+    raw = tmp_path / "raw.parquet"
+    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--save-raw", str(raw), "--batch", "5")
+    assert result.exit_code == 0, result.output
+    assert "predicted 12 images" in result.stdout and "images/s" in result.stdout
+    ids = sorted(folder.boxes)
+    assert validate_submission(out, ids, image_sizes=folder.sizes) == []
+    assert pd.read_csv(out).patientId.tolist() == ids
+    detections = read_raw(raw)
+    assert sorted(detections.patient_ids) == ids
+    for pid, (width, height) in zip(detections.patient_ids, detections.sizes):
+        assert (width, height) == folder.sizes[pid]
+    assert no_network == []
+
+
+def test_tta_and_a_tuned_yaml_are_accepted(trained, tmp_path):
+    folder, _, best = trained
+    config = tmp_path / "pp.yaml"
+    config.write_text("conf: 0.0\nmerge: nms\nmerge_iou: 0.5\nmax_boxes: 2\nshrink: 1.0\n")
+    out = tmp_path / "tta.csv"
+    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--tta", "--postprocess", str(config))
+    assert result.exit_code == 0, result.output
+    strings = pd.read_csv(out, keep_default_na=False).PredictionString
+    assert all(len(s.split()) <= 10 for s in strings)
+    assert validate_submission(out, sorted(folder.boxes), image_sizes=folder.sizes) == []
+
+
+def test_one_corrupt_dicom_is_listed_and_the_rest_predicted(trained, tmp_path):
+    folder, _, best = trained
+    source = tmp_path / "test_images"
+    source.mkdir()
+    for path in sorted(folder.images.glob("*.dcm"))[:4]:
+        (source / path.name).write_bytes(path.read_bytes())
+    (source / "broken.dcm").write_bytes(b"\x00" * 300)
+    out = tmp_path / "sub.csv"
+    result = run("--weights", str(best), "--source", str(source), "--out", str(out), "--device", "cpu")
+    assert result.exit_code == 1
+    assert "broken.dcm: not a DICOM file" in result.output
+    assert len(pd.read_csv(out)) == 4
+    errors = pd.read_csv(tmp_path / "sub.csv.errors.csv")
+    assert errors.file.map(lambda f: Path(f).name).tolist() == ["broken.dcm"]
+
+
+def test_png_folders_are_accepted(trained, tmp_path):
+    _, dataset, best = trained
+    out = tmp_path / "png.csv"
+    result = run("--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == len(list((dataset / "images" / "val").glob("*.png")))
+
+
+def test_weights_that_do_not_exist_are_refused(tmp_path):
+    result = CliRunner().invoke(app, ["predict", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--weights'" in result.output and "nope.pt' does not exist" in result.output
