@@ -18,12 +18,12 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 demo: $(INSTALLED)
-	$(BIN)/pneumo-yolo synth --out demo/rsna --n 300 --n-test 60 --seed 0
-	$(BIN)/pneumo-yolo convert --images demo/rsna/stage_2_train_images --labels demo/rsna/stage_2_train_labels.csv \
-		--class-info demo/rsna/stage_2_detailed_class_info.csv --out demo/dataset --imgsz 320
+	$(BIN)/pneumo-yolo demo --out demo
 
 bench: $(INSTALLED)
-	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/convert.py --n 200 1000 --imgsz 512
+	$(BIN)/python bench/predict.py --n 100 1000 --imgsz 512
+	$(BIN)/python bench/metric.py
 
 clean:
 	rm -rf demo

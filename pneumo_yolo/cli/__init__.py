@@ -4,6 +4,7 @@ from . import data  # noqa: F401  (registers commands)
 from . import scoring  # noqa: F401  (registers commands)
 from . import model  # noqa: F401  (registers commands)
 from . import synth  # noqa: F401  (registers commands)
+from . import demo  # noqa: F401  (registers commands)
 from .app import app
 
 

@@ -1,0 +1,89 @@
+"""Benchmark of ``predict``: DICOM folder → submission CSV, against the model alone.
+
+Run: ``.venv/bin/python bench/predict.py [--n 100 1000] [--imgsz 512] [--batch 32]``.
+
+The model is yolo11n (single channel, one class, as ``train`` builds it from our data.yaml),
+with random weights: its speed does not depend on training. "Model only" times
+:meth:`pneumo_yolo.predict.Detector.detect` on batches decoded beforehand; "end to end" times
+:func:`pneumo_yolo.predict.predict_folder` from the DICOM files, decoding, post-processing and
+writing the CSV included. Each N runs in its own process, so its peak memory (process tree,
+DataLoader workers included) is its own. Goals: end to end ≥ 0.85 × model only; peak memory
+flat as N grows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import CACHE, PeakMemory, synthetic_dicoms  # noqa: E402
+
+
+def random_weights(imgsz: int) -> Path:
+    """A yolo11n detector with 1 input channel and 1 class, saved like a trained checkpoint."""
+    path = CACHE / f"yolo11n-1ch-{imgsz}.pt"
+    if not path.is_file():
+        import torch
+
+        from pneumo_yolo.offline import import_ultralytics
+
+        import_ultralytics()
+        from ultralytics.nn.tasks import DetectionModel
+
+        model = DetectionModel("yolo11n.yaml", ch=1, nc=1, verbose=False)
+        model.args = {"imgsz": imgsz}
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model, "train_args": {"imgsz": imgsz, "task": "detect"}}, path)
+    return path
+
+
+def measure(n: int, imgsz: int, batch: int, workers: int) -> dict:
+    """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
+    from pneumo_yolo.predict import Detector, list_inputs, load_image, predict_folder
+
+    source = synthetic_dicoms(n) / "stage_2_train_images"
+    weights = random_weights(imgsz)
+    detector = Detector(weights, imgsz=imgsz, device="cpu")
+    paths = list_inputs(source)
+    images = [load_image(path, imgsz).pixels for path in paths[: min(n, 256)]]
+    detector.detect(images[:batch], 0.4)
+    started = time.perf_counter()
+    for start in range(0, len(images), batch):
+        detector.detect(images[start : start + batch], 0.4)
+    model_only = len(images) / (time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", workers=workers, progress=False)
+    return {"n": n, "model_only": model_only, "end_to_end": report.images_per_s, "peak_mb": memory.peak_mb, "errors": len(report.errors)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--imgsz", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes beside inference")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.imgsz, args.batch, args.workers)))
+        return
+    for n in args.n:
+        synthetic_dicoms(n)
+        command = [sys.executable, __file__, "--one", str(n), "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", str(args.workers)]
+        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        print(
+            f"N={n} imgsz={args.imgsz} batch={args.batch} CPU: model only {result['model_only']:.1f} img/s | "
+            f"end to end {result['end_to_end']:.1f} img/s ({result['end_to_end'] / result['model_only']:.2f} of model only) | "
+            f"peak memory {result['peak_mb']:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The ``demo`` command: the whole pipeline on synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..demo import DemoSettings
+from .app import app
+
+_DEFAULTS = DemoSettings()
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for everything the demo writes (replaced on a rerun).")] = Path("demo"),
+    n_train: Annotated[int, typer.Option(min=20, help="Synthetic training radiographs.")] = _DEFAULTS.n_train,
+    n_test: Annotated[int, typer.Option(min=1, help="Synthetic test radiographs.")] = _DEFAULTS.n_test,
+    imgsz: Annotated[int, typer.Option(min=32, help="Image size for conversion, training and prediction.")] = _DEFAULTS.imgsz,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _DEFAULTS.epochs,
+    device: Annotated[Optional[str], typer.Option(help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = _DEFAULTS.seed,
+) -> None:
+    """Run synth → convert → train → predict → submission.csv → evaluate, and print the RSNA score.
+
+    Trains yolo11n from scratch (no download), so it runs offline; a few minutes on a laptop CPU.
+    """
+    from ..demo import run_demo
+
+    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, device=device)
+    run_demo(out, settings, log=typer.echo)
