@@ -18,7 +18,7 @@ def synthetic_dicoms(n: int, seed: int = 0) -> Path:
 
     root = CACHE / f"rsna-n{n}-seed{seed}"
     if not (root / "stage_2_train_labels.csv").is_file():
-        make_rsna_like(root, n, seed=seed, overwrite=True)
+        make_rsna_like(root, n, seed=seed, overwrite=True, progress=False)
     return root
 
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import yaml
@@ -72,7 +73,7 @@ class ConvertSettings:
     seed: int = 0
     folds: int | None = None
     fold: int | None = None
-    png_compression: int = 1
+    png_compression: int | None = None
 
     def __post_init__(self) -> None:
         if self.imgsz is not None and self.imgsz < 8:
@@ -85,8 +86,13 @@ class ConvertSettings:
             raise ConvertError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConvertError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 <= self.png_compression <= 9:
+        if self.png_compression is not None and not 0 <= self.png_compression <= 9:
             raise ConvertError(f"PNG compression must be 0..9, got {self.png_compression}")
+
+    @property
+    def png_params(self) -> list[int]:
+        """``cv2.imencode`` parameters: OpenCV's default (fast, with a filtering strategy) unless a zlib level is set."""
+        return [] if self.png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression]
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,6 @@ def _read_header(path: Path) -> Radiograph:
 
 def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
     """Convert one DICOM into a PNG and a label file, or skip it when both already exist."""
-    import cv2
-
     try:
         if task.image_path.exists() and task.label_path.exists():
             header = _read_header(task.dicom)
@@ -193,7 +197,7 @@ def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
     except Exception as error:  # a header that pydicom cannot parse on the skip path
         return Outcome(task.patient_id, "failed", problem=f"cannot read DICOM header ({type(error).__name__}: {error})")
     boxes, warnings = _clip_boxes(task, image.width, image.height)
-    ok, png = cv2.imencode(".png", image.pixels, [cv2.IMWRITE_PNG_COMPRESSION, settings.png_compression])
+    ok, png = cv2.imencode(".png", image.pixels, settings.png_params)
     if not ok:
         return Outcome(task.patient_id, "failed", problem="PNG encoding failed")
     atomic_write_bytes(task.image_path, png.tobytes())
@@ -205,8 +209,6 @@ _worker_settings: ConvertSettings | None = None
 
 
 def _init_worker(settings: ConvertSettings) -> None:
-    import cv2
-
     global _worker_settings
     _worker_settings = settings
     cv2.setNumThreads(1)

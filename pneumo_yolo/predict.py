@@ -1,6 +1,6 @@
 """Batch inference: a folder of DICOMs (or PNG/JPEG files) → submission CSV.
 
-Images are decoded by the converter's own reader in DataLoader worker processes while the
+Images are decoded by the converter's own reader in background processes while the
 model runs on the previous batch, so decoding hides behind inference and memory stays flat:
 only a few batches are ever in flight. Boxes are mapped back to each image's original pixel
 grid and post-processed by :mod:`pneumo_yolo.postprocess`.
@@ -12,8 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,11 +62,19 @@ class PredictReport:
     n_with_boxes: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
+    startup_s: float = 0.0
     raw: Path | None = None
 
     @property
     def images_per_s(self) -> float:
+        """Over the whole run, start-up (imports, model loading) included."""
         return self.n_images / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def steady_images_per_s(self) -> float:
+        """Once the model is loaded: decoding, inference, post-processing and writing."""
+        busy = self.elapsed_s - self.startup_s
+        return self.n_images / busy if busy > 0 else 0.0
 
     @property
     def errors_path(self) -> Path:
@@ -110,42 +122,37 @@ def load_image(path: Path, max_side: int | None) -> LoadedImage:
     return LoadedImage(patient_id, str(path), resize_longest(pixels, max_side), width, height)
 
 
-class _ImageFiles:
-    """A map-style dataset of :class:`LoadedImage` for ``torch.utils.data.DataLoader``."""
-
-    def __init__(self, paths: list[Path], max_side: int | None) -> None:
-        self.paths = paths
-        self.max_side = max_side
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> LoadedImage:
-        return load_image(self.paths[index], self.max_side)
+def load_batch(paths: list[Path], max_side: int | None) -> list[LoadedImage]:
+    """:func:`load_image` for each path (the unit of work of a decoding process)."""
+    return [load_image(path, max_side) for path in paths]
 
 
-def _quiet_worker(_: int) -> None:
+def _decoding_worker() -> None:
+    """Decoding yields the CPU to inference: one OpenCV thread, a lower priority."""
     cv2.setNumThreads(1)
+    os.nice(5)
 
 
 def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers: int) -> Iterator[list[LoadedImage]]:
     """Decode ``paths`` in ``workers`` background processes, yielding lists of ``batch`` images in order.
 
-    Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread pools hold
-    a lock deadlocks the child.
+    At most ``2 × workers + 1`` batches are in flight, so memory does not grow with the number
+    of images. Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread
+    pools hold a lock deadlocks the child.
     """
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        _ImageFiles(paths, max_side),
-        batch_size=batch,
-        num_workers=workers,
-        collate_fn=list,
-        worker_init_fn=_quiet_worker if workers else None,
-        prefetch_factor=2 if workers else None,
-        multiprocessing_context="spawn" if workers else None,
-    )
-    yield from loader
+    chunks = [paths[start : start + batch] for start in range(0, len(paths), batch)]
+    if workers <= 0:
+        yield from (load_batch(chunk, max_side) for chunk in chunks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_decoding_worker) as pool:
+        pending: deque[Future] = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(load_batch, chunk, max_side))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class Detector:
@@ -252,7 +259,7 @@ def predict_folder(
     started = time.perf_counter()
     paths = list_inputs(Path(source))
     detector = Detector(weights, imgsz=imgsz, device=device, tta=tta)
-    report = PredictReport(out=Path(out), raw=save_raw)
+    report = PredictReport(out=Path(out), raw=save_raw, startup_s=time.perf_counter() - started)
     strings: dict[str, str] = {}
     raw_writer = RawWriter(save_raw) if save_raw else None
     try:

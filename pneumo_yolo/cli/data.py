@@ -20,7 +20,7 @@ def convert(
     class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Longest side of the written PNGs [default: original size].", rich_help_panel="Images")] = None,
     channels: Annotated[int, typer.Option(help="Model input channels written into data.yaml (1 or 3); PNGs are always grayscale.", rich_help_panel="Images")] = 1,
-    png_compression: Annotated[int, typer.Option(min=0, max=9, help="PNG zlib level: 1 is fast, 9 is small.", rich_help_panel="Images")] = 1,
+    png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest) [default: OpenCV's fast default].", rich_help_panel="Images")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of patients in the validation split.", rich_help_panel="Split")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
     folds: Annotated[Optional[int], typer.Option(help="K for k-fold cross-validation (with --fold).", rich_help_panel="Split")] = None,
