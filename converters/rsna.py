@@ -41,7 +41,7 @@ import pandas as pd
 import yaml
 
 from pneumo_yolo.boxes import clip_xywh, xywh_to_yolo
-from pneumo_yolo.dicom import DicomReadError, Radiograph, header_fields, read_radiograph
+from pneumo_yolo.dicom import DicomReadError, Radiograph, read_header, read_radiograph
 from pneumo_yolo.labels import read_class_info, read_labels
 from pneumo_yolo.paths import (
     UnsafeIdError,
@@ -49,6 +49,7 @@ from pneumo_yolo.paths import (
     atomic_write_text,
     check_patient_id,
     remove_stale_temp_files,
+    write_errors_csv,
 )
 from pneumo_yolo.split import assign_split, fold_split
 
@@ -82,6 +83,8 @@ class ConvertSettings:
             raise ConvertError(f"--channels must be 1 or 3, got {self.channels}")
         if (self.folds is None) != (self.fold is None):
             raise ConvertError("--folds and --fold go together")
+        if self.folds is not None and self.folds < 2:
+            raise ConvertError(f"--folds must be at least 2, got {self.folds}")
         if self.folds is not None and not 0 <= self.fold < self.folds:  # type: ignore[operator]
             raise ConvertError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -171,31 +174,24 @@ def _record(task: Task, image: Radiograph, n_boxes: int) -> dict:
     }
 
 
-def _read_header(path: Path) -> Radiograph:
-    """Header fields only, for an image that is already converted (no pixel decoding)."""
-    import pydicom
-
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return Radiograph(
-        pixels=np.zeros((0, 0), np.uint8),
-        width=int(ds.Columns),
-        height=int(ds.Rows),
-        **header_fields(ds),
-    )
+def _refresh(task: Task) -> Outcome:
+    """An image converted by an earlier run: keep its PNG, rewrite its labels if the CSV changed."""
+    header = read_header(task.dicom)
+    boxes, warnings = _clip_boxes(task, header.width, header.height)
+    text = yolo_label_text(boxes, header.width, header.height)
+    if task.label_path.read_text() != text:
+        atomic_write_text(task.label_path, text)
+    return Outcome(task.patient_id, "skipped", _record(task, header, len(boxes)), warnings)
 
 
 def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
-    """Convert one DICOM into a PNG and a label file, or skip it when both already exist."""
+    """Convert one DICOM into a PNG and a label file; an image already converted is only checked (:func:`_refresh`)."""
     try:
         if task.image_path.exists() and task.label_path.exists():
-            header = _read_header(task.dicom)
-            boxes, warnings = _clip_boxes(task, header.width, header.height)
-            return Outcome(task.patient_id, "skipped", _record(task, header, len(boxes)), warnings)
+            return _refresh(task)
         image = read_radiograph(task.dicom, settings.imgsz)
     except DicomReadError as error:
         return Outcome(task.patient_id, "failed", problem=error.problem)
-    except Exception as error:  # a header that pydicom cannot parse on the skip path
-        return Outcome(task.patient_id, "failed", problem=f"cannot read DICOM header ({type(error).__name__}: {error})")
     boxes, warnings = _clip_boxes(task, image.width, image.height)
     ok, png = cv2.imencode(".png", image.pixels, settings.png_params)
     if not ok:
@@ -250,22 +246,32 @@ def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]
     return found, errors
 
 
-def _check_output_folder(out: Path, settings: ConvertSettings, overwrite: bool) -> None:
-    """Refuse to mix settings in one output folder; with ``overwrite``, clear our files first."""
+def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
+    """Whether ``out`` holds a dataset of other settings that ``overwrite`` lets us replace.
+
+    Raises :class:`ConvertError` for other settings without ``overwrite``, and for a non-empty
+    folder that ``convert`` did not write (never cleared, even with ``overwrite``).
+    """
     settings_path = out / SETTINGS_FILE
-    wanted = asdict(settings)
     if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
+        try:
+            previous = json.loads(settings_path.read_text())
+        except (ValueError, OSError):
+            previous = {}
+        wanted = asdict(settings)
         if previous == wanted:
-            return
+            return False
         differences = ", ".join(f"{k}={previous.get(k)!r} (now {v!r})" for k, v in wanted.items() if previous.get(k) != v)
-        reason = f"{out} was converted with other settings: {differences}"
-    elif out.exists() and any(out.iterdir()):
-        reason = f"{out} is not empty and was not written by pneumo-yolo convert"
-    else:
-        return
-    if not overwrite:
-        raise ConvertError(f"{reason}. Use --overwrite to replace it, or choose another --out.")
+        if not overwrite:
+            raise ConvertError(f"{out} was converted with other settings: {differences}. Use --overwrite to replace it, or choose another --out.")
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise ConvertError(f"{out} is not empty and was not written by pneumo-yolo convert: choose a new or empty --out.")
+    return False
+
+
+def _clear_outputs(out: Path) -> None:
+    """Delete what an earlier ``convert`` wrote in ``out`` (and nothing else)."""
     for name in MANAGED:
         target = out / name
         if target.is_dir():
@@ -343,12 +349,7 @@ def _write_tables(out: Path, records: list[dict], classes: dict[str, str], error
     manifest["age"] = manifest["age"].astype("Int64")
     manifest = manifest[MANIFEST_COLUMNS].sort_values("patientId", kind="stable")
     atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False, lineterminator="\n"))
-    errors_path = out / "errors.csv"
-    if errors:
-        table = pd.DataFrame(sorted(errors), columns=["file", "problem"])
-        atomic_write_text(errors_path, table.to_csv(index=False, lineterminator="\n"))
-    else:
-        errors_path.unlink(missing_ok=True)
+    write_errors_csv(out / "errors.csv", sorted(errors))
 
 
 def convert_rsna(
@@ -375,11 +376,13 @@ def convert_rsna(
     if not images_dir.is_dir():
         raise ConvertError(f"--images {images_dir} is not a folder")
     report = ConvertReport(out=out)
-    _check_output_folder(out, settings, overwrite)
+    clear = _must_clear(out, settings, overwrite)
+    tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)
+    if clear:
+        _clear_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / SETTINGS_FILE, json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n")
     remove_stale_temp_files(out)
-    tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)
     _remove_unplanned(out, tasks)
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)

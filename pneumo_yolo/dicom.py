@@ -190,6 +190,32 @@ def _decode_jpeg_reduced(ds, max_side: int) -> np.ndarray:
         return np.asarray(jpeg.convert("L"))
 
 
+def _open(path: Path, *, pixels: bool):
+    """``dcmread`` with every failure turned into a :class:`DicomReadError`; truncation is an error."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="End of file reached")
+            return pydicom.dcmread(path, stop_before_pixels=not pixels)
+    except InvalidDicomError:
+        raise DicomReadError(path, "not a DICOM file (no DICM preamble)") from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, UserWarning) as error:
+        raise DicomReadError(path, f"corrupt or truncated DICOM ({type(error).__name__}: {error})") from None
+
+
+def read_header(path: Path | str) -> Radiograph:
+    """Size and header fields without decoding the pixels (``pixels`` is empty)."""
+    path = Path(path)
+    ds = _open(path, pixels=False)
+    try:
+        width, height = int(ds.Columns), int(ds.Rows)
+    except (AttributeError, TypeError, ValueError):
+        raise DicomReadError(path, "DICOM header has no valid Rows/Columns") from None
+    return Radiograph(np.zeros((0, 0), np.uint8), width, height, **header_fields(ds))
+
+
 def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph:
     """Read a DICOM radiograph as uint8 H×W, resized so its longest side is ``max_side``.
 
@@ -200,18 +226,8 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
     >>> image.pixels.shape, (image.width, image.height)  # doctest: +SKIP
     ((512, 512), (1024, 1024))
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", message="End of file reached")
-            ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise DicomReadError(path, "not a DICOM file (no DICM preamble)") from None
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, UserWarning) as error:
-        raise DicomReadError(path, f"corrupt or truncated DICOM ({type(error).__name__}: {error})") from None
+    ds = _open(path, pixels=True)
     _check_decodable(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)
     try:

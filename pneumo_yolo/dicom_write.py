@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicom import JPEG_BASELINE
 from .paths import atomic_write_bytes
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -51,7 +51,8 @@ class Labels:
 def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     """Read a CSV with ``,`` or ``;`` separators as strings, checking the header.
 
-    Decimal commas of ``;`` files are turned into points. Raises :class:`LabelFileError`.
+    Decimal commas of ``;`` files are turned into points. A row's index + 2 is its line number
+    in the file (blank lines, which are skipped, shift it). Raises :class:`LabelFileError`.
     """
     path = Path(path)
     try:

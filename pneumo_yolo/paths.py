@@ -70,3 +70,17 @@ def remove_stale_temp_files(folder: Path) -> int:
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
+
+
+def write_errors_csv(path: Path, errors: list[tuple[str, str]]) -> None:
+    """Write ``file,problem`` rows to ``path`` (atomically), or remove ``path`` when there are none."""
+    if not errors:
+        path.unlink(missing_ok=True)
+        return
+    lines = ["file,problem"] + [",".join(_csv_field(value) for value in row) for row in errors]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _csv_field(value: str) -> str:
+    """Quote a CSV field when it holds a comma, a quote or a line break."""
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value

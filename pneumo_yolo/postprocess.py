@@ -78,7 +78,7 @@ class PostprocessConfig:
             "use a whole number ≥ 1, or null for no limit",
         )
         check(number("min_relative_score") and 0 <= self.min_relative_score <= 1, "min_relative_score", "use a number in [0, 1] (0 keeps every box)")
-        check(number("shrink") and 0 < self.shrink <= 2, "shrink", "use a factor in (0, 2] (1 keeps the size; the RSNA winners used 0.83-0.875)")
+        check(number("shrink") and 0 < self.shrink <= 1, "shrink", "use a factor in (0, 1] (1 keeps the size; the RSNA winners used 0.83-0.875), so boxes stay inside the image")
         for key in ("conf", "merge_iou", "min_relative_score", "shrink"):
             object.__setattr__(self, key, float(getattr(self, key)))
         if self.max_boxes is not None:

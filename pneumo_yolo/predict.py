@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -23,10 +24,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from .dicom import DicomReadError, read_radiograph, resize_longest
-from .paths import UnsafeIdError, atomic_write_text, check_patient_id
+from .paths import UnsafeIdError, check_patient_id, write_errors_csv
 from .postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
 from .raw import RawImage, RawWriter
 from .submission import write_submission
@@ -168,7 +168,11 @@ class Detector:
         weights = Path(weights)
         if not weights.is_file():
             raise PredictError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")
-        self.model = import_ultralytics().YOLO(str(weights), task="detect")
+        ultralytics = import_ultralytics()
+        try:
+            self.model = ultralytics.YOLO(str(weights), task="detect")
+        except Exception as error:  # torch and Ultralytics raise many types for a file that is not a checkpoint
+            raise PredictError(f"--weights {weights}: cannot be loaded as YOLO weights ({type(error).__name__}: {error})") from None
         train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
         self.imgsz = int(imgsz or train_args.get("imgsz") or 640)
         self.device = resolve_device(device)
@@ -196,13 +200,6 @@ class Detector:
         return merged
 
 
-def _write_errors(path: Path, errors: list[tuple[str, str]]) -> None:
-    if errors:
-        atomic_write_text(path, pd.DataFrame(errors, columns=["file", "problem"]).to_csv(index=False, lineterminator="\n"))
-    else:
-        path.unlink(missing_ok=True)
-
-
 def detect_files(
     detector: Detector,
     paths: list[Path],
@@ -210,7 +207,7 @@ def detect_files(
     merge_iou: float = PostprocessConfig.merge_iou,
     batch: int = 32,
     workers: int = 1,
-    original_sizes: Mapping[str, tuple[int, int]] | None = None,
+    original_sizes: Mapping[str, tuple[float, float]] | None = None,
     progress: bool = True,
 ) -> Iterator[tuple[LoadedImage, RawImage | None]]:
     """Detect on every file, yielding each input with its raw detections in original pixels.
@@ -261,8 +258,7 @@ def predict_folder(
     detector = Detector(weights, imgsz=imgsz, device=device, tta=tta)
     report = PredictReport(out=Path(out), raw=save_raw, startup_s=time.perf_counter() - started)
     strings: dict[str, str] = {}
-    raw_writer = RawWriter(save_raw) if save_raw else None
-    try:
+    with RawWriter(save_raw) if save_raw else contextlib.nullcontext() as raw_writer:
         for image, raw in detect_files(detector, paths, merge_iou=config.merge_iou, batch=batch, workers=workers, progress=progress):
             if raw is None:
                 report.errors.append((image.path, image.problem))
@@ -273,14 +269,8 @@ def predict_folder(
                     raw_writer.add(raw)
                 boxes, scores = postprocess(raw.boxes, raw.scores, config, original_size=(raw.width, raw.height))
                 strings[raw.patient_id] = prediction_string(boxes, scores)
-    except BaseException:
-        if raw_writer:
-            raw_writer.abort()
-        raise
-    if raw_writer:
-        raw_writer.close()
     write_submission(report.out, strings, sorted(strings))
-    _write_errors(report.errors_path, report.errors)
+    write_errors_csv(report.errors_path, report.errors)
     report.n_images = len(strings)
     report.n_with_boxes = sum(bool(s) for s in strings.values())
     report.elapsed_s = time.perf_counter() - started

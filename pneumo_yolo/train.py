@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
-from .validation import VAL_JSON, score_validation
+from .validation import VAL_JSON, converted_imgsz, dataset_root, score_validation
 from .weights import ModelSource, download_weights, resolve_model
 
 DEFAULT_IMGSZ = 1024
@@ -213,6 +213,7 @@ def train(
 
     ultralytics = import_ultralytics(online=online)
     device = resolve_device(device)
+    _warn_on_size_mismatch(data, imgsz, resume)
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
     if resume:
@@ -242,7 +243,7 @@ def train(
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
     first_device = str(trainer.args.device).split(",")[0]
-    rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=max(1, abs(batch)))
+    rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
     return TrainResult(
         run_dir=run_dir,
         best=best,
@@ -252,6 +253,22 @@ def train(
         metrics={key: float(value) for key, value in (trainer.metrics or {}).items()},
         rsna_val=rsna_val,
     )
+
+
+def _warn_on_size_mismatch(data: Path, imgsz: int, resume: bool) -> None:
+    """Warn when training at another size than ``convert --imgsz`` wrote the images at.
+
+    ``predict`` decodes DICOMs at the training size, so only equal sizes give the model the
+    same pixels in training and in prediction.
+    """
+    from ultralytics.utils import LOGGER
+
+    converted = converted_imgsz(dataset_root(data))
+    if converted and converted != imgsz and not resume:
+        LOGGER.warning(
+            f"The dataset was converted at --imgsz {converted}, training runs at --imgsz {imgsz}: predict will decode "
+            f"DICOMs at {imgsz}, so the model sees other pixels than in training. Convert and train at the same size."
+        )
 
 
 def check_data_yaml(path: Path) -> Path:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import yaml
 
 from .boxes import yolo_to_xywh
 from .paths import atomic_write_text
 from .predict import Detector, detect_files
 from .raw import RawDetections
+from .submission import read_manifest
 from .tune import tune
 
 VAL_JSON = "rsna_val.json"
@@ -34,13 +34,18 @@ def dataset_root(data_yaml: Path) -> Path:
     return Path(data.get("path") or Path(data_yaml).parent)
 
 
-def original_sizes(root: Path, images: list[Path]) -> dict[str, tuple[int, int]]:
+def converted_imgsz(root: Path) -> int | None:
+    """The ``--imgsz`` that ``convert`` wrote ``root`` with (``None``: original size, or not our dataset)."""
+    from converters.rsna import SETTINGS_FILE
+
+    settings = root / SETTINGS_FILE
+    return json.loads(settings.read_text()).get("imgsz") if settings.is_file() else None
+
+
+def original_sizes(root: Path, images: list[Path]) -> dict[str, tuple[float, float]]:
     """``(W, H)`` per image from ``manifest.csv``; an image it does not list keeps its PNG size."""
     manifest = root / "manifest.csv"
-    sizes: dict[str, tuple[int, int]] = {}
-    if manifest.is_file():
-        table = pd.read_csv(manifest, dtype={"patientId": str})
-        sizes = {pid: (int(w), int(h)) for pid, w, h in zip(table.patientId, table.width, table.height)}
+    sizes = read_manifest(manifest) if manifest.is_file() else {}
     for path in images:
         if path.stem not in sizes:
             height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
@@ -48,7 +53,7 @@ def original_sizes(root: Path, images: list[Path]) -> dict[str, tuple[int, int]]
     return sizes
 
 
-def ground_truth(root: Path, split: str, sizes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+def ground_truth(root: Path, split: str, sizes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
     """``xywh`` boxes in original pixels per image of ``split``, from its YOLO label files."""
     truth = {}
     for pid, (width, height) in sizes.items():

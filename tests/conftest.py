@@ -14,6 +14,8 @@ from pneumo_yolo import offline
 from pneumo_yolo.dicom_write import write_dicom
 
 LABEL_HEADER = "patientId,x,y,width,height,Target"
+RSNA_DIR = Path(__file__).resolve().parents[2] / "shared" / "rsna"
+"""The real challenge CSVs, in ``shared/rsna`` beside the repository."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from converters.rsna import ConvertError, ConvertSettings, convert_rsna
 from pneumo_yolo.boxes import clip_xywh, yolo_to_xywh
 from pneumo_yolo.cli import app
+from pneumo_yolo.labels import LabelFileError
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -169,9 +170,10 @@ def test_a_foreign_folder_is_not_written_into(rsna_folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "thesis.docx").write_text("precious")
-    with pytest.raises(ConvertError, match="not written by pneumo-yolo convert"):
-        convert(rsna_folder, out)
-    assert (out / "thesis.docx").read_text() == "precious"
+    for overwrite in (False, True):
+        with pytest.raises(ConvertError, match="not written by pneumo-yolo convert"):
+            convert(rsna_folder, out, overwrite=overwrite)
+    assert [p.name for p in out.iterdir()] == ["thesis.docx"] and (out / "thesis.docx").read_text() == "precious"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
@@ -208,3 +210,33 @@ def test_ultralytics_accepts_the_written_data_yaml(rsna_folder, tmp_path):
     data = check_det_dataset(str(out / "data.yaml"))
     assert data["nc"] == 1 and data["names"] == {0: "opacity"} and data["channels"] == 1
     assert Path(data["train"]) == out / "images" / "train" and Path(data["val"]) == out / "images" / "val"
+
+
+def test_a_rerun_picks_up_changed_labels(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out)
+    pid = next(p for p, b in rsna_folder.boxes.items() if len(b) == 0)
+    rsna_folder.boxes[pid] = np.array([[10.0, 20.0, 50.0, 60.0]])
+    rsna_folder.write_labels()
+    report = convert(rsna_folder, out)
+    assert (report.converted, report.skipped) == (0, 13)
+    split = pd.read_csv(out / "manifest.csv").set_index("patientId").loc[pid, "split"]
+    np.testing.assert_allclose(yolo_to_xywh(read_yolo_labels(out, split, pid), *rsna_folder.sizes[pid]), [[10, 20, 50, 60]], atol=1e-3)
+    fresh = tmp_path / "fresh"
+    convert(rsna_folder, fresh)
+    assert {k: v for k, v in snapshot(out).items() if k != "data.yaml"} == {k: v for k, v in snapshot(fresh).items() if k != "data.yaml"}
+
+
+def test_overwrite_keeps_the_old_dataset_when_the_new_labels_are_unreadable(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64))
+    before = snapshot(out)
+    rsna_folder.labels.write_text("not,a,labels,file\n")
+    with pytest.raises(LabelFileError, match="missing column"):
+        convert(rsna_folder, out, settings=ConvertSettings(imgsz=32), overwrite=True)
+    assert snapshot(out) == before
+
+
+def test_one_fold_is_refused():
+    with pytest.raises(ConvertError, match="--folds must be at least 2"):
+        ConvertSettings(folds=1, fold=0)

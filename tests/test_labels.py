@@ -5,7 +5,8 @@ import pytest
 
 from pneumo_yolo.labels import LabelFileError, read_class_info, read_labels
 
-RSNA = Path(__file__).resolve().parents[2] / "shared" / "rsna"
+from .conftest import RSNA_DIR as RSNA
+
 HEADER = "patientId,x,y,width,height,Target\n"
 
 
@@ -93,3 +94,4 @@ def test_conflicting_classes_are_refused(tmp_path):
     path = write(tmp_path, "patientId,class\na,Normal\na,Lung Opacity\n", "classes.csv")
     with pytest.raises(LabelFileError, match="two different classes"):
         read_class_info(path)
+

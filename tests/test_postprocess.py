@@ -193,6 +193,7 @@ class TestConfig:
             ({"max_boxes": 0}, "max_boxes: 0 is invalid"),
             ({"min_relative_score": -1}, "min_relative_score: -1 is invalid"),
             ({"shrink": 0}, "shrink: 0 is invalid"),
+            ({"shrink": 1.5}, "shrink: 1.5 is invalid"),
             ({"conf": "high"}, "conf: 'high' is invalid"),
         ],
     )

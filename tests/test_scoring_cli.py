@@ -16,9 +16,9 @@ from pneumo_yolo.postprocess import PostprocessConfig, prediction_string
 from pneumo_yolo.raw import write_raw
 from pneumo_yolo.submission import write_submission
 
+from .conftest import RSNA_DIR as RSNA
 from .test_tune import generated
 
-RSNA = Path("/work/shared/rsna")
 LABELS = RSNA / "stage_2_train_labels.csv"
 SAMPLE = RSNA / "stage_2_sample_submission.csv"
 needs_rsna = pytest.mark.skipif(not LABELS.exists(), reason="needs the real RSNA label CSVs")

@@ -1,12 +1,12 @@
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pneumo_yolo.labels import read_class_info
 from pneumo_yolo.split import assign_folds, assign_split, fold_split
 
-RSNA = Path(__file__).resolve().parents[2] / "shared" / "rsna"
+from .conftest import RSNA_DIR as RSNA
+
 
 
 @pytest.fixture(scope="module")

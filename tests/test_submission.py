@@ -10,6 +10,7 @@ import pytest
 from pneumo_yolo.labels import LabelFileError
 from pneumo_yolo.postprocess import prediction_string
 from pneumo_yolo.submission import (
+
     ScoringSet,
     SubmissionError,
     evaluate_submission,
@@ -22,7 +23,9 @@ from pneumo_yolo.submission import (
     write_submission,
 )
 
-SAMPLE = Path("/work/shared/rsna/stage_2_sample_submission.csv")
+from .conftest import RSNA_DIR
+
+SAMPLE = RSNA_DIR / "stage_2_sample_submission.csv"
 IDS = ["c-3", "a-1", "b-2"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,14 +17,14 @@ def convert(
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (`,` or `;` separated).")],
     out: Annotated[Path, typer.Option(help="Output dataset folder.")],
     class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(help="Longest side of the written PNGs [default: original size].", rich_help_panel="Images")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Longest side of the written PNGs; train and predict at the same size.", show_default="original size", rich_help_panel="Images")] = None,
     channels: Annotated[int, typer.Option(help="Model input channels written into data.yaml (1 or 3); PNGs are always grayscale.", rich_help_panel="Images")] = 1,
-    png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest) [default: OpenCV's fast default].", rich_help_panel="Images")] = None,
+    png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest).", show_default="OpenCV's fast default", rich_help_panel="Images")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of patients in the validation split.", rich_help_panel="Split")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
     folds: Annotated[Optional[int], typer.Option(help="K for k-fold cross-validation (with --fold).", rich_help_panel="Split")] = None,
     fold: Annotated[Optional[int], typer.Option(help="Which fold (0..K-1) is the validation split.", rich_help_panel="Split")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = os.cpu_count() or 1,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes.", show_default="all cores")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
 ) -> None:
     """Convert RSNA DICOMs + label CSV into a YOLO dataset (PNGs, label files, data.yaml).
