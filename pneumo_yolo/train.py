@@ -171,7 +171,7 @@ def train(
     data: Path,
     model: str | None = None,
     *,
-    imgsz: int = DEFAULT_IMGSZ,
+    imgsz: int | None = None,
     epochs: int = DEFAULT_EPOCHS,
     batch: int = DEFAULT_BATCH,
     device: str | None = None,
@@ -197,6 +197,7 @@ def train(
     project = (Path(project) if project else Path.cwd() / "runs").expanduser().resolve()
     overrides = dict(overrides or {})
     check_option_keys(overrides, None, "--set")
+    imgsz = imgsz or converted_imgsz(dataset_root(data)) or DEFAULT_IMGSZ
     _check_sizes(imgsz, epochs, batch)
     allow_download = online or downloads_allowed()
     if resume:

@@ -27,7 +27,10 @@ def train_command(
             "or model config (.yaml, e.g. yolo11s.yaml: trained from scratch). Not needed with --resume."
         ),
     ] = None,
-    imgsz: Annotated[int, typer.Option(help="Training image size (pixels, multiple of 32).")] = DEFAULT_IMGSZ,
+    imgsz: Annotated[
+        Optional[int],
+        typer.Option(help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}"),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Number of epochs.")] = DEFAULT_EPOCHS,
     batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,
     device: Annotated[
