@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -201,18 +202,9 @@ def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
     return Outcome(task.patient_id, "converted", _record(task, image, len(boxes)), warnings)
 
 
-_worker_settings: ConvertSettings | None = None
-
-
-def _init_worker(settings: ConvertSettings) -> None:
-    global _worker_settings
-    _worker_settings = settings
+def _single_threaded_opencv() -> None:
+    """Pool initializer: one OpenCV thread per worker process, the pool being the parallelism."""
     cv2.setNumThreads(1)
-
-
-def _convert_in_worker(task: Task) -> Outcome:
-    assert _worker_settings is not None
-    return convert_one(task, _worker_settings)
 
 
 def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Iterator[Outcome]:
@@ -222,8 +214,8 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Ite
         return
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(16, len(tasks) // (workers * 8)))
-    with context.Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-        yield from pool.imap_unordered(_convert_in_worker, tasks, chunksize=chunksize)
+    with context.Pool(workers, initializer=_single_threaded_opencv) as pool:
+        yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
 
 
 def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
