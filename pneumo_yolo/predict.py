@@ -33,8 +33,10 @@ from .submission import write_submission
 
 DICOM_SUFFIXES = {".dcm"}
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-RAW_CONF = 0.01
-MAX_DETECTIONS = 30
+RAW_CONF = 0.05
+"""Confidence floor of raw detections: the lowest threshold ``tune`` tries by default."""
+MAX_DETECTIONS = 20
+"""Boxes kept per image from the model (an RSNA image has at most 4 opacities)."""
 
 
 class PredictError(RuntimeError):
