@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from pneumo_yolo.metric import evaluate, score_images
+from pneumo_yolo.metric import evaluate, flatten_ground_truth, score_images
 
 
 def synthetic(n_images: int, max_predictions: int, seed: int = 0) -> tuple[dict, dict]:
@@ -60,9 +60,8 @@ def main() -> None:
     full = best_of(args.repeats, lambda: evaluate(gt, predictions))
 
     index = {pid: i for i, pid in enumerate(gt)}
-    gt_image = np.repeat(np.arange(len(gt)), [len(b) for b in gt.values()])
+    gt_image, gt_boxes, _ = flatten_ground_truth(list(gt.values()))
     pred_image = np.repeat([index[p] for p in predictions], [len(p) for p in predictions.values()])
-    gt_boxes = np.concatenate(list(gt.values()))
     flat = np.concatenate(list(predictions.values()))
     kernel = best_of(args.repeats, lambda: score_images(len(gt), gt_image, gt_boxes, pred_image, flat[:, 0], flat[:, 1:]))
 

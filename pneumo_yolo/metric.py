@@ -17,7 +17,7 @@ a PredictionString. Ground truth of one image is an ``(N, 4)`` ``xywh`` array.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,6 +233,20 @@ def summarise(per_image: np.ndarray, positive: np.ndarray, thresholds: np.ndarra
     )
 
 
+def flatten_ground_truth(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image ``(N, 4)`` ``xywh`` arrays → (image index per box, all boxes, per-image positive flag).
+
+    >>> image, boxes, positive = flatten_ground_truth([np.zeros((2, 4)), np.zeros((0, 4))])
+    >>> image.tolist(), boxes.shape, positive.tolist()
+    ([0, 0], (2, 4), [True, False])
+    """
+    gt_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in arrays]
+    gt_image = np.repeat(np.arange(len(gt_arrays)), [len(b) for b in gt_arrays])
+    gt_boxes = np.concatenate(gt_arrays) if gt_arrays else np.zeros((0, 4))
+    positive = np.array([len(b) > 0 for b in gt_arrays], dtype=bool)
+    return gt_image, gt_boxes, positive
+
+
 def evaluate(
     ground_truth: Mapping[str, np.ndarray],
     predictions: Mapping[str, np.ndarray],
@@ -251,12 +265,9 @@ def evaluate(
     if unknown:
         raise ValueError(f"{len(unknown)} predicted patient(s) are not in the ground truth, e.g. {unknown[0]}")
     index = {pid: i for i, pid in enumerate(ground_truth)}
-    gt_arrays = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in ground_truth.values()]
+    gt_image, gt_boxes, positive = flatten_ground_truth(list(ground_truth.values()))
     pred_arrays = [np.asarray(p, dtype=np.float64).reshape(-1, 5) for p in predictions.values()]
-    gt_image = np.repeat(np.arange(len(gt_arrays)), [len(b) for b in gt_arrays])
     pred_image = np.repeat([index[pid] for pid in predictions], [len(p) for p in pred_arrays]).astype(np.int64)
-    gt_boxes = np.concatenate(gt_arrays) if gt_arrays else np.zeros((0, 4))
     preds = np.concatenate(pred_arrays) if pred_arrays else np.zeros((0, 5))
-    per_image = score_images(len(gt_arrays), gt_image, gt_boxes, pred_image, preds[:, 0], preds[:, 1:], thresholds)
-    positive = np.array([len(b) > 0 for b in gt_arrays], dtype=bool)
+    per_image = score_images(len(ground_truth), gt_image, gt_boxes, pred_image, preds[:, 0], preds[:, 1:], thresholds)
     return summarise(per_image, positive, thresholds)

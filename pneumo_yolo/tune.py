@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .boxes import shrink_xyxy, xyxy_to_xywh
-from .metric import MetricResult, evaluate, score_images, summarise
+from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
 from .postprocess import MERGE_METHODS, PostprocessConfig, clean, limit, merge, nms_keep, postprocess
 from .raw import RawDetections
 from .submission import ScoringSet
@@ -221,10 +221,7 @@ def tune(
     conf = np.asarray(grid.conf, dtype=np.float64)
     prefixes = np.array([np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64)
 
-    gt_arrays = [np.asarray(ground_truth[pid], dtype=np.float64).reshape(-1, 4) for pid in raw.patient_ids]
-    gt_image = np.repeat(np.arange(len(gt_arrays)), [len(b) for b in gt_arrays])
-    gt_boxes = np.concatenate(gt_arrays)
-    positive = np.array([len(b) > 0 for b in gt_arrays])
+    gt_image, gt_boxes, positive = flatten_ground_truth([ground_truth[pid] for pid in raw.patient_ids])
 
     rows = []
     results: dict[tuple[int, int, int], MetricResult] = {}
