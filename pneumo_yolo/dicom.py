@@ -115,6 +115,14 @@ def _stretch(arr: np.ndarray) -> np.ndarray:
     return (arr - low) / (high - low) if high > low else np.zeros_like(arr, dtype=np.float64)
 
 
+def _has_modality_lut(ds) -> bool:
+    return "RescaleSlope" in ds or "ModalityLUTSequence" in ds
+
+
+def _has_voi(ds) -> bool:
+    return "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+
+
 def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
     """Apply modality LUT, VOI LUT or window (or a min–max stretch) and return uint8.
 
@@ -122,8 +130,7 @@ def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
     """
     from pydicom.pixels import apply_modality_lut, apply_voi
 
-    has_modality = "RescaleSlope" in ds or "ModalityLUTSequence" in ds
-    has_voi = "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+    has_modality, has_voi = _has_modality_lut(ds), _has_voi(ds)
     if arr.dtype == np.uint8 and not has_modality and not has_voi:
         return arr
     values = apply_modality_lut(arr, ds) if has_modality else arr
@@ -170,7 +177,8 @@ def _is_plain_jpeg(ds) -> bool:
         and ds.get("PhotometricInterpretation") == "MONOCHROME2"
         and int(ds.get("BitsStored", 0)) == 8
         and int(ds.get("SamplesPerPixel", 1)) == 1
-        and not any(tag in ds for tag in ("RescaleSlope", "ModalityLUTSequence", "VOILUTSequence", "WindowCenter"))
+        and not _has_modality_lut(ds)
+        and not _has_voi(ds)
     )
 
 
