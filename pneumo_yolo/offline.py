@@ -15,6 +15,11 @@ Ultralytics:
 - ``YOLO_CONFIG_DIR=<home>``: its settings live in ``<home>/Ultralytics``, where matplotlib's
   DejaVu Sans is copied as ``Arial.ttf`` and ``Arial.Unicode.ttf`` so the font check finds a
   font instead of downloading one.
+- Ultralytics never sees our command line: it keeps ``sys.argv`` as ``ARGV`` and takes itself
+  for its own ``yolo`` command when ``ARGV[0]`` ends with ``yolo`` and ``predict`` is an
+  argument (``pneumo-yolo predict`` does both): ``Model.predict`` then returns ``None`` and
+  turns ``save`` and ``verbose`` on. Every ``ARGV`` in Ultralytics is replaced by
+  :data:`LIBRARY_ARGV`.
 
 ``<home>`` is ``$PNEUMO_YOLO_HOME``, or the user's cache folder (``~/.cache/pneumo-yolo`` on
 Linux). Pretrained weights live in ``<home>/weights``.
@@ -40,6 +45,9 @@ ENV_ONLINE = "PNEUMO_YOLO_ONLINE"
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 AMP_CHECK_WEIGHTS = "yolo26n.pt"
 """The checkpoint Ultralytics' ``check_amp`` loads on CUDA (and downloads if it is missing)."""
+
+LIBRARY_ARGV = ("pneumo_yolo",)
+"""What Ultralytics sees as the command line: a library call, never its own ``yolo`` command."""
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _PRIVATE_SETTINGS: dict[str, Any] = {
@@ -129,6 +137,7 @@ def import_ultralytics(*, online: bool = False) -> ModuleType:
     from ultralytics import utils
 
     _check_imported(utils, home)
+    hide_command_line()
     wanted = {**_PRIVATE_SETTINGS, "weights_dir": str(weights_dir())}
     if any(utils.SETTINGS.get(key) != value for key, value in wanted.items()):
         utils.SETTINGS.update(wanted)
@@ -137,6 +146,16 @@ def import_ultralytics(*, online: bool = False) -> ModuleType:
     if not getattr(trainer_module.check_amp, "offline_safe", False):
         trainer_module.check_amp = offline_safe_amp_check(trainer_module.check_amp)
     return ultralytics
+
+
+def hide_command_line() -> None:
+    """Point every imported Ultralytics module's ``ARGV`` at :data:`LIBRARY_ARGV`, whatever ``sys.argv`` holds.
+
+    Modules imported later copy ``ultralytics.utils.ARGV``, which is replaced first.
+    """
+    for name, module in list(sys.modules.items()):
+        if (name == "ultralytics" or name.startswith("ultralytics.")) and hasattr(module, "ARGV"):
+            module.ARGV = list(LIBRARY_ARGV)
 
 
 def resolve_device(device: str | None) -> str:
