@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +29,13 @@ from .dicom import DicomReadError, read_radiograph, resize_longest
 from .paths import UnsafeIdError, check_patient_id, write_errors_csv
 from .postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
 from .raw import RawImage, RawWriter
-from .submission import write_submission
+from .submission import errors_only, validate_submission, write_submission
 
 DICOM_SUFFIXES = {".dcm"}
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 RAW_CONF = 0.05
-"""Confidence floor of raw detections: the lowest threshold ``tune`` tries by default."""
+"""Confidence floor of raw detections (the lowest threshold ``tune`` tries by default), unless the
+post-processing threshold is lower still."""
 MAX_DETECTIONS = 20
 """Boxes kept per image from the model (an RSNA image has at most 4 opacities)."""
 
@@ -60,9 +61,14 @@ class PredictReport:
     """What one run wrote, how fast, and which inputs failed."""
 
     out: Path
+    n_rows: int = 0
+    """Rows of the submission: the images predicted, plus the expected patients without a usable image."""
     n_images: int = 0
     n_with_boxes: int = 0
+    n_not_asked: int = 0
+    picture_pixels: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     startup_s: float = 0.0
     raw: Path | None = None
@@ -111,7 +117,7 @@ def load_image(path: Path, max_side: int | None) -> LoadedImage:
         patient_id = check_patient_id(path.stem)
     except UnsafeIdError as error:
         return LoadedImage(path.stem, str(path), None, problem=str(error))
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    if is_dicom(path):
         try:
             image = read_radiograph(path, max_side)
         except DicomReadError as error:
@@ -164,7 +170,9 @@ class Detector:
     only weights you trust.
     """
 
-    def __init__(self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False) -> None:
+    def __init__(
+        self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+    ) -> None:
         from .offline import import_ultralytics, resolve_device
 
         weights = Path(weights)
@@ -179,10 +187,11 @@ class Detector:
         self.imgsz = int(imgsz or train_args.get("imgsz") or 640)
         self.device = resolve_device(device)
         self.tta = tta
+        self.conf = conf
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         results = self.model.predict(
-            images, imgsz=self.imgsz, conf=RAW_CONF, max_det=MAX_DETECTIONS, device=self.device, verbose=False
+            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False
         )
         return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
 
@@ -247,21 +256,45 @@ def predict_folder(
     tta: bool = False,
     save_raw: Path | None = None,
     workers: int = 1,
+    expected_ids: Sequence[str] | None = None,
+    original_sizes: Mapping[str, tuple[float, float]] | None = None,
     progress: bool = True,
 ) -> PredictReport:
-    """Predict every image under ``source`` and write the submission CSV ``out``.
+    """Predict the images under ``source`` and write the submission CSV ``out``.
 
-    Every readable image gets a row (empty PredictionString for no box); unreadable ones are
-    listed in the report and in ``<out>.errors.csv``. ``save_raw`` also writes the raw
-    detections (original pixels, before post-processing) that ``pneumo-yolo tune`` reads.
+    Without ``expected_ids`` every readable image gets a row (an empty PredictionString for
+    no box). With them (``--sample``/``--ids``) only those patients are predicted and every one
+    gets a row: an unreadable or missing image gets an empty one, and is listed with the other
+    problems in the report and in ``<out>.errors.csv``.
+
+    ``original_sizes`` (``--manifest``) maps the boxes found on resized pictures (the PNGs of
+    ``convert``) to each original image's ``(W, H)`` grid; a picture it does not list is a
+    problem. Without it, boxes on pictures are in the pictures' own pixels. DICOMs always map
+    to their own original grid.
+
+    ``save_raw`` also writes the raw detections (original pixels, before post-processing, from
+    the lower of ``config.conf`` and :data:`RAW_CONF`) that ``pneumo-yolo tune`` reads. The
+    written file is checked by the rules of ``validate-submission`` before this returns.
     """
     started = time.perf_counter()
     paths = list_inputs(Path(source))
-    detector = Detector(weights, imgsz=imgsz, device=device, tta=tta)
-    report = PredictReport(out=Path(out), raw=save_raw, startup_s=time.perf_counter() - started)
+    report = PredictReport(out=Path(out), raw=save_raw)
+    if expected_ids is not None:
+        paths, report.n_not_asked, missing = select_expected(paths, expected_ids)
+        report.errors += [(str(Path(source) / pid), "no image for this expected patientId in --source") for pid in missing]
+    if original_sizes is not None:
+        paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
+        report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
+    report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
+    detector = Detector(weights, imgsz=imgsz, device=device, tta=tta, conf=min(RAW_CONF, config.conf))
+    report.startup_s = time.perf_counter() - started
     strings: dict[str, str] = {}
+    sizes: dict[str, tuple[float, float]] = {}
     with RawWriter(save_raw) if save_raw else contextlib.nullcontext() as raw_writer:
-        for image, raw in detect_files(detector, paths, merge_iou=config.merge_iou, batch=batch, workers=workers, progress=progress):
+        detections = detect_files(
+            detector, paths, merge_iou=config.merge_iou, batch=batch, workers=workers, original_sizes=original_sizes, progress=progress
+        )
+        for image, raw in detections:
             if raw is None:
                 report.errors.append((image.path, image.problem))
             elif raw.patient_id in strings:
@@ -271,9 +304,36 @@ def predict_folder(
                     raw_writer.add(raw)
                 boxes, scores = postprocess(raw.boxes, raw.scores, config, original_size=(raw.width, raw.height))
                 strings[raw.patient_id] = prediction_string(boxes, scores)
-    write_submission(report.out, strings, sorted(strings))
+                sizes[raw.patient_id] = (raw.width, raw.height)
+    rows = list(expected_ids) if expected_ids is not None else sorted(strings)
+    write_submission(report.out, strings, rows)
     write_errors_csv(report.errors_path, report.errors)
+    report.invalid = [str(problem) for problem in errors_only(validate_submission(report.out, rows, sizes))]
+    report.n_rows = len(rows)
     report.n_images = len(strings)
     report.n_with_boxes = sum(bool(s) for s in strings.values())
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def is_dicom(path: Path) -> bool:
+    """True for a ``.dcm`` file (decoded at its original size), False for a PNG/JPEG picture."""
+    return path.suffix.lower() in DICOM_SUFFIXES
+
+
+def select_expected(paths: list[Path], expected_ids: Sequence[str]) -> tuple[list[Path], int, list[str]]:
+    """The paths of the expected patients, how many other images were left out, and the expected ids without an image.
+
+    >>> select_expected([Path("a.dcm"), Path("b.dcm")], ["b", "c"])
+    ([PosixPath('b.dcm')], 1, ['c'])
+    """
+    expected = set(expected_ids)
+    chosen, others = _split_by(paths, lambda path: path.stem in expected)
+    found = {path.stem for path in chosen}
+    return chosen, len(others), [pid for pid in expected_ids if pid not in found]
+
+
+def _split_by(paths: list[Path], keep: Callable[[Path], bool]) -> tuple[list[Path], list[Path]]:
+    """``paths`` split into those ``keep`` accepts and the others, in order."""
+    kept = [path for path in paths if keep(path)]
+    return kept, [path for path in paths if not keep(path)]

@@ -33,11 +33,15 @@ class SubmissionError(ValueError):
 
 @dataclass(frozen=True)
 class SubmissionProblem:
-    """One problem of a submission; ``line`` is the 1-based line in the file (``None``: not in the file)."""
+    """One problem of a submission; ``line`` is the 1-based line in the file (``None``: not in the file).
+
+    A ``warning`` does not make the submission invalid: Kaggle accepts and scores it.
+    """
 
     line: int | None
     patient_id: str
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
@@ -174,11 +178,12 @@ def validate_submission(
     image_sizes: Mapping[str, tuple[float, float]] | None = None,
     default_size: tuple[float, float] = RSNA_IMAGE_SIZE,
 ) -> list[SubmissionProblem]:
-    """Every problem of a submission against the patients it must cover; an empty list means valid.
+    """Every problem of a submission against the patients it must cover; valid when none is an error.
 
-    Checks: the header; missing, duplicate, extra and invalid ids; malformed strings; boxes
-    reaching outside the image (``image_sizes[patientId]``, else ``default_size``: every RSNA
-    image is 1024 × 1024). Raises :class:`SubmissionError` only for an unreadable file.
+    Errors: the header; missing, duplicate, extra and invalid ids; malformed strings. Warnings:
+    boxes reaching outside the image (``image_sizes[patientId]``, else ``default_size``: every
+    RSNA image is 1024 × 1024), which Kaggle accepts and scores. Raises
+    :class:`SubmissionError` only for an unreadable file.
     """
     table = _read_table(path)
     parsed, first_line, problems = _row_problems(table)
@@ -201,9 +206,15 @@ def validate_submission(
                     first_line[pid],
                     pid,
                     f"box {', '.join(map(str, outside))} reaches outside the {size[0]:g}×{size[1]:g} image",
+                    warning=True,
                 )
             )
     return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+def errors_only(problems: Sequence[SubmissionProblem]) -> list[SubmissionProblem]:
+    """The problems that make a submission invalid (not the warnings)."""
+    return [problem for problem in problems if not problem.warning]
 
 
 def read_patient_ids(path: Path) -> list[str]:

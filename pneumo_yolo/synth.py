@@ -264,7 +264,7 @@ def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: st
     True
     """
     if size < MIN_SIZE:
-        raise ValueError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
+        raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
     if class_name is None:
         if rng.random() < POSITIVE_RATE:
             class_name = OPACITY
@@ -586,12 +586,16 @@ def _csv(header: str, rows: list[str]) -> str:
     return "\n".join([header, *rows]) + "\n"
 
 
+class SynthError(ValueError):
+    """Synthesis arguments that cannot work, or an output folder that already holds a data set."""
+
+
 def _check_output(out: Path, overwrite: bool) -> None:
     """Refuse to mix a new set with an earlier one unless ``overwrite``."""
     earlier = [out / name for name in (TRAIN_LABELS, CLASS_INFO, SAMPLE_SUBMISSION, TEST_LABELS) if (out / name).exists()]
     earlier += [folder for folder in (out / TRAIN_IMAGES, out / TEST_IMAGES) if any(folder.glob("*.dcm"))]
     if earlier and not overwrite:
-        raise FileExistsError(
+        raise SynthError(
             f"{out} already holds a data set ({earlier[0].name}); "
             "choose an empty folder, or pass --overwrite (overwrite=True) to replace it"
         )
@@ -654,8 +658,8 @@ def make_rsna_like(
         progress: show a progress bar.
 
     Raises:
-        ValueError: ``n < 1``, ``n_test < 0``, ``seed < 0`` or ``size < 64``.
-        FileExistsError: ``out`` already holds a data set and ``overwrite`` is false.
+        SynthError: ``n < 1``, ``n_test < 0``, ``seed < 0`` or ``size < 64``, or ``out`` already
+            holds a data set and ``overwrite`` is false.
 
     Example:
         >>> make_rsna_like(Path("demo_data"), n=300, n_test=60).train_positive  # doctest: +SKIP
@@ -664,9 +668,9 @@ def make_rsna_like(
     from tqdm import tqdm
 
     if n < 1 or n_test < 0 or seed < 0:
-        raise ValueError(f"need n >= 1, n_test >= 0 and seed >= 0 (got n={n}, n_test={n_test}, seed={seed})")
+        raise SynthError(f"need n >= 1, n_test >= 0 and seed >= 0 (got n={n}, n_test={n_test}, seed={seed})")
     if size < MIN_SIZE:
-        raise ValueError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
+        raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
     out = Path(out)
     _check_output(out, overwrite)
     ids = patient_ids(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), n + n_test)

@@ -39,6 +39,10 @@ DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
 DEFAULT_SHRINK = (1.0, 0.95, 0.9, 0.875, 0.85, 0.83, 0.8)
 
 
+class TuneError(ValueError):
+    """Tuning inputs that cannot work (a bad grid, detections without ground truth); the message says which."""
+
+
 @dataclass(frozen=True)
 class TuneGrid:
     """Values to try. ``merges`` holds ``(method, iou)`` pairs; the IoU of ``"none"`` is ignored."""
@@ -49,7 +53,7 @@ class TuneGrid:
 
     def __post_init__(self) -> None:
         if not (self.conf and self.merges and self.shrink):
-            raise ValueError("every grid axis (conf, merges, shrink) needs at least one value")
+            raise TuneError("every grid axis (conf, merges, shrink) needs at least one value")
         for method, iou in self.merges:
             PostprocessConfig(merge=method, merge_iou=iou if method != "none" else 0.5)
         for conf in self.conf:
@@ -62,13 +66,13 @@ class TuneGrid:
 
 
 def parse_numbers(text: str) -> tuple[float, ...]:
-    """``"0.1,0.2, 0.3"`` → ``(0.1, 0.2, 0.3)``; raises ``ValueError`` naming a bad item."""
+    """``"0.1,0.2, 0.3"`` → ``(0.1, 0.2, 0.3)``; raises :class:`TuneError` naming a bad item."""
     values = []
     for item in text.split(","):
         try:
             values.append(float(item))
         except ValueError:
-            raise ValueError(f"{item.strip()!r} is not a number (expected a comma-separated list like 0.1,0.2)") from None
+            raise TuneError(f"{item.strip()!r} is not a number (expected a comma-separated list like 0.1,0.2)") from None
     return tuple(values)
 
 
@@ -78,7 +82,7 @@ def parse_merges(text: str) -> tuple[tuple[str, float], ...]:
     for item in (part.strip() for part in text.split(",")):
         method, _, iou = item.partition(":")
         if method not in MERGE_METHODS or (method != "none" and not iou):
-            raise ValueError(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
+            raise TuneError(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
         merges.append((method, parse_numbers(iou)[0] if iou else 0.0))
     return tuple(merges)
 
@@ -170,12 +174,12 @@ def _merge_prefixes(
 def images_to_score(raw: RawDetections, scoring: ScoringSet) -> tuple[RawDetections, list[str]]:
     """The raw images that ``scoring`` covers, and notes on what was left out.
 
-    A raw patient outside the labels raises ``ValueError``; one in the labels but outside the
+    A raw patient outside the labels raises :class:`TuneError`; one in the labels but outside the
     scored set (another split) is left out, as is a scored patient with no raw row.
     """
     unknown = [pid for pid in raw.patient_ids if pid not in scoring.label_ids]
     if unknown:
-        raise ValueError(f"{len(unknown)} patient(s) of the raw detections are not in the labels, e.g. {unknown[0]}")
+        raise TuneError(f"{len(unknown)} patient(s) of the raw detections are not in the labels, e.g. {unknown[0]}")
     keep = np.array([pid in scoring.boxes for pid in raw.patient_ids], dtype=bool)
     notes = []
     if not keep.all():
@@ -201,7 +205,7 @@ def tune(
     base: PostprocessConfig | None = None,
     grid: TuneGrid | None = None,
 ) -> TuneReport:
-    """Score every grid point on the images of ``raw`` (each must be in ``ground_truth``, else ``ValueError``).
+    """Score every grid point on the images of ``raw`` (each must be in ``ground_truth``, else :class:`TuneError`).
 
     ``base`` (default :class:`PostprocessConfig`) gives the settings outside the grid and is
     scored too, for comparison.
@@ -211,9 +215,9 @@ def tune(
     grid = grid or TuneGrid()
     missing = [pid for pid in raw.patient_ids if pid not in ground_truth]
     if missing:
-        raise ValueError(f"{len(missing)} patient(s) of the raw detections have no ground truth, e.g. {missing[0]}")
+        raise TuneError(f"{len(missing)} patient(s) of the raw detections have no ground truth, e.g. {missing[0]}")
     if not len(raw):
-        raise ValueError("the raw detections hold no image to tune on")
+        raise TuneError("the raw detections hold no image to tune on")
     images = [
         (*clean(image.boxes, image.scores, (image.width, image.height)), (image.width, image.height))
         for image in raw.images()

@@ -14,8 +14,19 @@ from pneumo_yolo import offline
 from pneumo_yolo.dicom_write import write_dicom
 
 LABEL_HEADER = "patientId,x,y,width,height,Target"
-RSNA_DIR = Path(__file__).resolve().parents[2] / "shared" / "rsna"
-"""The real challenge CSVs, in ``shared/rsna`` beside the repository."""
+RSNA_ENV = "PNEUMO_YOLO_RSNA_DIR"
+RSNA_DIR = Path(os.environ.get(RSNA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "rsna")
+"""The real challenge CSVs: ``$PNEUMO_YOLO_RSNA_DIR``, else ``shared/rsna`` beside the repository."""
+EXCERPT_DIR = Path(__file__).resolve().parent / "data" / "rsna_excerpt"
+"""Every row of 42 real patients (the first 40 of the label CSV, plus one with 3 and one with 4 boxes)."""
+
+
+def real_csv(name: str) -> Path:
+    """The real challenge CSV ``name``, or skip the test with how to provide it."""
+    path = RSNA_DIR / name
+    if not path.is_file():
+        pytest.skip(f"needs the real RSNA CSV {name}, not found in {RSNA_DIR}: set {RSNA_ENV} to the folder that holds it")
+    return path
 
 
 @dataclass

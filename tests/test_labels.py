@@ -5,7 +5,7 @@ import pytest
 
 from pneumo_yolo.labels import LabelFileError, read_class_info, read_labels
 
-from .conftest import RSNA_DIR as RSNA
+from .conftest import EXCERPT_DIR, real_csv
 
 HEADER = "patientId,x,y,width,height,Target\n"
 
@@ -17,7 +17,7 @@ def write(tmp_path: Path, text: str, name: str = "labels.csv", newline: str = "\
 
 
 def test_real_train_labels_match_the_published_statistics():
-    labels = read_labels(RSNA / "stage_2_train_labels.csv")
+    labels = read_labels(real_csv("stage_2_train_labels.csv"))
     counts = [len(b) for b in labels.boxes.values()]
     assert len(labels.boxes) == 26_684
     assert sum(counts) == 9_555
@@ -30,8 +30,24 @@ def test_real_train_labels_match_the_published_statistics():
     assert labels.problems == [] and labels.dropped == []
 
 
+def test_real_label_excerpt_parses_to_its_known_boxes():
+    labels = read_labels(EXCERPT_DIR / "stage_2_train_labels.csv")
+    counts = [len(b) for b in labels.boxes.values()]
+    assert len(labels.boxes) == 42
+    assert {n: counts.count(n) for n in range(5)} == {0: 25, 1: 2, 2: 13, 3: 1, 4: 1}
+    assert len(labels.boxes["0004cfab-14fd-4e49-80ba-63a80b6bddd6"]) == 0
+    np.testing.assert_array_equal(
+        labels.boxes["00436515-870c-4b36-a041-de91049b9ab4"], [[264.0, 152.0, 213.0, 379.0], [562.0, 152.0, 256.0, 453.0]]
+    )
+    assert labels.problems == [] and labels.dropped == []
+    classes = read_class_info(EXCERPT_DIR / "stage_2_detailed_class_info.csv")
+    assert sorted(classes) == sorted(labels.boxes)
+    assert {pid for pid, name in classes.items() if name == "Lung Opacity"} == {pid for pid, n in zip(labels.boxes, counts) if n}
+    assert list(classes.values()).count("Normal") == 11
+
+
 def test_real_class_info_is_deduplicated_per_patient():
-    classes = read_class_info(RSNA / "stage_2_detailed_class_info.csv")
+    classes = read_class_info(real_csv("stage_2_detailed_class_info.csv"))
     values = list(classes.values())
     assert len(classes) == 26_684
     assert values.count("Lung Opacity") == 6_012

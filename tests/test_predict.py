@@ -1,6 +1,7 @@
 """predict: DICOM folder → submission CSV, on a model trained for one epoch on tiny synthetic data."""
 
 import socket
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ from typer.testing import CliRunner
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
-from pneumo_yolo.predict import load_image
+from pneumo_yolo.offline import LIBRARY_ARGV
+from pneumo_yolo.predict import RAW_CONF, Detector, load_image
 from pneumo_yolo.raw import read_raw
 from pneumo_yolo.submission import validate_submission
 
@@ -106,12 +108,49 @@ def test_one_corrupt_dicom_is_listed_and_the_rest_predicted(trained, tmp_path):
     assert errors.file.map(lambda f: Path(f).name).tolist() == ["broken.dcm"]
 
 
-def test_png_folders_are_accepted(trained, tmp_path):
+def test_png_folders_are_accepted_in_their_own_pixels_with_a_warning(trained, tmp_path):
     _, dataset, best = trained
     out = tmp_path / "png.csv"
     result = run("--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out)) == len(list((dataset / "images" / "val").glob("*.png")))
+    assert "boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest" in result.stderr
+
+
+def test_a_png_missing_from_the_manifest_is_a_problem(trained, tmp_path):
+    _, dataset, best = trained
+    manifest = pd.read_csv(dataset / "manifest.csv")
+    val = manifest[manifest.split == "val"]
+    val.iloc[1:].to_csv(tmp_path / "manifest.csv", index=False)
+    out = tmp_path / "png.csv"
+    result = run("--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--manifest", str(tmp_path / "manifest.csv"))
+    assert result.exit_code == 1
+    assert f"{val.patientId.iloc[0]}.png: not in --manifest: its original image size is unknown" in result.stderr
+    assert pd.read_csv(out).patientId.tolist() == sorted(val.patientId.iloc[1:])
+
+
+def test_a_threshold_below_the_raw_floor_is_honoured(trained, tmp_path):
+    folder, _, best = trained
+    raw = tmp_path / "raw.csv"
+    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(tmp_path / "s.csv"), "--conf", "0.001", "--save-raw", str(raw))
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(raw).conf.dropna()
+    assert scores.min() >= 0.001
+    assert (scores < RAW_CONF).any(), "a 1-epoch model finds boxes below 0.05; --conf 0.001 must keep them"
+
+
+def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
+    """``pneumo-yolo predict`` once made Ultralytics take itself for its own ``yolo predict`` CLI."""
+    _, dataset, best = trained
+    monkeypatch.setattr(sys, "argv", sys.argv)  # restored afterwards, whatever happens to its items
+    sys.argv[:] = ["/venv/bin/pneumo-yolo", "predict", "mode=predict"]  # Ultralytics' ARGV may be this very list
+    detector = Detector(best, device="cpu")
+    image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
+    [(boxes, scores)] = detector.detect([image], merge_iou=0.5)
+    assert boxes.shape == (len(scores), 4)
+    argvs = {name: module.ARGV for name, module in sys.modules.items() if name.startswith("ultralytics") and hasattr(module, "ARGV")}
+    assert "ultralytics.engine.model" in argvs
+    assert all(argv == list(LIBRARY_ARGV) for argv in argvs.values())
 
 
 def test_weights_that_do_not_exist_are_refused(tmp_path):

@@ -5,13 +5,12 @@ import pytest
 from pneumo_yolo.labels import read_class_info
 from pneumo_yolo.split import assign_folds, assign_split, fold_split
 
-from .conftest import RSNA_DIR as RSNA
-
+from .conftest import EXCERPT_DIR, real_csv
 
 
 @pytest.fixture(scope="module")
 def classes() -> dict[str, str]:
-    return read_class_info(RSNA / "stage_2_detailed_class_info.csv")
+    return read_class_info(real_csv("stage_2_detailed_class_info.csv"))
 
 
 def shares(split: dict[str, str], classes: dict[str, str], part: str) -> dict[str, float]:
@@ -42,6 +41,15 @@ def test_folds_partition_patients_and_are_stable(classes):
     val_sets = [{p for p, s in fold_split(classes, 5, i, seed=3).items() if s == "val"} for i in range(5)]
     assert sum(len(v) for v in val_sets) == len(classes)
     assert set().union(*val_sets) == set(classes)
+
+
+def test_split_of_real_ids_is_deterministic_and_order_independent():
+    classes = read_class_info(EXCERPT_DIR / "stage_2_detailed_class_info.csv")
+    split = assign_split(classes, val_fraction=0.25, seed=0)
+    assert split == assign_split(dict(reversed(classes.items())), val_fraction=0.25, seed=0)
+    assert Counter(split.values()) == {"train": 31, "val": 11}  # per class 17, 14, 11 patients: 4 + 4 + 3 in val
+    for name in set(classes.values()):
+        assert any(split[p] == "val" for p, c in classes.items() if c == name), f"no {name} patient in val"
 
 
 def test_fold_arguments_are_checked():

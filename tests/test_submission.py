@@ -10,9 +10,9 @@ import pytest
 from pneumo_yolo.labels import LabelFileError
 from pneumo_yolo.postprocess import prediction_string
 from pneumo_yolo.submission import (
-
     ScoringSet,
     SubmissionError,
+    errors_only,
     evaluate_submission,
     load_scoring_set,
     parse_prediction_string,
@@ -23,7 +23,7 @@ from pneumo_yolo.submission import (
     write_submission,
 )
 
-from .conftest import RSNA_DIR
+from .conftest import RSNA_DIR, RSNA_ENV
 
 SAMPLE = RSNA_DIR / "stage_2_sample_submission.csv"
 IDS = ["c-3", "a-1", "b-2"]
@@ -96,6 +96,8 @@ def test_image_sizes_come_from_the_manifest(tmp_path: Path) -> None:
     assert validate_submission(tmp_path / "sub.csv", ["a-1"]) == []
     problems = validate_submission(tmp_path / "sub.csv", ["a-1"], {"a-1": (350.0, 400.0)})
     assert [str(p) for p in problems] == ["line 2: a-1: box 1 reaches outside the 350×400 image"]
+    assert [p.warning for p in problems] == [True]
+    assert errors_only(problems) == []
 
 
 def test_bad_header_is_an_error(tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_read_patient_ids_from_csv_or_list(tmp_path: Path) -> None:
     assert read_patient_ids(tmp_path / "ids.txt") == ["b-2", "a-1"]
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="needs the real sample submission")
+@pytest.mark.skipif(not SAMPLE.exists(), reason=f"needs the real sample submission, not found in {RSNA_DIR}: set {RSNA_ENV} to its folder")
 def test_real_sample_submission_is_valid_against_itself() -> None:
     ids = read_patient_ids(SAMPLE)
     assert len(ids) == 3000

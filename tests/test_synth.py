@@ -20,6 +20,7 @@ from pneumo_yolo.synth import (
     NORMAL,
     NOT_NORMAL,
     OPACITY,
+    SynthError,
     label_rows,
     make_rsna_like,
     render_chest,
@@ -194,7 +195,7 @@ class TestDeterminism:
 
     def test_refuses_existing_set_and_overwrite_removes_stale(self, tmp_path: Path):
         make_rsna_like(tmp_path, n=4, seed=0, n_test=2, size=64, progress=False)
-        with pytest.raises(FileExistsError, match="--overwrite"):
+        with pytest.raises(SynthError, match="--overwrite"):
             make_rsna_like(tmp_path, n=3, seed=1, size=64, progress=False)
         make_rsna_like(tmp_path, n=3, seed=1, size=64, overwrite=True, progress=False)
         assert len(list((tmp_path / "stage_2_train_images").glob("*.dcm"))) == 3
@@ -268,7 +269,7 @@ class TestWriteDicom:
 class TestCommand:
     def test_synth_writes_folder(self, tmp_path: Path):
         out = tmp_path / "data"
-        args = ["synth", "--out", str(out), "--n", "6", "--n-test", "2", "--size", "128", "--seed", "3"]
+        args = ["synth", "--out", str(out), "--n-train", "6", "--n-test", "2", "--dicom-size", "128", "--seed", "3"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert str(out) in result.output.strip().splitlines()[-1]
@@ -278,12 +279,12 @@ class TestCommand:
             assert (out / name).is_file()
 
     def test_synth_refuses_existing_set(self, tmp_path: Path):
-        args = ["synth", "--out", str(tmp_path), "--n", "2", "--size", "64"]
+        args = ["synth", "--out", str(tmp_path), "--n-train", "2", "--dicom-size", "64"]
         assert CliRunner().invoke(app, args).exit_code == 0
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1 and "already holds a data set" in result.output
         assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
 
     def test_synth_rejects_bad_numbers(self, tmp_path: Path):
-        result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path), "--n", "0"])
+        result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path), "--n-train", "0"])
         assert result.exit_code != 0 and not list(tmp_path.iterdir())

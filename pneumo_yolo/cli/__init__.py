@@ -1,9 +1,12 @@
-"""Command line: ``pneumo-yolo <command>``. Each module here only parses arguments and calls the library."""
+"""Command line: ``pneumo-yolo <command>``. Each module here only parses arguments and calls the library.
 
-from . import data  # noqa: F401  (registers commands)
-from . import scoring  # noqa: F401  (registers commands)
-from . import model  # noqa: F401  (registers commands)
+The modules register their commands in pipeline order, which ``--help`` shows.
+"""
+
 from . import synth  # noqa: F401  (registers commands)
+from . import data  # noqa: F401  (registers commands)
+from . import model  # noqa: F401  (registers commands)
+from . import scoring  # noqa: F401  (registers commands)
 from . import demo  # noqa: F401  (registers commands)
 from .app import app
 

@@ -4,7 +4,7 @@ import typer
 
 app = typer.Typer(
     name="pneumo-yolo",
-    help="Pneumonia detection on chest X-rays (RSNA challenge) with Ultralytics YOLO.",
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -16,6 +16,11 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print ``message`` to stderr and return the ``typer.Exit`` to raise."""
     typer.secho(message, err=True, fg=typer.colors.RED)
     return typer.Exit(code=code)
+
+
+def warn(message: str) -> None:
+    """Print a warning to stderr: something the user should know that did not stop the command."""
+    typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
 
 
 def _show_version(value: bool) -> None:
@@ -32,5 +37,6 @@ def root(
 ) -> None:
     """Pneumonia detection on chest X-rays (RSNA challenge) with Ultralytics YOLO.
 
-    Stages: synth (demo data) → convert → train → predict → evaluate / tune.
+    Stages: synth → convert → train → predict → tune → evaluate → validate-submission (synth only
+    without real data; demo runs them all on synthetic data).
     """

@@ -7,20 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, fail
-
+from . import options
+from .app import app, fail, warn
 
 
 @app.command("convert")
 def convert(
     images: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of .dcm files, searched recursively; the file stem is the patientId.")],
-    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (`,` or `;` separated).")],
+    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     out: Annotated[Path, typer.Option(help="Output dataset folder.")],
     class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Longest side of the written PNGs; train and predict at the same size.", show_default="original size", rich_help_panel="Images")] = None,
-    channels: Annotated[int, typer.Option(help="Model input channels written into data.yaml (1 or 3); PNGs are always grayscale.", rich_help_panel="Images")] = 1,
+    channels: Annotated[int, typer.Option(callback=options.channels, help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.", rich_help_panel="Images")] = 1,
     png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest).", show_default="OpenCV's fast default", rich_help_panel="Images")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of patients in the validation split.", rich_help_panel="Split")] = 0.1,
+    val_fraction: Annotated[float, typer.Option(callback=options.val_fraction, help="Share of patients in the validation split, in [0, 1).", rich_help_panel="Split")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
     folds: Annotated[Optional[int], typer.Option(help="K for k-fold cross-validation (with --fold).", rich_help_panel="Split")] = None,
     fold: Annotated[Optional[int], typer.Option(help="Which fold (0..K-1) is the validation split.", rich_help_panel="Split")] = None,
@@ -44,7 +44,7 @@ def convert(
     except (ConvertError, LabelFileError) as error:
         raise fail(f"error: {error}") from None
     for warning in report.warnings:
-        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+        warn(warning)
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
     typer.echo(
@@ -52,5 +52,5 @@ def convert(
         f"in {report.elapsed_s:.1f} s ({report.images_per_s:.1f} images/s) -> {report.out / 'data.yaml'}"
     )
     if report.errors:
-        typer.echo(f"problems listed in {report.out / 'errors.csv'}")
+        typer.echo(f"problems listed in {report.out / 'errors.csv'}", err=True)
         raise typer.Exit(code=1)

@@ -6,10 +6,13 @@ from typing import Annotated, Optional
 import typer
 
 from ..train import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
-from .app import app, fail
+from . import options
+from .app import app, fail, warn
 
 _RUN = "Run"
 _NETWORK = "Network"
+_PATIENTS = "Patients and image sizes"
+_POSTPROCESS = "Post-processing"
 
 
 @app.command("train")
@@ -29,7 +32,7 @@ def train_command(
     ] = None,
     imgsz: Annotated[
         Optional[int],
-        typer.Option(help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}"),
+        typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}"),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Number of epochs.")] = DEFAULT_EPOCHS,
     batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,
@@ -100,19 +103,34 @@ def predict_command(
     weights: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Trained weights (.pt). Only load weights you trust: .pt files are pickles.")],
     source: Annotated[Path, typer.Option(exists=True, help="Folder of .dcm files (searched recursively), or of PNG/JPEG files, or one file.")],
     out: Annotated[Path, typer.Option(dir_okay=False, help="Submission CSV to write (patientId,PredictionString).")] = Path("submission.csv"),
-    imgsz: Annotated[Optional[int], typer.Option(help="Longest image side fed to the model. Default: the size it was trained at.")] = None,
+    sample: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="stage_2_sample_submission.csv: predict exactly its patients, one row each.", rich_help_panel=_PATIENTS),
+    ] = None,
+    ids: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="Predict exactly these patients: a CSV with a patientId column, or one id per line.", rich_help_panel=_PATIENTS),
+    ] = None,
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True, dir_okay=False, rich_help_panel=_PATIENTS,
+            help="manifest.csv of `convert`: map boxes found on its resized PNGs to the original images' pixels.",
+        ),
+    ] = None,  # fmt: skip
+    imgsz: Annotated[Optional[int], typer.Option(callback=options.model_imgsz, help="Longest image side fed to the model (multiple of 32).", show_default="the size it was trained at")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 32,
     device: Annotated[Optional[str], typer.Option(help="'0' for GPU 0, 'cpu'. Default: GPU 0 if there is one, else CPU.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes running beside inference (0: decode in this process).")] = 1,
     postprocess: Annotated[
         Optional[Path],
-        typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel="Post-processing"),
+        typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel=_POSTPROCESS),
     ] = None,
-    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel="Post-processing")] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass, fused by WBF.", rich_help_panel="Post-processing")] = False,
+    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel=_POSTPROCESS)] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass, fused by WBF.", rich_help_panel=_POSTPROCESS)] = False,
     save_raw: Annotated[
         Optional[Path],
-        typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel="Post-processing"),
+        typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
     ] = None,
 ) -> None:
     """Predict a folder of DICOMs into a Kaggle submission CSV, fully offline.
@@ -121,31 +139,45 @@ def predict_command(
     original pixels and post-processed. Unreadable files are listed on stderr and in
     OUT.errors.csv (exit code 1); every other image still gets its row.
 
-    Example: pneumo-yolo predict --weights runs/exp/weights/best.pt --source stage_2_test_images
-    --out submission.csv --postprocess runs/exp/postprocess_tuned.yaml
+    Example: pneumo-yolo predict --weights runs/exp/weights/best.pt --source rsna/stage_2_test_images
+    --sample rsna/stage_2_sample_submission.csv --postprocess tuned.yaml --out submission.csv
     """
     from dataclasses import replace
 
+    from ..labels import LabelFileError
     from ..postprocess import ConfigError, PostprocessConfig
     from ..predict import PredictError, predict_folder
     from ..raw import RawFileError
+    from ..submission import SubmissionError, read_manifest, read_patient_ids
 
+    if sample is not None and ids is not None:
+        raise typer.BadParameter("give at most one of --sample and --ids")
     try:
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
+        expected = read_patient_ids(sample or ids) if (sample or ids) else None
+        sizes = read_manifest(manifest) if manifest else None
         report = predict_folder(
-            weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device,
-            tta=tta, save_raw=save_raw, workers=workers,
+            weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
+            save_raw=save_raw, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
-    except (ConfigError, PredictError, RawFileError) as error:
+    except (ConfigError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
+    if report.n_not_asked:
+        warn(f"{report.n_not_asked} image(s) in {source} are not among the expected patients and were not predicted")
+    if report.picture_pixels:
+        warn("boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest to map them to the original images")
     typer.echo(
         f"predicted {report.n_images} images ({report.n_with_boxes} with boxes) in {report.elapsed_s:.1f} s "
-        f"({report.images_per_s:.1f} images/s) -> {report.out}" + (f"; raw detections -> {report.raw}" if report.raw else "")
+        f"({report.images_per_s:.1f} images/s) -> {report.out} ({report.n_rows} rows)"
+        + (f"; raw detections -> {report.raw}" if report.raw else "")
     )
+    for problem in report.invalid:
+        typer.secho(f"{report.out}: {problem}", err=True, fg=typer.colors.RED)
     if report.errors:
-        typer.echo(f"{len(report.errors)} unreadable file(s) listed in {report.errors_path}")
+        typer.echo(f"{len(report.errors)} problem(s) listed in {report.errors_path}", err=True)
+    if report.errors or report.invalid:
         raise typer.Exit(code=1)

@@ -13,28 +13,28 @@ from .app import app, fail
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, laid out like the RSNA download.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Training images.")] = 200,
+    n_train: Annotated[int, typer.Option(min=1, help="Training radiographs.")] = 200,
+    n_test: Annotated[int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")] = 0,
+    dicom_size: Annotated[int, typer.Option(min=64, help="Side of the DICOM images in pixels (RSNA's are 1024); boxes scale with it.")] = 1024,
     seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same bytes.")] = 0,
-    n_test: Annotated[int, typer.Option(min=0, help="Test images (also writes a sample submission and stage_2_test_labels.csv).")] = 0,
-    size: Annotated[int, typer.Option(min=64, help="Image side in pixels; boxes scale with it.")] = 1024,
     overwrite: Annotated[bool, typer.Option(help="Replace a data set already in OUT.")] = False,
 ) -> None:
     """Write synthetic chest radiographs in the exact RSNA format, with labels (for tests and demos).
 
     JPEG-Baseline DICOMs of chests with soft, blotchy lung opacities; label and class CSVs with RSNA-like statistics (22.5% positive, 1-4 boxes per positive image).
 
-    Example: pneumo-yolo synth --out demo_data --n 300 --n-test 60
+    Example: pneumo-yolo synth --out rsna --n-train 300 --n-test 60
     """
-    from pneumo_yolo.synth import make_rsna_like
+    from pneumo_yolo.synth import SynthError, make_rsna_like
 
     try:
-        summary = make_rsna_like(out, n, seed=seed, n_test=n_test, size=size, overwrite=overwrite)
-    except (FileExistsError, ValueError) as error:
+        summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, overwrite=overwrite)
+    except SynthError as error:
         raise fail(f"error: {error}") from None
     except OSError as error:
         raise fail(f"error: cannot write {out}: {error}") from None
     test = f" and {summary.test_images} test ({summary.test_positive} with opacity)" if summary.test_images else ""
     typer.echo(
         f"Wrote {summary.train_images} training ({summary.train_positive} with opacity, "
-        f"{summary.train_boxes} boxes){test} radiographs of {size}x{size} to {summary.out}"
+        f"{summary.train_boxes} boxes){test} radiographs of {dicom_size}x{dicom_size} to {summary.out}"
     )

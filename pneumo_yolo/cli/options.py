@@ -1,0 +1,48 @@
+"""Checks of option values at parse time: a bad value exits with code 2 and names the valid ones."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import typer
+
+STRIDE = 32
+"""YOLO's largest stride: train and predict sizes must be multiples of it."""
+
+
+class Split(str, Enum):
+    """A split of the converted dataset."""
+
+    train = "train"
+    val = "val"
+
+
+def model_imgsz(value: int | None) -> int | None:
+    """``--imgsz`` of train and predict: a positive multiple of 32, else the nearest valid size is named.
+
+    >>> model_imgsz(512)
+    512
+    """
+    if value is not None and (value < STRIDE or value % STRIDE):
+        nearest = max(STRIDE, STRIDE * round(value / STRIDE))
+        raise typer.BadParameter(f"{value} is not a multiple of {STRIDE}; the nearest valid size is {nearest}")
+    return value
+
+
+def channels(value: int) -> int:
+    """``--channels``: 1 (grayscale, the default) or 3."""
+    if value not in (1, 3):
+        raise typer.BadParameter(f"{value} is not valid; use 1 or 3")
+    return value
+
+
+def val_fraction(value: float) -> float:
+    """``--val-fraction``: a share in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise typer.BadParameter(f"{value} is not in [0, 1)")
+    return value
+
+
+def split_name(value: Split | None) -> str | None:
+    """The plain string of a :class:`Split` option."""
+    return value.value if value is not None else None
