@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python bench/metric.py [--images N] [--max-predictions K] [--repeats R]``.
 Ground truth follows the real label statistics (22.5 % positive, 1–4 boxes); predictions
 are jittered copies of the truth plus random false positives. Prints the best of R timings
-of :func:`pneumo_yolo.metric.evaluate` from ``{patientId: array}`` dicts, as ``evaluate``
-calls it, and of the flat-array kernel :func:`pneumo_yolo.metric.score_images` alone.
+of :func:`pneumo_yolo.eval.metric.evaluate` from ``{patientId: array}`` dicts, as ``evaluate``
+calls it, and of the flat-array kernel :func:`pneumo_yolo.eval.metric.score_images` alone.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from pneumo_yolo.metric import evaluate, flatten_ground_truth, score_images
+from pneumo_yolo.eval.metric import evaluate, flatten_ground_truth, score_images
 
 
 def synthetic(n_images: int, max_predictions: int, seed: int = 0) -> tuple[dict, dict]:

@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/predict.py [--n 100 1000] [--imgsz 512] [--batch 3
 
 The model is yolo11n (single channel, one class, as ``train`` builds it from our data.yaml),
 with random weights: its speed does not depend on training. "Model only" times
-:meth:`pneumo_yolo.predict.Detector.detect` on batches decoded beforehand; "end to end" times
-:func:`pneumo_yolo.predict.predict_folder` from the DICOM files, decoding, post-processing and
+:meth:`pneumo_yolo.model.predict.Detector.detect` on batches decoded beforehand; "end to end" times
+:func:`pneumo_yolo.model.predict.predict_folder` from the DICOM files, decoding, post-processing and
 writing the CSV included, both once the model is loaded and with the start-up (imports, model
 loading) counted. Each N runs in its own process, so its peak memory (process tree,
 DataLoader workers included) is its own. Goals: end to end ≥ 0.85 × model only; peak memory
@@ -33,7 +33,7 @@ def random_weights(imgsz: int) -> Path:
     if not path.is_file():
         import torch
 
-        from pneumo_yolo.offline import import_ultralytics
+        from pneumo_yolo.model.offline import import_ultralytics
 
         import_ultralytics()
         from ultralytics.nn.tasks import DetectionModel
@@ -47,7 +47,7 @@ def random_weights(imgsz: int) -> Path:
 
 def measure(n: int, imgsz: int, batch: int, workers: int) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
-    from pneumo_yolo.predict import Detector, list_inputs, load_image, predict_folder
+    from pneumo_yolo.model.predict import Detector, list_inputs, load_image, predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)

@@ -42,9 +42,9 @@ import pandas as pd
 import yaml
 
 from pneumo_yolo.boxes import clip_xywh, xywh_to_yolo
-from pneumo_yolo.dicom import DicomReadError, Radiograph, read_header, read_radiograph
-from pneumo_yolo.labels import read_class_info, read_labels
-from pneumo_yolo.paths import (
+from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
+from pneumo_yolo.data.labels import read_class_info, read_labels
+from pneumo_yolo.files import (
     UnsafeIdError,
     atomic_write_bytes,
     atomic_write_text,
@@ -52,7 +52,7 @@ from pneumo_yolo.paths import (
     remove_stale_temp_files,
     write_errors_csv,
 )
-from pneumo_yolo.split import assign_split, fold_split
+from pneumo_yolo.data.split import assign_split, fold_split
 
 SPLITS = ("train", "val")
 CLASS_NAMES = {0: "opacity"}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metric import MetricResult
+from .eval.metric import MetricResult
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     """
     from converters.rsna import ConvertSettings, convert_rsna
 
-    from .postprocess import PostprocessConfig
-    from .predict import predict_folder
-    from .submission import evaluate_submission, load_scoring_set
+    from .eval.postprocess import PostprocessConfig
+    from .model.predict import predict_folder
+    from .eval.submission import evaluate_submission, load_scoring_set
     from .synth import make_rsna_like
-    from .train import train
-    from .validation import TUNED_YAML
+    from .model.train import train
+    from .model.validation import TUNED_YAML
 
     started = time.perf_counter()
     out = Path(out).absolute()

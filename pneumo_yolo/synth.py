@@ -30,8 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dicom_write import write_dicom
-from .paths import atomic_write_text
+from .dicom.write import write_dicom
+from .files import atomic_write_text
 
 OPACITY = "Lung Opacity"
 NOT_NORMAL = "No Lung Opacity / Not Normal"

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pneumo_yolo import offline
-from pneumo_yolo.dicom_write import write_dicom
+from pneumo_yolo.model import offline
+from pneumo_yolo.dicom.write import write_dicom
 
 LABEL_HEADER = "patientId,x,y,width,height,Target"
 RSNA_ENV = "PNEUMO_YOLO_RSNA_DIR"

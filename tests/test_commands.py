@@ -125,7 +125,7 @@ def test_predict_on_converted_pngs_maps_boxes_to_the_original_dicom_grid(walkthr
 
 
 def test_tune_writes_a_configuration_that_predict_used(walkthrough: Walkthrough) -> None:
-    from pneumo_yolo.postprocess import PostprocessConfig
+    from pneumo_yolo.eval.postprocess import PostprocessConfig
 
     command, result = walkthrough.result("tune")
     tuned = PostprocessConfig.from_yaml(walkthrough.cwd / option(command, "--out"))

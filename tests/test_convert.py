@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from converters.rsna import ConvertError, ConvertSettings, convert_rsna
 from pneumo_yolo.boxes import clip_xywh, yolo_to_xywh
 from pneumo_yolo.cli import app
-from pneumo_yolo.labels import LabelFileError
+from pneumo_yolo.data.labels import LabelFileError
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -200,7 +200,7 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
 
 def test_ultralytics_accepts_the_written_data_yaml(rsna_folder, tmp_path):
-    from pneumo_yolo.offline import import_ultralytics
+    from pneumo_yolo.model.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics.data.utils import check_det_dataset

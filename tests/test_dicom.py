@@ -6,8 +6,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from pneumo_yolo.dicom import DicomReadError, read_radiograph, resize_longest
-from pneumo_yolo.dicom_write import write_dicom
+from pneumo_yolo.dicom.read import DicomReadError, read_radiograph, resize_longest
+from pneumo_yolo.dicom.write import write_dicom
 
 GRADIENT_8 = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (4, 1))  # 4x16, values 0..240
 STORED_16 = np.array([[0, 500, 1000, 2000]], dtype=np.uint16)  # rescaled 2x-1000: -1000, 0, 1000, 3000

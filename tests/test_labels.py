@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_yolo.labels import LabelFileError, read_class_info, read_labels
+from pneumo_yolo.data.labels import LabelFileError, read_class_info, read_labels
 
 from .conftest import EXCERPT_DIR, real_csv
 

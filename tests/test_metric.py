@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pneumo_yolo.metric import IOU_THRESHOLDS, evaluate, score_images
+from pneumo_yolo.eval.metric import IOU_THRESHOLDS, evaluate, score_images
 
 EMPTY = np.zeros((0, 4))
 NO_PREDICTION = np.zeros((0, 5))

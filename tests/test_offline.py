@@ -11,9 +11,9 @@ import platformdirs
 import pytest
 from typer.testing import CliRunner
 
-from pneumo_yolo import offline
+from pneumo_yolo.model import offline
 from pneumo_yolo.cli import app
-from pneumo_yolo.weights import ModelSource, WeightsError, download_weights, resolve_model
+from pneumo_yolo.model.weights import ModelSource, WeightsError, download_weights, resolve_model
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_train_with_downloadable_name_fails_before_importing_ultralytics(monkeyp
     def must_not_import(**kwargs):
         raise AssertionError("Ultralytics imported before the weights were checked")
 
-    monkeypatch.setattr("pneumo_yolo.train.import_ultralytics", must_not_import)
+    monkeypatch.setattr("pneumo_yolo.model.train.import_ultralytics", must_not_import)
     data = tmp_path / "data.yaml"
     data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: opacity}\n")
     result = CliRunner().invoke(app, ["train", "--data", str(data), "--model", "yolo11s.pt"])

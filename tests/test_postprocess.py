@@ -8,7 +8,7 @@ import ensemble_boxes
 import numpy as np
 import pytest
 
-from pneumo_yolo.postprocess import (
+from pneumo_yolo.eval.postprocess import (
     ConfigError,
     PostprocessConfig,
     clean,
@@ -22,7 +22,7 @@ from pneumo_yolo.postprocess import (
     threshold,
     to_original_grid,
 )
-from pneumo_yolo.submission import parse_prediction_string
+from pneumo_yolo.eval.submission import parse_prediction_string
 
 SIZE = (1024.0, 1024.0)
 

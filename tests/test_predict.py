@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
-from pneumo_yolo.offline import LIBRARY_ARGV
-from pneumo_yolo.predict import RAW_CONF, Detector, load_image
-from pneumo_yolo.raw import read_raw
-from pneumo_yolo.submission import validate_submission
+from pneumo_yolo.model.offline import LIBRARY_ARGV
+from pneumo_yolo.model.predict import RAW_CONF, Detector, load_image
+from pneumo_yolo.eval.detections import read_raw
+from pneumo_yolo.eval.submission import validate_submission
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -25,7 +25,7 @@ IMGSZ = 64
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path, Path]:
     """A converted synthetic dataset and best.pt after one CPU epoch at 64 px from yolo11n.yaml."""
-    from pneumo_yolo.train import train
+    from pneumo_yolo.model.train import train
 
     root = tmp_path_factory.mktemp("predict")
     folder = make_rsna_folder(root / "rsna", n=11)

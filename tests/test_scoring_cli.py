@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from pneumo_yolo.boxes import xywh_to_xyxy
 from pneumo_yolo.cli import app
-from pneumo_yolo.labels import read_labels
-from pneumo_yolo.postprocess import PostprocessConfig, prediction_string
-from pneumo_yolo.raw import write_raw
-from pneumo_yolo.submission import write_submission
+from pneumo_yolo.data.labels import read_labels
+from pneumo_yolo.eval.postprocess import PostprocessConfig, prediction_string
+from pneumo_yolo.eval.detections import write_raw
+from pneumo_yolo.eval.submission import write_submission
 
 from .conftest import RSNA_DIR as RSNA
 from .conftest import RSNA_ENV

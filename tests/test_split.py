@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
-from pneumo_yolo.labels import read_class_info
-from pneumo_yolo.split import assign_folds, assign_split, fold_split
+from pneumo_yolo.data.labels import read_class_info
+from pneumo_yolo.data.split import assign_folds, assign_split, fold_split
 
 from .conftest import EXCERPT_DIR, real_csv
 

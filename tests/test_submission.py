@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_yolo.labels import LabelFileError
-from pneumo_yolo.postprocess import prediction_string
-from pneumo_yolo.submission import (
+from pneumo_yolo.data.labels import LabelFileError
+from pneumo_yolo.eval.postprocess import prediction_string
+from pneumo_yolo.eval.submission import (
     ScoringSet,
     SubmissionError,
     errors_only,

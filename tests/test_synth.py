@@ -13,8 +13,8 @@ from pydicom.encaps import generate_frames
 from typer.testing import CliRunner
 
 from pneumo_yolo.cli import app
-from pneumo_yolo.dicom_write import write_dicom
-from pneumo_yolo.labels import read_class_info, read_labels
+from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.synth import (
     CLASSES,
     NORMAL,

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from pneumo_yolo import offline
+from pneumo_yolo.model import offline
 from pneumo_yolo.cli import app
-from pneumo_yolo.postprocess import PostprocessConfig
-from pneumo_yolo.train import TrainConfigError, check_option_keys, cxr_defaults, parse_overrides, training_arguments
+from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.model.train import TrainConfigError, check_option_keys, cxr_defaults, parse_overrides, training_arguments
 
 
 def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64) -> Path:

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pneumo_yolo.postprocess import PostprocessConfig
-from pneumo_yolo.raw import RAW_COLUMNS, RawDetections, RawFileError, RawImage, RawWriter, read_raw, write_raw
-from pneumo_yolo.submission import ScoringSet
-from pneumo_yolo.tune import TuneGrid, images_to_score, parse_merges, parse_numbers, score_config, tune
+from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.eval.detections import RAW_COLUMNS, RawDetections, RawFileError, RawImage, RawWriter, read_raw, write_raw
+from pneumo_yolo.eval.submission import ScoringSet
+from pneumo_yolo.eval.tune import TuneGrid, images_to_score, parse_merges, parse_numbers, score_config, tune
 
 
 def generated(n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], list[RawImage]]:
@@ -63,7 +63,7 @@ class TestRawTable:
         ]
 
     def test_writer_appends_in_groups_and_from_a_dataframe(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("pneumo_yolo.raw._ROWS_PER_FLUSH", 5)
+        monkeypatch.setattr("pneumo_yolo.eval.detections._ROWS_PER_FLUSH", 5)
         _, images = generated(40)
         with RawWriter(tmp_path / "raw.parquet") as writer:
             for image in images:

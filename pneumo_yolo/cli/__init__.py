@@ -3,11 +3,7 @@
 The modules register their commands in pipeline order, which ``--help`` shows.
 """
 
-from . import synth  # noqa: F401  (registers commands)
-from . import data  # noqa: F401  (registers commands)
-from . import model  # noqa: F401  (registers commands)
-from . import scoring  # noqa: F401  (registers commands)
-from . import demo  # noqa: F401  (registers commands)
+from . import synth, convert, train, predict, tune, evaluate, demo  # noqa: F401  (each registers its commands)
 from .app import app
 
 

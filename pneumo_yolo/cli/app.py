@@ -25,7 +25,7 @@ def warn(message: str) -> None:
 
 def _show_version(value: bool) -> None:
     if value:
-        from pneumo_yolo import __version__
+        from .. import __version__
 
         typer.echo(f"pneumo-yolo {__version__}")
         raise typer.Exit()

@@ -25,7 +25,7 @@ def synth(
 
     Example: pneumo-yolo synth --out rsna --n-train 300 --n-test 60
     """
-    from pneumo_yolo.synth import SynthError, make_rsna_like
+    from ..synth import SynthError, make_rsna_like
 
     try:
         summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, overwrite=overwrite)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom import JPEG_BASELINE
-from .paths import atomic_write_bytes
+from .read import JPEG_BASELINE
+from ..files import atomic_write_bytes
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"

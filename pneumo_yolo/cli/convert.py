@@ -36,7 +36,7 @@ def convert(
     --class-info stage_2_detailed_class_info.csv --out datasets/rsna --imgsz 512
     """
     from converters.rsna import ConvertError, ConvertSettings, convert_rsna
-    from pneumo_yolo.labels import LabelFileError
+    from ..data.labels import LabelFileError
 
     try:
         settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, fold, png_compression)

@@ -2,8 +2,8 @@
 
 The grid spans the confidence threshold, the merge method with its IoU, and the shrink
 factor; ``max_boxes`` and ``min_relative_score`` come from the base configuration. Every
-grid point scores exactly what :func:`~pneumo_yolo.postprocess.postprocess` followed by
-:func:`~pneumo_yolo.metric.evaluate` would, but work is shared between points:
+grid point scores exactly what :func:`~pneumo_yolo.eval.postprocess.postprocess` followed by
+:func:`~pneumo_yolo.eval.metric.evaluate` would, but work is shared between points:
 
 - a threshold keeps a prefix of each image's boxes sorted by score, so each image is merged
   once per distinct prefix, not once per threshold;
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .boxes import shrink_xyxy, xyxy_to_xywh
+from ..boxes import shrink_xyxy, xyxy_to_xywh
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
 from .postprocess import MERGE_METHODS, PostprocessConfig, clean, limit, merge, nms_keep, postprocess
-from .raw import RawDetections
+from .detections import RawDetections
 from .submission import ScoringSet
 
 DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))

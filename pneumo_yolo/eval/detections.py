@@ -28,8 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .boxes import as_boxes
-from .paths import UnsafeIdError, check_patient_id, temporary_sibling
+from ..boxes import as_boxes
+from ..files import UnsafeIdError, check_patient_id, temporary_sibling
 
 RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height")
 _VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]

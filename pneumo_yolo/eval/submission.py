@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import LabelFileError, read_csv_table, read_labels
+from ..data.labels import LabelFileError, read_csv_table, read_labels
 from .metric import MetricResult, evaluate
-from .paths import UnsafeIdError, atomic_write_text, check_patient_id
+from ..files import UnsafeIdError, atomic_write_text, check_patient_id
 
 SUBMISSION_COLUMNS = ("patientId", "PredictionString")
 MANIFEST_COLUMNS = ("patientId", "split", "width", "height")
@@ -270,7 +270,7 @@ class ScoringSet:
 def load_scoring_set(labels: Path, manifest: Path | None = None, split: str | None = None) -> ScoringSet:
     """Ground truth of every labelled patient, or only of the manifest's patients (of ``split``).
 
-    Raises :class:`~pneumo_yolo.labels.LabelFileError` for unreadable files, an unknown
+    Raises :class:`~pneumo_yolo.data.labels.LabelFileError` for unreadable files, an unknown
     split, a split without a manifest, or manifest patients missing from the labels.
     """
     if split is not None and manifest is None:

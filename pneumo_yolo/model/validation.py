@@ -1,9 +1,9 @@
 """The RSNA metric on a converted dataset's validation split, for a trained model.
 
 Ground truth comes from the dataset itself (``labels/val/*.txt`` scaled by the original image
-sizes in ``manifest.csv``), detections from :mod:`pneumo_yolo.predict` on ``images/val``.
+sizes in ``manifest.csv``), detections from :mod:`pneumo_yolo.model.predict` on ``images/val``.
 The result is scored at the default post-processing and at the configuration that
-:func:`pneumo_yolo.tune.tune` finds on the same images (so the tuned figure is optimistic:
+:func:`pneumo_yolo.eval.tune.tune` finds on the same images (so the tuned figure is optimistic:
 confirm it on held-out data).
 """
 
@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import yaml
 
-from .boxes import yolo_to_xywh
-from .paths import atomic_write_text
+from ..boxes import yolo_to_xywh
+from ..files import atomic_write_text
 from .predict import Detector, detect_files
-from .raw import RawDetections
-from .submission import read_manifest
-from .tune import tune
+from ..eval.detections import RawDetections
+from ..eval.submission import read_manifest
+from ..eval.tune import tune
 
 VAL_JSON = "rsna_val.json"
 TUNED_YAML = "postprocess_tuned.yaml"

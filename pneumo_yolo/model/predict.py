@@ -3,7 +3,7 @@
 Images are decoded by the converter's own reader in background processes while the
 model runs on the previous batch, so decoding hides behind inference and memory stays flat:
 only a few batches are ever in flight. Boxes are mapped back to each image's original pixel
-grid and post-processed by :mod:`pneumo_yolo.postprocess`.
+grid and post-processed by :mod:`pneumo_yolo.eval.postprocess`.
 
 Example:
     >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
@@ -25,11 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dicom import DicomReadError, read_radiograph, resize_longest
-from .paths import UnsafeIdError, check_patient_id, write_errors_csv
-from .postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
-from .raw import RawImage, RawWriter
-from .submission import errors_only, validate_submission, write_submission
+from ..dicom.read import DicomReadError, read_radiograph, resize_longest
+from ..files import UnsafeIdError, check_patient_id, write_errors_csv
+from ..eval.postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
+from ..eval.detections import RawImage, RawWriter
+from ..eval.submission import errors_only, validate_submission, write_submission
 
 DICOM_SUFFIXES = {".dcm"}
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .paths import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 ENV_HOME = "PNEUMO_YOLO_HOME"
 ENV_ONLINE = "PNEUMO_YOLO_ONLINE"
@@ -225,5 +225,5 @@ def _check_imported(utils: ModuleType, home: Path) -> None:
         raise RuntimeError(
             f"Ultralytics was imported before pneumo-yolo configured it (settings in {config_dir}, "
             f"online probe {'on' if utils.ONLINE else 'off'}). Import it through "
-            "pneumo_yolo.offline.import_ultralytics(), or call pneumo_yolo.offline.configure() first."
+            "pneumo_yolo.model.offline.import_ultralytics(), or call pneumo_yolo.model.offline.configure() first."
         )

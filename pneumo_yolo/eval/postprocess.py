@@ -29,8 +29,8 @@ from typing import Literal
 import numpy as np
 import yaml
 
-from .boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
-from .paths import atomic_write_text
+from ..boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
+from ..files import atomic_write_text
 
 MergeMethod = Literal["none", "nms", "wbf"]
 MERGE_METHODS: tuple[str, ...] = ("none", "nms", "wbf")

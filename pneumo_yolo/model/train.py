@@ -151,7 +151,7 @@ def training_arguments(
 ) -> dict[str, Any]:
     """Layer the arguments (see module doc) and check them with Ultralytics' own checks.
 
-    Call :func:`pneumo_yolo.offline.import_ultralytics` first.
+    Call :func:`pneumo_yolo.model.offline.import_ultralytics` first.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 

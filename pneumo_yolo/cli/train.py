@@ -1,0 +1,97 @@
+"""The ``train`` command."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..model.train import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
+from . import options
+from .app import app, fail
+
+_RUN = "Run"
+_NETWORK = "Network"
+
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[
+        Path,
+        typer.Option(
+            exists=True, dir_okay=False, help="Dataset YAML written by `pneumo-yolo convert` (datasets/rsna/data.yaml)."
+        ),
+    ],
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
+            "or model config (.yaml, e.g. yolo11s.yaml: trained from scratch). Not needed with --resume."
+        ),
+    ] = None,
+    imgsz: Annotated[
+        Optional[int],
+        typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}"),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Number of epochs.")] = DEFAULT_EPOCHS,
+    batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,
+    device: Annotated[
+        Optional[str],
+        typer.Option(help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="Run name: outputs go to <project>/<name>.", rich_help_panel=_RUN)
+    ] = DEFAULT_NAME,
+    project: Annotated[
+        Optional[Path],
+        typer.Option(help="Folder for runs. Default: ./runs.", file_okay=False, rich_help_panel=_RUN),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the interrupted run <project>/<name> from weights/last.pt.", rich_help_panel=_RUN
+        ),
+    ] = False,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Any other Ultralytics training argument, e.g. --set lr0=0.002 --set cos_lr=true (repeatable).",
+            rich_help_panel=_RUN,
+        ),
+    ] = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Allow downloading pretrained weights named on --model (off by default: runs air-gapped).",
+            rich_help_panel=_NETWORK,
+        ),
+    ] = False,
+) -> None:
+    """Train a YOLO detector on a converted dataset with chest X-ray defaults, fully offline.
+
+    Outputs follow Ultralytics' layout in runs/<name>/ (weights/best.pt, results.csv, plots).
+    The augmentation defaults live in pneumo_yolo/cfg/cxr_train.yaml.
+    """
+    from ..model.train import TrainConfigError, parse_overrides, train
+    from ..model.weights import WeightsError
+
+    try:
+        result = train(
+            data,
+            model,
+            imgsz=imgsz,
+            epochs=epochs,
+            batch=batch,
+            device=device,
+            name=name,
+            project=project,
+            resume=resume,
+            online=online,
+            overrides=parse_overrides(set_ or []),
+        )
+    except (TrainConfigError, WeightsError) as error:
+        raise fail(str(error)) from error
+    typer.echo(result.final_line())
