@@ -47,7 +47,8 @@ def random_weights(imgsz: int) -> Path:
 
 def measure(n: int, imgsz: int, batch: int, workers: int) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
-    from pneumo_yolo.model.predict import Detector, list_inputs, load_image, predict_folder
+    from pneumo_yolo.model.inputs import list_inputs, load_image
+    from pneumo_yolo.model.predict import Detector, predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)

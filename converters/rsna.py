@@ -19,9 +19,9 @@ Every file is written under a temporary name and renamed into place, and a rerun
 images whose PNG and label file both exist, so an interrupted run can simply be rerun.
 
 Example:
-    >>> from converters.rsna import ConvertSettings, convert_rsna  # doctest: +SKIP
+    >>> from converters.rsna import ConvertSettings, convert_rsna
     >>> report = convert_rsna(Path("stage_2_train_images"), Path("stage_2_train_labels.csv"),
-    ...                       Path("datasets/rsna"), settings=ConvertSettings(imgsz=512))
+    ...                       Path("datasets/rsna"), settings=ConvertSettings(imgsz=512))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pneumo_yolo.boxes import clip_xywh, xywh_to_yolo
-from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
+from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
+from pneumo_yolo.data.dataset import CLASS_NAMES, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, SPLITS, ConvertedDataset
 from pneumo_yolo.data.labels import read_class_info, read_labels
+from pneumo_yolo.data.split import assign_split, fold_split
+from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
 from pneumo_yolo.files import (
     UnsafeIdError,
     atomic_write_bytes,
@@ -52,13 +54,8 @@ from pneumo_yolo.files import (
     remove_stale_temp_files,
     write_errors_csv,
 )
-from pneumo_yolo.data.split import assign_split, fold_split
 
-SPLITS = ("train", "val")
-CLASS_NAMES = {0: "opacity"}
-SETTINGS_FILE = ".pneumo_yolo_convert.json"
-MANIFEST_COLUMNS = ["patientId", "split", "width", "height", "n_boxes", "class", "view_position", "sex", "age"]
-MANAGED = ("images", "labels", "data.yaml", "manifest.csv", "errors.csv", SETTINGS_FILE)
+MANAGED = ("images", "labels", "data.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
 
 
 class ConvertError(RuntimeError):
@@ -101,7 +98,7 @@ class ConvertSettings:
 
 @dataclass(frozen=True)
 class Task:
-    """One patient to convert: its DICOM, its split, and its boxes (``xywh``, original pixels)."""
+    """One patient to convert: its DICOM, its split, and its boxes (``ltwh``, original pixels)."""
 
     patient_id: str
     dicom: Path
@@ -142,18 +139,18 @@ class ConvertReport:
         return (self.converted + self.skipped) / self.elapsed_s if self.elapsed_s else 0.0
 
 
-def yolo_label_text(boxes_xywh: np.ndarray, width: int, height: int) -> str:
+def yolo_label_text(boxes_ltwh: np.ndarray, width: int, height: int) -> str:
     """YOLO label file content: one ``0 cx cy w h`` line per box, 6 decimals; ``""`` for none.
 
     >>> yolo_label_text(np.array([[256.0, 256.0, 512.0, 256.0]]), 1024, 1024)
     '0 0.500000 0.375000 0.500000 0.250000\\n'
     """
-    return "".join(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for cx, cy, w, h in xywh_to_yolo(boxes_xywh, width, height))
+    return "".join(f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for cx, cy, w, h in ltwh_to_yolo(boxes_ltwh, width, height))
 
 
 def _clip_boxes(task: Task, width: int, height: int) -> tuple[np.ndarray, list[str]]:
     """Clip boxes to the image; drop (with a warning) those left with no area."""
-    clipped = clip_xywh(task.boxes, width, height)
+    clipped = clip_ltwh(task.boxes, width, height)
     keep = (clipped[:, 2] > 0) & (clipped[:, 3] > 0)
     warnings = [
         f"{task.patient_id}: box {tuple(float(v) for v in box)} lies outside the {width}x{height} image, dropped"
@@ -321,14 +318,15 @@ def _plan(
         split = fold_split(strata, settings.folds, settings.fold, settings.seed)  # type: ignore[arg-type]
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
+    dataset = ConvertedDataset(out)
     tasks = [
         Task(
             patient_id=pid,
             dicom=dicoms[pid],
             split=split[pid],
             boxes=labels.boxes[pid],
-            image_path=out / "images" / split[pid] / f"{pid}.png",
-            label_path=out / "labels" / split[pid] / f"{pid}.txt",
+            image_path=dataset.image_path(split[pid], pid),
+            label_path=dataset.label_path(split[pid], pid),
         )
         for pid in usable
     ]
@@ -339,8 +337,8 @@ def _write_tables(out: Path, records: list[dict], classes: dict[str, str], error
     manifest = pd.DataFrame(records, columns=[c for c in MANIFEST_COLUMNS if c != "class"])
     manifest["class"] = manifest["patientId"].map(classes).fillna("")
     manifest["age"] = manifest["age"].astype("Int64")
-    manifest = manifest[MANIFEST_COLUMNS].sort_values("patientId", kind="stable")
-    atomic_write_text(out / "manifest.csv", manifest.to_csv(index=False, lineterminator="\n"))
+    manifest = manifest[list(MANIFEST_COLUMNS)].sort_values("patientId", kind="stable")
+    atomic_write_text(out / MANIFEST_FILE, manifest.to_csv(index=False, lineterminator="\n"))
     write_errors_csv(out / "errors.csv", sorted(errors))
 
 

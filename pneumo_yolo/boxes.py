@@ -1,9 +1,11 @@
 """Pure box maths on ``(N, 4)`` float arrays.
 
-Conventions:
-- ``xywh``: top-left x, y, width, height in pixels (the RSNA CSV and submission format);
+Conventions (named by their fields, so that none is mistaken for another):
+- ``ltwh``: left, top, width, height in pixels (the RSNA CSV and submission format);
 - ``xyxy``: corners x1, y1, x2, y2 in pixels;
-- ``yolo``: centre x, centre y, width, height, each divided by the image's own size.
+- ``yolo``: ``cxcywh`` (centre x, centre y, width, height), each divided by the image's own
+  size: YOLO's label format. Ultralytics calls the unnormalised centre form ``xywh``; no
+  function here uses that name.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ def as_boxes(boxes: np.ndarray | list) -> np.ndarray:
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+def ltwh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """``[x, y, w, h]`` → ``[x1, y1, x2, y2]``.
 
-    >>> xywh_to_xyxy(np.array([[10, 20, 30, 40]])).tolist()
+    >>> ltwh_to_xyxy(np.array([[10, 20, 30, 40]])).tolist()
     [[10.0, 20.0, 40.0, 60.0]]
     """
     b = as_boxes(boxes)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+def xyxy_to_ltwh(boxes: np.ndarray) -> np.ndarray:
     """``[x1, y1, x2, y2]`` → ``[x, y, w, h]``."""
     b = as_boxes(boxes)
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
@@ -40,15 +42,15 @@ def clip_xyxy(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     return b
 
 
-def clip_xywh(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Clip ``xywh`` boxes to the image; a box wholly outside gets zero width or height."""
-    return xyxy_to_xywh(clip_xyxy(xywh_to_xyxy(boxes), width, height))
+def clip_ltwh(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Clip ``ltwh`` boxes to the image; a box wholly outside gets zero width or height."""
+    return xyxy_to_ltwh(clip_xyxy(ltwh_to_xyxy(boxes), width, height))
 
 
-def xywh_to_yolo(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Pixel ``xywh`` → YOLO ``cx cy w h`` normalised by this image's own size.
+def ltwh_to_yolo(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Pixel ``ltwh`` → YOLO ``cxcywh`` normalised by this image's own size.
 
-    >>> xywh_to_yolo(np.array([[0, 0, 512, 256]]), 1024, 1024).tolist()
+    >>> ltwh_to_yolo(np.array([[0, 0, 512, 256]]), 1024, 1024).tolist()
     [[0.25, 0.125, 0.5, 0.25]]
     """
     b = as_boxes(boxes)
@@ -57,8 +59,8 @@ def xywh_to_yolo(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     return np.concatenate([centre, b[:, 2:]], axis=1) / scale
 
 
-def yolo_to_xywh(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Inverse of :func:`xywh_to_yolo`."""
+def yolo_to_ltwh(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Inverse of :func:`ltwh_to_yolo`."""
     b = as_boxes(boxes) * np.array([width, height, width, height], dtype=np.float64)
     return np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, 2:]], axis=1)
 

@@ -49,7 +49,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
 
     from .eval.postprocess import PostprocessConfig
     from .model.predict import predict_folder
-    from .eval.submission import evaluate_submission, load_scoring_set
+    from .eval.scoring import evaluate_submission, load_scoring_set
     from .synth import make_rsna_like
     from .model.train import train
     from .model.validation import TUNED_YAML
@@ -83,6 +83,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
         project=out / "runs",
         name="demo",
         overrides={"exist_ok": True, "seed": settings.seed},
+        score_val=True,
     )
     log(f"      {trained.final_line()}")
 

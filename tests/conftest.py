@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pneumo_yolo.data.labels import LABEL_COLUMNS
 from pneumo_yolo.model import offline
 from pneumo_yolo.dicom.write import write_dicom
 
-LABEL_HEADER = "patientId,x,y,width,height,Target"
+LABEL_HEADER = ",".join(LABEL_COLUMNS)
 RSNA_ENV = "PNEUMO_YOLO_RSNA_DIR"
 RSNA_DIR = Path(os.environ.get(RSNA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "rsna")
 """The real challenge CSVs: ``$PNEUMO_YOLO_RSNA_DIR``, else ``shared/rsna`` beside the repository."""

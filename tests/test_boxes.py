@@ -5,19 +5,19 @@ from pneumo_yolo import boxes as B
 
 
 def test_xywh_xyxy_round_trip():
-    xywh = np.array([[264.0, 152.0, 213.0, 379.0], [0.0, 0.0, 1024.0, 1024.0]])
-    np.testing.assert_allclose(B.xyxy_to_xywh(B.xywh_to_xyxy(xywh)), xywh)
+    ltwh = np.array([[264.0, 152.0, 213.0, 379.0], [0.0, 0.0, 1024.0, 1024.0]])
+    np.testing.assert_allclose(B.xyxy_to_ltwh(B.ltwh_to_xyxy(ltwh)), ltwh)
 
 
 def test_yolo_normalises_by_each_images_own_size():
     box = np.array([[100.0, 50.0, 200.0, 100.0]])
-    np.testing.assert_allclose(B.xywh_to_yolo(box, 1000, 500), [[0.2, 0.2, 0.2, 0.2]])
-    np.testing.assert_allclose(B.yolo_to_xywh(B.xywh_to_yolo(box, 1000, 500), 1000, 500), box)
+    np.testing.assert_allclose(B.ltwh_to_yolo(box, 1000, 500), [[0.2, 0.2, 0.2, 0.2]])
+    np.testing.assert_allclose(B.yolo_to_ltwh(B.ltwh_to_yolo(box, 1000, 500), 1000, 500), box)
 
 
 def test_clip_keeps_inside_and_zeroes_outside():
     boxes = np.array([[-10.0, 900.0, 100.0, 200.0], [2000.0, 0.0, 50.0, 50.0]])
-    clipped = B.clip_xywh(boxes, 1024, 1024)
+    clipped = B.clip_ltwh(boxes, 1024, 1024)
     np.testing.assert_allclose(clipped[0], [0.0, 900.0, 90.0, 124.0])
     assert clipped[1, 2] == 0.0
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from converters.rsna import ConvertError, ConvertSettings, convert_rsna
-from pneumo_yolo.boxes import clip_xywh, yolo_to_xywh
+from pneumo_yolo.boxes import clip_ltwh, yolo_to_ltwh
 from pneumo_yolo.cli import app
 from pneumo_yolo.data.labels import LabelFileError
 
@@ -50,8 +50,8 @@ def test_labels_match_source_boxes_within_one_pixel(rsna_folder, tmp_path, imgsz
         image = cv2.imread(str(out / "images" / row.split / f"{pid}.png"), cv2.IMREAD_UNCHANGED)
         assert image.dtype == np.uint8 and image.ndim == 2
         assert max(image.shape) == (imgsz or max(width, height))
-        written = yolo_to_xywh(read_yolo_labels(out, row.split, pid), width, height)
-        np.testing.assert_allclose(written, clip_xywh(boxes, width, height), atol=1.0)
+        written = yolo_to_ltwh(read_yolo_labels(out, row.split, pid), width, height)
+        np.testing.assert_allclose(written, clip_ltwh(boxes, width, height), atol=1.0)
 
 
 def test_manifest_carries_header_fields_and_no_patient_name(rsna_folder, tmp_path):
@@ -221,7 +221,7 @@ def test_a_rerun_picks_up_changed_labels(rsna_folder, tmp_path):
     report = convert(rsna_folder, out)
     assert (report.converted, report.skipped) == (0, 13)
     split = pd.read_csv(out / "manifest.csv").set_index("patientId").loc[pid, "split"]
-    np.testing.assert_allclose(yolo_to_xywh(read_yolo_labels(out, split, pid), *rsna_folder.sizes[pid]), [[10, 20, 50, 60]], atol=1e-3)
+    np.testing.assert_allclose(yolo_to_ltwh(read_yolo_labels(out, split, pid), *rsna_folder.sizes[pid]), [[10, 20, 50, 60]], atol=1e-3)
     fresh = tmp_path / "fresh"
     convert(rsna_folder, fresh)
     assert {k: v for k, v in snapshot(out).items() if k != "data.yaml"} == {k: v for k, v in snapshot(fresh).items() if k != "data.yaml"}

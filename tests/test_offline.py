@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -76,8 +78,21 @@ class TestEnvironment:
         offline.import_ultralytics()
         monkeypatch.setenv("YOLO_CONFIG_DIR", os.environ["YOLO_CONFIG_DIR"])  # restored afterwards
         monkeypatch.setenv(offline.ENV_HOME, str(tmp_path / "other"))
-        with pytest.raises(RuntimeError, match="imported before pneumo-yolo configured it"):
+        with pytest.raises(offline.ImportedElsewhereError, match="imported before pneumo-yolo could set it up"):
             offline.configure()
+
+    def test_a_notebook_that_imported_ultralytics_first_is_told_how_to_fix_it(self, tmp_path):
+        """Ultralytics imported first (as ``from ultralytics import YOLO`` in a notebook), then pneumo-yolo."""
+        code = (
+            "import ultralytics\n"
+            "from pneumo_yolo.model.offline import ImportedElsewhereError, import_ultralytics\n"
+            "try:\n    import_ultralytics()\nexcept ImportedElsewhereError as error:\n    print(error)\n"
+        )
+        env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "user"), "YOLO_OFFLINE": "1", offline.ENV_HOME: str(tmp_path / "ours")}
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "restart the kernel" in result.stdout and "offline.configure()` before `from ultralytics import YOLO`" in result.stdout
+        assert str(tmp_path / "user") in result.stdout
 
 
 class TestImportedUltralytics:

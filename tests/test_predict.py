@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
 from pneumo_yolo.model.offline import LIBRARY_ARGV
-from pneumo_yolo.model.predict import RAW_CONF, Detector, load_image
+from pneumo_yolo.model.inputs import load_image
+from pneumo_yolo.model.predict import RAW_CONF, Detector
 from pneumo_yolo.eval.detections import read_raw
 from pneumo_yolo.eval.submission import validate_submission
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pneumo_yolo.boxes import xywh_to_xyxy
+from pneumo_yolo.boxes import ltwh_to_xyxy
 from pneumo_yolo.cli import app
 from pneumo_yolo.data.labels import read_labels
-from pneumo_yolo.eval.postprocess import PostprocessConfig, prediction_string
+from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.eval.submission import prediction_string
 from pneumo_yolo.eval.detections import write_raw
 from pneumo_yolo.eval.submission import write_submission
 
@@ -34,7 +35,7 @@ def real_submissions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     """The real ground truth written as a submission, and an empty submission, for all 26,684 patients."""
     folder = tmp_path_factory.mktemp("real")
     boxes = read_labels(LABELS).boxes
-    strings = {pid: prediction_string(xywh_to_xyxy(b), np.ones(len(b))) for pid, b in boxes.items()}
+    strings = {pid: prediction_string(ltwh_to_xyxy(b), np.ones(len(b))) for pid, b in boxes.items()}
     write_submission(folder / "truth.csv", strings, boxes)
     write_submission(folder / "empty.csv", {}, boxes)
     return folder / "truth.csv", folder / "empty.csv"

@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 from pneumo_yolo.data.labels import LabelFileError
-from pneumo_yolo.eval.postprocess import prediction_string
+from pneumo_yolo.data.dataset import read_manifest
+from pneumo_yolo.eval.scoring import ScoringSet, evaluate_submission, load_scoring_set
 from pneumo_yolo.eval.submission import (
-    ScoringSet,
     SubmissionError,
     errors_only,
-    evaluate_submission,
-    load_scoring_set,
     parse_prediction_string,
-    read_manifest,
+    prediction_string,
     read_patient_ids,
     read_submission,
     validate_submission,

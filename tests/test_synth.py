@@ -124,6 +124,16 @@ class TestLabels:
         assert (boxes[:, 0] + boxes[:, 2] <= 64).all() and (boxes[:, 1] + boxes[:, 3] <= 64).all()
         assert (boxes == boxes.round()).all()
 
+    def test_class_shares_follow_rsna(self):
+        rng = np.random.default_rng(8)
+        specs = [sample_chest(rng, 64) for _ in range(800)]
+        counts = Counter(s.class_name for s in specs)
+        assert set(counts) == set(CLASSES) == {"Lung Opacity", "No Lung Opacity / Not Normal", "Normal"}
+        assert abs(counts[OPACITY] / 800 - 0.225) < 0.045
+        assert abs(counts[NOT_NORMAL] / 800 - 0.775 * 0.57) < 0.05
+        assert abs(counts[NORMAL] / 800 - 0.775 * 0.43) < 0.05
+        assert all(bool(s.opacities) == (s.class_name == OPACITY) for s in specs)
+
     def test_box_sizes_like_real(self):
         rng = np.random.default_rng(2)
         specs = [sample_chest(rng, 1024, OPACITY) for _ in range(600)]
@@ -181,7 +191,6 @@ class TestRender:
             sample_chest(np.random.default_rng(0), 256, "Pneumonia")
         with pytest.raises(ValueError, match="at least 64"):
             sample_chest(np.random.default_rng(0), 32)
-        assert set(CLASSES) == {OPACITY, NOT_NORMAL, NORMAL}
 
 
 class TestDeterminism:

@@ -11,7 +11,7 @@ import pytest
 
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.detections import RAW_COLUMNS, RawDetections, RawFileError, RawImage, RawWriter, read_raw, write_raw
-from pneumo_yolo.eval.submission import ScoringSet
+from pneumo_yolo.eval.scoring import ScoringSet
 from pneumo_yolo.eval.tune import TuneGrid, images_to_score, parse_merges, parse_numbers, score_config, tune
 
 

@@ -29,7 +29,8 @@ def evaluate(
     Example: pneumo-yolo evaluate --submission sub.csv --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
     from ..data.labels import LabelFileError
-    from ..eval.submission import SubmissionError, evaluate_submission, load_scoring_set
+    from ..eval.scoring import evaluate_submission, load_scoring_set
+    from ..eval.submission import SubmissionError
 
     try:
         scoring = load_scoring_set(labels, manifest, split_name(split))
@@ -56,7 +57,8 @@ def validate_submission(
     Example: pneumo-yolo validate-submission sub.csv --sample stage_2_sample_submission.csv
     """
     from ..data.labels import LabelFileError
-    from ..eval.submission import SubmissionError, errors_only, read_manifest, read_patient_ids
+    from ..data.dataset import read_manifest
+    from ..eval.submission import SubmissionError, errors_only, read_patient_ids
     from ..eval.submission import validate_submission as check
 
     if (sample is None) == (ids is None):

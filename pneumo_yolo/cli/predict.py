@@ -60,9 +60,11 @@ def predict_command(
 
     from ..data.labels import LabelFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
+    from ..model.inputs import InputError
     from ..model.predict import PredictError, predict_folder
     from ..eval.detections import RawFileError
-    from ..eval.submission import SubmissionError, read_manifest, read_patient_ids
+    from ..data.dataset import read_manifest
+    from ..eval.submission import SubmissionError, read_patient_ids
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
@@ -76,7 +78,7 @@ def predict_command(
             weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
             save_raw=save_raw, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
-    except (ConfigError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
+    except (ConfigError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)

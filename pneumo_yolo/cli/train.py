@@ -91,6 +91,7 @@ def train_command(
             resume=resume,
             online=online,
             overrides=parse_overrides(set_ or []),
+            score_val=True,
         )
     except (TrainConfigError, WeightsError) as error:
         raise fail(str(error)) from error

@@ -36,7 +36,7 @@ def tune(
     from ..data.labels import LabelFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.detections import RawFileError, read_raw
-    from ..eval.submission import load_scoring_set
+    from ..eval.scoring import load_scoring_set
     from ..eval.tune import DEFAULT_CONF, DEFAULT_MERGES, DEFAULT_SHRINK, TuneError, TuneGrid, images_to_score, parse_merges, parse_numbers
     from ..eval.tune import tune as run_tune
 

@@ -37,7 +37,7 @@ class RowProblem:
 
 @dataclass
 class Labels:
-    """Boxes per patient (``xywh`` pixels; ``(0, 4)`` for a negative patient).
+    """Boxes per patient (``ltwh`` pixels; ``(0, 4)`` for a negative patient).
 
     ``problems`` holds rows that make a patient's labels unusable (the patient is left out
     of ``boxes``); ``dropped`` holds degenerate boxes (zero width or height) that were skipped.

@@ -2,14 +2,33 @@
 
 One reader serves ``convert`` and ``predict``, so both see identical pixels.
 
-The pipeline, in DICOM order:
+The pipeline, in DICOM order (PS3.4 N.2.1), with pydicom's own transforms:
 1. decode the stored pixels (JPEG Baseline through Pillow, uncompressed, or any transfer
    syntax whose pydicom decoder is installed);
-2. modality LUT (Rescale Slope/Intercept or a Modality LUT Sequence);
-3. VOI LUT Sequence, else Window Center/Width, else a min–max stretch;
-4. MONOCHROME1 is inverted so that bone is always bright (MONOCHROME2).
+2. modality LUT: Rescale Slope/Intercept or a Modality LUT Sequence (``apply_modality_lut``);
+3. VOI: the VOI LUT Sequence (``apply_voi``), else Window Center/Width with its VOI LUT
+   Function, LINEAR, LINEAR_EXACT or SIGMOID (``apply_windowing``; of several windows, the
+   first);
+4. the output range of step 3, as pydicom defines it, mapped linearly to 0–255: a VOI LUT
+   gives ``[0, 2**n - 1]`` for the *n* bits per entry of its LUT Descriptor, a window the
+   range of step 2 described next;
+5. MONOCHROME1 inverted, so that bone is always bright (MONOCHROME2).
 
-8-bit unsigned images with none of those tags (the RSNA files) are used as stored.
+Without a VOI LUT or window the image is scaled by the range its Bits Stored allows, carried
+through the modality LUT: ``[0, 2**BitsStored - 1]`` for unsigned data,
+``[-2**(BitsStored - 1), 2**(BitsStored - 1) - 1]`` for signed data (Pixel Representation 1),
+each through Rescale Slope/Intercept, or ``[0, 2**n - 1]`` for a Modality LUT Sequence of
+*n*-bit entries. Never by the image's own minimum and maximum: as torchxrayvision scales by
+``2**BitsStored - 1``, the same stored value then always gives the same gray, no contrast is
+invented per image, and the noise of an underexposed film is not amplified. 8-bit data is
+therefore used as stored, with or without an identity rescale (the RSNA files have neither).
+
+No value is clipped to fit. pydicom masks stored values to Bits Stored (PS3.5 8.1.1: the
+unused high bits are no part of the value, and may hold overlays), so none exceeds its range;
+a VOI LUT whose entries exceed the bits its descriptor declares is refused. Also refused: both
+modality LUT forms in one file (PS3.3 C.11.1 allows one, and pydicom's window output range
+then differs from its modality LUT's), and a VOI LUT of more than 256 8-bit entries, which
+pydicom 3.0 indexes through an 8-bit array, wrapping the index.
 """
 
 from __future__ import annotations
@@ -92,57 +111,84 @@ def resize_longest(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interpolation)
 
 
-def _to_unit_window(arr: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """Window Center/Width (PS3.3 C.11.2.1.2) mapped to ``[0, 1]``."""
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (arr - center) / width))
-    if function == "LINEAR_EXACT":
-        return np.clip((arr - center) / width + 0.5, 0.0, 1.0)
-    return np.clip((arr - (center - 0.5)) / max(width - 1.0, 1e-6) + 0.5, 0.0, 1.0)
-
-
-def _first(value: object) -> float:
-    """First value of a possibly multi-valued DICOM number."""
-    try:
-        return float(value[0])  # type: ignore[index]
-    except TypeError:
-        return float(value)  # type: ignore[arg-type]
-
-
-def _stretch(arr: np.ndarray) -> np.ndarray:
-    """Min–max stretch to ``[0, 1]``; a constant image gives zeros."""
-    low, high = float(arr.min()), float(arr.max())
-    return (arr - low) / (high - low) if high > low else np.zeros_like(arr, dtype=np.float64)
+def _has_rescale(ds) -> bool:
+    return "RescaleSlope" in ds and "RescaleIntercept" in ds
 
 
 def _has_modality_lut(ds) -> bool:
-    return "RescaleSlope" in ds or "ModalityLUTSequence" in ds
+    return bool(ds.get("ModalityLUTSequence")) or _has_rescale(ds)
+
+
+def _has_voi_lut(ds) -> bool:
+    return bool(ds.get("VOILUTSequence"))
+
+
+def _has_window(ds) -> bool:
+    return "WindowCenter" in ds and "WindowWidth" in ds
 
 
 def _has_voi(ds) -> bool:
-    return "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds)
+    return _has_voi_lut(ds) or _has_window(ds)
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """The lowest and highest stored value Bits Stored allows, through the modality LUT.
+
+    This is pydicom's window output range (``y_min``, ``y_max`` in ``apply_windowing``): with
+    a negative Rescale Slope the first value is the larger.
+    """
+    if ds.get("ModalityLUTSequence"):
+        if _has_rescale(ds):
+            raise ValueError("both a Modality LUT Sequence and Rescale Slope/Intercept; PS3.3 C.11.1 allows one")
+        return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
+    bits = int(ds.BitsStored)
+    low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if int(ds.PixelRepresentation) else (0.0, 2.0**bits - 1)
+    if _has_rescale(ds):
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        return low * slope + intercept, high * slope + intercept
+    return low, high
+
+
+def _apply_voi_lut_sequence(values: np.ndarray, ds) -> tuple[np.ndarray, tuple[float, float]]:
+    """pydicom's ``apply_voi`` on integer input, and the ``[0, 2**n - 1]`` range of its output.
+
+    Input is rounded and held within the LUT's input range (values outside it take the first
+    or last entry, as the LUT itself does), so pydicom's index array, of the entries' integer
+    type, cannot wrap.
+    """
+    from pydicom.pixels import apply_voi
+
+    entries, first, bits = (int(value) for value in ds.VOILUTSequence[0].LUTDescriptor)
+    entries = entries or 2**16
+    if bits == 8 and entries > 256:
+        raise ValueError(f"VOI LUT of {entries} 8-bit entries: pydicom indexes it through 8 bits, wrapping the index")
+    index = np.rint(np.clip(values, first, first + entries - 1)).astype(np.int64)
+    out = apply_voi(index, ds)
+    top = 2**bits - 1
+    if int(out.max()) > top:
+        raise ValueError(f"VOI LUT value {int(out.max())} exceeds the {bits} bits per entry of its LUT Descriptor")
+    return out, (0.0, float(top))
 
 
 def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
-    """Apply modality LUT, VOI LUT or window (or a min–max stretch) and return uint8.
+    """Modality LUT, then VOI LUT or window, with their output range mapped to 0–255.
 
-    8-bit unsigned data with no rescale or window tags is returned as stored.
+    See the module docstring for the ranges. Raises ``ValueError`` (or pydicom's error) for a
+    LUT or window that cannot be applied.
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi
+    from pydicom.pixels import apply_modality_lut, apply_windowing
 
-    has_modality, has_voi = _has_modality_lut(ds), _has_voi(ds)
-    if arr.dtype == np.uint8 and not has_modality and not has_voi:
-        return arr
-    values = apply_modality_lut(arr, ds) if has_modality else arr
-    if "VOILUTSequence" in ds:
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        unit = apply_voi(values, ds).astype(np.float64) / (2**bits - 1)
-    elif has_voi:
-        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-        unit = _to_unit_window(values.astype(np.float64), _first(ds.WindowCenter), _first(ds.WindowWidth), function)
+    low, high = _modality_range(ds)
+    values = apply_modality_lut(arr, ds)
+    if _has_voi_lut(ds):
+        values, (low, high) = _apply_voi_lut_sequence(values, ds)
+    elif _has_window(ds):
+        values = apply_windowing(values, ds)
     else:
-        unit = _stretch(values.astype(np.float64))
-    return np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+        low, high = min(low, high), max(low, high)
+    if values.dtype == np.uint8 and (low, high) == (0.0, 255.0):  # already 0–255: no float round trip
+        return values
+    return np.rint((values.astype(np.float64) - low) / (high - low) * 255.0).astype(np.uint8)
 
 
 def _check_decodable(ds, path: Path) -> None:
@@ -228,7 +274,8 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
     """Read a DICOM radiograph as uint8 H×W, resized so its longest side is ``max_side``.
 
     Raises :class:`DicomReadError` for a file that is not DICOM, is truncated or corrupt,
-    has no pixel data, or needs a decoder that is not installed (the message says which).
+    has no pixel data, needs a decoder that is not installed (the message says which), or
+    has a LUT or window that cannot be applied (see the module docstring).
 
     >>> image = read_radiograph("0004cfab.dcm", max_side=512)  # doctest: +SKIP
     >>> image.pixels.shape, (image.width, image.height)  # doctest: +SKIP
@@ -238,17 +285,18 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
     ds = _open(path, pixels=True)
     _check_decodable(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)
+    reduced = bool(max_side) and max_side < max(width, height) and _is_plain_jpeg(ds)
     try:
-        if max_side and max_side < max(width, height) and _is_plain_jpeg(ds):
-            pixels = _decode_jpeg_reduced(ds, max_side)
-        else:
-            pixels = to_uint8(ds.pixel_array, ds)
-            if ds.PhotometricInterpretation == "MONOCHROME1":
-                pixels = 255 - pixels
-    except DicomReadError:
-        raise
+        pixels = _decode_jpeg_reduced(ds, max_side) if reduced else ds.pixel_array
     except Exception as error:  # decoders raise many types on broken data
         raise DicomReadError(path, f"pixel data cannot be decoded ({type(error).__name__}: {error})") from None
+    if not reduced:
+        try:
+            pixels = to_uint8(pixels, ds)
+        except Exception as error:  # pydicom raises several types on malformed LUTs and windows
+            raise DicomReadError(path, f"pixel values cannot be mapped to 8 bits ({type(error).__name__}: {error})") from None
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            pixels = 255 - pixels
     if pixels.ndim != 2:
         raise DicomReadError(path, f"expected a single grayscale frame, got pixel array of shape {pixels.shape}")
     return Radiograph(

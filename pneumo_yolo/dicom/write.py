@@ -4,7 +4,8 @@ The RSNA files are JPEG Baseline (``1.2.840.10008.1.2.4.50``), MONOCHROME2, 8 bi
 encapsulated frame, Secondary Capture, with no Rescale or Window tags. pydicom 3 has no
 JPEG Baseline encoder, so Pillow encodes the frame and :func:`pydicom.encaps.encapsulate`
 wraps it. Uncompressed variants (Explicit or Implicit VR Little Endian, MONOCHROME1,
-12–16-bit data, Rescale and Window tags) let tests exercise every reader path.
+12–16-bit and signed data, Rescale and Window tags, VOI LUT Function, Modality and VOI LUT
+Sequences) let tests exercise every reader path.
 
 UIDs and the pixel spacing are derived from the patient ID, so the same inputs always give
 the same bytes.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,23 +59,40 @@ def encode_jpeg_baseline(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> byt
     return buffer.getvalue()
 
 
-def _check_pixels(pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None) -> int:
+def _check_pixels(pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None, signed: bool) -> int:
     """Validate the arguments of :func:`write_dicom`; return the bits stored."""
     if transfer_syntax not in TRANSFER_SYNTAXES:
         raise ValueError(f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, not {transfer_syntax!r}")
     if photometric not in PHOTOMETRICS:
         raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {photometric!r}")
-    if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"pixels must be a 2-D uint8 or uint16 array, got {pixels.dtype} of shape {pixels.shape}")
+    dtypes = (np.int8, np.int16) if signed else (np.uint8, np.uint16)
+    if pixels.ndim != 2 or pixels.dtype not in dtypes:
+        kinds = "int8 or int16" if signed else "uint8 or uint16"
+        raise ValueError(f"pixels must be a 2-D {kinds} array, got {pixels.dtype} of shape {pixels.shape}")
     allocated = pixels.dtype.itemsize * 8
     bits = allocated if bits_stored is None else bits_stored
     if not 1 <= bits <= allocated:
         raise ValueError(f"bits_stored must be between 1 and {allocated} for {pixels.dtype} pixels, not {bits}")
-    if pixels.size and int(pixels.max()) >= 2**bits:
-        raise ValueError(f"pixel value {int(pixels.max())} does not fit in {bits} bits stored")
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    for value in (int(pixels.min()), int(pixels.max())) if pixels.size else ():
+        if not low <= value <= high:
+            raise ValueError(f"pixel value {value} does not fit in {bits} bits stored")
     if transfer_syntax == "jpeg" and (pixels.dtype != np.uint8 or bits != 8):
         raise ValueError("JPEG Baseline holds 8-bit data only: pass uint8 pixels with bits_stored 8")
     return bits
+
+
+def lut_item(first_mapped: int, bits: int, entries: Sequence[int]):
+    """A LUT Sequence item (PS3.3 C.11.1, C.11.2): descriptor and entries, one 16-bit word each.
+
+    Entries are written as given, unchecked against ``bits``, so tests can write malformed LUTs.
+    """
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.add_new(0x00283002, "US", [len(entries) % 2**16, first_mapped, bits])  # LUT Descriptor
+    item.add_new(0x00283006, "OW", np.asarray(entries, dtype="<u2").tobytes())  # LUT Data
+    return item
 
 
 def build_dataset(
@@ -84,7 +103,11 @@ def build_dataset(
     photometric: str = "MONOCHROME2",
     bits_stored: int | None = None,
     rescale: tuple[float, float] | None = None,
-    window: tuple[float, float] | None = None,
+    window: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
+    signed: bool = False,
+    voi_function: str | None = None,
+    voi_lut: tuple[int, int, Sequence[int]] | None = None,
+    modality_lut: tuple[int, int, Sequence[int]] | None = None,
     view_position: str = "PA",
     sex: str = "M",
     age: str = "51",
@@ -96,7 +119,7 @@ def build_dataset(
     from pydicom.encaps import encapsulate
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-    bits = _check_pixels(pixels, transfer_syntax, photometric, bits_stored)
+    bits = _check_pixels(pixels, transfer_syntax, photometric, bits_stored, signed)
     sop_uid = derived_uid(patient_id, "sop")
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
@@ -136,12 +159,18 @@ def build_dataset(
     ds.BitsAllocated = pixels.dtype.itemsize * 8
     ds.BitsStored = bits
     ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
+    ds.PixelRepresentation = int(signed)
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if voi_lut is not None:
+        ds.VOILUTSequence = [lut_item(*voi_lut)]
     if rescale is not None:
         ds.RescaleIntercept = rescale[1]
         ds.RescaleSlope = rescale[0]
+    if modality_lut is not None:
+        ds.ModalityLUTSequence = [lut_item(*modality_lut)]
     if transfer_syntax == "jpeg":
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
@@ -150,7 +179,7 @@ def build_dataset(
         ds["PixelData"].is_undefined_length = True
     else:
         ds.PixelData = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
-        ds["PixelData"].VR = "OB" if pixels.dtype == np.uint8 else "OW"
+        ds["PixelData"].VR = "OB" if pixels.dtype.itemsize == 1 else "OW"
     return ds
 
 
@@ -163,7 +192,11 @@ def write_dicom(
     photometric: str = "MONOCHROME2",
     bits_stored: int | None = None,
     rescale: tuple[float, float] | None = None,
-    window: tuple[float, float] | None = None,
+    window: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
+    signed: bool = False,
+    voi_function: str | None = None,
+    voi_lut: tuple[int, int, Sequence[int]] | None = None,
+    modality_lut: tuple[int, int, Sequence[int]] | None = None,
     view_position: str = "PA",
     sex: str = "M",
     age: str = "51",
@@ -182,14 +215,22 @@ def write_dicom(
         photometric: ``"MONOCHROME2"`` or ``"MONOCHROME1"`` (the tag only; values are as given).
         bits_stored: default 8 for uint8 and 16 for uint16 (e.g. 12 for 12-bit data in uint16).
         rescale: ``(RescaleSlope, RescaleIntercept)``, written only when given.
-        window: ``(WindowCenter, WindowWidth)``, written only when given.
+        window: ``(WindowCenter, WindowWidth)``, written only when given; a pair of sequences
+            writes several windows.
+        signed: Pixel Representation 1; ``pixels`` are then int8 or int16.
+        voi_function: ``VOILUTFunction`` (``LINEAR``, ``LINEAR_EXACT``, ``SIGMOID``), written
+            only when given.
+        voi_lut: ``(first value mapped, bits per entry, entries)`` of a one-item VOI LUT
+            Sequence, written only when given (see :func:`lut_item`).
+        modality_lut: the same for a Modality LUT Sequence.
         view_position: ``ViewPosition``; ``SeriesDescription`` is ``view: <it>``.
         sex: ``PatientSex``.
         age: ``PatientAge``, a bare number string as in RSNA (``"51"``).
 
     Raises:
-        ValueError: unknown transfer syntax or photometric, a non-2-D or non-uint8/16 array,
-            values that do not fit ``bits_stored``, or JPEG asked for non-8-bit data.
+        ValueError: unknown transfer syntax or photometric, a non-2-D array or one of the wrong
+            type (uint8/16, or int8/16 when ``signed``), values that do not fit ``bits_stored``,
+            or JPEG asked for non-8-bit data.
 
     Example:
         >>> write_dicom(Path("x/p1.dcm"), np.zeros((512, 400), np.uint16), transfer_syntax="explicit",
@@ -206,6 +247,10 @@ def write_dicom(
         bits_stored=bits_stored,
         rescale=rescale,
         window=window,
+        signed=signed,
+        voi_function=voi_function,
+        voi_lut=voi_lut,
+        modality_lut=modality_lut,
         view_position=view_position,
         sex=sex,
         age=age,

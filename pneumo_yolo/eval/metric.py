@@ -12,7 +12,7 @@ reference kernel (areas ``w * h``, corners ``x + w``), so a prediction lying exa
 threshold matches exactly as it did on the leaderboard.
 
 Predictions of one image are an ``(M, 5)`` array of rows ``conf, x, y, w, h``: the layout of
-a PredictionString. Ground truth of one image is an ``(N, 4)`` ``xywh`` array.
+a PredictionString. Ground truth of one image is an ``(N, 4)`` ``ltwh`` array.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _next_power_of_two(values: np.ndarray) -> np.ndarray:
     return (1 << np.ceil(np.log2(values)).astype(np.int64)).astype(np.int64)
 
 
-def _iou_xywh(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def _iou_ltwh(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """IoU ``(n, G, P)`` of padded boxes ``gt (n, G, 4)`` and ``pred (n, P, 4)``, reference arithmetic."""
     g = gt[:, :, None, :]
     p = pred[:, None, :, :]
@@ -134,7 +134,7 @@ def _iou_xywh(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def _true_positives(gt: np.ndarray, gt_valid: np.ndarray, pred: np.ndarray, pred_valid: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Greedy matching of padded images; returns TP counts ``(n, T)``."""
-    iou = _iou_xywh(gt, pred)
+    iou = _iou_ltwh(gt, pred)
     n, n_gt, n_pred = iou.shape
     used = np.broadcast_to(~pred_valid[:, None, :], (n, len(thresholds), n_pred)).copy()
     tp = np.zeros((n, len(thresholds)), dtype=np.int64)
@@ -160,7 +160,7 @@ def score_images(
     """Per-image, per-threshold scores ``(n_images, T)`` from flat arrays; ``nan`` marks a left-out image.
 
     ``gt_image``/``pred_image`` give each box's image index in ``[0, n_images)``; boxes are
-    ``xywh`` pixels. Images are padded in groups of similar box counts, so the cost stays
+    ``ltwh`` pixels. Images are padded in groups of similar box counts, so the cost stays
     proportional to the number of boxes.
     """
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -234,7 +234,7 @@ def summarise(per_image: np.ndarray, positive: np.ndarray, thresholds: np.ndarra
 
 
 def flatten_ground_truth(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-image ``(N, 4)`` ``xywh`` arrays → (image index per box, all boxes, per-image positive flag).
+    """Per-image ``(N, 4)`` ``ltwh`` arrays → (image index per box, all boxes, per-image positive flag).
 
     >>> image, boxes, positive = flatten_ground_truth([np.zeros((2, 4)), np.zeros((0, 4))])
     >>> image.tolist(), boxes.shape, positive.tolist()
@@ -252,7 +252,7 @@ def evaluate(
     predictions: Mapping[str, np.ndarray],
     thresholds: np.ndarray = IOU_THRESHOLDS,
 ) -> MetricResult:
-    """Score ``predictions`` (``{patientId: (M, 5) conf x y w h}``) against ``{patientId: (N, 4) xywh}``.
+    """Score ``predictions`` (``{patientId: (M, 5) conf x y w h}``) against ``{patientId: (N, 4) ltwh}``.
 
     Every patient of ``ground_truth`` is scored; one absent from ``predictions`` has no
     prediction. A prediction for a patient outside ``ground_truth`` raises ``ValueError``.

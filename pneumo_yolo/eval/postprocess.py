@@ -9,8 +9,9 @@ The steps, in order, each switched off by its neutral value in :class:`Postproce
    ``ensemble-boxes`` package) at ``merge_iou`` (``merge: none`` skips);
 4. keep the ``max_boxes`` best boxes (``null``: all) and drop boxes below
    ``min_relative_score`` × the image's top score (0 keeps all);
-5. shrink each box about its centre by ``shrink`` (1 keeps the size);
-6. format a PredictionString (:func:`prediction_string`).
+5. shrink each box about its centre by ``shrink`` (1 keeps the size).
+
+:func:`pneumo_yolo.eval.submission.prediction_string` then formats the result.
 
 Boxes are ``(N, 4)`` ``x1 y1 x2 y2`` pixel arrays with ``(N,)`` scores. Every function
 returns boxes sorted by descending score (equal scores keep their order).
@@ -126,31 +127,17 @@ class PostprocessConfig:
         atomic_write_text(Path(path), header + yaml.safe_dump(asdict(self), sort_keys=False))
 
 
-def to_original_grid(
-    boxes: np.ndarray,
-    input_size: tuple[float, float],
-    original_size: tuple[float, float],
-    *,
-    letterbox: bool = False,
-) -> np.ndarray:
-    """Map ``xyxy`` boxes from the model input grid ``(w, h)`` to the original image ``(W, H)``.
+def to_original_grid(boxes: np.ndarray, input_size: tuple[float, float], original_size: tuple[float, float]) -> np.ndarray:
+    """Map ``xyxy`` boxes from the model input ``(w, h)``, the whole image resized, to the original image ``(W, H)``.
 
-    Without ``letterbox`` the input is the whole image resized to ``(w, h)``. With
-    ``letterbox`` it is the image scaled by ``min(w/W, h/H)``, rounded to whole pixels and
-    centred on a ``(w, h)`` canvas, as Ultralytics' ``LetterBox`` pads it.
+    Ultralytics returns boxes in the pixels of the image it was given, its own letterbox
+    already undone, so only the resize to the model's size remains to undo.
 
     >>> to_original_grid(np.array([[10, 20, 30, 40]]), (512, 512), (1024, 1024)).tolist()
     [[20.0, 40.0, 60.0, 80.0]]
     """
     (w, h), (width, height) = input_size, original_size
-    b = as_boxes(boxes)
-    if not letterbox:
-        return scale_xyxy(b, width / w, height / h)
-    gain = min(w / width, h / height)
-    content_w, content_h = round(width * gain), round(height * gain)
-    left, top = round((w - content_w) / 2 - 0.1), round((h - content_h) / 2 - 0.1)
-    shifted = b - np.array([left, top, left, top], dtype=np.float64)
-    return scale_xyxy(shifted, width / content_w, height / content_h)
+    return scale_xyxy(boxes, width / w, height / h)
 
 
 def sort_by_score(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,16 +161,6 @@ def threshold(boxes: np.ndarray, scores: np.ndarray, conf: float) -> tuple[np.nd
     return as_boxes(boxes)[keep], s[keep]
 
 
-def _normalised(boxes: np.ndarray, size: tuple[float, float]) -> np.ndarray:
-    width, height = size
-    return as_boxes(boxes) / np.array([width, height, width, height], dtype=np.float64)
-
-
-def _pixels(boxes: np.ndarray, size: tuple[float, float]) -> np.ndarray:
-    width, height = size
-    return as_boxes(boxes) * np.array([width, height, width, height], dtype=np.float64)
-
-
 def fuse(
     boxes_list: Sequence[np.ndarray],
     scores_list: Sequence[np.ndarray],
@@ -202,18 +179,19 @@ def fuse(
     """
     from ensemble_boxes import weighted_boxes_fusion
 
+    width, height = size
     prepared = [clean(b, s, size) for b, s in zip(boxes_list, scores_list, strict=True)]
     prepared = [(b[s > 0], s[s > 0]) for b, s in prepared]
     if not any(len(s) for _, s in prepared):
         return np.zeros((0, 4)), np.zeros(0)
     fused, fused_scores, _ = weighted_boxes_fusion(
-        [_normalised(b, size) for b, _ in prepared],
+        [scale_xyxy(b, 1 / width, 1 / height) for b, _ in prepared],
         [s for _, s in prepared],
         [np.zeros(len(s)) for _, s in prepared],
         iou_thr=iou,
         skip_box_thr=skip_conf,
     )
-    return sort_by_score(clip_xyxy(_pixels(fused, size), *size), fused_scores)
+    return sort_by_score(clip_xyxy(scale_xyxy(fused, width, height), width, height), fused_scores)
 
 
 def nms_keep(boxes: np.ndarray, iou: float) -> np.ndarray:
@@ -275,7 +253,6 @@ def postprocess(
     *,
     original_size: tuple[float, float],
     input_size: tuple[float, float] | None = None,
-    letterbox: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply steps 1–5 to one image's detections; returns ``xyxy`` boxes in original pixels and scores.
 
@@ -290,27 +267,9 @@ def postprocess(
     """
     b = as_boxes(boxes_xyxy)
     if input_size is not None:
-        b = to_original_grid(b, input_size, original_size, letterbox=letterbox)
+        b = to_original_grid(b, input_size, original_size)
     b, s = clean(b, scores, original_size)
     b, s = threshold(b, s, config.conf)
     b, s = merge(b, s, original_size, config.merge, config.merge_iou)
     b, s = limit(b, s, config.max_boxes, config.min_relative_score)
     return shrink_xyxy(b, config.shrink), s
-
-
-def prediction_string(boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
-    """``conf x y w h …`` in descending confidence: confidence with 4 decimals, pixels with 1.
-
-    Corners are rounded before the width and height are taken, so a box that ends on the
-    image border still ends there once written.
-
-    >>> prediction_string(np.array([[10, 20, 110.04, 70]]), np.array([0.87654]))
-    '0.8765 10.0 20.0 100.0 50.0'
-    """
-    b, s = sort_by_score(boxes_xyxy, scores)
-    corners = np.round(b, 1)
-    parts = [
-        f"{conf:.4f} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}"
-        for conf, (x1, y1, x2, y2) in zip(s, corners)
-    ]
-    return " ".join(parts)

@@ -1,27 +1,24 @@
-"""Kaggle submission CSVs: writing, reading, validating and scoring them.
+"""The Kaggle submission file format: formatting, writing, reading and validating it.
 
 A submission is ``patientId,PredictionString`` with one row for every patient asked for;
-the PredictionString is ``conf x y w h conf x y w h …`` in original pixels, empty when the
-patient has no box. Reading and scoring also need the ground truth of the patients to
-score: :func:`load_scoring_set` takes it from the label CSV, optionally restricted to one
-split of the converter's ``manifest.csv``.
+the PredictionString is ``conf x y w h conf x y w h …`` (``ltwh``) in original pixels, empty
+when the patient has no box. Scoring a submission is :mod:`pneumo_yolo.eval.scoring`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data.labels import LabelFileError, read_csv_table, read_labels
-from .metric import MetricResult, evaluate
+from ..data.labels import LabelFileError, read_csv_table
 from ..files import UnsafeIdError, atomic_write_text, check_patient_id
+from .postprocess import sort_by_score
 
 SUBMISSION_COLUMNS = ("patientId", "PredictionString")
-MANIFEST_COLUMNS = ("patientId", "split", "width", "height")
 RSNA_IMAGE_SIZE = (1024.0, 1024.0)
 BORDER_TOLERANCE = 1e-6
 _SHOWN = 10
@@ -80,6 +77,24 @@ def parse_prediction_string(text: str) -> np.ndarray:
             k = int(np.flatnonzero(bad)[0])
             raise ValueError(f"PredictionString box {k + 1} ({' '.join(tokens[5 * k : 5 * k + 5])}) {problem}")
     return rows
+
+
+def prediction_string(boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
+    """``conf x y w h …`` in descending confidence: confidence with 4 decimals, pixels with 1.
+
+    Corners are rounded before the width and height are taken, so a box that ends on the
+    image border still ends there once written.
+
+    >>> prediction_string(np.array([[10, 20, 110.04, 70]]), np.array([0.87654]))
+    '0.8765 10.0 20.0 100.0 50.0'
+    """
+    b, s = sort_by_score(boxes_xyxy, scores)
+    corners = np.round(b, 1)
+    parts = [
+        f"{conf:.4f} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}"
+        for conf, (x1, y1, x2, y2) in zip(s, corners)
+    ]
+    return " ".join(parts)
 
 
 def outside_image(rows: np.ndarray, size: tuple[float, float]) -> list[int]:
@@ -234,71 +249,3 @@ def read_patient_ids(path: Path) -> list[str]:
     else:
         ids = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     return list(dict.fromkeys(pid for pid in ids if pid))
-
-
-def read_manifest(path: Path, split: str | None = None) -> dict[str, tuple[float, float]]:
-    """``{patientId: (width, height)}`` of the converter's ``manifest.csv``, only ``split`` when given."""
-    path = Path(path)
-    table = read_csv_table(path, MANIFEST_COLUMNS)
-    if split is not None:
-        splits = sorted(set(table["split"]))
-        table = table[table["split"] == split]
-        if table.empty:
-            raise LabelFileError(f"{path}: no patient in split {split!r} (splits found: {', '.join(splits) or 'none'})")
-    sizes = table[["width", "height"]].apply(pd.to_numeric, errors="coerce")
-    bad = sizes.isna().any(axis=1) | (sizes <= 0).any(axis=1)
-    if bad.any():
-        line = int(table.index[bad.to_numpy()][0]) + 2
-        raise LabelFileError(f"{path}: line {line}: width and height must be positive numbers")
-    return dict(zip(table["patientId"], zip(sizes["width"].astype(float), sizes["height"].astype(float))))
-
-
-@dataclass
-class ScoringSet:
-    """The ground truth to score (``boxes``: ``{patientId: (N, 4) xywh}``) and what it was taken from.
-
-    ``label_ids`` holds every usable patient of the label CSV; ``sizes`` the manifest's image
-    sizes (empty without a manifest); ``notes`` what was left out and why.
-    """
-
-    boxes: dict[str, np.ndarray]
-    label_ids: frozenset[str]
-    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def load_scoring_set(labels: Path, manifest: Path | None = None, split: str | None = None) -> ScoringSet:
-    """Ground truth of every labelled patient, or only of the manifest's patients (of ``split``).
-
-    Raises :class:`~pneumo_yolo.data.labels.LabelFileError` for unreadable files, an unknown
-    split, a split without a manifest, or manifest patients missing from the labels.
-    """
-    if split is not None and manifest is None:
-        raise LabelFileError("--split needs --manifest (the converter's OUT/manifest.csv)")
-    parsed = read_labels(Path(labels))
-    notes = []
-    if parsed.problems:
-        first = parsed.problems[0]
-        notes.append(
-            f"{labels}: {len(parsed.problems)} unusable row(s), their patients are not scored "
-            f"(first: line {first.line}, {first.patient_id}: {first.problem})"
-        )
-    if manifest is None:
-        return ScoringSet(parsed.boxes, frozenset(parsed.boxes), notes=notes)
-    sizes = read_manifest(Path(manifest), split)
-    unknown = [pid for pid in sizes if pid not in parsed.boxes]
-    if unknown:
-        raise LabelFileError(f"{manifest}: {len(unknown)} patient(s) are not in {labels}, e.g. {unknown[0]}")
-    boxes = {pid: parsed.boxes[pid] for pid in sizes}
-    return ScoringSet(boxes, frozenset(parsed.boxes), sizes, notes)
-
-
-def evaluate_submission(path: Path, scoring: ScoringSet) -> MetricResult:
-    """Score a submission file. A scored patient missing from it has no prediction; a patient
-    outside the labels is an error (:class:`SubmissionError`); labelled patients outside the
-    scored set are ignored."""
-    predictions = read_submission(path)
-    unknown = [pid for pid in predictions if pid not in scoring.label_ids]
-    if unknown:
-        raise SubmissionError(f"{path}: {len(unknown)} patient(s) are not in the labels, e.g. {unknown[0]}")
-    return evaluate(scoring.boxes, {pid: rows for pid, rows in predictions.items() if pid in scoring.boxes})

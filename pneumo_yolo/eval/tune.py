@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ..boxes import shrink_xyxy, xyxy_to_xywh
+from ..boxes import shrink_xyxy, xyxy_to_ltwh
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
 from .postprocess import MERGE_METHODS, PostprocessConfig, clean, limit, merge, nms_keep, postprocess
 from .detections import RawDetections
-from .submission import ScoringSet
+from .scoring import ScoringSet
 
 DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))
 DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
@@ -195,7 +195,7 @@ def score_config(raw: RawDetections, ground_truth: Mapping[str, np.ndarray], con
     predictions = {}
     for image in raw.images():
         boxes, scores = postprocess(image.boxes, image.scores, config, original_size=(image.width, image.height))
-        predictions[image.patient_id] = np.c_[scores, xyxy_to_xywh(boxes)]
+        predictions[image.patient_id] = np.c_[scores, xyxy_to_ltwh(boxes)]
     return evaluate({pid: ground_truth[pid] for pid in raw.patient_ids}, predictions)
 
 
@@ -234,8 +234,8 @@ def tune(
         for c in range(len(conf)):
             chosen = prefix == prefixes[image, c]
             for s, factor in enumerate(grid.shrink):
-                xywh = xyxy_to_xywh(shrink_xyxy(boxes[chosen], factor))
-                per_image = score_images(len(images), gt_image, gt_boxes, image[chosen], scores[chosen], xywh)
+                ltwh = xyxy_to_ltwh(shrink_xyxy(boxes[chosen], factor))
+                per_image = score_images(len(images), gt_image, gt_boxes, image[chosen], scores[chosen], ltwh)
                 result = summarise(per_image, positive)
                 results[m, c, s] = result
                 rows.append((m, c, s, result.score, float(conf[c]), method, iou if method != "none" else float("nan"), factor, result.score_positive, result.negative_fp_share))

@@ -65,6 +65,10 @@ _PRIVATE_SETTINGS: dict[str, Any] = {
 }
 
 
+class ImportedElsewhereError(RuntimeError):
+    """Ultralytics was imported before pneumo-yolo could set it up; the message says how to fix it."""
+
+
 def home_dir() -> Path:
     """Folder for Ultralytics' settings, fonts and weights: ``$PNEUMO_YOLO_HOME`` or the user cache."""
     if env := os.environ.get(ENV_HOME, "").strip():
@@ -97,8 +101,8 @@ def configure(*, online: bool = False) -> Path:
     """Prepare the environment for Ultralytics and return ``<home>``; safe to call repeatedly.
 
     ``online=True`` allows weight downloads for this process and its children (DDP workers).
-    Raises ``RuntimeError`` when Ultralytics was already imported without this set-up, since it
-    cannot be changed after the import.
+    Raises :class:`ImportedElsewhereError` when Ultralytics was already imported without this
+    set-up, since it cannot be changed after the import.
     """
     home = home_dir()
     os.environ.update(ultralytics_environment(home))
@@ -219,11 +223,19 @@ def offline_safe_amp_check(check_amp: Any) -> Any:
 
 
 def _check_imported(utils: ModuleType, home: Path) -> None:
-    """Raise if the imported Ultralytics was set up elsewhere or probed the network."""
+    """Raise :class:`ImportedElsewhereError` if the imported Ultralytics was set up elsewhere or probed the network.
+
+    Ultralytics fixes its settings folder, its online probe and its pip auto-install once, at
+    import, and writes its settings file as soon as they change: an Ultralytics imported with
+    the user's own set-up cannot be made offline and private afterwards without changing the
+    user's own settings file, so pneumo-yolo refuses to run it and says how to start again.
+    """
     config_dir = Path(utils.USER_CONFIG_DIR).resolve()
     if config_dir != (home / "Ultralytics").resolve() or utils.ONLINE:
-        raise RuntimeError(
-            f"Ultralytics was imported before pneumo-yolo configured it (settings in {config_dir}, "
-            f"online probe {'on' if utils.ONLINE else 'off'}). Import it through "
-            "pneumo_yolo.model.offline.import_ultralytics(), or call pneumo_yolo.model.offline.configure() first."
+        raise ImportedElsewhereError(
+            f"Ultralytics was imported before pneumo-yolo could set it up (its settings are in {config_dir}, "
+            f"its online probe is {'on' if utils.ONLINE else 'off'}). Ultralytics reads these once, at import, so "
+            "pneumo-yolo cannot make this copy run offline and private. In a notebook, restart the kernel and run "
+            "`import pneumo_yolo.model.offline as offline; offline.configure()` before `from ultralytics import YOLO`; "
+            "in a script, call pneumo_yolo.model.offline.configure() before importing ultralytics."
         )

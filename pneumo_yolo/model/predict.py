@@ -13,26 +13,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..dicom.read import DicomReadError, read_radiograph, resize_longest
-from ..files import UnsafeIdError, check_patient_id, write_errors_csv
-from ..eval.postprocess import PostprocessConfig, fuse, postprocess, prediction_string, to_original_grid
+from ..files import write_errors_csv
+from ..eval.postprocess import PostprocessConfig, fuse, postprocess, to_original_grid
 from ..eval.detections import RawImage, RawWriter
-from ..eval.submission import errors_only, validate_submission, write_submission
+from ..eval.submission import errors_only, prediction_string, validate_submission, write_submission
+from .inputs import LoadedImage, is_dicom, iterate_batches, list_inputs
 
-DICOM_SUFFIXES = {".dcm"}
-PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 RAW_CONF = 0.05
 """Confidence floor of raw detections (the lowest threshold ``tune`` tries by default), unless the
 post-processing threshold is lower still."""
@@ -41,19 +34,7 @@ MAX_DETECTIONS = 20
 
 
 class PredictError(RuntimeError):
-    """A problem that stops the whole prediction run (no weights, no images)."""
-
-
-@dataclass(frozen=True)
-class LoadedImage:
-    """One decoded input: ``pixels`` is the model's uint8 H×W input, ``None`` with a ``problem``."""
-
-    patient_id: str
-    path: str
-    pixels: np.ndarray | None
-    width: int = 0
-    height: int = 0
-    problem: str = ""
+    """Weights that cannot be loaded: nothing can be predicted."""
 
 
 @dataclass
@@ -92,75 +73,6 @@ class PredictReport:
 def errors_path_for(out: Path) -> Path:
     """``submission.csv`` → ``submission.csv.errors.csv``."""
     return out.with_name(out.name + ".errors.csv")
-
-
-def list_inputs(source: Path) -> list[Path]:
-    """The ``.dcm`` (or PNG/JPEG) files of ``source``, a folder searched recursively or one file, sorted."""
-    suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise PredictError(f"--source {source} does not exist")
-    paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
-    if not paths:
-        raise PredictError(f"--source {source} holds no .dcm, .png or .jpg files")
-    return paths
-
-
-def load_image(path: Path, max_side: int | None) -> LoadedImage:
-    """Decode one input exactly as ``convert`` does (DICOM) or as a grayscale picture (PNG/JPEG).
-
-    Never raises for a bad file: the problem is returned in :attr:`LoadedImage.problem`.
-    """
-    path = Path(path)
-    try:
-        patient_id = check_patient_id(path.stem)
-    except UnsafeIdError as error:
-        return LoadedImage(path.stem, str(path), None, problem=str(error))
-    if is_dicom(path):
-        try:
-            image = read_radiograph(path, max_side)
-        except DicomReadError as error:
-            return LoadedImage(patient_id, str(path), None, problem=error.problem)
-        return LoadedImage(patient_id, str(path), image.pixels, image.width, image.height)
-    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if pixels is None:
-        return LoadedImage(patient_id, str(path), None, problem="not a readable PNG/JPEG image")
-    height, width = pixels.shape
-    return LoadedImage(patient_id, str(path), resize_longest(pixels, max_side), width, height)
-
-
-def load_batch(paths: list[Path], max_side: int | None) -> list[LoadedImage]:
-    """:func:`load_image` for each path (the unit of work of a decoding process)."""
-    return [load_image(path, max_side) for path in paths]
-
-
-def _decoding_worker() -> None:
-    """Decoding yields the CPU to inference: one OpenCV thread, a lower priority."""
-    cv2.setNumThreads(1)
-    os.nice(5)
-
-
-def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers: int) -> Iterator[list[LoadedImage]]:
-    """Decode ``paths`` in ``workers`` background processes, yielding lists of ``batch`` images in order.
-
-    At most ``2 × workers + 1`` batches are in flight, so memory does not grow with the number
-    of images. Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread
-    pools hold a lock deadlocks the child.
-    """
-    chunks = [paths[start : start + batch] for start in range(0, len(paths), batch)]
-    if workers <= 0:
-        yield from (load_batch(chunk, max_side) for chunk in chunks)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_decoding_worker) as pool:
-        pending: deque[Future] = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(load_batch, chunk, max_side))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 class Detector:
@@ -314,11 +226,6 @@ def predict_folder(
     report.n_with_boxes = sum(bool(s) for s in strings.values())
     report.elapsed_s = time.perf_counter() - started
     return report
-
-
-def is_dicom(path: Path) -> bool:
-    """True for a ``.dcm`` file (decoded at its original size), False for a PNG/JPEG picture."""
-    return path.suffix.lower() in DICOM_SUFFIXES
 
 
 def select_expected(paths: list[Path], expected_ids: Sequence[str]) -> tuple[list[Path], int, list[str]]:

@@ -6,8 +6,10 @@ Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ra
 is checked against Ultralytics' configuration before anything runs.
 
 Runs go to ``<project>/<name>`` (Ultralytics' layout: ``weights/best.pt``, ``results.csv``,
-plots, plus ``rsna_val.json``: the RSNA metric of ``best.pt`` on the validation split), with ``project`` always absolute (``<cwd>/runs`` by default), because Ultralytics files
-relative projects under its own folder, which is ``site-packages`` while pytest runs.
+plots; with ``score_val``, also ``rsna_val.json``: the RSNA metric of ``best.pt`` on the validation
+split, see :mod:`.validation`), with ``project`` always absolute (``<cwd>/runs`` by default),
+because Ultralytics files relative projects under its own folder, which is ``site-packages``
+while pytest runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 import yaml
 
 from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
-from .validation import VAL_JSON, converted_imgsz, dataset_root, score_validation
+from ..data.dataset import ConvertedDataset
+from .validation import VAL_JSON, score_validation
 from .weights import ModelSource, download_weights, resolve_model
 
 DEFAULT_IMGSZ = 1024
@@ -60,7 +63,7 @@ class TrainConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a finished run left its outputs, its validation figures and its RSNA score."""
+    """Where a finished run left its outputs, its validation figures and (when scored) its RSNA scores."""
 
     run_dir: Path
     best: Path
@@ -68,14 +71,17 @@ class TrainResult:
     imgsz: int
     device: str
     metrics: Mapping[str, float]
-    rsna_val: Mapping[str, Any]
+    rsna_val: Mapping[str, Any] | None = None
 
     def final_line(self) -> str:
         """One line naming ``best.pt``, its validation mAP, precision and recall, and its RSNA scores."""
         figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
+        line = f"Best weights: {self.best} | val {figures}"
+        if self.rsna_val is None:
+            return line
         default, tuned = self.rsna_val["default"]["score"], self.rsna_val["tuned"]["score"]
         return (
-            f"Best weights: {self.best} | val {figures} | RSNA val score {default or 0:.4f} (default post-processing), "
+            f"{line} | RSNA val score {default or 0:.4f} (default post-processing), "
             f"{tuned or 0:.4f} (tuned: {self.rsna_val['tuned']['postprocess_yaml']}) | {self.run_dir / VAL_JSON}"
         )
 
@@ -180,8 +186,13 @@ def train(
     resume: bool = False,
     online: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    score_val: bool = False,
 ) -> TrainResult:
     """Train (or resume) a detector and return where its outputs are.
+
+    ``score_val`` also scores ``best.pt`` with the RSNA metric on the validation split and
+    tunes the post-processing there (:func:`.validation.score_validation`, as the ``train``
+    command does): ``rsna_val.json`` and ``postprocess_tuned.yaml`` in the run folder.
 
     Everything that can be checked without Ultralytics (files, names, weights that would need
     a download) is checked first, so mistakes fail in well under a second. A resumed run keeps
@@ -197,7 +208,7 @@ def train(
     project = (Path(project) if project else Path.cwd() / "runs").expanduser().resolve()
     overrides = dict(overrides or {})
     check_option_keys(overrides, None, "--set")
-    imgsz = imgsz or converted_imgsz(dataset_root(data)) or DEFAULT_IMGSZ
+    imgsz = imgsz or ConvertedDataset.from_yaml(data).imgsz or DEFAULT_IMGSZ
     _check_sizes(imgsz, epochs, batch)
     allow_download = online or downloads_allowed()
     if resume:
@@ -243,8 +254,10 @@ def train(
     yolo.train(**args)
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
-    first_device = str(trainer.args.device).split(",")[0]
-    rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
+    rsna_val = None
+    if score_val:
+        first_device = str(trainer.args.device).split(",")[0]
+        rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
     return TrainResult(
         run_dir=run_dir,
         best=best,
@@ -264,7 +277,7 @@ def _warn_on_size_mismatch(data: Path, imgsz: int, resume: bool) -> None:
     """
     from ultralytics.utils import LOGGER
 
-    converted = converted_imgsz(dataset_root(data))
+    converted = ConvertedDataset.from_yaml(data).imgsz
     if converted and converted != imgsz and not resume:
         LOGGER.warning(
             f"The dataset was converted at --imgsz {converted}, training runs at --imgsz {imgsz}: predict will decode "

@@ -13,55 +13,14 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
-import numpy as np
-import yaml
-
-from ..boxes import yolo_to_xywh
+from ..data.dataset import ConvertedDataset
+from ..eval.detections import RawDetections
+from ..eval.tune import tune
 from ..files import atomic_write_text
 from .predict import Detector, detect_files
-from ..eval.detections import RawDetections
-from ..eval.submission import read_manifest
-from ..eval.tune import tune
 
 VAL_JSON = "rsna_val.json"
 TUNED_YAML = "postprocess_tuned.yaml"
-
-
-def dataset_root(data_yaml: Path) -> Path:
-    """The dataset folder named by ``data.yaml``'s ``path`` (else the YAML's own folder)."""
-    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8")) or {}
-    return Path(data.get("path") or Path(data_yaml).parent)
-
-
-def converted_imgsz(root: Path) -> int | None:
-    """The ``--imgsz`` that ``convert`` wrote ``root`` with (``None``: original size, or not our dataset)."""
-    from converters.rsna import SETTINGS_FILE
-
-    settings = root / SETTINGS_FILE
-    return json.loads(settings.read_text()).get("imgsz") if settings.is_file() else None
-
-
-def original_sizes(root: Path, images: list[Path]) -> dict[str, tuple[float, float]]:
-    """``(W, H)`` per image from ``manifest.csv``; an image it does not list keeps its PNG size."""
-    manifest = root / "manifest.csv"
-    sizes = read_manifest(manifest) if manifest.is_file() else {}
-    for path in images:
-        if path.stem not in sizes:
-            height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
-            sizes[path.stem] = (width, height)
-    return sizes
-
-
-def ground_truth(root: Path, split: str, sizes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
-    """``xywh`` boxes in original pixels per image of ``split``, from its YOLO label files."""
-    truth = {}
-    for pid, (width, height) in sizes.items():
-        label = root / "labels" / split / f"{pid}.txt"
-        if label.is_file():
-            rows = np.array(label.read_text().split(), dtype=np.float64).reshape(-1, 5)
-            truth[pid] = yolo_to_xywh(rows[:, 1:], width, height)
-    return truth
 
 
 def score_validation(
@@ -75,12 +34,13 @@ def score_validation(
     progress: bool = True,
 ) -> dict:
     """Score ``weights`` on the validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
-    root = dataset_root(data_yaml)
-    images = sorted((root / "images" / "val").glob("*.png"))
+    dataset = ConvertedDataset.from_yaml(data_yaml)
+    root = dataset.root
+    images = dataset.images("val")
     if not images:
         raise FileNotFoundError(f"{root / 'images' / 'val'}: no validation images to score")
-    sizes = original_sizes(root, images)
-    truth = ground_truth(root, "val", {p.stem: sizes[p.stem] for p in images})
+    sizes = dataset.original_sizes(images)
+    truth = dataset.ground_truth("val", {p.stem: sizes[p.stem] for p in images})
     detector = Detector(weights, imgsz=imgsz, device=device)
     raw = RawDetections.from_images(
         found for _, found in detect_files(detector, images, batch=batch, original_sizes=sizes, progress=progress) if found
