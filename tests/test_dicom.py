@@ -36,14 +36,14 @@ def scale(values, low, high):
 def linear_window(values, center, width):
     """PS3.3 C.11.2.1.2.1 LINEAR: below c - 0.5 - (w-1)/2 black, above c - 0.5 + (w-1)/2 white."""
     x = np.asarray(values, float)
-    inside = ((x - (center - 0.5)) / (width - 1) + 0.5).clip(0, 1)
+    inside = (x - (center - 0.5)) / (width - 1) + 0.5
     return to_gray(np.where(x <= center - 0.5 - (width - 1) / 2, 0, np.where(x > center - 0.5 + (width - 1) / 2, 1, inside)))
 
 
 def linear_exact_window(values, center, width):
     """PS3.3 C.11.2.1.3.2 LINEAR_EXACT: below c - w/2 black, above c + w/2 white."""
     x = np.asarray(values, float)
-    inside = ((x - center) / width + 0.5).clip(0, 1)
+    inside = (x - center) / width + 0.5
     return to_gray(np.where(x <= center - width / 2, 0, np.where(x > center + width / 2, 1, inside)))
 
 
@@ -53,7 +53,7 @@ def sigmoid_window(values, center, width):
 
 
 def lut(values, first, bits, entries):
-    """PS3.3 C.11.2.1.1 VOI LUT: values below the first mapped take the first entry, above the last the last."""
+    """A LUT (PS3.3 C.11.1.1, C.11.2.1.1): values below the first mapped take the first entry, above the last the last."""
     index = np.clip(np.asarray(values, np.int64) - first, 0, len(entries) - 1)
     return scale(np.asarray(entries)[index], 0, 2**bits - 1)
 

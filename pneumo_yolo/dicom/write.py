@@ -82,7 +82,7 @@ def _check_pixels(pixels: np.ndarray, transfer_syntax: str, photometric: str, bi
     return bits
 
 
-def lut_item(first_mapped: int, bits: int, entries: Sequence[int]):
+def _lut_item(first_mapped: int, bits: int, entries: Sequence[int]):
     """A LUT Sequence item (PS3.3 C.11.1, C.11.2): descriptor and entries, one 16-bit word each.
 
     Entries are written as given, unchecked against ``bits``, so tests can write malformed LUTs.
@@ -165,12 +165,12 @@ def build_dataset(
     if voi_function is not None:
         ds.VOILUTFunction = voi_function
     if voi_lut is not None:
-        ds.VOILUTSequence = [lut_item(*voi_lut)]
+        ds.VOILUTSequence = [_lut_item(*voi_lut)]
     if rescale is not None:
         ds.RescaleIntercept = rescale[1]
         ds.RescaleSlope = rescale[0]
     if modality_lut is not None:
-        ds.ModalityLUTSequence = [lut_item(*modality_lut)]
+        ds.ModalityLUTSequence = [_lut_item(*modality_lut)]
     if transfer_syntax == "jpeg":
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
@@ -201,7 +201,8 @@ def write_dicom(
     sex: str = "M",
     age: str = "51",
 ) -> None:
-    """Write ``pixels`` (2-D uint8 or uint16, stored as given) as a single-frame radiograph DICOM.
+    """Write ``pixels`` (2-D uint8 or uint16, or int8/int16 when ``signed``; stored as given) as a
+    single-frame radiograph DICOM.
 
     The defaults give a file in the exact RSNA format (JPEG Baseline, MONOCHROME2, 8 bits, no
     Rescale or Window tags, ``PatientID = PatientName = patient_id``).
@@ -221,7 +222,7 @@ def write_dicom(
         voi_function: ``VOILUTFunction`` (``LINEAR``, ``LINEAR_EXACT``, ``SIGMOID``), written
             only when given.
         voi_lut: ``(first value mapped, bits per entry, entries)`` of a one-item VOI LUT
-            Sequence, written only when given (see :func:`lut_item`).
+            Sequence, written only when given: one 16-bit word per entry, unchecked against the bits.
         modality_lut: the same for a Modality LUT Sequence.
         view_position: ``ViewPosition``; ``SeriesDescription`` is ``view: <it>``.
         sex: ``PatientSex``.
