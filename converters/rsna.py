@@ -11,6 +11,7 @@ After::
     OUT/data.yaml                           path, train, val, names {0: opacity}, channels
     OUT/images/{train,val}/<patientId>.png  8-bit grayscale, longest side --imgsz
     OUT/labels/{train,val}/<patientId>.txt  "0 cx cy w h" per box; empty for a negative image
+                                            (with --folds K: images/fold<k>, labels/fold<k>, folds/, data_fold<i>.yaml)
     OUT/manifest.csv                        one row per converted patient
     OUT/errors.csv                          file,problem (only when something failed)
     OUT/.pneumo_yolo_convert.json           the settings, checked on every rerun
@@ -39,12 +40,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import yaml
 
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
-from pneumo_yolo.data.dataset import CLASS_NAMES, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, SPLITS, ConvertedDataset
+from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
 from pneumo_yolo.data.labels import read_class_info, read_labels
-from pneumo_yolo.data.split import assign_split, fold_split
+from pneumo_yolo.data.split import assign_folds, assign_split
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
 from pneumo_yolo.files import (
     UnsafeIdError,
@@ -55,7 +55,8 @@ from pneumo_yolo.files import (
     write_errors_csv,
 )
 
-MANAGED = ("images", "labels", "data.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
+MANAGED = ("images", "labels", "folds", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
+"""What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
 
 
 class ConvertError(RuntimeError):
@@ -71,7 +72,6 @@ class ConvertSettings:
     val_fraction: float = 0.1
     seed: int = 0
     folds: int | None = None
-    fold: int | None = None
     png_compression: int | None = None
 
     def __post_init__(self) -> None:
@@ -79,12 +79,8 @@ class ConvertSettings:
             raise ConvertError(f"--imgsz must be at least 8, got {self.imgsz}")
         if self.channels not in (1, 3):
             raise ConvertError(f"--channels must be 1 or 3, got {self.channels}")
-        if (self.folds is None) != (self.fold is None):
-            raise ConvertError("--folds and --fold go together")
         if self.folds is not None and self.folds < 2:
             raise ConvertError(f"--folds must be at least 2, got {self.folds}")
-        if self.folds is not None and not 0 <= self.fold < self.folds:  # type: ignore[operator]
-            raise ConvertError(f"--fold must be in 0..{self.folds - 1}, got {self.fold}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConvertError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.png_compression is not None and not 0 <= self.png_compression <= 9:
@@ -261,35 +257,21 @@ def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
 
 def _clear_outputs(out: Path) -> None:
     """Delete what an earlier ``convert`` wrote in ``out`` (and nothing else)."""
-    for name in MANAGED:
-        target = out / name
+    for target in (path for pattern in MANAGED for path in out.glob(pattern)):
         if target.is_dir():
             shutil.rmtree(target)
-        elif target.exists():
+        else:
             target.unlink()
 
 
-def _remove_unplanned(out: Path, tasks: Iterable[Task]) -> None:
+def _remove_unplanned(out: Path, tasks: Iterable[Task], splits: tuple[str, ...]) -> None:
     """Delete images and labels left from earlier runs that this plan does not write there."""
     planned = {p for task in tasks for p in (task.image_path, task.label_path)}
-    for split in SPLITS:
+    for split in splits:
         for folder, suffix in (("images", ".png"), ("labels", ".txt")):
             for path in (out / folder / split).glob(f"*{suffix}"):
                 if path not in planned:
                     path.unlink()
-
-
-def data_yaml_text(out: Path, channels: int) -> str:
-    """The ``data.yaml`` Ultralytics reads (``path`` absolute: Ultralytics resolves a relative one elsewhere)."""
-    data = {
-        "path": str(out.resolve()),
-        "train": "images/train",
-        "val": "images/val",
-        "names": CLASS_NAMES,
-        "channels": channels,
-    }
-    header = "# Written by `pneumo-yolo convert`. Template and field notes: data.yaml at the repository root.\n"
-    return header + yaml.safe_dump(data, sort_keys=False)
 
 
 def _plan(
@@ -315,7 +297,7 @@ def _plan(
     usable = sorted(set(dicoms) & set(labels.boxes))
     strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
     if settings.folds:
-        split = fold_split(strata, settings.folds, settings.fold, settings.seed)  # type: ignore[arg-type]
+        split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
     dataset = ConvertedDataset(out)
@@ -373,8 +355,9 @@ def convert_rsna(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / SETTINGS_FILE, json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n")
     remove_stale_temp_files(out)
-    _remove_unplanned(out, tasks)
-    for split in SPLITS:
+    splits = split_names(settings.folds)
+    _remove_unplanned(out, tasks, splits)
+    for split in splits:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
 
@@ -391,6 +374,6 @@ def convert_rsna(
         report.skipped += outcome.status == "skipped"
 
     _write_tables(out, records, classes, report.errors)
-    atomic_write_text(out / "data.yaml", data_yaml_text(out, settings.channels))
+    ConvertedDataset(out).write_yamls(settings.channels, settings.folds)
     report.elapsed_s = time.perf_counter() - started
     return report

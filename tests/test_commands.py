@@ -7,6 +7,7 @@ sizes made smaller for the CPU, so that the documented commands cannot drift fro
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -46,9 +47,9 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``args`` in ``cwd``, as a user's shell would, capturing its output."""
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
 
 
 def pneumo_yolo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -188,7 +189,7 @@ def test_predict_sample_gives_every_patient_a_row_even_unreadable_or_missing_one
         (["predict", "--weights", "README.md", "--source", ".", "--imgsz", "10"], "the nearest valid size is 32"),
         (["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--channels", "2"], "2 is not valid; use 1 or 3"),
         (["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--val-fraction", "1"], "1.0 is not in [0, 1)"),
-        (["evaluate", "--submission", "README.md", "--labels", "README.md", "--split", "test"], "'test' is not one of 'train', 'val'"),
+        (["evaluate", "--submission", "README.md", "--labels", "README.md", "--split", "test"], "'test' is not one of 'train', 'val', 'fold0'"),
         (["validate-submission", "README.md"], "give exactly one of --sample or --ids"),
     ],
     ids=["train-imgsz", "predict-imgsz", "channels", "val-fraction", "split", "ids"],
@@ -205,6 +206,22 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
     listed = [name for name in re.findall(r"│ (\S+)\s", result.stdout) if name in PIPELINE_ORDER]
     assert listed == PIPELINE_ORDER
     assert "synth → convert → train → predict → tune → evaluate → validate-submission" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("command", PIPELINE_ORDER)
+def test_help_shows_every_option_text_whole(command: str) -> None:
+    """Typer renders help as Markdown: nothing of an option's text (e.g. ``<name>``) may be eaten."""
+    import typer
+
+    from pneumo_yolo.cli import app
+
+    result = run([str(SCRIPT), command, "--help"], README.parent, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr
+    shown = " ".join(result.stdout.replace("│", " ").split())
+    params = typer.main.get_command(app).commands[command].params
+    for param in params:
+        if param.param_type_name == "option" and getattr(param, "help", None):
+            assert " ".join(param.help.replace("`", "").split()) in shown, f"{command} {param.opts[0]}: help text altered"
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -86,13 +86,40 @@ def test_split_by_patient_with_class_info(tmp_path):
     assert not train_ids & val_ids and len(train_ids | val_ids) == 41
 
 
-def test_k_fold_validation_folds_cover_every_patient_once(rsna_folder, tmp_path):
-    seen: list[str] = []
+def test_k_folds_write_every_image_once_and_one_dataset_yaml_per_fold(rsna_folder, tmp_path):
+    from pneumo_yolo.model.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.data.utils import check_det_dataset
+
+    out = tmp_path / "out"
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64, folds=3))
+    pngs = sorted(out.glob("images/*/*.png"))
+    assert sorted(p.stem for p in pngs) == sorted(rsna_folder.boxes)  # each image once, no copies
+    manifest = pd.read_csv(out / "manifest.csv").set_index("patientId")
+    assert all(manifest.loc[p.stem, "split"] == p.parent.name for p in pngs)
+    val_sets = []
     for fold in range(3):
-        out = tmp_path / f"fold{fold}"
-        convert(rsna_folder, out, settings=ConvertSettings(folds=3, fold=fold))
-        seen += [p.stem for p in (out / "images" / "val").glob("*.png")]
-    assert sorted(seen) == sorted(rsna_folder.boxes)
+        train = set((out / "folds" / f"fold{fold}" / "train.txt").read_text().split())
+        val = set((out / "folds" / f"fold{fold}" / "val.txt").read_text().split())
+        assert not train & val and train | val == {str(p) for p in pngs}
+        assert {Path(p).parent.name for p in val} == {f"fold{fold}"}
+        data = check_det_dataset(str(out / f"data_fold{fold}.yaml"))
+        assert Path(data["val"]) == out / "folds" / f"fold{fold}" / "val.txt"
+        val_sets.append({Path(p).stem for p in val})
+    assert sorted(pid for v in val_sets for pid in v) == sorted(rsna_folder.boxes)  # every patient in one val
+    assert (out / "data.yaml").read_text() == (out / "data_fold0.yaml").read_text()
+
+
+def test_rerun_with_folds_after_a_plain_split_needs_overwrite_and_leaves_no_stale_files(rsna_folder, tmp_path):
+    out = tmp_path / "out"
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64))
+    with pytest.raises(ConvertError, match="other settings"):
+        convert(rsna_folder, out, settings=ConvertSettings(imgsz=64, folds=2))
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64, folds=2), overwrite=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["fold0", "fold1"]
+    convert(rsna_folder, out, settings=ConvertSettings(imgsz=64), overwrite=True)
+    assert not (out / "folds").exists() and not list(out.glob("data_fold*.yaml"))
 
 
 def test_bad_inputs_are_named_and_the_rest_converts(rsna_folder, tmp_path):
@@ -239,4 +266,4 @@ def test_overwrite_keeps_the_old_dataset_when_the_new_labels_are_unreadable(rsna
 
 def test_one_fold_is_refused():
     with pytest.raises(ConvertError, match="--folds must be at least 2"):
-        ConvertSettings(folds=1, fold=0)
+        ConvertSettings(folds=1)

@@ -114,7 +114,7 @@ class TestEvaluate:
         result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv",
                      "--manifest", tmp_path / "manifest.csv", "--split", "valid")
         assert result.exit_code == 2
-        assert "'valid' is not one of 'train', 'val'" in " ".join(result.stderr.replace("│", " ").split())
+        assert "'valid' is not one of 'train', 'val', 'fold0'" in " ".join(result.stderr.replace("│", " ").split())
 
 
 class TestValidateSubmission:

@@ -22,8 +22,13 @@ def convert(
     png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest).", show_default="OpenCV's fast default", rich_help_panel="Images")] = None,
     val_fraction: Annotated[float, typer.Option(callback=options.val_fraction, help="Share of patients in the validation split, in [0, 1).", rich_help_panel="Split")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
-    folds: Annotated[Optional[int], typer.Option(help="K for k-fold cross-validation (with --fold).", rich_help_panel="Split")] = None,
-    fold: Annotated[Optional[int], typer.Option(help="Which fold (0..K-1) is the validation split.", rich_help_panel="Split")] = None,
+    folds: Annotated[
+        Optional[int],
+        typer.Option(
+            min=2, rich_help_panel="Split",
+            help="K-fold cross-validation: every image written once, in its fold; data_foldI.yaml trains on the other folds and validates on fold I (data.yaml is fold 0). Replaces --val-fraction.",
+        ),
+    ] = None,  # fmt: skip
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes.", show_default="all cores")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
 ) -> None:
@@ -39,7 +44,7 @@ def convert(
     from ..data.labels import LabelFileError
 
     try:
-        settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, fold, png_compression)
+        settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, png_compression)
         report = convert_rsna(images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite)
     except (ConvertError, LabelFileError) as error:
         raise fail(f"error: {error}") from None

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app, fail, warn
-from .options import Split, split_name
+from .options import split_name
 
 _SCOPE = "Patients to score"
 
@@ -19,7 +19,7 @@ def evaluate(
     submission: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString).")],
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: score only its patients.", rich_help_panel=_SCOPE)] = None,
-    split: Annotated[Optional[Split], typer.Option(help="Score only this split of --manifest.", rich_help_panel=_SCOPE)] = None,
+    split: Annotated[Optional[str], typer.Option(callback=split_name, metavar="train|val|foldI", help="Score only this split of --manifest.", rich_help_panel=_SCOPE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
 ) -> None:
     """Score a submission with the RSNA leaderboard metric (mean over IoU 0.40-0.75).
@@ -33,7 +33,7 @@ def evaluate(
     from ..eval.submission import SubmissionError
 
     try:
-        scoring = load_scoring_set(labels, manifest, split_name(split))
+        scoring = load_scoring_set(labels, manifest, split)
         result = evaluate_submission(submission, scoring)
     except (LabelFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import re
 
 import typer
 
 STRIDE = 32
 """YOLO's largest stride: train and predict sizes must be multiples of it."""
-
-
-class Split(str, Enum):
-    """A split of the converted dataset."""
-
-    train = "train"
-    val = "val"
 
 
 def model_imgsz(value: int | None) -> int | None:
@@ -43,6 +36,13 @@ def val_fraction(value: float) -> float:
     return value
 
 
-def split_name(value: Split | None) -> str | None:
-    """The plain string of a :class:`Split` option."""
-    return value.value if value is not None else None
+def split_name(value: str | None) -> str | None:
+    """``--split``: a split of the converted dataset, ``train``, ``val``, or ``fold<i>`` of a ``--folds`` dataset.
+
+    >>> split_name("fold2")
+    'fold2'
+    """
+    if value is not None and not re.fullmatch(r"train|val|fold\d+", value):
+        raise typer.BadParameter(f"{value!r} is not one of 'train', 'val', 'fold0', 'fold1', …")
+    return value
+

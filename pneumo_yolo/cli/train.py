@@ -10,6 +10,7 @@ from . import options
 from .app import app, fail
 
 _RUN = "Run"
+_FOLDS = "Cross-validation folds"
 _NETWORK = "Network"
 
 
@@ -40,7 +41,7 @@ def train_command(
         typer.Option(help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU."),
     ] = None,
     name: Annotated[
-        str, typer.Option(help="Run name: outputs go to <project>/<name>.", rich_help_panel=_RUN)
+        str, typer.Option(help="Run name: outputs go to PROJECT/NAME.", rich_help_panel=_RUN)
     ] = DEFAULT_NAME,
     project: Annotated[
         Optional[Path],
@@ -49,7 +50,7 @@ def train_command(
     resume: Annotated[
         bool,
         typer.Option(
-            "--resume", help="Continue the interrupted run <project>/<name> from weights/last.pt.", rich_help_panel=_RUN
+            "--resume", help="Continue the interrupted run PROJECT/NAME from weights/last.pt.", rich_help_panel=_RUN
         ),
     ] = False,
     set_: Annotated[
@@ -60,6 +61,17 @@ def train_command(
             help="Any other Ultralytics training argument, e.g. --set lr0=0.002 --set cos_lr=true (repeatable).",
             rich_help_panel=_RUN,
         ),
+    ] = None,
+    folds: Annotated[
+        Optional[int],
+        typer.Option(
+            min=2, rich_help_panel=_FOLDS,
+            help="Train every fold of a `convert --folds K` dataset (K as converted) into NAME-foldI, one after another, or one per device at a time with --device 0,1.",
+        ),
+    ] = None,
+    fold: Annotated[
+        Optional[int],
+        typer.Option(min=0, rich_help_panel=_FOLDS, help="Train only this fold of a `convert --folds K` dataset, into NAME-foldI."),
     ] = None,
     online: Annotated[
         bool,
@@ -72,27 +84,31 @@ def train_command(
 ) -> None:
     """Train a YOLO detector on a converted dataset with chest X-ray defaults, fully offline.
 
-    Outputs follow Ultralytics' layout in runs/<name>/ (weights/best.pt, results.csv, plots).
-    The augmentation defaults live in pneumo_yolo/cfg/cxr_train.yaml.
+    Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv, plots),
+    with rsna_val.json (the RSNA metric on the validation split) and trained_on.txt (the
+    patients the model must never be scored on). The augmentation defaults live in
+    pneumo_yolo/cfg/cxr_train.yaml.
     """
+    from ..model.folds import check_fold_count, fold_data, fold_name, train_folds
     from ..model.train import TrainConfigError, parse_overrides, train
     from ..model.weights import WeightsError
 
+    if folds is not None and fold is not None:
+        raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
     try:
-        result = train(
-            data,
-            model,
-            imgsz=imgsz,
-            epochs=epochs,
-            batch=batch,
-            device=device,
-            name=name,
-            project=project,
-            resume=resume,
-            online=online,
-            overrides=parse_overrides(set_ or []),
-            score_val=True,
-        )
+        options = dict(
+            imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
+            overrides=parse_overrides(set_ or []), score_val=True,
+        )  # fmt: skip
+        if folds is not None:
+            check_fold_count(data, folds)
+            results = train_folds(data, model, folds=range(folds), device=device, name=name, log=typer.echo, **options)
+        elif fold is not None:
+            results = [train(fold_data(data, fold), model, device=device, name=fold_name(name, fold), **options)]
+        else:
+            results = [train(data, model, device=device, name=name, **options)]
     except (TrainConfigError, WeightsError) as error:
         raise fail(str(error)) from error
-    typer.echo(result.final_line())
+    for result in results:
+        typer.echo(result.final_line())
+

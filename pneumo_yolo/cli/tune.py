@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app, fail, warn
-from .options import Split, split_name
+from .options import split_name
 
 _SCOPE = "Patients to score"
 _GRID = "Search grid"
@@ -19,7 +19,7 @@ def tune(
     raw: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Raw detections (.csv or .parquet) from `predict --save-raw`.")],
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: tune only on its patients.", rich_help_panel=_SCOPE)] = None,
-    split: Annotated[Optional[Split], typer.Option(help="Tune only on this split of --manifest.", rich_help_panel=_SCOPE)] = None,
+    split: Annotated[Optional[str], typer.Option(callback=split_name, metavar="train|val|foldI", help="Tune only on this split of --manifest.", rich_help_panel=_SCOPE)] = None,
     config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Base post-processing YAML: the default to compare with and the settings outside the grid.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where to write the best configuration.", show_default="postprocess.yaml next to --raw")] = None,
     conf: Annotated[Optional[str], typer.Option(help="Confidence thresholds, e.g. 0.1,0.2,0.3.", show_default="0.05 to 0.95 by 0.05", rich_help_panel=_GRID)] = None,
@@ -48,7 +48,7 @@ def tune(
             merges=parse_merges(merges) if merges else DEFAULT_MERGES,
             shrink=parse_numbers(shrink) if shrink else DEFAULT_SHRINK,
         )
-        scoring = load_scoring_set(labels, manifest, split_name(split))
+        scoring = load_scoring_set(labels, manifest, split)
         detections, notes = images_to_score(read_raw(raw), scoring)
         report = run_tune(detections, scoring.boxes, base, grid)
     except (ConfigError, TuneError, LabelFileError, RawFileError) as error:

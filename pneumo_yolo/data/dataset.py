@@ -8,6 +8,12 @@
     <root>/manifest.csv                        one row per patient: split, original size, class...
     <root>/.pneumo_yolo_convert.json           the conversion settings
 
+With ``--folds K`` every image is still written once, in the folder of its fold
+(``images/fold0`` … ``images/fold{K-1}``); fold ``i`` is then a pair of image lists,
+``folds/fold{i}/train.txt`` (every other fold) and ``folds/fold{i}/val.txt``, named by
+``data_fold{i}.yaml``. ``data.yaml`` is ``data_fold0.yaml``'s twin, so that every command
+that takes a dataset works on a fold dataset too.
+
 :class:`ConvertedDataset` is the one place that knows this layout; ``converters/rsna.py``
 writes it, and ``train``, its validation scoring, ``evaluate`` and ``tune`` read it.
 """
@@ -24,10 +30,12 @@ import pandas as pd
 import yaml
 
 from ..boxes import yolo_to_ltwh
+from ..files import atomic_write_text
 from .labels import LabelFileError, read_csv_table
 
 SPLITS = ("train", "val")
 CLASS_NAMES = {0: "opacity"}
+DATA_YAML = "data.yaml"
 SETTINGS_FILE = ".pneumo_yolo_convert.json"
 MANIFEST_FILE = "manifest.csv"
 MANIFEST_COLUMNS = ("patientId", "split", "width", "height", "n_boxes", "class", "view_position", "sex", "age")
@@ -62,7 +70,15 @@ class ConvertedDataset:
     @property
     def imgsz(self) -> int | None:
         """The ``--imgsz`` it was converted at (``None``: original size, or not written by ``convert``)."""
-        return json.loads(self.settings_file.read_text()).get("imgsz") if self.settings_file.is_file() else None
+        return self._settings().get("imgsz")
+
+    @property
+    def folds(self) -> int | None:
+        """K of ``convert --folds K`` (``None``: a plain train/val split)."""
+        return self._settings().get("folds")
+
+    def _settings(self) -> dict:
+        return json.loads(self.settings_file.read_text()) if self.settings_file.is_file() else {}
 
     def image_path(self, split: str, patient_id: str) -> Path:
         return self.root / "images" / split / f"{patient_id}.png"
@@ -71,8 +87,31 @@ class ConvertedDataset:
         return self.root / "labels" / split / f"{patient_id}.txt"
 
     def images(self, split: str) -> list[Path]:
-        """The PNGs of ``split``, sorted."""
+        """The PNGs of ``split`` (``train``, ``val`` or ``fold<i>``), sorted."""
         return sorted((self.root / "images" / split).glob("*.png"))
+
+    def fold_yaml(self, fold: int) -> Path:
+        return self.root / f"data_fold{fold}.yaml"
+
+    def fold_list(self, fold: int, part: str) -> Path:
+        """``folds/fold<i>/train.txt`` or ``val.txt``: absolute PNG paths, one per line."""
+        return self.root / "folds" / f"fold{fold}" / f"{part}.txt"
+
+    def write_yamls(self, channels: int, folds: int | None) -> None:
+        """Write ``data.yaml`` and, with ``folds``, each fold's image lists and ``data_fold<i>.yaml``."""
+        if not folds:
+            atomic_write_text(self.root / DATA_YAML, data_yaml_text(self.root, "images/train", "images/val", channels))
+            return
+        for fold in range(folds):
+            for part, members in (("train", [f for f in range(folds) if f != fold]), ("val", [fold])):
+                paths = [path for member in members for path in self.images(f"fold{member}")]
+                atomic_write_text(self.fold_list(fold, part), "".join(f"{path}\n" for path in paths))
+            text = data_yaml_text(
+                self.root, str(self.fold_list(fold, "train").relative_to(self.root)), str(self.fold_list(fold, "val").relative_to(self.root)), channels
+            )
+            atomic_write_text(self.fold_yaml(fold), text)
+            if fold == 0:
+                atomic_write_text(self.root / DATA_YAML, text)
 
     def original_sizes(self, images: list[Path]) -> dict[str, tuple[float, float]]:
         """``(W, H)`` of each image's original DICOM from the manifest; an image it does not list keeps its PNG size."""
@@ -83,15 +122,54 @@ class ConvertedDataset:
                 sizes[path.stem] = (width, height)
         return sizes
 
-    def ground_truth(self, split: str, sizes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
-        """``ltwh`` boxes in original pixels for each patient of ``sizes`` that has a label file in ``split``."""
+    @staticmethod
+    def ground_truth(images: list[Path], sizes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
+        """``ltwh`` boxes in original pixels of each PNG's label file (Ultralytics' rule: ``images/`` → ``labels/``)."""
         truth = {}
-        for pid, (width, height) in sizes.items():
-            label = self.label_path(split, pid)
+        for image in images:
+            label = label_path_of(image)
             if label.is_file():
+                width, height = sizes[image.stem]
                 rows = np.array(label.read_text().split(), dtype=np.float64).reshape(-1, 5)
-                truth[pid] = yolo_to_ltwh(rows[:, 1:], width, height)
+                truth[image.stem] = yolo_to_ltwh(rows[:, 1:], width, height)
         return truth
+
+
+def label_path_of(image: Path) -> Path:
+    """The label file of a dataset PNG, found as Ultralytics finds it.
+
+    >>> label_path_of(Path("/d/images/fold2/p-1.png"))
+    PosixPath('/d/labels/fold2/p-1.txt')
+    """
+    parts = list(image.parts)
+    index = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:index], "labels", *parts[index + 1 :]).with_suffix(".txt")
+
+
+def data_yaml_text(root: Path, train: str, val: str, channels: int) -> str:
+    """A ``data.yaml`` that Ultralytics reads (``path`` absolute: Ultralytics resolves a relative one elsewhere)."""
+    data = {"path": str(root.resolve()), "train": train, "val": val, "names": CLASS_NAMES, "channels": channels}
+    header = "# Written by `pneumo-yolo convert`. Template and field notes: data.yaml at the repository root.\n"
+    return header + yaml.safe_dump(data, sort_keys=False)
+
+
+def split_names(folds: int | None) -> tuple[str, ...]:
+    """The image folders of a dataset: ``train``/``val``, or one per fold.
+
+    >>> split_names(None), split_names(3)
+    (('train', 'val'), ('fold0', 'fold1', 'fold2'))
+    """
+    return tuple(f"fold{fold}" for fold in range(folds)) if folds else SPLITS
+
+
+def listed_images(data_yaml: Path, part: str) -> list[Path]:
+    """The PNGs that a dataset YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file."""
+    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8")) or {}
+    root = Path(data.get("path") or Path(data_yaml).parent)
+    entry = root / str(data.get(part, ""))
+    if entry.is_file():
+        return [Path(line) for line in entry.read_text().splitlines() if line.strip()]
+    return sorted(entry.glob("*.png"))
 
 
 def read_manifest(path: Path, split: str | None = None) -> dict[str, tuple[float, float]]:

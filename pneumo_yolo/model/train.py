@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
-from ..data.dataset import ConvertedDataset
+from ..data.dataset import ConvertedDataset, listed_images
+from ..files import atomic_write_text
 from .validation import VAL_JSON, score_validation
 from .weights import ModelSource, download_weights, resolve_model
 
@@ -33,6 +34,8 @@ DEFAULT_IMGSZ = 1024
 DEFAULT_EPOCHS = 30
 DEFAULT_BATCH = 16
 DEFAULT_NAME = "exp"
+TRAINED_ON = "trained_on.txt"
+"""In every run folder: the patientIds the model trained on, one per line, which it must never be scored on."""
 
 OPTION_FLAGS = {
     "data": "--data",
@@ -254,6 +257,7 @@ def train(
     yolo.train(**args)
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
+    atomic_write_text(run_dir / TRAINED_ON, "".join(f"{path.stem}\n" for path in listed_images(data, "train")))
     rsna_val = None
     if score_val:
         first_device = str(trainer.args.device).split(",")[0]

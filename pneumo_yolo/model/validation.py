@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.dataset import ConvertedDataset
+from ..data.dataset import ConvertedDataset, listed_images
 from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
@@ -36,11 +36,11 @@ def score_validation(
     """Score ``weights`` on the validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
     dataset = ConvertedDataset.from_yaml(data_yaml)
     root = dataset.root
-    images = dataset.images("val")
+    images = listed_images(data_yaml, "val")
     if not images:
-        raise FileNotFoundError(f"{root / 'images' / 'val'}: no validation images to score")
+        raise FileNotFoundError(f"{data_yaml}: no validation images to score")
     sizes = dataset.original_sizes(images)
-    truth = dataset.ground_truth("val", {p.stem: sizes[p.stem] for p in images})
+    truth = dataset.ground_truth(images, sizes)
     detector = Detector(weights, imgsz=imgsz, device=device)
     raw = RawDetections.from_images(
         found for _, found in detect_files(detector, images, batch=batch, original_sizes=sizes, progress=progress) if found
