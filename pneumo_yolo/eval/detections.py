@@ -2,14 +2,22 @@
 
 ``predict --save-raw`` writes it and ``tune`` reads it. One row per detection::
 
-    patientId,conf,x1,y1,x2,y2,width,height
-    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.8123,264.0,152.0,477.5,531.0,1024,1024
-    00313ee0-9eaa-42f4-b0ab-c148ed3241cd,,,,,,1024,1024
+    patientId,conf,x1,y1,x2,y2,width,height,member,members,p_opacity
+    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.8123,264.0,152.0,477.5,531.0,1024,1024,0,2,0.91
+    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.7710,270.5,149.0,480.0,529.0,1024,1024,1,2,0.91
+    00313ee0-9eaa-42f4-b0ab-c148ed3241cd,,,,,,1024,1024,,2,0.08
 
 - ``x1 y1 x2 y2``: box corners in pixels of the original image;
 - ``width``, ``height``: the original image size, the same on every row of a patient;
-- a patient with no detection has one row with empty ``conf`` and box fields, so the set of
-  predicted patients is known.
+- ``member``: which of the image's ``members`` passes found the box (each model of an
+  ensemble, and its flipped pass with ``--tta``): they are fused only in post-processing, so
+  that ``tune`` can search the fusion;
+- ``p_opacity``: the image-level classifier's probability of opacity (empty without one);
+- a patient with no detection has one row with empty ``conf``, box and ``member`` fields, so
+  the set of predicted patients is known.
+
+Tables of the first format (without the last three columns) are read as one member and no
+classifier.
 
 The format follows the file suffix: ``.csv`` or ``.parquet``. :class:`RawWriter` appends
 image by image; :func:`read_raw` checks the table and returns :class:`RawDetections`.
@@ -31,8 +39,10 @@ import pandas as pd
 from ..boxes import as_boxes
 from ..files import UnsafeIdError, check_patient_id, temporary_sibling
 
-RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height")
+RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height", "member", "members", "p_opacity")
 _VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
+_LEGACY_DEFAULTS = {"member": 0.0, "members": 1.0, "p_opacity": np.nan}
+"""The columns a first-format table lacks, with the values that read it as before."""
 _FORMATS = (".csv", ".parquet")
 _ROWS_PER_FLUSH = 65_536
 
@@ -42,13 +52,20 @@ class RawFileError(ValueError):
 
 
 class RawImage(NamedTuple):
-    """Detections of one image: ``(N, 4)`` ``xyxy`` original pixels, ``(N,)`` scores, original size."""
+    """Detections of one image: ``(N, 4)`` ``xyxy`` original pixels, ``(N,)`` scores, original size.
+
+    ``member`` (``(N,)`` ints, ``None``: all 0) says which of the ``members`` passes found each
+    box; ``p_opacity`` is the image classifier's probability (NaN: no classifier).
+    """
 
     patient_id: str
     boxes: np.ndarray
     scores: np.ndarray
     width: float
     height: float
+    member: np.ndarray | None = None
+    members: int = 1
+    p_opacity: float = math.nan
 
 
 def _format(path: Path) -> str:
@@ -67,12 +84,18 @@ def _image_columns(image: RawImage) -> dict[str, list]:
         raise ValueError(f"patient {image.patient_id}: {len(boxes)} boxes but {len(scores)} scores")
     if not (math.isfinite(image.width) and math.isfinite(image.height) and image.width > 0 and image.height > 0):
         raise ValueError(f"patient {image.patient_id}: image size {image.width}×{image.height} is not positive")
-    values = np.c_[scores, boxes] if len(scores) else np.full((1, 5), np.nan)
+    member = np.zeros(len(scores)) if image.member is None else np.asarray(image.member, dtype=np.float64).reshape(-1)
+    if len(member) != len(scores):
+        raise ValueError(f"patient {image.patient_id}: {len(scores)} scores but {len(member)} member ids")
+    values = np.c_[scores, boxes, member] if len(scores) else np.full((1, 6), np.nan)
     n = len(values)
     columns: dict[str, list] = {"patientId": [image.patient_id] * n}
     columns.update({name: values[:, i].tolist() for i, name in enumerate(_VALUE_COLUMNS)})
     columns["width"] = [float(image.width)] * n
     columns["height"] = [float(image.height)] * n
+    columns["member"] = values[:, 5].tolist()
+    columns["members"] = [float(image.members)] * n
+    columns["p_opacity"] = [float(image.p_opacity)] * n
     return columns
 
 
@@ -181,9 +204,9 @@ def write_raw(path: Path, images: Iterable[RawImage] | pd.DataFrame) -> None:
 class RawDetections:
     """A checked raw table as flat arrays.
 
-    ``patient_ids`` and ``sizes`` (``(n, 2)`` width, height) are per image, in first-seen
-    order; ``image`` (index into ``patient_ids``), ``scores`` and ``boxes`` (``xyxy``) are
-    per detection.
+    ``patient_ids``, ``sizes`` (``(n, 2)`` width, height), ``members`` and ``p_opacity`` are
+    per image, in first-seen order; ``image`` (index into ``patient_ids``), ``scores``,
+    ``boxes`` (``xyxy``) and ``member`` are per detection.
     """
 
     patient_ids: tuple[str, ...]
@@ -191,10 +214,14 @@ class RawDetections:
     image: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
+    member: np.ndarray
+    members: np.ndarray
+    p_opacity: np.ndarray
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, source: str) -> RawDetections:
         """Check a table in this format (``source`` names it in errors) and convert it."""
+        frame = frame.assign(**{name: value for name, value in _LEGACY_DEFAULTS.items() if name not in frame.columns})
         missing = [c for c in RAW_COLUMNS if c not in frame.columns]
         if missing:
             raise RawFileError(f"{source}: missing column(s) {', '.join(missing)}; expected {','.join(RAW_COLUMNS)}")
@@ -214,29 +241,37 @@ class RawDetections:
         values = numbers[_VALUE_COLUMNS].to_numpy()
         blank = np.isnan(values).all(axis=1)
         sizes = numbers[["width", "height"]].to_numpy()
+        member, members, p_opacity = (numbers[name].to_numpy() for name in ("member", "members", "p_opacity"))
         checks = [
             (np.isnan(values).any(axis=1) & ~blank, "conf and box fields must all be given, or all be empty"),
             (~blank & ~np.isfinite(values).all(axis=1), "conf or box value is infinite"),
             (~blank & ((values[:, 0] < 0) | (values[:, 0] > 1)), "conf outside [0, 1]"),
             (~blank & ((values[:, 3] < values[:, 1]) | (values[:, 4] < values[:, 2])), "x2 < x1 or y2 < y1"),
             (~(np.isfinite(sizes).all(axis=1) & (sizes > 0).all(axis=1)), "width and height must be positive numbers"),
+            (~(np.isfinite(members) & (members >= 1) & (members == np.round(members))), "members must be a whole number ≥ 1"),
+            (~blank & ~((member >= 0) & (member < members) & (member == np.round(member))), "member must be a whole number in [0, members)"),
+            (~np.isnan(p_opacity) & ~((p_opacity >= 0) & (p_opacity <= 1)), "p_opacity outside [0, 1]"),
         ]
         for bad, problem in checks:
             if bad.any():
                 raise RawFileError(f"{source}: {_where(frame, bad)}: {problem}")
         codes, uniques = pd.factorize(ids, sort=False)
         first = np.unique(codes, return_index=True)[1]
-        per_image_sizes = sizes[first]
-        inconsistent = (sizes != per_image_sizes[codes]).any(axis=1)
+        per_image = np.c_[sizes, members, p_opacity]
+        first_rows = per_image[first]
+        inconsistent = ~((per_image == first_rows[codes]) | (np.isnan(per_image) & np.isnan(first_rows[codes]))).all(axis=1)
         if inconsistent.any():
-            raise RawFileError(f"{source}: {_where(frame, inconsistent)}: width/height differ between rows of one patient")
+            raise RawFileError(f"{source}: {_where(frame, inconsistent)}: width, height, members or p_opacity differ between rows of one patient")
         detection = ~blank
         return cls(
             patient_ids=tuple(uniques),
-            sizes=per_image_sizes,
+            sizes=first_rows[:, :2],
             image=codes[detection].astype(np.int64),
             scores=values[detection, 0],
             boxes=values[detection, 1:],
+            member=member[detection].astype(np.int64),
+            members=first_rows[:, 2].astype(np.int64),
+            p_opacity=first_rows[:, 3],
         )
 
     @classmethod
@@ -266,6 +301,9 @@ class RawDetections:
             image=new_index[self.image[rows]],
             scores=self.scores[rows],
             boxes=self.boxes[rows],
+            member=self.member[rows],
+            members=self.members[keep],
+            p_opacity=self.p_opacity[keep],
         )
 
     def images(self) -> Iterable[RawImage]:
@@ -274,7 +312,8 @@ class RawDetections:
         bounds = np.searchsorted(self.image[order], np.arange(len(self) + 1))
         for i, pid in enumerate(self.patient_ids):
             rows = order[bounds[i] : bounds[i + 1]]
-            yield RawImage(pid, self.boxes[rows], self.scores[rows], float(self.sizes[i, 0]), float(self.sizes[i, 1]))
+            width, height = float(self.sizes[i, 0]), float(self.sizes[i, 1])
+            yield RawImage(pid, self.boxes[rows], self.scores[rows], width, height, self.member[rows], int(self.members[i]), float(self.p_opacity[i]))
 
 
 def _where(frame: pd.DataFrame, bad: np.ndarray | pd.Series) -> str:

@@ -2,6 +2,9 @@
 
 The steps, in order, each switched off by its neutral value in :class:`PostprocessConfig`:
 
+0. fuse the box lists of an image's ensemble members (models, flipped TTA passes) by weighted
+   boxes fusion at ``fusion_iou`` (:func:`fuse_members`), then gate the scores with the image
+   classifier's probability (``gate_alpha``, ``gate_threshold``: :mod:`pneumo_yolo.eval.gate`);
 1. map boxes from the model input grid back to the original image, then clip
    (:func:`to_original_grid`, :func:`clean`);
 2. drop boxes below the confidence threshold ``conf`` (0 keeps all);
@@ -32,6 +35,8 @@ import yaml
 
 from ..boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
 from ..files import atomic_write_text
+from .detections import RawImage
+from .gate import apply_gate
 
 MergeMethod = Literal["none", "nms", "wbf"]
 MERGE_METHODS: tuple[str, ...] = ("none", "nms", "wbf")
@@ -60,6 +65,9 @@ class PostprocessConfig:
     max_boxes: int | None = 3
     min_relative_score: float = 0.0
     shrink: float = 0.875
+    fusion_iou: float = 0.4
+    gate_alpha: float = 1.0
+    gate_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
@@ -80,7 +88,10 @@ class PostprocessConfig:
         )
         check(number("min_relative_score") and 0 <= self.min_relative_score <= 1, "min_relative_score", "use a number in [0, 1] (0 keeps every box)")
         check(number("shrink") and 0 < self.shrink <= 1, "shrink", "use a factor in (0, 1] (1 keeps the size; the RSNA winners used 0.83-0.875), so boxes stay inside the image")
-        for key in ("conf", "merge_iou", "min_relative_score", "shrink"):
+        check(number("fusion_iou") and 0 < self.fusion_iou <= 1, "fusion_iou", "use a number in (0, 1]")
+        check(number("gate_alpha") and 0 <= self.gate_alpha <= 10, "gate_alpha", "use a number in [0, 10] (0: the probability does not scale the scores)")
+        check(number("gate_threshold") and 0 <= self.gate_threshold <= 1, "gate_threshold", "use a number in [0, 1] (0: no image is gated out)")
+        for key in ("conf", "merge_iou", "min_relative_score", "shrink", "fusion_iou", "gate_alpha", "gate_threshold"):
             object.__setattr__(self, key, float(getattr(self, key)))
         if self.max_boxes is not None:
             object.__setattr__(self, "max_boxes", int(self.max_boxes))
@@ -113,6 +124,9 @@ class PostprocessConfig:
             max_boxes: 3
             min_relative_score: 0.0
             shrink: 0.875
+            fusion_iou: 0.4        # ensemble members and TTA passes
+            gate_alpha: 1.0        # score × p(opacity) ** gate_alpha, with an image classifier
+            gate_threshold: 0.0    # no box where p(opacity) < gate_threshold
         """
         path = Path(path)
         try:
@@ -194,6 +208,22 @@ def fuse(
     return sort_by_score(clip_xyxy(scale_xyxy(fused, width, height), width, height), fused_scores)
 
 
+def fuse_members(
+    boxes: np.ndarray, scores: np.ndarray, member: np.ndarray, members: int, size: tuple[float, float], iou: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image's boxes of ``members`` passes (``member`` says whose each box is) fused by WBF; one member is only sorted.
+
+    >>> boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 12]])
+    >>> fused, scores = fuse_members(boxes, np.array([0.8, 0.4]), np.array([0, 1]), 2, (100, 100), 0.5)
+    >>> len(fused), round(float(scores[0]), 3)
+    (1, 0.6)
+    """
+    b, s, m = as_boxes(boxes), np.asarray(scores, dtype=np.float64), np.asarray(member)
+    if members <= 1:
+        return sort_by_score(b, s)
+    return fuse([b[m == k] for k in range(members)], [s[m == k] for k in range(members)], size, iou)
+
+
 def nms_keep(boxes: np.ndarray, iou: float) -> np.ndarray:
     """Greedy NMS mask over ``boxes`` already sorted by descending score: each box is dropped
     when it overlaps a better kept box at IoU > ``iou``.
@@ -253,11 +283,16 @@ def postprocess(
     *,
     original_size: tuple[float, float],
     input_size: tuple[float, float] | None = None,
+    member: np.ndarray | None = None,
+    members: int = 1,
+    p_opacity: float = math.nan,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply steps 1–5 to one image's detections; returns ``xyxy`` boxes in original pixels and scores.
+    """Apply steps 0–5 to one image's detections; returns ``xyxy`` boxes in original pixels and scores.
 
     ``input_size`` is the ``(w, h)`` of the image the model saw (``None``: boxes already in
-    original pixels); ``original_size`` is the original ``(W, H)``.
+    original pixels); ``original_size`` is the original ``(W, H)``. ``member`` says which of
+    ``members`` passes found each box (``None``: one pass); ``p_opacity`` is the image
+    classifier's probability (NaN: no gate).
 
     >>> config = PostprocessConfig(conf=0.5, merge="none", shrink=0.5)
     >>> boxes, scores = postprocess(np.array([[0, 0, 50, 50], [0, 0, 9, 9]]), np.array([0.9, 0.1]), config,
@@ -268,8 +303,17 @@ def postprocess(
     b = as_boxes(boxes_xyxy)
     if input_size is not None:
         b = to_original_grid(b, input_size, original_size)
+    if members > 1:
+        b, scores = fuse_members(b, scores, member, members, original_size, config.fusion_iou)
+    b, scores = apply_gate(b, scores, p_opacity, config.gate_alpha, config.gate_threshold)
     b, s = clean(b, scores, original_size)
     b, s = threshold(b, s, config.conf)
     b, s = merge(b, s, original_size, config.merge, config.merge_iou)
     b, s = limit(b, s, config.max_boxes, config.min_relative_score)
     return shrink_xyxy(b, config.shrink), s
+
+
+def postprocess_image(image: RawImage, config: PostprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`postprocess` of one image of a raw detections table (boxes already in original pixels)."""
+    size = (image.width, image.height)
+    return postprocess(image.boxes, image.scores, config, original_size=size, member=image.member, members=image.members, p_opacity=image.p_opacity)

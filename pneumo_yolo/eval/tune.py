@@ -1,18 +1,22 @@
 """Search the post-processing settings that maximise the RSNA metric on raw detections.
 
 The grid spans the confidence threshold, the merge method with its IoU, and the shrink
-factor; ``max_boxes`` and ``min_relative_score`` come from the base configuration. Every
+factor; where the detections hold several members per image (an ensemble, TTA), also the
+fusion IoU, and where they hold an image classifier's probability, the gate's ``alpha`` and
+threshold. ``max_boxes`` and ``min_relative_score`` come from the base configuration. Every
 grid point scores exactly what :func:`~pneumo_yolo.eval.postprocess.postprocess` followed by
 :func:`~pneumo_yolo.eval.metric.evaluate` would, but work is shared between points:
 
 - a threshold keeps a prefix of each image's boxes sorted by score, so each image is merged
   once per distinct prefix, not once per threshold;
 - greedy NMS of a prefix is the full NMS cut to that prefix, so NMS runs once per image;
-- shrinking and scoring run on flat arrays of all images at once.
+- shrinking and scoring run on flat arrays of all images at once;
+- members are fused once per fusion IoU, and gated once per gate setting, before all that.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +26,8 @@ import pandas as pd
 
 from ..boxes import shrink_xyxy, xyxy_to_ltwh
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
-from .postprocess import MERGE_METHODS, PostprocessConfig, clean, limit, merge, nms_keep, postprocess
+from .gate import apply_gate
+from .postprocess import MERGE_METHODS, PostprocessConfig, clean, fuse_members, limit, merge, nms_keep, postprocess_image
 from .detections import RawDetections
 from .scoring import ScoringSet
 
@@ -37,6 +42,9 @@ DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
     ("wbf", 0.6),
 )
 DEFAULT_SHRINK = (1.0, 0.95, 0.9, 0.875, 0.85, 0.83, 0.8)
+DEFAULT_FUSION_IOU = (0.4, 0.5, 0.6)
+DEFAULT_GATE_ALPHA = (0.0, 0.5, 1.0)
+DEFAULT_GATE_THRESHOLD = (0.0, 0.1, 0.2, 0.3, 0.4)
 
 
 class TuneError(ValueError):
@@ -50,16 +58,22 @@ class TuneGrid:
     conf: tuple[float, ...] = DEFAULT_CONF
     merges: tuple[tuple[str, float], ...] = DEFAULT_MERGES
     shrink: tuple[float, ...] = DEFAULT_SHRINK
+    fusion_iou: tuple[float, ...] = DEFAULT_FUSION_IOU
+    gate_alpha: tuple[float, ...] = DEFAULT_GATE_ALPHA
+    gate_threshold: tuple[float, ...] = DEFAULT_GATE_THRESHOLD
 
     def __post_init__(self) -> None:
-        if not (self.conf and self.merges and self.shrink):
-            raise TuneError("every grid axis (conf, merges, shrink) needs at least one value")
+        if not (self.conf and self.merges and self.shrink and self.fusion_iou and self.gate_alpha and self.gate_threshold):
+            raise TuneError("every grid axis (conf, merges, shrink, fusion IoU, gate alpha and threshold) needs at least one value")
         for method, iou in self.merges:
             PostprocessConfig(merge=method, merge_iou=iou if method != "none" else 0.5)
         for conf in self.conf:
             PostprocessConfig(conf=conf)
         for factor in self.shrink:
             PostprocessConfig(shrink=factor)
+        for key in ("fusion_iou", "gate_alpha", "gate_threshold"):
+            for value in getattr(self, key):
+                PostprocessConfig(**{key: value})
 
     def __len__(self) -> int:
         return len(self.conf) * len(self.merges) * len(self.shrink)
@@ -89,7 +103,8 @@ def parse_merges(text: str) -> tuple[tuple[str, float], ...]:
 
 def _describe(config: PostprocessConfig) -> str:
     merge = "no merge" if config.merge == "none" else f"{config.merge} at IoU {config.merge_iou:g}"
-    return f"conf ≥ {config.conf:g}, {merge}, shrink {config.shrink:g}"
+    gate = f"gate p^{config.gate_alpha:g} from p ≥ {config.gate_threshold:g}"
+    return f"conf ≥ {config.conf:g}, {merge}, shrink {config.shrink:g}, fusion IoU {config.fusion_iou:g}, {gate}"
 
 
 @dataclass(frozen=True)
@@ -116,12 +131,13 @@ class TuneReport:
             f"default  {self.base_result.score:.4f}  {_describe(self.base)}",
             f"best     {self.best_result.score:.4f}  {_describe(self.best)}  ({gain:+.4f})",
             "",
-            " rank   score   conf  merge      shrink  positives  negatives with boxes",
+            " rank   score   conf  merge      shrink  fusion  gate a  gate t  positives  negatives with boxes",
         ]
         for rank, row in enumerate(self.table.head(top).itertuples(), start=1):
             merge = "none" if row.merge == "none" else f"{row.merge} {row.merge_iou:.2f}"
             lines.append(
-                f"{rank:5d}  {row.score:.4f}  {row.conf:5.2f}  {merge:<9}  {row.shrink:6.3f}  {row.score_positive:9.4f}  {row.negative_fp_share:20.1%}"
+                f"{rank:5d}  {row.score:.4f}  {row.conf:5.2f}  {merge:<9}  {row.shrink:6.3f}  {row.fusion_iou:6.2f}  {row.gate_alpha:6.2f}"
+                f"  {row.gate_threshold:6.2f}  {row.score_positive:9.4f}  {row.negative_fp_share:20.1%}"
             )
         return "\n".join(lines)
 
@@ -194,7 +210,7 @@ def score_config(raw: RawDetections, ground_truth: Mapping[str, np.ndarray], con
     """Score one configuration by running :func:`postprocess` image by image (the reference for :func:`tune`)."""
     predictions = {}
     for image in raw.images():
-        boxes, scores = postprocess(image.boxes, image.scores, config, original_size=(image.width, image.height))
+        boxes, scores = postprocess_image(image, config)
         predictions[image.patient_id] = np.c_[scores, xyxy_to_ltwh(boxes)]
     return evaluate({pid: ground_truth[pid] for pid in raw.patient_ids}, predictions)
 
@@ -218,44 +234,45 @@ def tune(
         raise TuneError(f"{len(missing)} patient(s) of the raw detections have no ground truth, e.g. {missing[0]}")
     if not len(raw):
         raise TuneError("the raw detections hold no image to tune on")
-    images = [
-        (*clean(image.boxes, image.scores, (image.width, image.height)), (image.width, image.height))
-        for image in raw.images()
-    ]
-    conf = np.asarray(grid.conf, dtype=np.float64)
-    prefixes = np.array([np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64)
-
-    gt_image, gt_boxes, positive = flatten_ground_truth([ground_truth[pid] for pid in raw.patient_ids])
-
-    rows = []
-    results: dict[tuple[int, int, int], MetricResult] = {}
-    for m, (method, iou) in enumerate(grid.merges):
-        image, prefix, scores, boxes = _merge_prefixes(images, prefixes, method, iou, base).arrays()
-        for c in range(len(conf)):
-            chosen = prefix == prefixes[image, c]
-            for s, factor in enumerate(grid.shrink):
-                ltwh = xyxy_to_ltwh(shrink_xyxy(boxes[chosen], factor))
-                per_image = score_images(len(images), gt_image, gt_boxes, image[chosen], scores[chosen], ltwh)
-                result = summarise(per_image, positive)
-                results[m, c, s] = result
-                rows.append((m, c, s, result.score, float(conf[c]), method, iou if method != "none" else float("nan"), factor, result.score_positive, result.negative_fp_share))
-
-    table = pd.DataFrame(rows, columns=["m", "c", "s", "score", "conf", "merge", "merge_iou", "shrink", "score_positive", "negative_fp_share"])
-    table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-    top = table.iloc[0]
-    method, iou = grid.merges[int(top["m"])]
-    best = replace(
-        base,
-        conf=float(conf[int(top["c"])]),
-        merge=method,
-        merge_iou=iou if method != "none" else base.merge_iou,
-        shrink=float(grid.shrink[int(top["s"])]),
+    fusions = grid.fusion_iou if (raw.members > 1).any() else (base.fusion_iou,)
+    gates = (
+        tuple(itertools.product(grid.gate_alpha, grid.gate_threshold))
+        if (~np.isnan(raw.p_opacity)).any()
+        else ((base.gate_alpha, base.gate_threshold),)
     )
-    best_result = results[int(top["m"]), int(top["c"]), int(top["s"])]
+    gt_image, gt_boxes, positive = flatten_ground_truth([ground_truth[pid] for pid in raw.patient_ids])
+    conf = np.asarray(grid.conf, dtype=np.float64)
+    rows, results, settings = [], [], []
+    for fusion in fusions:
+        fused = [(*fuse_members(i.boxes, i.scores, i.member, i.members, (i.width, i.height), fusion), (i.width, i.height), i.p_opacity) for i in raw.images()]
+        for alpha, gate_threshold in gates:
+            images = [(*clean(*apply_gate(b, s, p, alpha, gate_threshold), size), size) for b, s, size, p in fused]
+            prefixes = np.array([np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64)
+            for method, iou in grid.merges:
+                image, prefix, scores, boxes = _merge_prefixes(images, prefixes, method, iou, base).arrays()
+                for c in range(len(conf)):
+                    chosen = prefix == prefixes[image, c]
+                    for factor in grid.shrink:
+                        ltwh = xyxy_to_ltwh(shrink_xyxy(boxes[chosen], factor))
+                        result = summarise(score_images(len(images), gt_image, gt_boxes, image[chosen], scores[chosen], ltwh), positive)
+                        settings.append(
+                            replace(
+                                base, conf=float(conf[c]), merge=method, merge_iou=iou if method != "none" else base.merge_iou,
+                                shrink=float(factor), fusion_iou=fusion, gate_alpha=alpha, gate_threshold=gate_threshold,
+                            )
+                        )  # fmt: skip
+                        results.append(result)
+                        rows.append((len(rows), result.score, float(conf[c]), method, iou if method != "none" else float("nan"), factor,
+                                     fusion, alpha, gate_threshold, result.score_positive, result.negative_fp_share))  # fmt: skip
+
+    columns = ["index", "score", "conf", "merge", "merge_iou", "shrink", "fusion_iou", "gate_alpha", "gate_threshold", "score_positive", "negative_fp_share"]
+    table = pd.DataFrame(rows, columns=columns).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    best_index = int(table["index"].iloc[0])
+    best, best_result = settings[best_index], results[best_index]
     base_result = score_config(raw, ground_truth, base)
     return TuneReport(
         n_images=len(raw),
-        table=table.drop(columns=["m", "c", "s"]),
+        table=table.drop(columns=["index"]),
         best=best,
         best_result=best_result,
         base=base,
