@@ -13,6 +13,9 @@ import secrets
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
+DICOM_SUFFIXES = frozenset({".dcm"})
+PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+"""The inputs predict and report read: DICOMs, and pictures (converted PNGs, JPEGs)."""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 

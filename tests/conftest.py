@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import cv2
@@ -79,3 +80,30 @@ def pneumo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ultralytics is set up once per process: keep its settings, fonts and weights inside pytest's temp folder."""
     os.environ[offline.ENV_HOME] = str(tmp_path_factory.getbasetemp() / "pneumo-yolo-home")
     return offline.home_dir()
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def page_links(index: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser.links
+
+
+def assert_self_contained(index: Path) -> None:
+    """Every src/href is a relative path to a file inside the report folder; every picture there is used."""
+    folder = index.parent.resolve()
+    links = page_links(index)
+    for link in links:
+        assert "://" not in link and not link.startswith(("/", "//", "data:")), link
+        target = (folder / link).resolve()
+        assert target.is_file() and folder in target.parents, link
+    pictures = {p.relative_to(folder).as_posix() for p in folder.rglob("*.png")}
+    assert pictures == set(links)

@@ -30,7 +30,7 @@ SMALLER = {
     "--device 0": "--device cpu",
 }
 """README value → the value the tests run with (tiny synthetic data, the CPU)."""
-PIPELINE_ORDER = ["synth", "convert", "train", "predict", "tune", "evaluate", "validate-submission", "demo"]
+PIPELINE_ORDER = ["synth", "convert", "train", "predict", "tune", "evaluate", "validate-submission", "report", "demo"]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -97,9 +97,9 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
 
 def test_the_walkthrough_covers_every_stage_and_writes_its_outputs(walkthrough: Walkthrough) -> None:
     names = [command[1] for command in walkthrough.commands]
-    assert names == ["synth", "convert", "train", "predict", "tune", "evaluate", "predict", "validate-submission"]
+    assert names == ["synth", "convert", "train", "predict", "tune", "evaluate", "predict", "validate-submission", "report"]
     for command in walkthrough.commands:
-        for flag in ("--out", "--save-raw"):
+        for flag in ("--out", "--save-raw", "--dicom-out"):
             written = option(command, flag)
             if written:
                 assert (walkthrough.cwd / written).exists(), f"{' '.join(command)}: {written} was not written"
@@ -146,6 +146,16 @@ def test_test_submission_has_one_row_per_sample_patient_in_order(walkthrough: Wa
     assert submission.patientId.tolist() == sample.patientId.tolist()
     _, validated = walkthrough.result("validate-submission")
     assert validated.stdout.startswith("valid: submission.csv covers the 6 expected patients")
+
+
+def test_dicom_results_and_the_report_are_written(walkthrough: Walkthrough) -> None:
+    _, predicted = walkthrough.result("predict", 1)
+    sample = pd.read_csv(walkthrough.cwd / "rsna/stage_2_sample_submission.csv")
+    reports = sorted((walkthrough.cwd / "results" / "sr").glob("*.dcm"))
+    assert [p.stem for p in reports] == sorted(sample.patientId)  # one SR per image, boxes or not
+    assert "DICOM SR and GSPS -> results" in predicted.stdout
+    _, reported = walkthrough.result("report")
+    assert (walkthrough.cwd / "report" / "index.html").is_file() and "report of" in reported.stdout
 
 
 def test_python_dash_m_runs_the_same_commands(walkthrough: Walkthrough) -> None:
@@ -205,7 +215,7 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
     assert result.returncode == 0
     listed = [name for name in re.findall(r"│ (\S+)\s", result.stdout) if name in PIPELINE_ORDER]
     assert listed == PIPELINE_ORDER
-    assert "synth → convert → train → predict → tune → evaluate → validate-submission" in " ".join(result.stdout.split())
+    assert "synth → convert → train → predict → tune → evaluate → validate-submission → report" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("command", PIPELINE_ORDER)

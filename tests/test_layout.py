@@ -15,6 +15,7 @@ LAYERS = {
     "pneumo_yolo.data": 2,
     "pneumo_yolo.eval": 3,
     "pneumo_yolo.synth": 3,
+    "pneumo_yolo.report": 3.5,
     "pneumo_yolo.model": 4,
     "converters": 4.5,
     "pneumo_yolo.demo": 5,

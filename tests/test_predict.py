@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
 from pneumo_yolo.model.offline import LIBRARY_ARGV
-from pneumo_yolo.model.inputs import load_image
+from pneumo_yolo.model.inputs import list_inputs, load_image
 from pneumo_yolo.model.predict import RAW_CONF, Detector
+from pneumo_yolo.eval.postprocess import PostprocessConfig, fuse, postprocess
 from pneumo_yolo.eval.detections import read_raw
-from pneumo_yolo.eval.submission import validate_submission
+from pneumo_yolo.eval.submission import prediction_string, validate_submission
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -81,15 +82,36 @@ def test_predict_writes_a_valid_submission_and_raw_detections(trained, tmp_path,
     assert no_network == []
 
 
-def test_tta_and_a_tuned_yaml_are_accepted(trained, tmp_path):
+def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(trained, tmp_path):
+    """``--tta`` boxes are the WBF fusion (at the YAML's merge_iou) of the plain pass and the flipped pass
+    un-flipped, mapped to original pixels and post-processed by the YAML: recomputed here from ``Detector._run``.
+
+    This 1-epoch model gives near-whole-image boxes, nearly mirror-symmetric, so where an un-flipped
+    box lands is checked with known boxes in ``test_box_placement.py``.
+    """
     folder, _, best = trained
-    config = tmp_path / "pp.yaml"
-    config.write_text("conf: 0.0\nmerge: nms\nmerge_iou: 0.5\nmax_boxes: 2\nshrink: 1.0\n")
+    config_path = tmp_path / "pp.yaml"
+    config_path.write_text("conf: 0.0\nmerge: nms\nmerge_iou: 0.5\nmax_boxes: 2\nshrink: 1.0\n")
     out = tmp_path / "tta.csv"
-    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--tta", "--postprocess", str(config))
+    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--tta", "--postprocess", str(config_path))
     assert result.exit_code == 0, result.output
-    strings = pd.read_csv(out, keep_default_na=False).PredictionString
-    assert all(len(s.split()) <= 10 for s in strings)
+    config = PostprocessConfig.from_yaml(config_path)
+    detector = Detector(best, device="cpu", conf=min(RAW_CONF, config.conf))
+    images = [load_image(path, detector.imgsz) for path in list_inputs(folder.images)]
+    plain = detector._run([image.pixels for image in images])
+    flipped = detector._run([np.ascontiguousarray(image.pixels[:, ::-1]) for image in images])
+    expected, plain_only = {}, {}
+    for image, (boxes, scores), (flip_boxes, flip_scores) in zip(images, plain, flipped):
+        height, width = image.pixels.shape
+        sizes = {"original_size": (image.width, image.height), "input_size": (width, height)}
+        unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
+        fused, fused_scores = fuse([boxes, unflipped], [scores, flip_scores], (width, height), config.merge_iou)
+        expected[image.patient_id] = prediction_string(*postprocess(fused, fused_scores, config, **sizes))
+        plain_only[image.patient_id] = prediction_string(*postprocess(boxes, scores, config, **sizes))
+    submission = pd.read_csv(out, keep_default_na=False)
+    assert dict(zip(submission.patientId, submission.PredictionString)) == expected
+    assert expected != plain_only, "the fused boxes equal the plain pass's: this check could not tell --tta from no --tta"
+    assert any(expected.values()), "no box at all: the YAML's settings would go unchecked"
     assert validate_submission(out, sorted(folder.boxes), image_sizes=folder.sizes) == []
 
 

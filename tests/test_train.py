@@ -21,6 +21,8 @@ from pneumo_yolo.cli import app
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.model.train import TrainConfigError, check_option_keys, cxr_defaults, parse_overrides, training_arguments
 
+from .conftest import assert_self_contained
+
 
 def make_tiny_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64) -> Path:
     """Grayscale PNGs with a bright blob (half of them) and YOLO labels; returns data.yaml."""
@@ -231,6 +233,11 @@ class TestTinyRun:
             assert summary[which]["score"] is None or 0.0 <= summary[which]["score"] <= 1.0
         assert (summary["tuned"]["score"] or 0) >= (summary["default"]["score"] or 0)
         assert PostprocessConfig.from_yaml(run_dir / "postprocess_tuned.yaml") == PostprocessConfig(**summary["tuned"]["postprocess"])
+
+    def test_the_validation_gallery_is_written_beside_the_scores(self, tiny_run):
+        index = tiny_run.cwd / "runs" / "tiny" / "report" / "index.html"
+        assert "Validation split" in index.read_text(encoding="utf-8")
+        assert_self_contained(index)
 
     def test_ultralytics_layout_in_runs_name(self, tiny_run):
         run_dir = tiny_run.cwd / "runs" / "tiny"

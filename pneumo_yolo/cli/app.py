@@ -37,6 +37,6 @@ def root(
 ) -> None:
     """Pneumonia detection on chest X-rays (RSNA challenge) with Ultralytics YOLO.
 
-    Stages: synth → convert → train → predict → tune → evaluate → validate-submission (synth only
-    without real data; demo runs them all on synthetic data).
+    Stages: synth → convert → train → predict → tune → evaluate → validate-submission → report
+    (synth only without real data; demo runs the main ones on synthetic data).
     """

@@ -46,6 +46,10 @@ def predict_command(
         Optional[Path],
         typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
     ] = None,
+    dicom_out: Annotated[
+        Optional[Path],
+        typer.Option(file_okay=False, help="Also write a DICOM SR per image and a GSPS per image with boxes (DICOM inputs only) into DIR/sr and DIR/gsps."),
+    ] = None,
 ) -> None:
     """Predict a folder of DICOMs into a Kaggle submission CSV, fully offline.
 
@@ -76,7 +80,7 @@ def predict_command(
         sizes = read_manifest(manifest) if manifest else None
         report = predict_folder(
             weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
-            save_raw=save_raw, workers=workers, expected_ids=expected, original_sizes=sizes,
+            save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
     except (ConfigError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
@@ -90,6 +94,7 @@ def predict_command(
         f"predicted {report.n_images} images ({report.n_with_boxes} with boxes) in {report.elapsed_s:.1f} s "
         f"({report.images_per_s:.1f} images/s) -> {report.out} ({report.n_rows} rows)"
         + (f"; raw detections -> {report.raw}" if report.raw else "")
+        + (f"; DICOM SR and GSPS -> {report.dicom_out}" if report.dicom_out else "")
     )
     for problem in report.invalid:
         typer.secho(f"{report.out}: {problem}", err=True, fg=typer.colors.RED)

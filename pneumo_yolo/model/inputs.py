@@ -19,10 +19,8 @@ import cv2
 import numpy as np
 
 from ..dicom.read import DicomReadError, read_radiograph, resize_longest
-from ..files import UnsafeIdError, check_patient_id
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
 
-DICOM_SUFFIXES = {".dcm"}
-PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 class InputError(RuntimeError):

@@ -23,7 +23,8 @@ import numpy as np
 from ..files import write_errors_csv
 from ..eval.postprocess import PostprocessConfig, fuse, postprocess, to_original_grid
 from ..eval.detections import RawImage, RawWriter
-from ..eval.submission import errors_only, prediction_string, validate_submission, write_submission
+from ..dicom.results import DicomResultsError, ResultsWriter
+from ..eval.submission import errors_only, parse_prediction_string, prediction_string, validate_submission, write_submission
 from .inputs import LoadedImage, is_dicom, iterate_batches, list_inputs
 
 RAW_CONF = 0.05
@@ -53,6 +54,7 @@ class PredictReport:
     elapsed_s: float = 0.0
     startup_s: float = 0.0
     raw: Path | None = None
+    dicom_out: Path | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -167,6 +169,7 @@ def predict_folder(
     device: str | None = None,
     tta: bool = False,
     save_raw: Path | None = None,
+    dicom_out: Path | None = None,
     workers: int = 1,
     expected_ids: Sequence[str] | None = None,
     original_sizes: Mapping[str, tuple[float, float]] | None = None,
@@ -187,10 +190,16 @@ def predict_folder(
     ``save_raw`` also writes the raw detections (original pixels, before post-processing, from
     the lower of ``config.conf`` and :data:`RAW_CONF`) that ``pneumo-yolo tune`` reads. The
     written file is checked by the rules of ``validate-submission`` before this returns.
+    ``dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
+    of its CSV row (:mod:`pneumo_yolo.dicom.results`).
     """
     started = time.perf_counter()
     paths = list_inputs(Path(source))
-    report = PredictReport(out=Path(out), raw=save_raw)
+    pictures = [path for path in paths if not is_dicom(path)]
+    if dicom_out and pictures:
+        raise PredictError(f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file")
+    report = PredictReport(out=Path(out), raw=save_raw, dicom_out=dicom_out)
+    results = ResultsWriter(Path(dicom_out)) if dicom_out else None
     if expected_ids is not None:
         paths, report.n_not_asked, missing = select_expected(paths, expected_ids)
         report.errors += [(str(Path(source) / pid), "no image for this expected patientId in --source") for pid in missing]
@@ -217,6 +226,11 @@ def predict_folder(
                 boxes, scores = postprocess(raw.boxes, raw.scores, config, original_size=(raw.width, raw.height))
                 strings[raw.patient_id] = prediction_string(boxes, scores)
                 sizes[raw.patient_id] = (raw.width, raw.height)
+                if results:
+                    try:
+                        results.write(Path(image.path), parse_prediction_string(strings[raw.patient_id]))
+                    except DicomResultsError as error:
+                        report.errors.append((image.path, error.problem))
     rows = list(expected_ids) if expected_ids is not None else sorted(strings)
     write_submission(report.out, strings, rows)
     write_errors_csv(report.errors_path, report.errors)

@@ -2,6 +2,7 @@
 
 Ground truth comes from the dataset itself (``labels/val/*.txt`` scaled by the original image
 sizes in ``manifest.csv``), detections from :mod:`pneumo_yolo.model.predict` on ``images/val``.
+An HTML report of the tuned predictions (:mod:`pneumo_yolo.report`) goes to ``<run>/report/``.
 The result is scored at the default post-processing and at the configuration that
 :func:`pneumo_yolo.eval.tune.tune` finds on the same images (so the tuned figure is optimistic:
 confirm it on held-out data).
@@ -17,6 +18,7 @@ from ..data.dataset import ConvertedDataset, listed_images
 from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
+from ..report import REPORT_DIR, Predictions, write_report
 from .predict import Detector, detect_files
 
 VAL_JSON = "rsna_val.json"
@@ -46,6 +48,8 @@ def score_validation(
         found for _, found in detect_files(detector, images, batch=batch, original_sizes=sizes, progress=progress) if found
     )
     report = tune(raw, truth)
+    title = f"Validation split of {root.name} (best.pt, tuned post-processing)"
+    write_report(out_dir / REPORT_DIR, {p.stem: p for p in images}, Predictions.from_raw(raw, report.best), truth, sizes=sizes, title=title)
     comment = f"Tuned by `pneumo-yolo train` on {len(raw.patient_ids)} validation images of {root}."
     report.best.to_yaml(out_dir / TUNED_YAML, comment=comment)
     summary = {

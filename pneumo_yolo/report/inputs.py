@@ -1,0 +1,66 @@
+"""Reading what ``pneumo-yolo report`` is given: predictions, an image folder, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.labels import read_labels
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..eval.postprocess import PostprocessConfig
+from ..eval.detections import read_raw
+from ..eval.submission import read_submission
+from . import ReportError
+from .analysis import Predictions
+
+
+def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
+    """A submission CSV (``patientId,PredictionString``) as it is, or a raw detection table
+    (``.parquet``, or ``.csv`` with a ``conf`` column) post-processed with ``config``."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return Predictions.from_raw(read_raw(path), config)
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            header = handle.readline()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path}: cannot be read ({error})") from None
+    if "PredictionString" in header:
+        return Predictions(read_submission(path))
+    if "conf" in header:
+        return Predictions.from_raw(read_raw(path), config)
+    raise ReportError(f"{path}: neither a submission (patientId,PredictionString) nor raw detections (patientId,conf,x1,y1,x2,y2,width,height)")
+
+
+def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """``{patientId: file}`` of the DICOM, PNG and JPEG files below ``folder``, and notes on files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportError(f"--images {folder}: not a folder")
+    suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
+    images: dict[str, Path] = {}
+    notes = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
+        try:
+            pid = check_patient_id(path.stem)
+        except UnsafeIdError as error:
+            notes.append(f"{path.name} skipped: {error}")
+            continue
+        if pid in images:
+            notes.append(f"{path} skipped: patientId {pid} already has {images[pid].name}")
+            continue
+        images[pid] = path
+    if not images:
+        raise ReportError(f"--images {folder} holds no .dcm, .png or .jpg files")
+    return images, notes
+
+
+def read_truth(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Ground truth boxes per patient from an RSNA label CSV, and a note on unusable rows."""
+    labels = read_labels(Path(path))
+    notes = []
+    if labels.problems:
+        first = labels.problems[0]
+        notes.append(f"{path}: {len(labels.problems):,} unusable row(s), their patients are not scored (first: line {first.line}, {first.problem})")
+    return labels.boxes, notes
