@@ -55,10 +55,10 @@ def measure(n: int, imgsz: int, batch: int, workers: int) -> dict:
     detector = Detector(weights, imgsz=imgsz, device="cpu")
     paths = list_inputs(source)
     images = [load_image(path, imgsz).pixels for path in paths[: min(n, 256)]]
-    detector.detect(images[:batch], 0.4)
+    detector.detect(images[:batch])
     started = time.perf_counter()
     for start in range(0, len(images), batch):
-        detector.detect(images[start : start + batch], 0.4)
+        detector.detect(images[start : start + batch])
     model_only = len(images) / (time.perf_counter() - started)
     del images  # only the end-to-end run's own memory counts below
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:

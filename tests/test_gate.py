@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from pneumo_yolo.eval.combine import combine_members
 from pneumo_yolo.eval.detections import RawDetections, RawImage
 from pneumo_yolo.eval.gate import apply_gate, gate
 from pneumo_yolo.eval.postprocess import PostprocessConfig, fuse, fuse_members, postprocess_image
@@ -108,3 +109,16 @@ def test_without_members_or_probability_the_extra_axes_are_not_searched() -> Non
     truth, images = generated(40, seed=6)
     report = tune(RawDetections.from_images(images), truth, grid=TuneGrid(conf=(0.3,), merges=(("none", 0.0),), shrink=(1.0,)))
     assert len(report.table) == 1 and report.best.fusion_iou == PostprocessConfig().fusion_iou
+
+
+def test_members_can_be_picked_and_combined_back() -> None:
+    truth, raw = ensemble(20, seed=7)
+    plain, flipped = raw.only_members([0]), raw.only_members([1])
+    assert set(plain.members) == {1} and set(plain.member) == {0} and set(flipped.member) == {0}
+    assert len(plain.scores) + len(flipped.scores) == len(raw.scores)
+    combined = combine_members([plain, flipped.without_probability()])
+    assert set(combined.members) == {2}
+    np.testing.assert_array_equal(combined.p_opacity, raw.p_opacity)  # the mean of one probability and none
+    for fusion in (0.4, 0.6):
+        config = PostprocessConfig(fusion_iou=fusion)
+        assert score_config(combined, truth, config).score == pytest.approx(score_config(raw, truth, config).score)

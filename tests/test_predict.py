@@ -15,7 +15,7 @@ from pneumo_yolo.cli import app
 from pneumo_yolo.model.offline import LIBRARY_ARGV
 from pneumo_yolo.model.inputs import list_inputs, load_image
 from pneumo_yolo.model.predict import RAW_CONF, Detector
-from pneumo_yolo.eval.postprocess import PostprocessConfig, fuse, postprocess
+from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess
 from pneumo_yolo.eval.detections import read_raw
 from pneumo_yolo.eval.submission import prediction_string, validate_submission
 
@@ -105,8 +105,9 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
         height, width = image.pixels.shape
         sizes = {"original_size": (image.width, image.height), "input_size": (width, height)}
         unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
-        fused, fused_scores = fuse([boxes, unflipped], [scores, flip_scores], (width, height), config.merge_iou)
-        expected[image.patient_id] = prediction_string(*postprocess(fused, fused_scores, config, **sizes))
+        member = np.r_[np.zeros(len(scores)), np.ones(len(flip_scores))]
+        both = postprocess(np.r_[boxes, unflipped], np.r_[scores, flip_scores], config, **sizes, member=member, members=2)
+        expected[image.patient_id] = prediction_string(*both)
         plain_only[image.patient_id] = prediction_string(*postprocess(boxes, scores, config, **sizes))
     submission = pd.read_csv(out, keep_default_na=False)
     assert dict(zip(submission.patientId, submission.PredictionString)) == expected
@@ -169,8 +170,8 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     sys.argv[:] = ["/venv/bin/pneumo-yolo", "predict", "mode=predict"]  # Ultralytics' ARGV may be this very list
     detector = Detector(best, device="cpu")
     image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
-    [(boxes, scores)] = detector.detect([image], merge_iou=0.5)
-    assert boxes.shape == (len(scores), 4)
+    [(boxes, scores, member)] = detector.detect([image])
+    assert boxes.shape == (len(scores), 4) and set(member) <= {0}
     argvs = {name: module.ARGV for name, module in sys.modules.items() if name.startswith("ultralytics") and hasattr(module, "ARGV")}
     assert "ultralytics.engine.model" in argvs
     assert all(argv == list(LIBRARY_ARGV) for argv in argvs.values())

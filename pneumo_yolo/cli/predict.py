@@ -14,7 +14,13 @@ _POSTPROCESS = "Post-processing"
 
 @app.command("predict")
 def predict_command(
-    weights: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Trained weights (.pt). Only load weights you trust: .pt files are pickles.")],
+    weights: Annotated[
+        list[Path],
+        typer.Option(
+            exists=True, dir_okay=False,
+            help="Trained detector weights (.pt); repeat for an ensemble (--weights a.pt --weights b.pt): each image is decoded once and every model runs on it. Only load weights you trust: .pt files are pickles.",
+        ),
+    ],
     source: Annotated[Path, typer.Option(exists=True, help="Folder of .dcm files (searched recursively), or of PNG/JPEG files, or one file.")],
     out: Annotated[Path, typer.Option(dir_okay=False, help="Submission CSV to write (patientId,PredictionString).")] = Path("submission.csv"),
     sample: Annotated[
@@ -41,7 +47,14 @@ def predict_command(
         typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel=_POSTPROCESS),
     ] = None,
     conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel=_POSTPROCESS)] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass, fused by WBF.", rich_help_panel=_POSTPROCESS)] = False,
+    classifier: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            exists=True, dir_okay=False, rich_help_panel=_POSTPROCESS,
+            help="Image classifier weights from `train --model yolo11n-cls.yaml` (repeatable: their probabilities are averaged): each box scores box × p(opacity)^gate_alpha, and no box where p < gate_threshold (see --postprocess).",
+        ),
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass per model, fused with the plain one by WBF at the YAML's fusion_iou.", rich_help_panel=_POSTPROCESS)] = False,
     save_raw: Annotated[
         Optional[Path],
         typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
@@ -79,7 +92,7 @@ def predict_command(
         expected = read_patient_ids(sample or ids) if (sample or ids) else None
         sizes = read_manifest(manifest) if manifest else None
         report = predict_folder(
-            weights, source, out, config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
+            weights, source, out, classifiers=classifier or [], config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
             save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
     except (ConfigError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:

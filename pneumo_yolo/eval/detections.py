@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
@@ -305,6 +305,27 @@ class RawDetections:
             members=self.members[keep],
             p_opacity=self.p_opacity[keep],
         )
+
+    def only_members(self, members: Sequence[int]) -> RawDetections:
+        """The detections of ``members`` alone, renumbered ``0..len(members)-1`` in that order.
+
+        For example ``[0]`` keeps the plain pass of a ``--tta`` table.
+        """
+        order = {member: index for index, member in enumerate(members)}
+        rows = np.isin(self.member, list(order))
+        renumber = np.vectorize(order.__getitem__, otypes=[np.int64])
+        return replace(
+            self,
+            image=self.image[rows],
+            scores=self.scores[rows],
+            boxes=self.boxes[rows],
+            member=renumber(self.member[rows]) if rows.any() else np.zeros(0, np.int64),
+            members=np.full(len(self), len(members), dtype=np.int64),
+        )
+
+    def without_probability(self) -> RawDetections:
+        """The same detections as if no image classifier had run."""
+        return replace(self, p_opacity=np.full(len(self), np.nan))
 
     def images(self) -> Iterable[RawImage]:
         """Each image's detections, in table order."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import write_errors_csv
-from ..eval.postprocess import PostprocessConfig, fuse, postprocess, to_original_grid
+from ..eval.postprocess import PostprocessConfig, postprocess_image, to_original_grid
 from ..eval.detections import RawImage, RawWriter
 from ..dicom.results import DicomResultsError, ResultsWriter
 from ..eval.submission import errors_only, parse_prediction_string, prediction_string, validate_submission, write_submission
@@ -109,27 +109,86 @@ class Detector:
         )
         return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
 
-    def detect(self, images: list[np.ndarray], merge_iou: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Boxes in each input image's own pixel grid; with TTA, fused with a horizontally flipped pass by WBF."""
+    @property
+    def members(self) -> int:
+        """Box lists per image: the plain pass, and with TTA the flipped one."""
+        return 2 if self.tta else 1
+
+    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(boxes, scores, member)`` per image, boxes in the image's own pixels; member 1 is the flipped pass, un-flipped."""
         if not images:
             return []
         plain = self._run(images)
         if not self.tta:
-            return plain
+            return [(boxes, scores, np.zeros(len(scores), np.int64)) for boxes, scores in plain]
         flipped = self._run([np.ascontiguousarray(image[:, ::-1]) for image in images])
-        merged = []
+        found = []
         for image, (boxes, scores), (flip_boxes, flip_scores) in zip(images, plain, flipped):
-            width, height = image.shape[1], image.shape[0]
+            width = image.shape[1]
             unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
-            merged.append(fuse([boxes, unflipped], [scores, flip_scores], (width, height), merge_iou))
-        return merged
+            member = np.r_[np.zeros(len(scores), np.int64), np.ones(len(flip_scores), np.int64)]
+            found.append((np.r_[boxes, unflipped].reshape(-1, 4), np.r_[scores, flip_scores], member))
+        return found
+
+
+class Ensemble:
+    """Detectors (each with its flipped pass under TTA) and image classifiers that see the same decoded images.
+
+    Images are decoded once, at the largest size any detector was trained at; each model
+    resizes them to its own. The members of an image are every detector's passes in order; its
+    probability of opacity is the classifiers' mean (NaN without one).
+    """
+
+    def __init__(self, detectors: Sequence[Detector], classifiers: Sequence = ()) -> None:
+        self.detectors, self.classifiers = list(detectors), list(classifiers)
+        self.imgsz = max(detector.imgsz for detector in self.detectors)
+        self.members = sum(detector.members for detector in self.detectors)
+
+    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every detector's ``(boxes, scores, member)`` per image, the members numbered across detectors."""
+        found = [([], [], []) for _ in images]
+        offset = 0
+        for detector in self.detectors:
+            for (boxes, scores, member), (all_boxes, all_scores, all_members) in zip(detector.detect(images), found):
+                all_boxes.append(boxes)
+                all_scores.append(scores)
+                all_members.append(member + offset)
+            offset += detector.members
+        return [(np.concatenate(b).reshape(-1, 4), np.concatenate(s), np.concatenate(m)) for b, s, m in found]
+
+    def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        """P(opacity) per image: the classifiers' mean, NaN without classifiers."""
+        if not self.classifiers or not images:
+            return np.full(len(images), np.nan)
+        return np.mean([classifier.probabilities(images) for classifier in self.classifiers], axis=0)
+
+
+def load_ensemble(
+    weights: Path | Sequence[Path],
+    classifiers: Sequence[Path] = (),
+    *,
+    imgsz: int | None = None,
+    device: str | None = None,
+    tta: bool = False,
+    conf: float = RAW_CONF,
+) -> Ensemble:
+    """Load every detector of ``weights`` and every image classifier of ``classifiers`` on ``device``."""
+    paths = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(path) for path in weights]
+    if not paths:
+        raise PredictError("give at least one --weights file")
+    detectors = [Detector(path, imgsz=imgsz, device=device, tta=tta, conf=conf) for path in paths]
+    loaded = []
+    if classifiers:
+        from .classifier import ImageClassifier
+
+        loaded = [ImageClassifier(path, device=device) for path in classifiers]
+    return Ensemble(detectors, loaded)
 
 
 def detect_files(
-    detector: Detector,
+    ensemble: Ensemble,
     paths: list[Path],
     *,
-    merge_iou: float = PostprocessConfig.merge_iou,
     batch: int = 32,
     workers: int = 1,
     original_sizes: Mapping[str, tuple[float, float]] | None = None,
@@ -138,31 +197,35 @@ def detect_files(
     """Detect on every file, yielding each input with its raw detections in original pixels.
 
     An unreadable file is yielded with ``None``. ``original_sizes`` maps a patientId to the
-    ``(W, H)`` grid its boxes belong to when the file itself was resized (converted PNGs).
+    ``(W, H)`` grid its boxes belong to when a picture was resized (converted PNGs); a DICOM
+    always maps to its own grid.
     """
     from tqdm import tqdm
 
     with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
-        for loaded in iterate_batches(paths, detector.imgsz, batch, workers):
-            good = [image for image in loaded if image.pixels is not None]
-            detections = iter(detector.detect([image.pixels for image in good], merge_iou))
+        for loaded in iterate_batches(paths, ensemble.imgsz, batch, workers):
+            good = [image.pixels for image in loaded if image.pixels is not None]
+            detections = iter(zip(ensemble.detect(good), ensemble.probabilities(good)))
             for image in loaded:
                 if image.pixels is None:
                     yield image, None
                     continue
-                boxes, scores = next(detections)
-                width, height = (original_sizes or {}).get(image.patient_id, (image.width, image.height))
+                (boxes, scores, member), p_opacity = next(detections)
+                width, height = image.width, image.height
+                if original_sizes is not None and not is_dicom(Path(image.path)):
+                    width, height = original_sizes.get(image.patient_id, (width, height))
                 input_size = (image.pixels.shape[1], image.pixels.shape[0])
                 original = to_original_grid(boxes, input_size, (width, height))
-                yield image, RawImage(image.patient_id, original, scores, width, height)
+                yield image, RawImage(image.patient_id, original, scores, width, height, member, ensemble.members, float(p_opacity))
             bar.update(len(loaded))
 
 
 def predict_folder(
-    weights: Path,
+    weights: Path | Sequence[Path],
     source: Path,
     out: Path,
     *,
+    classifiers: Sequence[Path] = (),
     config: PostprocessConfig = PostprocessConfig(),
     imgsz: int | None = None,
     batch: int = 32,
@@ -176,6 +239,11 @@ def predict_folder(
     progress: bool = True,
 ) -> PredictReport:
     """Predict the images under ``source`` and write the submission CSV ``out``.
+
+    ``weights`` is one detector or several (an ensemble: each image is decoded once and every
+    model runs on it, each with its flipped pass under ``tta``); ``classifiers`` gate the boxes
+    by their mean probability of opacity. The passes are fused, and the gate applied, by the
+    post-processing (``config``: ``fusion_iou``, ``gate_alpha``, ``gate_threshold``).
 
     Without ``expected_ids`` every readable image gets a row (an empty PredictionString for
     no box). With them (``--sample``/``--ids``) only those patients are predicted and every one
@@ -207,14 +275,12 @@ def predict_folder(
         paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
         report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
     report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
-    detector = Detector(weights, imgsz=imgsz, device=device, tta=tta, conf=min(RAW_CONF, config.conf))
+    ensemble = load_ensemble(weights, classifiers, imgsz=imgsz, device=device, tta=tta, conf=min(RAW_CONF, config.conf))
     report.startup_s = time.perf_counter() - started
     strings: dict[str, str] = {}
     sizes: dict[str, tuple[float, float]] = {}
     with RawWriter(save_raw) if save_raw else contextlib.nullcontext() as raw_writer:
-        detections = detect_files(
-            detector, paths, merge_iou=config.merge_iou, batch=batch, workers=workers, original_sizes=original_sizes, progress=progress
-        )
+        detections = detect_files(ensemble, paths, batch=batch, workers=workers, original_sizes=original_sizes, progress=progress)
         for image, raw in detections:
             if raw is None:
                 report.errors.append((image.path, image.problem))
@@ -223,7 +289,7 @@ def predict_folder(
             else:
                 if raw_writer:
                     raw_writer.add(raw)
-                boxes, scores = postprocess(raw.boxes, raw.scores, config, original_size=(raw.width, raw.height))
+                boxes, scores = postprocess_image(raw, config)
                 strings[raw.patient_id] = prediction_string(boxes, scores)
                 sizes[raw.patient_id] = (raw.width, raw.height)
                 if results:

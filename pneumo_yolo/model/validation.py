@@ -19,7 +19,7 @@ from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
 from ..report import REPORT_DIR, Predictions, write_report
-from .predict import Detector, detect_files
+from .predict import Detector, Ensemble, detect_files
 
 VAL_JSON = "rsna_val.json"
 TUNED_YAML = "postprocess_tuned.yaml"
@@ -45,7 +45,7 @@ def score_validation(
     truth = dataset.ground_truth(images, sizes)
     detector = Detector(weights, imgsz=imgsz, device=device)
     raw = RawDetections.from_images(
-        found for _, found in detect_files(detector, images, batch=batch, original_sizes=sizes, progress=progress) if found
+        found for _, found in detect_files(Ensemble([detector]), images, batch=batch, original_sizes=sizes, progress=progress) if found
     )
     report = tune(raw, truth)
     title = f"Validation split of {root.name} (best.pt, tuned post-processing)"
