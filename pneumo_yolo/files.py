@@ -87,3 +87,12 @@ def write_errors_csv(path: Path, errors: list[tuple[str, str]]) -> None:
 def _csv_field(value: str) -> str:
     """Quote a CSV field when it holds a comma, a quote or a line break."""
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
+
+
+def first_line(path: Path) -> str:
+    """The first line of a text file (a CSV's header), a UTF-8 byte-order mark dropped.
+
+    Raises ``OSError`` or ``UnicodeDecodeError`` for a file that cannot be read as text.
+    """
+    with open(path, encoding="utf-8-sig") as handle:
+        return handle.readline()

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pneumo_yolo.eval.combine import combine_members
-from pneumo_yolo.eval.detections import RawDetections, RawImage
+from pneumo_yolo.eval.combine import combine_members, stack_images
+from pneumo_yolo.eval.detections import RawDetections, RawFileError, RawImage
 from pneumo_yolo.eval.gate import apply_gate, gate
 from pneumo_yolo.eval.postprocess import PostprocessConfig, fuse, fuse_members, postprocess_image
 from pneumo_yolo.eval.tune import TuneGrid, score_config, tune
@@ -122,3 +122,13 @@ def test_members_can_be_picked_and_combined_back() -> None:
     for fusion in (0.4, 0.6):
         config = PostprocessConfig(fusion_iou=fusion)
         assert score_config(combined, truth, config).score == pytest.approx(score_config(raw, truth, config).score)
+
+
+def test_tables_of_different_images_stack_and_the_same_image_twice_is_refused() -> None:
+    truth, raw = ensemble(10, seed=8)
+    halves = [raw.select(np.arange(len(raw)) < 4), raw.select(np.arange(len(raw)) >= 4)]
+    stacked = stack_images(halves)
+    assert stacked.patient_ids == raw.patient_ids
+    assert score_config(stacked, truth, PostprocessConfig()).score == score_config(raw, truth, PostprocessConfig()).score
+    with pytest.raises(RawFileError, match="is in more than one raw table"):
+        stack_images([raw, halves[0]])

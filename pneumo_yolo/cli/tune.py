@@ -16,7 +16,13 @@ _GRID = "Search grid"
 
 @app.command("tune")
 def tune(
-    raw: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Raw detections (.csv or .parquet) from `predict --save-raw`.")],
+    raw: Annotated[
+        list[Path],
+        typer.Option(
+            exists=True, dir_okay=False,
+            help="Raw detections (.csv or .parquet) from `predict --save-raw`; repeat to tune on several tables of other images together, e.g. each fold's out-of-fold detections.",
+        ),
+    ],
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: tune only on its patients.", rich_help_panel=_SCOPE)] = None,
     split: Annotated[Optional[str], typer.Option(callback=split_name, metavar="train|val|foldI", help="Tune only on this split of --manifest.", rich_help_panel=_SCOPE)] = None,
@@ -25,36 +31,45 @@ def tune(
     conf: Annotated[Optional[str], typer.Option(help="Confidence thresholds, e.g. 0.1,0.2,0.3.", show_default="0.05 to 0.95 by 0.05", rich_help_panel=_GRID)] = None,
     merges: Annotated[Optional[str], typer.Option(help="Merges, e.g. none,nms:0.4,wbf:0.5.", show_default="none,nms:0.3,nms:0.4,nms:0.5,wbf:0.4,wbf:0.5,wbf:0.6", rich_help_panel=_GRID)] = None,
     shrink: Annotated[Optional[str], typer.Option(help="Shrink factors, e.g. 1,0.875.", show_default="1,0.95,0.9,0.875,0.85,0.83,0.8", rich_help_panel=_GRID)] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="Fusion IoUs of several members per image (an ensemble, TTA), e.g. 0.4,0.5.", show_default="0.4,0.5,0.6", rich_help_panel=_GRID)] = None,
+    gate_alpha: Annotated[Optional[str], typer.Option(help="Gate exponents α of score × p^α, with a classifier's p, e.g. 0,1.", show_default="0,0.5,1", rich_help_panel=_GRID)] = None,
+    gate_threshold: Annotated[Optional[str], typer.Option(help="Gate thresholds: no box where p is below, e.g. 0,0.2.", show_default="0,0.1,0.2,0.3,0.4", rich_help_panel=_GRID)] = None,
     top: Annotated[int, typer.Option(min=1, help="Rows of the table of best configurations.")] = 10,
 ) -> None:
-    """Search the confidence threshold, merge method and IoU, and shrink factor that maximise the metric.
+    """Search the confidence threshold, merge method and IoU, shrink factor, fusion IoU and gate that maximise the metric.
 
-    Prints the best configuration next to the default's score and writes it as a YAML that `predict` reads.
+    The fusion IoU is searched where the detections hold several members per image, the gate where they hold a classifier's probability. Prints the best configuration next to the default's score and writes it as a YAML that `predict` reads. The best score is measured on the images it was tuned on, so it is optimistic: tune on out-of-fold or validation detections, and score held-out images with evaluate.
 
     Example: pneumo-yolo tune --raw runs/val_raw.parquet --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
     from ..data.labels import LabelFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
+    from ..eval.combine import stack_images
     from ..eval.detections import RawFileError, read_raw
     from ..eval.scoring import load_scoring_set
-    from ..eval.tune import DEFAULT_CONF, DEFAULT_MERGES, DEFAULT_SHRINK, TuneError, TuneGrid, images_to_score, parse_merges, parse_numbers
+    from ..eval.tune import TuneError, TuneGrid, images_to_score, parse_merges, parse_numbers
     from ..eval.tune import tune as run_tune
 
-    out = out or raw.parent / "postprocess.yaml"
+    out = out or raw[0].parent / "postprocess.yaml"
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
-        grid = TuneGrid(
-            conf=parse_numbers(conf) if conf else DEFAULT_CONF,
-            merges=parse_merges(merges) if merges else DEFAULT_MERGES,
-            shrink=parse_numbers(shrink) if shrink else DEFAULT_SHRINK,
-        )
+        given = {
+            "conf": parse_numbers(conf) if conf else None,
+            "merges": parse_merges(merges) if merges else None,
+            "shrink": parse_numbers(shrink) if shrink else None,
+            "fusion_iou": parse_numbers(fusion) if fusion else None,
+            "gate_alpha": parse_numbers(gate_alpha) if gate_alpha else None,
+            "gate_threshold": parse_numbers(gate_threshold) if gate_threshold else None,
+        }
+        grid = TuneGrid(**{axis: values for axis, values in given.items() if values is not None})
         scoring = load_scoring_set(labels, manifest, split)
-        detections, notes = images_to_score(read_raw(raw), scoring)
+        detections, notes = images_to_score(stack_images([read_raw(path) for path in raw]), scoring)
         report = run_tune(detections, scoring.boxes, base, grid)
     except (ConfigError, TuneError, LabelFileError, RawFileError) as error:
         raise fail(f"error: {error}") from None
     for note in scoring.notes + notes:
         warn(note)
     typer.echo(report.summary(top))
-    report.best.to_yaml(out, comment=f"pneumo-yolo tune: score {report.best_result.score:.4f} on {report.n_images} images of {raw.name}")
+    names = ", ".join(path.name for path in raw)
+    report.best.to_yaml(out, comment=f"pneumo-yolo tune: score {report.best_result.score:.4f} on the {report.n_images} images it was tuned on ({names})")
     typer.echo(f"wrote the best configuration to {out}")

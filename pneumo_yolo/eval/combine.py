@@ -37,10 +37,14 @@ def combine_members(tables: Sequence[RawDetections]) -> RawDetections:
 
 
 def stack_images(tables: Sequence[RawDetections]) -> RawDetections:
-    """Tables of different images (the folds' out-of-fold images, say) as one."""
+    """Tables of different images (the folds' out-of-fold images, say) as one; a patient in two tables is refused."""
+    ids = [pid for table in tables for pid in table.patient_ids]
+    if len(set(ids)) != len(ids):
+        twice = next(pid for pid in ids if ids.count(pid) > 1)
+        raise RawFileError(f"patient {twice} is in more than one raw table: tune on tables of different images")
     offsets = np.cumsum([0] + [len(table) for table in tables[:-1]])
     return RawDetections(
-        patient_ids=tuple(pid for table in tables for pid in table.patient_ids),
+        patient_ids=tuple(ids),
         sizes=np.concatenate([table.sizes for table in tables]),
         image=np.concatenate([table.image + offset for table, offset in zip(tables, offsets)]),
         scores=np.concatenate([table.scores for table in tables]),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.labels import LabelFileError, read_csv_table
-from ..files import UnsafeIdError, atomic_write_text, check_patient_id
+from ..files import UnsafeIdError, atomic_write_text, check_patient_id, first_line
 from .postprocess import sort_by_score
 
 SUBMISSION_COLUMNS = ("patientId", "PredictionString")
@@ -236,8 +236,7 @@ def read_patient_ids(path: Path) -> list[str]:
     """Patient ids from a CSV with a ``patientId`` column (e.g. the sample submission) or a file of one id per line."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            header = handle.readline()
+        header = first_line(path)
     except (OSError, UnicodeDecodeError) as error:
         raise SubmissionError(f"{path}: cannot be read ({error})") from error
     if "patientId" in header:

@@ -128,6 +128,7 @@ class TuneReport:
         gain = self.best_result.score - self.base_result.score
         lines = [
             f"scored {len(self.table):,} configurations on {self.n_images:,} image(s) in {self.elapsed_s:.1f} s",
+            "(the best score is optimistic: it is measured on the images it was tuned on; score held-out images with evaluate)",
             f"default  {self.base_result.score:.4f}  {_describe(self.base)}",
             f"best     {self.best_result.score:.4f}  {_describe(self.best)}  ({gain:+.4f})",
             "",

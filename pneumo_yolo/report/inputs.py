@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.labels import read_labels
-from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
 from ..eval.postprocess import PostprocessConfig
 from ..eval.detections import read_raw
 from ..eval.submission import read_submission
@@ -22,8 +22,7 @@ def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
     if path.suffix.lower() == ".parquet":
         return Predictions.from_raw(read_raw(path), config)
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            header = handle.readline()
+        header = first_line(path)
     except (OSError, UnicodeDecodeError) as error:
         raise ReportError(f"{path}: cannot be read ({error})") from None
     if "PredictionString" in header:
