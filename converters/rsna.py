@@ -55,7 +55,7 @@ from pneumo_yolo.files import (
     write_errors_csv,
 )
 
-MANAGED = ("images", "labels", "folds", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
+MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
 """What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
 
 

@@ -27,7 +27,8 @@ def train_command(
         Optional[str],
         typer.Option(
             help="Checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
-            "or model config (.yaml, e.g. yolo11s.yaml: trained from scratch). Not needed with --resume."
+            "or model config (.yaml, e.g. yolo11s.yaml: trained from scratch). A classification model "
+            "(yolo11n-cls.yaml, a -cls checkpoint) trains the image-level opacity classifier. Not needed with --resume."
         ),
     ] = None,
     imgsz: Annotated[
@@ -82,13 +83,15 @@ def train_command(
         ),
     ] = False,
 ) -> None:
-    """Train a YOLO detector on a converted dataset with chest X-ray defaults, fully offline.
+    """Train a YOLO detector (or an opacity classifier) on a converted dataset with chest X-ray defaults, fully offline.
 
     Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv, plots),
-    with rsna_val.json (the RSNA metric on the validation split) and trained_on.txt (the
+    with rsna_val.json (the RSNA metric on the validation split; for a classifier,
+    classifier_val.json: top-1 accuracy and ROC AUC of P(opacity)) and trained_on.txt (the
     patients the model must never be scored on). The augmentation defaults live in
     pneumo_yolo/cfg/cxr_train.yaml.
     """
+    from ..data.classify_view import ClassifyViewError
     from ..model.folds import check_fold_count, fold_data, fold_name, train_folds
     from ..model.train import TrainConfigError, parse_overrides, train
     from ..model.weights import WeightsError
@@ -107,7 +110,7 @@ def train_command(
             results = [train(fold_data(data, fold), model, device=device, name=fold_name(name, fold), **options)]
         else:
             results = [train(data, model, device=device, name=name, **options)]
-    except (TrainConfigError, WeightsError) as error:
+    except (TrainConfigError, WeightsError, ClassifyViewError) as error:
         raise fail(str(error)) from error
     for result in results:
         typer.echo(result.final_line())

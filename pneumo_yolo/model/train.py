@@ -5,11 +5,15 @@ Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ra
 ``device``) and finally any other Ultralytics training argument (``--set key=value``). Every key
 is checked against Ultralytics' configuration before anything runs.
 
+The task follows the model: a detector, or, for a model of Ultralytics' ``classify`` task
+(``yolo11n-cls.yaml``), the image-level opacity classifier of :mod:`.classifier`, trained on a
+symlinked view of the same images (:mod:`pneumo_yolo.data.classify_view`).
+
 Runs go to ``<project>/<name>`` (Ultralytics' layout: ``weights/best.pt``, ``results.csv``,
 plots; with ``score_val``, also ``rsna_val.json``: the RSNA metric of ``best.pt`` on the validation
-split, see :mod:`.validation`), with ``project`` always absolute (``<cwd>/runs`` by default),
-because Ultralytics files relative projects under its own folder, which is ``site-packages``
-while pytest runs.
+split, see :mod:`.validation`; for a classifier ``classifier_val.json``), with ``project`` always
+absolute (``<cwd>/runs`` by default), because Ultralytics files relative projects under its own
+folder, which is ``site-packages`` while pytest runs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 
 import yaml
 
+from .classifier import CLASSIFIER_DEFAULTS, CLASSIFY_TASK, TOP1_KEY, classifier_line, score_classifier
 from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
+from ..data.classify_view import build_classify_view
 from ..data.dataset import ConvertedDataset, listed_images
 from ..files import atomic_write_text
 from .validation import VAL_JSON, score_validation
@@ -66,7 +72,7 @@ class TrainConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a finished run left its outputs, its validation figures and (when scored) its RSNA scores."""
+    """Where a finished run left its outputs, its validation figures and (when scored) its RSNA or classifier scores."""
 
     run_dir: Path
     best: Path
@@ -75,9 +81,12 @@ class TrainResult:
     device: str
     metrics: Mapping[str, float]
     rsna_val: Mapping[str, Any] | None = None
+    classifier_val: Mapping[str, Any] | None = None
 
     def final_line(self) -> str:
-        """One line naming ``best.pt``, its validation mAP, precision and recall, and its RSNA scores."""
+        """One line naming ``best.pt``, its validation mAP, precision and recall, and its RSNA scores (or its classifier figures)."""
+        if self.classifier_val is not None:
+            return classifier_line(self.best, self.classifier_val, self.run_dir)
         figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
         line = f"Best weights: {self.best} | val {figures}"
         if self.rsna_val is None:
@@ -138,7 +147,7 @@ def check_option_keys(keys: Iterable[str], valid: Iterable[str] | None, where: s
         if key in OPTION_FLAGS:
             problems.append(f"'{key}' has its own option: use {OPTION_FLAGS[key]}")
         elif key in FIXED_KEYS:
-            problems.append(f"'{key}' cannot be changed (pneumo-yolo trains detection models)")
+            problems.append(f"'{key}' cannot be changed (it follows --model: a detector, or a classifier such as yolo11n-cls.yaml)")
         elif valid is not None and key not in valid:
             near = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else "see `yolo cfg` for the list"
@@ -157,14 +166,16 @@ def training_arguments(
     project: Path,
     name: str,
     overrides: Mapping[str, Any],
+    task_defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Layer the arguments (see module doc) and check them with Ultralytics' own checks.
 
+    ``task_defaults`` (the classifier's) go over the chest X-ray defaults, under everything else.
     Call :func:`pneumo_yolo.model.offline.import_ultralytics` first.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
-    defaults = cxr_defaults()
+    defaults = {**cxr_defaults(), **(task_defaults or {})}
     check_option_keys(defaults, DEFAULT_CFG_DICT, "pneumo_yolo/cfg/cxr_train.yaml")
     check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
     main = {"data": str(data), "imgsz": imgsz, "epochs": epochs, "batch": batch, "device": device}
@@ -191,11 +202,13 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
 ) -> TrainResult:
-    """Train (or resume) a detector and return where its outputs are.
+    """Train (or resume) a detector or an opacity classifier (as ``model``'s task says) and return where its outputs are.
 
-    ``score_val`` also scores ``best.pt`` with the RSNA metric on the validation split and
-    tunes the post-processing there (:func:`.validation.score_validation`, as the ``train``
-    command does): ``rsna_val.json`` and ``postprocess_tuned.yaml`` in the run folder.
+    ``score_val`` also scores ``best.pt`` on the validation split, as the ``train`` command does:
+    a detector with the RSNA metric, tuning the post-processing there
+    (:func:`.validation.score_validation`: ``rsna_val.json`` and ``postprocess_tuned.yaml`` in the
+    run folder); a classifier by its top-1 accuracy and ROC AUC of P(opacity)
+    (:func:`.classifier.score_classifier`: ``classifier_val.json``).
 
     Everything that can be checked without Ultralytics (files, names, weights that would need
     a download) is checked first, so mistakes fail in well under a second. A resumed run keeps
@@ -228,17 +241,21 @@ def train(
 
     ultralytics = import_ultralytics(online=online)
     device = resolve_device(device)
-    _warn_on_size_mismatch(data, imgsz, resume)
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
+    yolo = ultralytics.YOLO(download_weights(source))
+    classify = yolo.task == CLASSIFY_TASK
+    if not classify:
+        _warn_on_size_mismatch(data, imgsz, resume)
+    source_data = build_classify_view(data) if classify else data
     if resume:
         from ultralytics.cfg import DEFAULT_CFG_DICT
 
         check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
-        args = {**overrides, "data": str(data), "device": device, "resume": True, "save_dir": str(project / name)}
+        args = {**overrides, "data": str(source_data), "device": device, "resume": True, "save_dir": str(project / name)}
     else:
         args = training_arguments(
-            data=data,
+            data=source_data,
             imgsz=imgsz,
             epochs=epochs,
             batch=batch,
@@ -246,8 +263,8 @@ def train(
             project=project,
             name=name,
             overrides=overrides,
+            task_defaults=CLASSIFIER_DEFAULTS if classify else None,
         )
-    yolo = ultralytics.YOLO(download_weights(source))
     if resume and (yolo.ckpt.get("epoch", -1) < 0 or yolo.ckpt.get("optimizer") is None):
         raise TrainConfigError(
             f"{source.source} is from a finished run: nothing to resume. Start a new run with "
@@ -258,18 +275,24 @@ def train(
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
     atomic_write_text(run_dir / TRAINED_ON, "".join(f"{path.stem}\n" for path in listed_images(data, "train")))
-    rsna_val = None
+    metrics = {key: float(value) for key, value in (trainer.metrics or {}).items()}
+    rsna_val = classifier_val = None
     if score_val:
         first_device = str(trainer.args.device).split(",")[0]
-        rsna_val = score_validation(best, data, run_dir, imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
+        scoring = dict(imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
+        if classify:
+            classifier_val = score_classifier(best, data, run_dir, top1=metrics.get(TOP1_KEY), **scoring)
+        else:
+            rsna_val = score_validation(best, data, run_dir, **scoring)
     return TrainResult(
         run_dir=run_dir,
         best=best,
         data=data,
         imgsz=imgsz,
         device=str(trainer.args.device),
-        metrics={key: float(value) for key, value in (trainer.metrics or {}).items()},
+        metrics=metrics,
         rsna_val=rsna_val,
+        classifier_val=classifier_val,
     )
 
 
