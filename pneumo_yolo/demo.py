@@ -26,6 +26,7 @@ class DemoSettings:
     batch: int = 16
     model: str = "yolo11n.yaml"
     seed: int = 0
+    preset: str = "easy"
     device: str | None = None
 
 
@@ -58,8 +59,11 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     out = Path(out).absolute()
     rsna, dataset = out / "rsna", out / "dataset"
 
-    log(f"[1/6] synthesising {settings.n_train} training and {settings.n_test} test radiographs (DICOM) in {rsna}")
-    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, overwrite=True)
+    log(
+        f"[1/6] synthesising {settings.n_train} training and {settings.n_test} test radiographs "
+        f"(DICOM, {settings.preset} preset) in {rsna}"
+    )
+    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, preset=settings.preset, overwrite=True)
 
     log(f"[2/6] converting them to a YOLO dataset at {settings.imgsz} px in {dataset}")
     report = convert_rsna(

@@ -19,6 +19,7 @@ LAYERS = {
     "pneumo_yolo.model": 4,
     "converters": 4.5,
     "pneumo_yolo.demo": 5,
+    "pneumo_yolo.ablation": 5,
     "pneumo_yolo.cli": 6,
 }
 """Each part of the code and its layer: a part imports only parts of lower layers, and itself.

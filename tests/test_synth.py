@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pneumo_yolo.synth import (
     NORMAL,
     NOT_NORMAL,
     OPACITY,
+    PRESETS,
     SynthError,
     label_rows,
     make_rsna_like,
@@ -109,8 +111,9 @@ class TestLabels:
         ]
         assert label_rows("b", np.zeros((0, 4))) == ["b,,,,,0"]
 
-    def test_statistics_on_400(self, tmp_path: Path):
-        make_rsna_like(tmp_path, n=400, seed=1, size=64, progress=False)
+    @pytest.mark.parametrize("preset", PRESETS)
+    def test_statistics_on_400(self, tmp_path: Path, preset: str):
+        make_rsna_like(tmp_path, n=400, seed=1, size=64, preset=preset, progress=False)
         labels = read_labels(tmp_path / "stage_2_train_labels.csv")
         classes = Counter(read_class_info(tmp_path / "stage_2_detailed_class_info.csv").values())
         positive = [b for b in labels.boxes.values() if len(b)]
@@ -124,9 +127,10 @@ class TestLabels:
         assert (boxes[:, 0] + boxes[:, 2] <= 64).all() and (boxes[:, 1] + boxes[:, 3] <= 64).all()
         assert (boxes == boxes.round()).all()
 
-    def test_class_shares_follow_rsna(self):
+    @pytest.mark.parametrize("preset", PRESETS)
+    def test_class_shares_follow_rsna(self, preset: str):
         rng = np.random.default_rng(8)
-        specs = [sample_chest(rng, 64) for _ in range(800)]
+        specs = [sample_chest(rng, 64, preset=preset) for _ in range(800)]
         counts = Counter(s.class_name for s in specs)
         assert set(counts) == set(CLASSES) == {"Lung Opacity", "No Lung Opacity / Not Normal", "Normal"}
         assert abs(counts[OPACITY] / 800 - 0.225) < 0.045
@@ -191,6 +195,89 @@ class TestRender:
             sample_chest(np.random.default_rng(0), 256, "Pneumonia")
         with pytest.raises(ValueError, match="at least 64"):
             sample_chest(np.random.default_rng(0), 32)
+
+
+def box_contrast(image: np.ndarray, box: np.ndarray) -> float:
+    """Mean grey level inside ``box`` minus the mean of a ring around it, half the box wide."""
+    x, y, w, h = box.astype(int)
+    x0, y0 = max(x - w // 2, 0), max(y - h // 2, 0)
+    around = image[y0 : y + h + h // 2, x0 : x + w + w // 2].astype(float)
+    inside = image[y : y + h, x : x + w].astype(float)
+    return inside.mean() - (around.sum() - inside.sum()) / (around.size - inside.size)
+
+
+class TestPresets:
+    def test_same_patients_and_boxes_other_pictures(self):
+        changed = 0
+        for seed in range(40):
+            easy, hard = (sample_chest(np.random.default_rng(seed), 128, preset=name) for name in ("easy", "hard"))
+            assert (easy.class_name, easy.view_position, easy.texture_seed) == (hard.class_name, hard.view_position, hard.texture_seed)
+            assert (easy.boxes == hard.boxes).all() and easy.findings == hard.findings
+            differs = bool((render_chest(easy) != render_chest(hard)).any())
+            assert differs == bool(hard.opacities or hard.mimics)
+            changed += differs
+        assert changed >= 10
+
+    def test_hard_opacities_are_fainter_but_visible(self):
+        easy_contrast, hard_contrast, hard_gain = [], [], []
+        for seed in range(12):
+            easy, hard = (sample_chest(np.random.default_rng(seed), 512, OPACITY, preset=name) for name in ("easy", "hard"))
+            easy_image, hard_image = render_chest(easy), render_chest(hard)
+            without = render_chest(dataclasses.replace(hard, opacities=())).astype(float)
+            for box in hard.boxes:
+                easy_contrast.append(box_contrast(easy_image, box))
+                hard_contrast.append(box_contrast(hard_image, box))
+                x, y, w, h = box.astype(int)
+                hard_gain.append(hard_image[y : y + h, x : x + w].mean() - without[y : y + h, x : x + w].mean())
+        assert np.mean(easy_contrast) - np.mean(hard_contrast) > 8
+        assert np.mean(np.less(hard_contrast, easy_contrast)) > 0.9
+        assert 3 < np.median(hard_gain) < 14
+
+    def test_hard_not_normal_images_carry_mimics_without_boxes(self):
+        specs = [sample_chest(np.random.default_rng(seed), 256, NOT_NORMAL, preset="hard") for seed in range(200)]
+        assert 0.4 < np.mean([bool(s.mimics) for s in specs]) < 0.6
+        assert {m.kind for s in specs for m in s.mimics} == {"patch", "band", "crowding"}
+        for spec in [s for s in specs if s.mimics][:12]:
+            assert spec.boxes.shape == (0, 4)
+            image = render_chest(spec).astype(float)
+            without = render_chest(dataclasses.replace(spec, mimics=())).astype(float)
+            inside = np.zeros(image.shape, dtype=bool)
+            for mimic in spec.mimics:
+                x, y, w, h = mimic.box
+                inside[y : y + h, x : x + w] = True
+                assert np.percentile(np.abs(image - without)[y : y + h, x : x + w], 90) >= 2, mimic
+            assert (image[~inside] == without[~inside]).all()
+        easy = [sample_chest(np.random.default_rng(seed), 64, preset="easy") for seed in range(200)]
+        hard = [sample_chest(np.random.default_rng(seed), 64, preset="hard") for seed in range(200)]
+        assert not any(s.mimics for s in easy)
+        assert all(s.class_name == NOT_NORMAL for s in hard if s.mimics)
+
+    def test_patches_look_like_hard_opacities(self):
+        patches, opacities = [], []
+        for seed in range(60):
+            for class_name, found in ((NOT_NORMAL, patches), (OPACITY, opacities)):
+                spec = sample_chest(np.random.default_rng(seed), 256, class_name, preset="hard")
+                image = render_chest(spec).astype(float)
+                bare = render_chest(dataclasses.replace(spec, opacities=(), mimics=())).astype(float)
+                boxes = [m.box for m in spec.mimics if m.kind == "patch"] + [o.box for o in spec.opacities]
+                found += [(image - bare)[y : y + h, x : x + w].mean() for x, y, w, h in boxes]
+        assert len(patches) > 10
+        assert 0.4 * np.median(opacities) < np.median(patches) < np.median(opacities)
+
+    def test_easy_specs_are_pinned(self):
+        """The easy preset draws exactly what it drew before presets existed: same labels, anatomy and seeds."""
+        fields = ("size", "view_position", "sex", "age", "class_name", "anatomy", "opacities", "findings", "marker", "texture_seed")
+        specs = [sample_chest(np.random.default_rng(seed), 1024) for seed in range(40)]
+        assert not any(s.mimics for s in specs)
+        digest = hashlib.sha256(repr([[getattr(s, f) for f in fields] for s in specs]).encode()).hexdigest()
+        assert digest[:16] == "c84db18a26e182c8"
+
+    def test_unknown_preset(self, tmp_path: Path):
+        with pytest.raises(SynthError, match="easy, hard"):
+            sample_chest(np.random.default_rng(0), 64, preset="medium")
+        with pytest.raises(SynthError, match="easy, hard"):
+            make_rsna_like(tmp_path / "out", n=2, size=64, preset="medium", progress=False)
+        assert not (tmp_path / "out").exists()
 
 
 class TestDeterminism:
@@ -293,6 +380,20 @@ class TestCommand:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1 and "already holds a data set" in result.output
         assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+    def test_synth_preset(self, tmp_path: Path):
+        for name in PRESETS:
+            args = ["synth", "--out", str(tmp_path / name), "--n-train", "8", "--dicom-size", "64", "--seed", "2", "--preset", name]
+            assert CliRunner().invoke(app, args).exit_code == 0
+        easy, hard = files(tmp_path / "easy"), files(tmp_path / "hard")
+        assert easy.keys() == hard.keys() and easy["stage_2_train_labels.csv"] == hard["stage_2_train_labels.csv"]
+        assert any(easy[name] != hard[name] for name in easy if name.endswith(".dcm"))
+
+    @pytest.mark.parametrize("command", ["synth", "demo"])
+    def test_bad_preset_exits_2(self, tmp_path: Path, command: str):
+        result = CliRunner().invoke(app, [command, "--out", str(tmp_path / "out"), "--preset", "medium"])
+        assert result.exit_code == 2 and "easy, hard" in result.output
+        assert not (tmp_path / "out").exists()
 
     def test_synth_rejects_bad_numbers(self, tmp_path: Path):
         result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path), "--n-train", "0"])

@@ -179,7 +179,7 @@ class TestTune:
         assert report.best.conf >= 0.3
         text = report.summary(top=3)
         assert "default" in text and "best" in text
-        assert len(text.splitlines()) == 5 + 3
+        assert len(text.splitlines()) == 6 + 3
 
     def test_raw_patient_without_ground_truth_is_an_error(self) -> None:
         truth, images = generated(5)

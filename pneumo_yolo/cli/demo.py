@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..demo import DemoSettings
+from . import options
 from .app import app
 
 _DEFAULTS = DemoSettings()
@@ -22,6 +23,7 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _DEFAULTS.epochs,
     device: Annotated[Optional[str], typer.Option(help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = _DEFAULTS.seed,
+    preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).")] = _DEFAULTS.preset,
 ) -> None:
     """Run synth → convert → train → predict → submission.csv → evaluate, and print the RSNA score.
 
@@ -29,5 +31,5 @@ def demo(
     """
     from ..demo import run_demo
 
-    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, device=device)
+    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device)
     run_demo(out, settings, log=typer.echo)

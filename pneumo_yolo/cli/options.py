@@ -46,3 +46,11 @@ def split_name(value: str | None) -> str | None:
         raise typer.BadParameter(f"{value!r} is not one of 'train', 'val', 'fold0', 'fold1', …")
     return value
 
+
+def synth_preset(value: str) -> str:
+    """``--preset`` of synth and demo: the name of a synthetic data preset (``easy`` or ``hard``)."""
+    from ..synth.sample import PRESETS
+
+    if value not in PRESETS:
+        raise typer.BadParameter(f"{value!r} is not valid; use one of {', '.join(PRESETS)}")
+    return value

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from . import options
 from .app import app, fail
 
 
@@ -17,6 +18,7 @@ def synth(
     n_test: Annotated[int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")] = 0,
     dicom_size: Annotated[int, typer.Option(min=64, help="Side of the DICOM images in pixels (RSNA's are 1024); boxes scale with it.")] = 1024,
     seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same bytes.")] = 0,
+    preset: Annotated[str, typer.Option(callback=options.synth_preset, help="easy: clear opacities. hard: faint opacities, and opacity look-alikes without a box on half of the 'Not Normal' images (same patients and boxes as easy).")] = "easy",
     overwrite: Annotated[bool, typer.Option(help="Replace a data set already in OUT.")] = False,
 ) -> None:
     """Write synthetic chest radiographs in the exact RSNA format, with labels (for tests and demos).
@@ -28,7 +30,7 @@ def synth(
     from ..synth import SynthError, make_rsna_like
 
     try:
-        summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, overwrite=overwrite)
+        summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite)
     except SynthError as error:
         raise fail(f"error: {error}") from None
     except OSError as error:

@@ -1,9 +1,9 @@
 """Rendering of a sampled :class:`~.sample.ChestSpec` as a MONOCHROME2 chest radiograph.
 
 :func:`render_chest` is a pure function of the spec. The smooth anatomy (body, lungs,
-heart, ribs, opacities) is drawn at 256 px at most and upscaled; film grain and markers
-are added at full size. Removing the opacities from a spec renders the same patient
-without them, which is how tests check that each opacity lies inside its box.
+heart, ribs, opacities, mimics) is drawn at 256 px at most and upscaled; film grain and
+markers are added at full size. Removing the opacities (or mimics) from a spec renders the
+same patient without them, which is how tests check that each opacity lies inside its box.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .sample import Anatomy, ChestSpec, Opacity
+from .sample import Anatomy, ChestSpec, Mimic, Opacity
 
 RENDER_SIDE = 256
 HEART_TILT = (np.cos(np.radians(25.0)), np.sin(np.radians(25.0)))
@@ -170,30 +170,52 @@ def _anatomy_density(spec: ChestSpec, side: int, rng: np.random.Generator) -> tu
     return density.astype(np.float32), open_lung.astype(np.float32)
 
 
-def _add_opacity(density: np.ndarray, open_lung: np.ndarray, opacity: Opacity, image_size: int) -> None:
-    """Add one soft, blotchy, brighter region to ``density`` (``side`` px) in place.
+def _envelope(
+    box: tuple[int, int, int, int], squareness: float, side: int, image_size: int
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The rows and columns of the ``side`` px grid that ``box`` (pixels of ``image_size``)
+    covers, and a soft rounded-rectangle mask over them.
 
-    When the image is upscaled from ``density``, the region stops 2 low-resolution pixels
-    inside its box, the reach of the bicubic kernel, so the final image changes only inside
-    the box.
+    When the image is upscaled from that grid, the mask stops 2 low-resolution pixels inside
+    the box, the reach of the bicubic kernel, so the final image changes only inside the box.
     """
-    side = density.shape[0]
-    x, y, w, h = opacity.box
+    x, y, w, h = box
     scale = side / image_size
     margin = 2.0 / scale if image_size > side else 0.0
     j0, j1 = int(np.floor(x * scale)), int(np.ceil((x + w) * scale))
     i0, i1 = int(np.floor(y * scale)), int(np.ceil((y + h) * scale))
     cols = ((np.arange(j0, j1, dtype=np.float32) + 0.5) / scale - (x + w / 2)) / (w / 2 - margin)
     rows = ((np.arange(i0, i1, dtype=np.float32) + 0.5) / scale - (y + h / 2)) / (h / 2 - margin)
-    p = opacity.squareness
+    p = squareness
     radius = (np.abs(cols[None, :]) ** p + np.abs(rows[:, None]) ** p) ** (1.0 / p)
-    envelope = _ramp((1.0 - radius) / 0.45)
+    return (slice(i0, i1), slice(j0, j1)), _ramp((1.0 - radius) / 0.45)
+
+
+def _add_opacity(density: np.ndarray, open_lung: np.ndarray, opacity: Opacity | Mimic, image_size: int) -> None:
+    """Add one soft, blotchy, brighter region inside ``opacity.box`` to ``density`` in place
+    (also draws the ``patch`` and ``band`` mimics)."""
+    (rows, cols), envelope = _envelope(opacity.box, opacity.squareness, density.shape[0], image_size)
     rng = np.random.default_rng(opacity.seed)
-    cells = (max(3, round((i1 - i0) / 9)), max(3, round((j1 - j0) / 9)))
-    field = _smooth_noise(rng, cells, (i1 - i0, j1 - j0))
+    shape = envelope.shape
+    cells = (max(3, round(shape[0] / 9)), max(3, round(shape[1] / 9)))
+    field = _smooth_noise(rng, cells, shape)
     blotch = 1.0 / (1.0 + np.exp(-3.0 * (field + opacity.coverage)))
-    weight = 0.3 + 0.7 * np.clip(open_lung[i0:i1, j0:j1], 0.0, 1.0)
-    density[i0:i1, j0:j1] += opacity.strength * envelope * (0.3 + 0.7 * blotch) * weight
+    weight = 0.3 + 0.7 * np.clip(open_lung[rows, cols], 0.0, 1.0)
+    density[rows, cols] += opacity.strength * envelope * (0.3 + 0.7 * blotch) * weight
+
+
+def _add_crowding(density: np.ndarray, open_lung: np.ndarray, mimic: Mimic, image_size: int) -> None:
+    """Add crowded vessel markings inside ``mimic.box`` to ``density`` in place: thin,
+    tortuous bright lines, packed more densely the higher ``mimic.coverage``, twice as dense
+    as a patch of the same ``strength`` (they are thin)."""
+    (rows, cols), envelope = _envelope(mimic.box, mimic.squareness, density.shape[0], image_size)
+    rng = np.random.default_rng(mimic.seed)
+    shape = envelope.shape
+    field = _smooth_noise(rng, (max(3, round(shape[0] / 4)), max(3, round(shape[1] / 4))), shape)
+    width = 0.25 + 0.25 * mimic.coverage
+    lines = _ramp((width - np.abs(field)) / width) ** 2
+    weight = 0.3 + 0.7 * np.clip(open_lung[rows, cols], 0.0, 1.0)
+    density[rows, cols] += 2.0 * mimic.strength * envelope * lines * weight
 
 
 def _draw_findings(density: np.ndarray, spec: ChestSpec, rng: np.random.Generator) -> None:
@@ -252,9 +274,9 @@ def _draw_marker(image: np.ndarray, marker: str, rng: np.random.Generator) -> No
 def render_chest(spec: ChestSpec) -> np.ndarray:
     """Render ``spec`` as a ``size × size`` uint8 MONOCHROME2 image (bone bright, air dark).
 
-    Pure: the same spec always gives the same pixels, and the opacities only change pixels
-    inside their boxes (so ``dataclasses.replace(spec, opacities=())`` renders the same
-    patient without them).
+    Pure: the same spec always gives the same pixels, and the opacities and mimics only
+    change pixels inside their boxes (so ``dataclasses.replace(spec, opacities=())`` renders
+    the same patient without them).
 
     >>> from pneumo_yolo.synth import sample_chest
     >>> image = render_chest(sample_chest(np.random.default_rng(0), size=256))
@@ -266,6 +288,8 @@ def render_chest(spec: ChestSpec) -> np.ndarray:
     density, open_lung = _anatomy_density(spec, side, rng)
     for opacity in spec.opacities:
         _add_opacity(density, open_lung, opacity, spec.size)
+    for mimic in spec.mimics:
+        (_add_crowding if mimic.kind == "crowding" else _add_opacity)(density, open_lung, mimic, spec.size)
     if spec.findings:
         _draw_findings(density, spec, rng)
     a = spec.anatomy

@@ -5,6 +5,12 @@ from one RNG into a :class:`ChestSpec`, which :mod:`.render` turns into pixels. 
 statistics follow the real stage-2 training labels (see ``DATA.md``): 22.5% positive
 patients, 1–4 boxes per positive image (two boxes usually one per lung), box sizes around
 217 × 298 px of 1024.
+
+A :class:`Preset` sets how hard the pictures are to read. ``easy`` (the default) draws clear
+opacities. ``hard`` draws faint ones, and gives half of the "No Lung Opacity / Not Normal"
+images (so about 29 % of the negatives, 22 % of all images) opacity look-alikes that carry no
+box (:class:`Mimic`). Both presets make the same draws up to the last one of the easy preset,
+so one seed gives the same patients, classes and boxes in both.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ BOX_WIDTH_MEDIAN, BOX_WIDTH_LOG_SD, BOX_WIDTH_RANGE = 217 / REAL_SIDE, 0.28, (40
 BOX_HEIGHT_MEDIAN, BOX_HEIGHT_LOG_SD, BOX_HEIGHT_RANGE = 298 / REAL_SIDE, 0.50, (45 / REAL_SIDE, 942 / REAL_SIDE)
 BOX_SIZE_CORRELATION = 0.6
 FINDINGS = ("cardiomegaly", "line", "ecg", "pacemaker")
+MIMIC_KINDS = {"patch": 0.5, "band": 0.2, "crowding": 0.3}
 MIN_SIZE = 64
 
 Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) in image units
@@ -89,6 +96,42 @@ class Opacity:
 
 
 @dataclass(frozen=True)
+class Mimic:
+    """Something in a lung field that looks like an opacity but is not labelled as one.
+
+    ``kind`` is ``patch`` (a faint blotch, e.g. scarring), ``band`` (a thin, wide band: plate
+    atelectasis) or ``crowding`` (packed vessel markings). The other fields mean what they
+    mean for an :class:`Opacity`; ``box`` is where it is drawn, never a label.
+    """
+
+    kind: str
+    box: tuple[int, int, int, int]
+    strength: float
+    squareness: float
+    coverage: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How hard a synthetic set is to read (see the module docstring)."""
+
+    opacity_strength: tuple[float, float]
+    """Range (uniform) of the density an opacity adds at its core."""
+    mimic_rate: float = 0.0
+    """Share of "No Lung Opacity / Not Normal" images that get 1–2 :class:`Mimic`."""
+    mimic_strength: tuple[float, float] = (0.0, 0.0)
+    """Range (uniform) of a mimic's density."""
+
+
+PRESETS = {
+    "easy": Preset(opacity_strength=(0.14, 0.30)),
+    "hard": Preset(opacity_strength=(0.05, 0.12), mimic_rate=0.5, mimic_strength=(0.04, 0.10)),
+}
+"""The presets by name; ``easy`` is the default everywhere."""
+
+
+@dataclass(frozen=True)
 class ChestSpec:
     """Everything :func:`.render.render_chest` needs to draw one radiograph, and its labels."""
 
@@ -102,11 +145,23 @@ class ChestSpec:
     findings: tuple[str, ...] = ()
     marker: str = ""
     texture_seed: int = 0
+    mimics: tuple[Mimic, ...] = ()
 
     @property
     def boxes(self) -> np.ndarray:
         """``(N, 4)`` float ``xywh`` boxes in pixels (``(0, 4)`` for a negative case)."""
         return np.array([o.box for o in self.opacities], dtype=np.float64).reshape(-1, 4)
+
+
+def preset_params(name: str) -> Preset:
+    """The :class:`Preset` called ``name``; :class:`SynthError` names the valid ones.
+
+    >>> preset_params("hard").mimic_rate
+    0.5
+    """
+    if name not in PRESETS:
+        raise SynthError(f"preset must be one of {', '.join(PRESETS)}, not {name!r}")
+    return PRESETS[name]
 
 
 def _sample_anatomy(rng: np.random.Generator, view: str, findings: tuple[str, ...]) -> Anatomy:
@@ -188,13 +243,12 @@ def _box_slots(rng: np.random.Generator, count: int, regions: dict[int, Region])
     return [*halves(-1), *halves(1)]
 
 
-def _sample_box(rng: np.random.Generator, region: Region, size: int) -> tuple[int, int, int, int]:
-    """A box with RSNA-like size statistics inside ``region``, as integer pixel ``xywh``."""
+def _place_box(
+    rng: np.random.Generator, region: Region, width: float, height: float, size: int
+) -> tuple[int, int, int, int]:
+    """A ``width × height`` box (image units, cut to ``region``) at a random place inside
+    ``region``, as integer pixel ``xywh``."""
     x0, y0, x1, y1 = region
-    z_width, z_other = rng.standard_normal(2)
-    z_height = BOX_SIZE_CORRELATION * z_width + np.sqrt(1 - BOX_SIZE_CORRELATION**2) * z_other
-    width = np.clip(BOX_WIDTH_MEDIAN * np.exp(BOX_WIDTH_LOG_SD * z_width), *BOX_WIDTH_RANGE)
-    height = np.clip(BOX_HEIGHT_MEDIAN * np.exp(BOX_HEIGHT_LOG_SD * z_height), *BOX_HEIGHT_RANGE)
     width, height = min(width, x1 - x0), min(height, y1 - y0)
     left = x0 + rng.random() * max(x1 - x0 - width, 0.0)
     top = y0 + rng.random() * max(y1 - y0 - height, 0.0)
@@ -204,13 +258,49 @@ def _sample_box(rng: np.random.Generator, region: Region, size: int) -> tuple[in
     return px0, py0, px1 - px0, py1 - py0
 
 
-def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: str | None = None) -> ChestSpec:
+def _sample_box(rng: np.random.Generator, region: Region, size: int) -> tuple[int, int, int, int]:
+    """A box with RSNA-like size statistics inside ``region``, as integer pixel ``xywh``."""
+    z_width, z_other = rng.standard_normal(2)
+    z_height = BOX_SIZE_CORRELATION * z_width + np.sqrt(1 - BOX_SIZE_CORRELATION**2) * z_other
+    width = np.clip(BOX_WIDTH_MEDIAN * np.exp(BOX_WIDTH_LOG_SD * z_width), *BOX_WIDTH_RANGE)
+    height = np.clip(BOX_HEIGHT_MEDIAN * np.exp(BOX_HEIGHT_LOG_SD * z_height), *BOX_HEIGHT_RANGE)
+    return _place_box(rng, region, width, height, size)
+
+
+def _sample_mimics(rng: np.random.Generator, anatomy: Anatomy, size: int, preset: Preset) -> tuple[Mimic, ...]:
+    """1–2 opacity look-alikes in random lung fields: patches and vessel crowding the size of
+    real boxes, bands thin and wide in a lung's lower half."""
+    regions = _lung_regions(anatomy)
+    mimics = []
+    for _ in range(int(rng.integers(1, 3))):
+        kind = str(rng.choice(list(MIMIC_KINDS), p=list(MIMIC_KINDS.values())))
+        x0, y0, x1, y1 = regions[-1 if rng.random() < 0.5 else 1]
+        if kind == "band":
+            box = _place_box(rng, (x0, (y0 + y1) / 2, x1, y1), rng.uniform(0.08, 0.18), rng.uniform(0.025, 0.045), size)
+        else:
+            box = _sample_box(rng, (x0, y0, x1, y1), size)
+        mimics.append(
+            Mimic(
+                kind=kind,
+                box=box,
+                strength=float(rng.uniform(*preset.mimic_strength)),
+                squareness=float(rng.uniform(2.0, 3.5)),
+                coverage=float(rng.uniform(0.2, 1.2)),
+                seed=int(rng.integers(2**63)),
+            )
+        )
+    return tuple(mimics)
+
+
+def sample_chest(
+    rng: np.random.Generator, size: int = REAL_SIDE, class_name: str | None = None, preset: str = "easy"
+) -> ChestSpec:
     """Draw one synthetic case: view, demographics, class, anatomy and opacity boxes.
 
     ``class_name`` forces one of :data:`CLASSES`; by default it follows the RSNA shares
     (22.5% "Lung Opacity"; negatives 57% "No Lung Opacity / Not Normal", 43% "Normal").
     "Not Normal" cases get a non-opacity finding (large heart, line or tube, ECG leads or
-    pacemaker) and never an opacity.
+    pacemaker) and never an opacity; with the ``hard`` :data:`PRESETS` some also get mimics.
 
     >>> spec = sample_chest(np.random.default_rng(0), size=512, class_name="Lung Opacity")
     >>> len(spec.opacities) >= 1 and spec.boxes.shape[1] == 4
@@ -218,6 +308,7 @@ def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: st
     """
     if size < MIN_SIZE:
         raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
+    params = preset_params(preset)
     if class_name is None:
         if rng.random() < POSITIVE_RATE:
             class_name = OPACITY
@@ -239,7 +330,7 @@ def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: st
         opacities = tuple(
             Opacity(
                 box=_sample_box(rng, slot, size),
-                strength=float(rng.uniform(0.14, 0.30)),
+                strength=float(rng.uniform(*params.opacity_strength)),
                 squareness=float(rng.uniform(2.0, 3.5)),
                 coverage=float(rng.uniform(0.2, 1.2)),
                 seed=int(rng.integers(2**63)),
@@ -247,6 +338,10 @@ def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: st
             for slot in slots
         )
     marker = str(rng.choice(["", "R", "L", "AP PORTABLE" if view == "AP" else "PA"], p=[0.3, 0.3, 0.2, 0.2]))
+    texture_seed = int(rng.integers(2**63))
+    mimics: tuple[Mimic, ...] = ()
+    if params.mimic_rate and class_name == NOT_NORMAL and rng.random() < params.mimic_rate:
+        mimics = _sample_mimics(rng, anatomy, size, params)
     return ChestSpec(
         size=size,
         view_position=view,
@@ -257,7 +352,8 @@ def sample_chest(rng: np.random.Generator, size: int = REAL_SIDE, class_name: st
         opacities=opacities,
         findings=findings,
         marker=marker,
-        texture_seed=int(rng.integers(2**63)),
+        texture_seed=texture_seed,
+        mimics=mimics,
     )
 
 

@@ -23,7 +23,7 @@ from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS
 from ..dicom.write import write_dicom
 from ..files import atomic_write_text
 from .render import render_chest
-from .sample import MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, sample_chest
+from .sample import MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -89,13 +89,13 @@ def _remove_stale(out: Path, keep: set[str], n_test: int) -> None:
 
 
 def _write_split(
-    out: Path, folder: str, split: int, ids: list[str], seed: int, size: int, bar: tqdm
+    out: Path, folder: str, split: int, ids: list[str], seed: int, size: int, preset: str, bar: tqdm
 ) -> list[ChestSpec]:
     """Sample, render and write the DICOMs of one split; image ``i`` has its own RNG stream."""
     specs = []
     for index, patient_id in enumerate(ids):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(split, index)))
-        spec = sample_chest(rng, size)
+        spec = sample_chest(rng, size, preset=preset)
         write_dicom(
             out / folder / f"{patient_id}.dcm",
             render_chest(spec),
@@ -116,14 +116,16 @@ def make_rsna_like(
     n_test: int = 0,
     size: int = REAL_SIDE,
     *,
+    preset: str = "easy",
     overwrite: bool = False,
     progress: bool = True,
 ) -> SynthSummary:
     """Write a synthetic data set in the real RSNA layout and formats (see the module docstring).
 
-    Every file depends only on ``seed``, ``n``, ``n_test`` and ``size``: the same arguments
-    give the same bytes. Train and test patientIds never collide. Boxes are in pixels of the
-    ``size × size`` images.
+    Every file depends only on ``seed``, ``n``, ``n_test``, ``size`` and ``preset``: the same
+    arguments give the same bytes. Train and test patientIds never collide. Boxes are in
+    pixels of the ``size × size`` images. Both presets give the same patients, classes and
+    boxes for one seed; only the pictures differ.
 
     Args:
         out: output folder (created).
@@ -132,12 +134,14 @@ def make_rsna_like(
         n_test: test images; with ``n_test > 0`` the test folder, a sample submission and
             ``stage_2_test_labels.csv`` (the synthetic ground truth) are written too.
         size: image side in pixels (≥ 64).
+        preset: ``easy`` (clear opacities) or ``hard`` (faint opacities, and opacity
+            look-alikes without a box on half of the "Not Normal" images); see :data:`.sample.PRESETS`.
         overwrite: replace an earlier data set in ``out`` (its other images are deleted).
         progress: show a progress bar.
 
     Raises:
-        SynthError: ``n < 1``, ``n_test < 0``, ``seed < 0`` or ``size < 64``, or ``out`` already
-            holds a data set and ``overwrite`` is false.
+        SynthError: ``n < 1``, ``n_test < 0``, ``seed < 0``, ``size < 64`` or an unknown
+            ``preset``, or ``out`` already holds a data set and ``overwrite`` is false.
 
     Example:
         >>> make_rsna_like(Path("demo_data"), n=300, n_test=60).train_positive  # doctest: +SKIP
@@ -149,13 +153,14 @@ def make_rsna_like(
         raise SynthError(f"need n >= 1, n_test >= 0 and seed >= 0 (got n={n}, n_test={n_test}, seed={seed})")
     if size < MIN_SIZE:
         raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
+    preset_params(preset)  # an unknown preset fails before anything is written
     out = Path(out)
     _check_output(out, overwrite)
     ids = patient_ids(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), n + n_test)
     train_ids, test_ids = ids[:n], ids[n:]
     with tqdm(total=n + n_test, desc=f"synth {out}", unit="img", disable=not progress) as bar:
-        train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, bar)
-        test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, bar)
+        train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, preset, bar)
+        test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, preset, bar)
     if overwrite:
         _remove_stale(out, set(ids), n_test)
 
