@@ -31,7 +31,7 @@ def ablation(
     """Score raw detector → tuned threshold → gate → flip TTA → fold ensemble → shrink on held-out synthetic images.
 
     Writes OUT/ablation.json, OUT/ablation.md (the table) and OUT/ablation.png (a bar chart).
-    Every step is tuned on out-of-fold detections only. About 20 minutes on 2 CPU cores.
+    Every step is tuned on out-of-fold detections only. About 12 minutes on 2 CPU cores.
     """
     from ..ablation import run_ablation
 

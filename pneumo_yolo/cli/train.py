@@ -33,7 +33,7 @@ def train_command(
     ] = None,
     imgsz: Annotated[
         Optional[int],
-        typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}"),
+        typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}; half that for a classifier"),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Number of epochs.")] = DEFAULT_EPOCHS,
     batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .classifier import CLASSIFIER_DEFAULTS, CLASSIFY_TASK, TOP1_KEY, classifier_line, score_classifier
+from .classifier import CLASSIFIER_DEFAULTS, CLASSIFY_TASK, TOP1_KEY, classifier_line, default_classifier_imgsz, score_classifier
 from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
 from ..data.classify_view import build_classify_view
 from ..data.dataset import ConvertedDataset, listed_images
@@ -224,6 +224,7 @@ def train(
     project = (Path(project) if project else Path.cwd() / "runs").expanduser().resolve()
     overrides = dict(overrides or {})
     check_option_keys(overrides, None, "--set")
+    size_given = imgsz is not None
     imgsz = imgsz or ConvertedDataset.from_yaml(data).imgsz or DEFAULT_IMGSZ
     _check_sizes(imgsz, epochs, batch)
     allow_download = online or downloads_allowed()
@@ -245,6 +246,8 @@ def train(
         overrides["pretrained"] = download_weights(pretrained)
     yolo = ultralytics.YOLO(download_weights(source))
     classify = yolo.task == CLASSIFY_TASK
+    if classify and not size_given:
+        imgsz = default_classifier_imgsz(imgsz)
     if not classify:
         _warn_on_size_mismatch(data, imgsz, resume)
     source_data = build_classify_view(data) if classify else data

@@ -126,7 +126,7 @@ class Preset:
 
 PRESETS = {
     "easy": Preset(opacity_strength=(0.14, 0.30)),
-    "hard": Preset(opacity_strength=(0.05, 0.12), mimic_rate=0.5, mimic_strength=(0.04, 0.10)),
+    "hard": Preset(opacity_strength=(0.09, 0.20), mimic_rate=0.5, mimic_strength=(0.06, 0.14)),
 }
 """The presets by name; ``easy`` is the default everywhere."""
 
