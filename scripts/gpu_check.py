@@ -30,7 +30,7 @@ def main() -> None:
 
     from converters.rsna import ConvertSettings, convert_rsna
     from pneumo_yolo.model.offline import import_ultralytics
-    from pneumo_yolo.model.predict import predict_folder
+    from pneumo_yolo.model.prediction import predict_folder
     from pneumo_yolo.synth import make_rsna_like
     from pneumo_yolo.model.train import train
 
