@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import CACHE, PeakMemory, synthetic_dicoms  # noqa: E402
 
+from pneumo_yolo.model.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
+
 NULL_BOXES = np.array([[100.0, 120.0, 300.0, 420.0], [600.0, 150.0, 820.0, 500.0], [110.0, 130.0, 290.0, 410.0]])
 NULL_SCORES = np.array([0.9, 0.6, 0.3])
 
@@ -83,7 +85,7 @@ def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def measure(n: int, imgsz: int, batch: int, workers: int | None) -> dict:
+def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
     from pneumo_yolo.model.inputs import list_inputs, load_image
     from pneumo_yolo.model.predict import Detector
@@ -92,12 +94,13 @@ def measure(n: int, imgsz: int, batch: int, workers: int | None) -> dict:
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)
     detector = Detector(weights, imgsz=imgsz, device="cpu")
+    model_batch = batch or CPU_BATCH
     paths = list_inputs(source)
     images = [load_image(path, imgsz).pixels for path in paths[: min(n, 256)]]
-    detector.detect(images[:batch])
+    detector.detect(images[:model_batch])
     started = time.perf_counter()
-    for start in range(0, len(images), batch):
-        detector.detect(images[start : start + batch])
+    for start in range(0, len(images), model_batch):
+        detector.detect(images[start : start + model_batch])
     model_only = len(images) / (time.perf_counter() - started)
     del images, detector  # only the end-to-end run's own memory counts below
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
@@ -109,12 +112,13 @@ def measure(n: int, imgsz: int, batch: int, workers: int | None) -> dict:
         "steady": report.steady_images_per_s,
         "startup_s": report.startup_s,
         "workers": report.workers,
+        "batch": report.batch,
         "peak_mb": memory.peak_mb,
         "errors": len(report.errors),
     }
 
 
-def measure_null(n: int, imgsz: int, batch: int, workers: int) -> dict:
+def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
     """One N and W with the null model: images/s of the pipeline alone, and its peak memory."""
     from pneumo_yolo.model import prediction
     from pneumo_yolo.model.prediction import predict_folder
@@ -122,7 +126,9 @@ def measure_null(n: int, imgsz: int, batch: int, workers: int) -> dict:
     source = synthetic_dicoms(n) / "stage_2_train_images"
     prediction.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
-        report = predict_folder(Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, workers=workers, progress=False)
+        report = predict_folder(
+            Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers, progress=False
+        )
     return {"n": n, "workers": workers, "steady": report.steady_images_per_s, "peak_mb": memory.peak_mb, "errors": len(report.errors)}
 
 
@@ -136,14 +142,15 @@ def ceiling(args: argparse.Namespace) -> None:
     """The null-model table: W, images/s, and the ratio to W × the single-core decode rate."""
     from pneumo_yolo.model.offline import cpu_count
 
+    batch = ["--batch", str(args.batch)] if args.batch else []
     for n in args.n:
         source = synthetic_dicoms(n) / "stage_2_train_images"
         rate = decode_rate(source, args.imgsz)
-        print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch}, {cpu_count()} cores: one core decodes {rate:.1f} img/s")
+        print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch or GPU_BATCH}, {cpu_count()} cores: one core decodes {rate:.1f} img/s")
         print("| W | images/s | ratio to W × single-core decode | peak memory (process tree) |")
         print("| ---: | ---: | ---: | ---: |")
         for workers in args.ceiling_workers:
-            result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", str(workers), "--null-model"])
+            result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch])
             ratio = result["steady"] / (max(1, workers) * rate)
             print(f"| {workers} | {result['steady']:.1f} | {ratio:.2f} | {result['peak_mb']:.0f} MB |", flush=True)
 
@@ -152,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--imgsz", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 4 on the CPU; 32 with --null-model, as on a GPU)")
     parser.add_argument("--workers", default="auto", help="decoding processes beside inference: auto or a number")
     parser.add_argument("--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once")
     parser.add_argument("--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)")
@@ -170,10 +177,11 @@ def main() -> None:
         return
     for n in args.n:
         synthetic_dicoms(n)
-        result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", args.workers])
+        batch = ["--batch", str(args.batch)] if args.batch else []
+        result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", args.workers, *batch])
         model_only = result["model_only"]
         print(
-            f"N={n} imgsz={args.imgsz} batch={args.batch} CPU, {result['workers']} decoding process(es): model only {model_only:.1f} img/s | "
+            f"N={n} imgsz={args.imgsz} batch={result['batch']} CPU, {result['workers']} decoding process(es): model only {model_only:.1f} img/s | "
             f"end to end {result['steady']:.1f} img/s once the model is loaded ({result['steady'] / model_only:.2f} of model only), "
             f"{result['end_to_end']:.1f} img/s with the {result['startup_s']:.1f} s start-up ({result['end_to_end'] / model_only:.2f}) | "
             f"peak memory {result['peak_mb']:.0f} MB",

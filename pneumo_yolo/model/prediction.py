@@ -25,7 +25,7 @@ from ..eval.detections import RawWriter
 from ..eval.postprocess import PostprocessConfig, postprocess_image
 from ..eval.submission import errors_only, parse_prediction_string, prediction_string, validate_submission, write_submission
 from ..files import write_errors_csv
-from .devices import auto_workers, devices_of
+from .devices import auto_batch, auto_workers, devices_of
 from .inputs import is_dicom, list_inputs
 from .predict import RAW_CONF, PredictError, detect_files, load_ensemble
 
@@ -49,6 +49,7 @@ class PredictReport:
     dicom_out: Path | None = None
     workers: int = 0
     """Decoding processes per device."""
+    batch: int = 0
     devices: int = 1
 
     @property
@@ -80,7 +81,8 @@ class PredictSettings:
     classifiers: Sequence[Path] = ()
     config: PostprocessConfig = PostprocessConfig()
     imgsz: int | None = None
-    batch: int = 32
+    batch: int | None = None
+    """Images per model call; ``None``: :func:`~pneumo_yolo.model.devices.auto_batch`."""
     tta: bool = False
     workers: int | None = None
     """Decoding processes beside the model; ``None``: :func:`~pneumo_yolo.model.devices.auto_workers`."""
@@ -97,6 +99,7 @@ class Predictions:
     sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 0
+    batch: int = 0
     loaded_at: float = 0.0
     """``time.time()`` once the models were loaded."""
 
@@ -108,21 +111,21 @@ def predict_paths(paths: list[Path], settings: PredictSettings, device: str | No
     (:mod:`pneumo_yolo.model.shards`). A file whose patientId an earlier file of ``paths`` already
     gave is a problem.
     """
-    workers = settings.workers
-    if workers is None:
-        from .offline import cpu_count, import_ultralytics, resolve_device
+    from .offline import cpu_count, import_ultralytics, resolve_device
 
-        import_ultralytics()
-        device = resolve_device(device)
-        workers = auto_workers(cpu_count(), [device])
+    if device is None:
+        import_ultralytics()  # resolve_device asks torch for a GPU
+    device = resolve_device(device)
+    workers = auto_workers(cpu_count(), [device]) if settings.workers is None else settings.workers
+    batch = auto_batch(device) if settings.batch is None else settings.batch
     ensemble = load_ensemble(
         settings.weights, settings.classifiers, imgsz=settings.imgsz, device=device, tta=settings.tta, conf=min(RAW_CONF, settings.config.conf)
     )
-    found = Predictions(workers=workers, loaded_at=time.time())
+    found = Predictions(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
         detections = detect_files(
-            ensemble, paths, batch=settings.batch, workers=workers, original_sizes=settings.original_sizes, progress=settings.progress
+            ensemble, paths, batch=batch, workers=workers, original_sizes=settings.original_sizes, progress=settings.progress
         )
         for image, detected in detections:
             if detected is None:
@@ -151,7 +154,7 @@ def predict_folder(
     classifiers: Sequence[Path] = (),
     config: PostprocessConfig = PostprocessConfig(),
     imgsz: int | None = None,
-    batch: int = 32,
+    batch: int | None = None,
     device: str | None = None,
     tta: bool = False,
     save_raw: Path | None = None,
@@ -168,8 +171,9 @@ def predict_folder(
     by their mean probability of opacity. The passes are fused, and the gate applied, by the
     post-processing (``config``: ``fusion_iou``, ``gate_alpha``, ``gate_threshold``).
 
-    ``workers`` decoding processes run beside the model (``None``: as many as
-    :func:`~pneumo_yolo.model.devices.auto_workers` says the device needs). Several devices
+    ``workers`` decoding processes run beside the model, which takes ``batch`` images at a
+    time (``None``: :func:`~pneumo_yolo.model.devices.auto_workers` and
+    :func:`~pneumo_yolo.model.devices.auto_batch` for the device). Several devices
     (``device="0,1"``, or ``"cpu,cpu"``) split the images between them, one process each
     (:mod:`pneumo_yolo.model.shards`); the outputs are the same as with one device.
 
@@ -211,7 +215,7 @@ def predict_folder(
     else:
         found = predict_paths(paths, settings, devices[0], save_raw)
     report.startup_s = found.loaded_at - started
-    report.workers, report.devices = found.workers, len(devices)
+    report.workers, report.batch, report.devices = found.workers, found.batch, len(devices)
     report.errors += found.errors
     rows = list(expected_ids) if expected_ids is not None else sorted(found.strings)
     write_submission(report.out, found.strings, rows)

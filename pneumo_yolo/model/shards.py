@@ -47,7 +47,7 @@ def shard_paths(paths: Sequence[Path], n: int) -> list[list[Path]]:
 
 def join_predictions(parts: Sequence[Predictions]) -> Predictions:
     """The predictions of the shards as one, in shard order; loaded once the slowest device was."""
-    joined = Predictions(workers=parts[0].workers, loaded_at=max(part.loaded_at for part in parts))
+    joined = Predictions(workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts))
     for part in parts:
         joined.strings.update(part.strings)
         joined.sizes.update(part.sizes)
