@@ -8,13 +8,13 @@ with random weights: its speed does not depend on training. "Model only" times
 :meth:`pneumo_yolo.model.predict.Detector.detect` on batches decoded beforehand; "end to end" times
 :func:`pneumo_yolo.model.prediction.predict_folder` from the DICOM files, decoding, post-processing and
 writing the CSV included, both once the model is loaded and with the start-up (imports, model
-loading) counted. Each N runs in its own process, so its peak memory (resident memory of the
-process tree, decoding workers included, sampled every 20 ms) is its own. Goals: end to end
+loading) counted. Each N runs in its own process, so its peak memory (of the process tree,
+decoding workers included, sampled every 20 ms: RSS, and PSS, which counts shared pages once) is its own. Goals: end to end
 ≥ 0.85 × model only; peak memory under 1 GB and flat as N grows.
 
 ``--null-model`` replaces the network by a detector that returns three fixed boxes at once, so
-what is timed is what a GPU would see: decoding, batching, post-processing and writing alone,
-with W decoding processes. It is compared with W × the rate at which one core decodes
+what is timed is what a GPU would see: decoding, batching, post-processing and writing (the
+submission and a raw table) alone, with W decoding processes. It is compared with W × the rate at which one core decodes
 (``load_image`` in a loop, in this process). Goal: ≥ 0.85 × W × that rate, as far as the cores allow.
 """
 
@@ -114,6 +114,7 @@ def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
         "workers": report.workers,
         "batch": report.batch,
         "peak_mb": memory.peak_mb,
+        "peak_pss_mb": memory.peak_pss_mb,
         "errors": len(report.errors),
     }
 
@@ -127,9 +128,10 @@ def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
     prediction.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         report = predict_folder(
-            Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers, progress=False
-        )
-    return {"n": n, "workers": workers, "steady": report.steady_images_per_s, "peak_mb": memory.peak_mb, "errors": len(report.errors)}
+            Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers,
+            save_raw=Path(scratch) / "raw.parquet", progress=False,
+        )  # fmt: skip
+    return {"n": n, "workers": workers, "steady": report.steady_images_per_s, "peak_mb": memory.peak_mb, "peak_pss_mb": memory.peak_pss_mb}
 
 
 def run_one(args: list[str]) -> dict:
@@ -147,19 +149,19 @@ def ceiling(args: argparse.Namespace) -> None:
         source = synthetic_dicoms(n) / "stage_2_train_images"
         rate = decode_rate(source, args.imgsz)
         print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch or GPU_BATCH}, {cpu_count()} cores: one core decodes {rate:.1f} img/s")
-        print("| W | images/s | ratio to W × single-core decode | peak memory (process tree) |")
+        print("| W | images/s | ratio to W × single-core decode | peak memory of the process tree, RSS / PSS |")
         print("| ---: | ---: | ---: | ---: |")
         for workers in args.ceiling_workers:
             result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch])
             ratio = result["steady"] / (max(1, workers) * rate)
-            print(f"| {workers} | {result['steady']:.1f} | {ratio:.2f} | {result['peak_mb']:.0f} MB |", flush=True)
+            print(f"| {workers} | {result['steady']:.1f} | {ratio:.2f} | {result['peak_mb']:.0f} / {result['peak_pss_mb']:.0f} MB |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--imgsz", type=int, default=512)
-    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 4 on the CPU; 32 with --null-model, as on a GPU)")
+    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 8 on the CPU; 32 with --null-model, as on a GPU)")
     parser.add_argument("--workers", default="auto", help="decoding processes beside inference: auto or a number")
     parser.add_argument("--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once")
     parser.add_argument("--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)")
@@ -184,7 +186,7 @@ def main() -> None:
             f"N={n} imgsz={args.imgsz} batch={result['batch']} CPU, {result['workers']} decoding process(es): model only {model_only:.1f} img/s | "
             f"end to end {result['steady']:.1f} img/s once the model is loaded ({result['steady'] / model_only:.2f} of model only), "
             f"{result['end_to_end']:.1f} img/s with the {result['startup_s']:.1f} s start-up ({result['end_to_end'] / model_only:.2f}) | "
-            f"peak memory {result['peak_mb']:.0f} MB",
+            f"peak memory of the process tree {result['peak_mb']:.0f} MB RSS, {result['peak_pss_mb']:.0f} MB PSS",
             flush=True,
         )
 
