@@ -24,7 +24,7 @@ MAX_DETECTIONS = 20
 
 
 class PredictError(RuntimeError):
-    """Weights that cannot be loaded: nothing can be predicted."""
+    """Weights that cannot be loaded, or a device process that failed: nothing can be predicted."""
 
 
 class Detector:

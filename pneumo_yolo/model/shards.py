@@ -8,7 +8,10 @@ written once, atomically, by the caller. ``--device cpu,cpu`` runs the same path
 (two processes sharing the cores: a test of the split, not a speed-up).
 
 If a device process fails, the others are left to finish, then :class:`PredictError` names
-the device and the problem, and no submission or raw table is written.
+the device and the problem, and no submission or raw table is written. DICOM results
+(``--dicom-out``) are written image by image as with one device, so they are the exception:
+those of the images already predicted stay, and each process numbers its own SR and GSPS
+series, so the images of one study (one per study in RSNA) split over two devices get two series.
 """
 
 from __future__ import annotations
