@@ -76,7 +76,7 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Se
     with tempfile.TemporaryDirectory(prefix=".pneumo-yolo-shards-", dir=raw.parent if raw else None) as scratch:
         parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(devices))]
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
+        with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1) as pool:  # a process per device
             jobs = [
                 pool.submit(predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part)
                 for index, (shard, device, part) in enumerate(zip(shards, devices, parts))
