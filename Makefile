@@ -27,6 +27,7 @@ ablation: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python bench/convert.py --n 200 1000 --imgsz 512
 	$(BIN)/python bench/predict.py --n 100 1000 --imgsz 512
+	$(BIN)/python bench/predict.py --null-model --n 1000 --imgsz 512
 	$(BIN)/python bench/ensemble.py --n 200
 	$(BIN)/python bench/metric.py
 

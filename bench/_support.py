@@ -23,7 +23,11 @@ def synthetic_dicoms(n: int, seed: int = 0) -> Path:
 
 
 class PeakMemory:
-    """Sample the resident memory of this process and all its children; ``peak_mb`` after the block.
+    """Sample the memory of this process and all its children; ``peak_mb`` (and ``peak_pss_mb``) after the block.
+
+    ``peak_mb`` sums each process's resident set (RSS), so a shared library's pages count once in
+    every process that maps them; ``peak_pss_mb`` sums the proportional set sizes (shared pages
+    split between their processes, read from ``/proc/PID/smaps_rollup``; 0 where there is none).
 
     >>> with PeakMemory() as memory:  # doctest: +SKIP
     ...     work()
@@ -33,22 +37,26 @@ class PeakMemory:
     def __init__(self, interval_s: float = 0.02) -> None:
         self.interval_s = interval_s
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _tree_rss(self) -> int:
+    def _tree(self) -> tuple[int, int]:
         me = psutil.Process()
-        total = 0
+        rss = pss = 0
         for process in [me, *me.children(recursive=True)]:
             try:
-                total += process.memory_info().rss
+                rss += process.memory_info().rss
+                pss += _pss(process.pid)
             except psutil.Error:
                 continue
-        return total
+        return rss, pss
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._tree_rss())
+            rss, pss = self._tree()
+            self.peak_bytes = max(self.peak_bytes, rss)
+            self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
             time.sleep(self.interval_s)
 
     def __enter__(self) -> PeakMemory:
@@ -62,3 +70,19 @@ class PeakMemory:
     @property
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
+
+    @property
+    def peak_pss_mb(self) -> float:
+        return self.peak_pss_bytes / 2**20
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (0 where ``smaps_rollup`` cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

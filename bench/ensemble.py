@@ -59,7 +59,7 @@ def per_image_ms(run, items: list, repeats: int = 1) -> float:
 
 def steady_ms(source: Path, weights: list[Path], classifiers: list[Path], imgsz: int, batch: int, workers: int) -> float:
     """Milliseconds per image of ``predict_folder`` once its models are loaded."""
-    from pneumo_yolo.model.predict import predict_folder
+    from pneumo_yolo.model.prediction import predict_folder
 
     with tempfile.TemporaryDirectory() as scratch:
         report = predict_folder(

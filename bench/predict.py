@@ -1,15 +1,23 @@
-"""Benchmark of ``predict``: DICOM folder → submission CSV, against the model alone.
+"""Benchmark of ``predict``: DICOM folder → submission CSV, against the model alone, and the pipeline's ceiling.
 
-Run: ``.venv/bin/python bench/predict.py [--n 100 1000] [--imgsz 512] [--batch 32]``.
+Run: ``.venv/bin/python bench/predict.py [--n 1000 10000] [--imgsz 512] [--batch 32] [--workers auto]``
+and ``.venv/bin/python bench/predict.py --null-model [--n 1000] [--ceiling-workers 0 1 2]``.
 
 The model is yolo11n (single channel, one class, as ``train`` builds it from our data.yaml),
 with random weights: its speed does not depend on training. "Model only" times
 :meth:`pneumo_yolo.model.predict.Detector.detect` on batches decoded beforehand; "end to end" times
-:func:`pneumo_yolo.model.predict.predict_folder` from the DICOM files, decoding, post-processing and
+:func:`pneumo_yolo.model.prediction.predict_folder` from the DICOM files, decoding, post-processing and
 writing the CSV included, both once the model is loaded and with the start-up (imports, model
-loading) counted. Each N runs in its own process, so its peak memory (process tree,
-DataLoader workers included) is its own. Goals: end to end ≥ 0.85 × model only; peak memory
-flat as N grows.
+loading) counted; it runs first, as the command would, so the model-only run leaves nothing in
+its memory figure. Each N runs in its own process, so its peak memory (of the process tree,
+decoding workers included, sampled every 20 ms: RSS, and PSS, which counts shared pages once) is its own. Goals: end to end
+≥ 0.85 × model only; peak memory under 1 GB and flat as N grows.
+
+``--null-model`` replaces the network by a detector that returns three fixed boxes at once, so
+what is timed is what a GPU would see: decoding, batching, post-processing and writing (the
+submission and a raw table) alone, with W decoding processes. It is compared with W × the rate at which one core decodes
+(``load_image`` in a loop, measured just before in the same process; W = 0 decodes in the
+predicting process and is compared with one core). Goal: ≥ 0.85 × W × that rate, as far as the cores allow.
 """
 
 from __future__ import annotations
@@ -22,9 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import CACHE, PeakMemory, synthetic_dicoms  # noqa: E402
+
+from pneumo_yolo.model.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
+
+NULL_BOXES = np.array([[100.0, 120.0, 300.0, 420.0], [600.0, 150.0, 820.0, 500.0], [110.0, 130.0, 290.0, 410.0]])
+NULL_SCORES = np.array([0.9, 0.6, 0.3])
 
 
 def random_weights(imgsz: int) -> Path:
@@ -45,56 +60,136 @@ def random_weights(imgsz: int) -> Path:
     return path
 
 
-def measure(n: int, imgsz: int, batch: int, workers: int) -> dict:
+class NullEnsemble:
+    """Stands in for :class:`~pneumo_yolo.model.predict.Ensemble`: the same three boxes for every image, at once."""
+
+    members = 1
+
+    def __init__(self, imgsz: int) -> None:
+        self.imgsz = imgsz
+
+    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [(NULL_BOXES * image.shape[1] / 1024, NULL_SCORES, np.zeros(len(NULL_SCORES), np.int64)) for image in images]
+
+    def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.full(len(images), np.nan)
+
+
+def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
+    """Images per second that one core decodes (DICOM → model input), one after another."""
+    from pneumo_yolo.model.inputs import list_inputs, load_image
+
+    paths = list_inputs(source)[:n]
+    load_image(paths[0], imgsz)
+    started = time.perf_counter()
+    for path in paths:
+        load_image(path, imgsz)
+    return len(paths) / (time.perf_counter() - started)
+
+
+def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
     from pneumo_yolo.model.inputs import list_inputs, load_image
-    from pneumo_yolo.model.predict import Detector, predict_folder
+    from pneumo_yolo.model.predict import Detector
+    from pneumo_yolo.model.prediction import predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)
-    detector = Detector(weights, imgsz=imgsz, device="cpu")
-    paths = list_inputs(source)
-    images = [load_image(path, imgsz).pixels for path in paths[: min(n, 256)]]
-    detector.detect(images[:batch])
-    started = time.perf_counter()
-    for start in range(0, len(images), batch):
-        detector.detect(images[start : start + batch])
-    model_only = len(images) / (time.perf_counter() - started)
-    del images  # only the end-to-end run's own memory counts below
-    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:  # first, so that nothing of the model-only run counts
         report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", workers=workers, progress=False)
+    detector = Detector(weights, imgsz=imgsz, device="cpu")
+    model_batch = batch or CPU_BATCH
+    images = [load_image(path, imgsz).pixels for path in list_inputs(source)[: min(n, 256)]]
+    detector.detect(images[:model_batch])
+    started = time.perf_counter()
+    for start in range(0, len(images), model_batch):
+        detector.detect(images[start : start + model_batch])
+    model_only = len(images) / (time.perf_counter() - started)
     return {
         "n": n,
         "model_only": model_only,
         "end_to_end": report.images_per_s,
         "steady": report.steady_images_per_s,
         "startup_s": report.startup_s,
+        "workers": report.workers,
+        "batch": report.batch,
         "peak_mb": memory.peak_mb,
+        "peak_pss_mb": memory.peak_pss_mb,
         "errors": len(report.errors),
     }
+
+
+def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
+    """One N and W with the null model: images/s of the pipeline alone, and its peak memory."""
+    from pneumo_yolo.model import prediction
+    from pneumo_yolo.model.prediction import predict_folder
+
+    source = synthetic_dicoms(n) / "stage_2_train_images"
+    prediction.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
+    rate = decode_rate(source, imgsz)  # just before, in this process: the load of a shared machine changes by the minute
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        report = predict_folder(
+            Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers,
+            save_raw=Path(scratch) / "raw.parquet", progress=False,
+        )  # fmt: skip
+    return {"n": n, "workers": workers, "steady": report.steady_images_per_s, "decode_rate": rate, "peak_mb": memory.peak_mb, "peak_pss_mb": memory.peak_pss_mb}
+
+
+def run_one(args: list[str]) -> dict:
+    """This script in a fresh process (``--one …``); its JSON result."""
+    result = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def ceiling(args: argparse.Namespace) -> None:
+    """The null-model table: W, images/s, and the ratio to W × the single-core decode rate."""
+    from pneumo_yolo.model.offline import cpu_count
+
+    batch = ["--batch", str(args.batch)] if args.batch else []
+    for n in args.n:
+        print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch or GPU_BATCH}, {cpu_count()} cores")
+        print("| W | images/s | one core decodes (img/s) | ratio to W × single-core decode | peak memory of the process tree, RSS / PSS |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for workers in args.ceiling_workers:
+            result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch])
+            ratio = result["steady"] / (max(1, workers) * result["decode_rate"])
+            print(
+                f"| {workers} | {result['steady']:.1f} | {result['decode_rate']:.1f} | {ratio:.2f} | {result['peak_mb']:.0f} / {result['peak_pss_mb']:.0f} MB |",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--imgsz", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes beside inference")
+    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 8 on the CPU; 32 with --null-model, as on a GPU)")
+    parser.add_argument("--workers", default="auto", help="decoding processes beside inference: auto or a number")
+    parser.add_argument("--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once")
+    parser.add_argument("--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    workers = None if args.workers == "auto" else int(args.workers)
     if args.one:
-        print(json.dumps(measure(args.one, args.imgsz, args.batch, args.workers)))
+        print(json.dumps(measure_null(args.one, args.imgsz, args.batch, workers) if args.null_model else measure(args.one, args.imgsz, args.batch, workers)))
+        return
+    if args.null_model:
+        from pneumo_yolo.model.offline import cpu_count
+
+        args.ceiling_workers = args.ceiling_workers or list(range(cpu_count() + 1))
+        ceiling(args)
         return
     for n in args.n:
         synthetic_dicoms(n)
-        command = [sys.executable, __file__, "--one", str(n), "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", str(args.workers)]
-        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        batch = ["--batch", str(args.batch)] if args.batch else []
+        result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", args.workers, *batch])
         model_only = result["model_only"]
         print(
-            f"N={n} imgsz={args.imgsz} batch={args.batch} CPU: model only {model_only:.1f} img/s | "
+            f"N={n} imgsz={args.imgsz} batch={result['batch']} CPU, {result['workers']} decoding process(es): model only {model_only:.1f} img/s | "
             f"end to end {result['steady']:.1f} img/s once the model is loaded ({result['steady'] / model_only:.2f} of model only), "
             f"{result['end_to_end']:.1f} img/s with the {result['startup_s']:.1f} s start-up ({result['end_to_end'] / model_only:.2f}) | "
-            f"peak memory {result['peak_mb']:.0f} MB"
+            f"peak memory of the process tree {result['peak_mb']:.0f} MB RSS, {result['peak_pss_mb']:.0f} MB PSS",
+            flush=True,
         )
 
 

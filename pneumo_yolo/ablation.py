@@ -162,7 +162,7 @@ def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log
 
     from .data.dataset import ConvertedDataset, listed_images
     from .model.folds import fold_name, train_folds
-    from .model.predict import predict_folder
+    from .model.prediction import predict_folder
     from .synth import make_rsna_like
 
     started = time.perf_counter()

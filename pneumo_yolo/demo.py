@@ -49,7 +49,7 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     from converters.rsna import ConvertSettings, convert_rsna
 
     from .eval.postprocess import PostprocessConfig
-    from .model.predict import predict_folder
+    from .model.prediction import predict_folder
     from .eval.scoring import evaluate_submission, load_scoring_set
     from .synth import make_rsna_like
     from .model.train import train

@@ -1,19 +1,69 @@
-"""GPU check: synthesise data, train 2 epochs at 512 with AMP on the GPU, predict, print images/s.
+"""GPU check: synthesise data, train 2 epochs at 512 with AMP on the GPU, predict, print images/s and GPU utilisation.
 
 Run on a CUDA machine (no internet needed, installs nothing):
 
     .venv/bin/python scripts/gpu_check.py [--work DIR] [--n 400] [--n-test 200] [--epochs 2] [--imgsz 512] [--device 0]
 
 ``--device cpu --n 40 --n-test 10 --imgsz 128 --epochs 1`` runs the same steps on a CPU as a smoke test.
+
+predict runs with ``--workers auto`` and the default batch; while it runs, the utilisation of
+the first GPU of ``--device`` is sampled every 0.2 s (``torch.cuda.utilization``, which needs
+pynvml, else ``nvidia-smi``), and its mean and maximum are printed: a GPU that waits on decoding
+shows well under 100%.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import shutil
+import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+
+def utilisation_reader(device: str) -> tuple[Callable[[], float], str] | None:
+    """A function returning the GPU's current utilisation in %, and its source; ``None`` where none works."""
+    import torch
+
+    index = int(device.split(",")[0])
+    try:
+        torch.cuda.utilization(index)
+        return (lambda: float(torch.cuda.utilization(index))), "torch.cuda.utilization"
+    except Exception:  # torch raises ModuleNotFoundError without pynvml, and driver errors of its own
+        pass
+    if shutil.which("nvidia-smi"):
+        command = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        return (lambda: float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip())), "nvidia-smi"
+    return None
+
+
+class UtilisationSampler:
+    """Sample a GPU's utilisation every ``interval_s`` in a thread while the block runs."""
+
+    def __init__(self, read: Callable[[], float], interval_s: float = 0.2) -> None:
+        self.read, self.interval_s, self.samples = read, interval_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.samples.append(self.read())
+            except Exception:  # a failed read is a lost sample, not a failed check
+                continue
+
+    def __enter__(self) -> "UtilisationSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main() -> None:
@@ -30,7 +80,7 @@ def main() -> None:
 
     from converters.rsna import ConvertSettings, convert_rsna
     from pneumo_yolo.model.offline import import_ultralytics
-    from pneumo_yolo.model.predict import predict_folder
+    from pneumo_yolo.model.prediction import predict_folder
     from pneumo_yolo.synth import make_rsna_like
     from pneumo_yolo.model.train import train
 
@@ -64,12 +114,24 @@ def main() -> None:
           f"{args.epochs * n_train / train_seconds:.1f} training images/s, AMP requested")
     print(result.final_line())
 
-    predicted = predict_folder(
-        result.best, work / "rsna" / "stage_2_test_images", work / "submission.csv",
-        imgsz=args.imgsz, batch=args.batch, device=args.device, workers=2, progress=False,
-    )  # fmt: skip
-    print(f"predict: {predicted.n_images} DICOMs -> CSV at {predicted.images_per_s:.1f} images/s end to end "
-          f"({len(predicted.errors)} errors)")
+    reader = utilisation_reader(args.device) if args.device != "cpu" else None
+    sampler = UtilisationSampler(reader[0]) if reader else contextlib.nullcontext()
+    with sampler:
+        predicted = predict_folder(
+            result.best, work / "rsna" / "stage_2_test_images", work / "submission.csv",
+            imgsz=args.imgsz, device=args.device, progress=False,
+        )  # fmt: skip
+    print(f"predict (--workers auto: {predicted.workers} decoding processes per device, batches of {predicted.batch}): "
+          f"{predicted.n_images} DICOMs -> CSV at {predicted.steady_images_per_s:.1f} images/s once the model is loaded, "
+          f"{predicted.images_per_s:.1f} images/s with the {predicted.startup_s:.1f} s start-up ({len(predicted.errors)} errors)")
+    if args.device == "cpu":
+        print("GPU utilisation: not measured (CPU run)")
+    elif reader is None or not sampler.samples:
+        print("GPU utilisation: not available (neither torch.cuda.utilization, which needs pynvml, nor nvidia-smi worked)")
+    else:
+        samples = sampler.samples
+        print(f"GPU utilisation during predict, start-up included ({reader[1]}, {len(samples)} samples every 0.2 s): "
+              f"mean {sum(samples) / len(samples):.0f}%, max {max(samples):.0f}%")
     print(f"outputs in {work}")
 
 

@@ -27,7 +27,8 @@ from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.submission import read_submission
 from pneumo_yolo.model import predict
 from pneumo_yolo.model.inputs import load_image
-from pneumo_yolo.model.predict import RAW_CONF, Detector, predict_folder
+from pneumo_yolo.model.predict import RAW_CONF, Detector
+from pneumo_yolo.model.prediction import predict_folder
 
 DARK, BRIGHT = 30, 255
 SCORE = 0.9

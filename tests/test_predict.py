@@ -1,6 +1,7 @@
 """predict: DICOM folder → submission CSV, on a model trained for one epoch on tiny synthetic data."""
 
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from pneumo_yolo.model.inputs import list_inputs, load_image
 from pneumo_yolo.model.predict import RAW_CONF, Detector
 from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess
 from pneumo_yolo.eval.detections import read_raw
-from pneumo_yolo.eval.submission import prediction_string, validate_submission
+from pneumo_yolo.eval.submission import prediction_string, read_submission, validate_submission
 
 from .conftest import RsnaFolder, make_rsna_folder
 
 IMGSZ = 64
+SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,56 @@ def test_weights_that_do_not_exist_are_refused(tmp_path):
     result = CliRunner().invoke(app, ["predict", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert "Invalid value for '--weights'" in result.output and "nope.pt' does not exist" in result.output
+
+
+def predict_script(*args: str) -> subprocess.CompletedProcess:
+    """The installed console script, as users run it."""
+    return subprocess.run([str(SCRIPT), "predict", *args], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+
+
+def test_two_device_processes_write_the_submission_and_raw_table_of_one(trained, tmp_path):
+    """``--device cpu,cpu`` runs the multi-GPU path (one process per device, each with its own decoding pool) on the CPU.
+
+    Tolerance: the same patients in the same order, the same number of boxes per patient, scores
+    within 1e-3 and box edges within 0.5 px. Both runs use one model on one CPU, but torch may
+    sum in another order with other thread counts, and the CSV rounds to 4 and 1 decimals, so a
+    last digit may differ; a box on the wrong patient or a lost box would not pass.
+    """
+    folder, _, best = trained
+    runs = {}
+    for device in ("cpu", "cpu,cpu"):
+        out = tmp_path / device.replace(",", "_") / "submission.csv"
+        raw = out.with_name("raw.parquet")
+        result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", device, "--save-raw", str(raw), "--conf", "0.01")
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[device] = out, raw
+    assert "on each of 2 devices" in result.stdout
+    one, two = (pd.read_csv(runs[device][0], keep_default_na=False) for device in ("cpu", "cpu,cpu"))
+    assert two.patientId.tolist() == one.patientId.tolist() == sorted(folder.boxes)
+    single, split = read_submission(runs["cpu"][0]), read_submission(runs["cpu,cpu"][0])
+    assert sum(len(rows) for rows in single.values()) > 0, "no box at all: the comparison would be empty"
+    for pid, rows in single.items():
+        assert split[pid].shape == rows.shape, pid
+        np.testing.assert_allclose(split[pid][:, 0], rows[:, 0], rtol=0, atol=1e-3)
+        np.testing.assert_allclose(split[pid][:, 1:], rows[:, 1:], rtol=0, atol=0.5)
+    raw_one, raw_two = read_raw(runs["cpu"][1]), read_raw(runs["cpu,cpu"][1])
+    assert raw_two.patient_ids == raw_one.patient_ids and np.array_equal(raw_two.image, raw_one.image)
+    np.testing.assert_allclose(raw_two.scores, raw_one.scores, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(raw_two.boxes, raw_one.boxes, rtol=0, atol=0.5)
+    assert sorted(p.name for p in runs["cpu,cpu"][0].parent.iterdir()) == ["raw.parquet", "submission.csv"]
+
+
+def test_a_failing_device_process_is_named_and_nothing_is_written(trained, tmp_path):
+    folder, _, best = trained
+    out = tmp_path / "submission.csv"
+    result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu,nonsense", "--save-raw", str(tmp_path / "raw.csv"))
+    assert result.returncode == 1
+    assert "device nonsense:" in result.stderr and "nothing was written" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_must_be_auto_or_a_whole_number(trained, tmp_path):
+    folder, _, best = trained
+    result = predict_script("--weights", str(best), "--source", str(folder.images), "--workers", "lots")
+    assert result.returncode == 2
+    assert "'lots' is not valid; use auto or a whole number ≥ 0" in " ".join(result.stderr.replace("│", " ").split())

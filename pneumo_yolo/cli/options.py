@@ -22,6 +22,20 @@ def model_imgsz(value: int | None) -> int | None:
     return value
 
 
+def workers(value: str) -> int | None:
+    """``--workers``: ``auto`` (returned as ``None``) or a whole number ≥ 0.
+
+    >>> workers("auto"), workers("3")
+    (None, 3)
+    """
+    text = value.strip().lower()
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise typer.BadParameter(f"{value!r} is not valid; use auto or a whole number ≥ 0 (0: decode in the predicting process)")
+    return int(text)
+
+
 def channels(value: int) -> int:
     """``--channels``: 1 (grayscale, the default) or 3."""
     if value not in (1, 3):

@@ -39,9 +39,26 @@ def predict_command(
         ),
     ] = None,  # fmt: skip
     imgsz: Annotated[Optional[int], typer.Option(callback=options.model_imgsz, help="Longest image side fed to the model (multiple of 32).", show_default="the size it was trained at")] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 32,
-    device: Annotated[Optional[str], typer.Option(help="'0' for GPU 0, 'cpu'. Default: GPU 0 if there is one, else CPU.")] = None,
-    workers: Annotated[int, typer.Option(min=0, help="Decoding processes running beside inference (0: decode in this process).")] = 1,
+    batch: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, show_default="32 on a GPU, 8 on the CPU",
+            help="Images per inference batch. On the CPU each image of a batch holds about 20 MB (yolo11n at 512 px).",
+        ),
+    ] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            help="'0' for GPU 0, 'cpu'. Several, e.g. '0,1,2,3': the images are split between the GPUs, one process each, into one submission. Default: GPU 0 if there is one, else CPU.",
+        ),
+    ] = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            callback=options.workers, metavar="auto|N",
+            help="Decoding processes per device, running beside inference (0: decode in the predicting process). auto: on the CPU 1 (the model itself uses every core); on GPUs the cores but one per GPU, shared equally between the GPUs, at most 8 per GPU and at least 1.",
+        ),
+    ] = "auto",
     postprocess: Annotated[
         Optional[Path],
         typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel=_POSTPROCESS),
@@ -78,7 +95,8 @@ def predict_command(
     from ..data.labels import LabelFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..model.inputs import InputError
-    from ..model.predict import PredictError, predict_folder
+    from ..model.predict import PredictError
+    from ..model.prediction import predict_folder
     from ..eval.detections import RawFileError
     from ..data.dataset import read_manifest
     from ..eval.submission import SubmissionError, read_patient_ids
@@ -105,7 +123,9 @@ def predict_command(
         warn("boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest to map them to the original images")
     typer.echo(
         f"predicted {report.n_images} images ({report.n_with_boxes} with boxes) in {report.elapsed_s:.1f} s "
-        f"({report.images_per_s:.1f} images/s) -> {report.out} ({report.n_rows} rows)"
+        f"({report.images_per_s:.1f} images/s; batches of {report.batch}, {report.workers} decoding process(es)"
+        + (f" on each of {report.devices} devices" if report.devices > 1 else "")
+        + f") -> {report.out} ({report.n_rows} rows)"
         + (f"; raw detections -> {report.raw}" if report.raw else "")
         + (f"; DICOM SR and GSPS -> {report.dicom_out}" if report.dicom_out else "")
     )

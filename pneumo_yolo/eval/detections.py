@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,7 +45,8 @@ _VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
 _LEGACY_DEFAULTS = {"member": 0.0, "members": 1.0, "p_opacity": np.nan}
 """The columns a first-format table lacks, with the values that read it as before."""
 _FORMATS = (".csv", ".parquet")
-_ROWS_PER_FLUSH = 65_536
+_ROWS_PER_FLUSH = 8_192
+"""Rows buffered as Python lists before they are written: a few MB, whatever the number of images."""
 
 
 class RawFileError(ValueError):
@@ -198,6 +200,34 @@ def write_raw(path: Path, images: Iterable[RawImage] | pd.DataFrame) -> None:
         images = RawDetections.from_frame(images, source="DataFrame").images()
     with RawWriter(path) as writer:
         writer.add_all(images)
+
+
+def concatenate_raw(parts: Sequence[Path], path: Path) -> None:
+    """Write the tables ``parts`` (by :class:`RawWriter`, in the format of ``path``) one after another as ``path``.
+
+    Streamed, so memory does not grow with the tables; written under a temporary name and renamed into place.
+    """
+    kind = _format(Path(path))
+    tmp = temporary_sibling(Path(path))
+    try:
+        if kind == ".csv":
+            with open(tmp, "xb") as joined:
+                joined.write((",".join(RAW_COLUMNS) + "\n").encode())
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        handle.readline()
+                        shutil.copyfileobj(handle, joined)
+        else:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetWriter(tmp, _arrow_schema()) as joined:
+                for part in parts:
+                    for batch in pq.ParquetFile(part).iter_batches():
+                        joined.write_batch(batch)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
+from .devices import devices_of
 from .train import TrainConfigError, TrainResult, check_data_yaml, train
 
 
@@ -43,15 +44,6 @@ def check_fold_count(data: Path, folds: int) -> None:
     converted = ConvertedDataset.from_yaml(check_data_yaml(data)).folds
     if converted != folds:
         raise TrainConfigError(f"--folds {folds}: {data} was converted with " + (f"--folds {converted}" if converted else "no folds"))
-
-
-def devices_of(device: str | None) -> list[str | None]:
-    """The devices folds are spread over: ``"0,1"`` → ``["0", "1"]``; ``None`` (the default device) → ``[None]``.
-
-    >>> devices_of("0, 1"), devices_of("cpu"), devices_of(None)
-    (['0', '1'], ['cpu'], [None])
-    """
-    return [part.strip() for part in device.split(",")] if device else [None]
 
 
 def train_folds(

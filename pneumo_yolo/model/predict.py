@@ -1,31 +1,20 @@
-"""Batch inference: a folder of DICOMs (or PNG/JPEG files) → submission CSV.
+"""The models of predict: YOLO detectors (each with its flipped pass under TTA), ensembles, and detection over files.
 
-Images are decoded by the converter's own reader in background processes while the
-model runs on the previous batch, so decoding hides behind inference and memory stays flat:
-only a few batches are ever in flight. Boxes are mapped back to each image's original pixel
-grid and post-processed by :mod:`pneumo_yolo.eval.postprocess`.
-
-Example:
-    >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
-    ...                         Path("submission.csv"))  # doctest: +SKIP
+:func:`detect_files` decodes inputs in background processes (:mod:`.inputs`) while the models
+run on the previous batch, and yields each image's raw detections in its original pixels. A
+whole run, from a folder to the submission CSV, is :mod:`.prediction`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..files import write_errors_csv
-from ..eval.postprocess import PostprocessConfig, postprocess_image, to_original_grid
-from ..eval.detections import RawImage, RawWriter
-from ..dicom.results import DicomResultsError, ResultsWriter
-from ..eval.submission import errors_only, parse_prediction_string, prediction_string, validate_submission, write_submission
-from .inputs import LoadedImage, is_dicom, iterate_batches, list_inputs
+from ..eval.postprocess import to_original_grid
+from ..eval.detections import RawImage
+from .inputs import LoadedImage, is_dicom, iterate_batches
 
 RAW_CONF = 0.05
 """Confidence floor of raw detections (the lowest threshold ``tune`` tries by default), unless the
@@ -35,46 +24,7 @@ MAX_DETECTIONS = 20
 
 
 class PredictError(RuntimeError):
-    """Weights that cannot be loaded: nothing can be predicted."""
-
-
-@dataclass
-class PredictReport:
-    """What one run wrote, how fast, and which inputs failed."""
-
-    out: Path
-    n_rows: int = 0
-    """Rows of the submission: the images predicted, plus the expected patients without a usable image."""
-    n_images: int = 0
-    n_with_boxes: int = 0
-    n_not_asked: int = 0
-    picture_pixels: bool = False
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    invalid: list[str] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    startup_s: float = 0.0
-    raw: Path | None = None
-    dicom_out: Path | None = None
-
-    @property
-    def images_per_s(self) -> float:
-        """Over the whole run, start-up (imports, model loading) included."""
-        return self.n_images / self.elapsed_s if self.elapsed_s else 0.0
-
-    @property
-    def steady_images_per_s(self) -> float:
-        """Once the model is loaded: decoding, inference, post-processing and writing."""
-        busy = self.elapsed_s - self.startup_s
-        return self.n_images / busy if busy > 0 else 0.0
-
-    @property
-    def errors_path(self) -> Path:
-        return errors_path_for(self.out)
-
-
-def errors_path_for(out: Path) -> Path:
-    """``submission.csv`` → ``submission.csv.errors.csv``."""
-    return out.with_name(out.name + ".errors.csv")
+    """Weights that cannot be loaded, or a device process that failed: nothing can be predicted."""
 
 
 class Detector:
@@ -218,109 +168,3 @@ def detect_files(
                 original = to_original_grid(boxes, input_size, (width, height))
                 yield image, RawImage(image.patient_id, original, scores, width, height, member, ensemble.members, float(p_opacity))
             bar.update(len(loaded))
-
-
-def predict_folder(
-    weights: Path | Sequence[Path],
-    source: Path,
-    out: Path,
-    *,
-    classifiers: Sequence[Path] = (),
-    config: PostprocessConfig = PostprocessConfig(),
-    imgsz: int | None = None,
-    batch: int = 32,
-    device: str | None = None,
-    tta: bool = False,
-    save_raw: Path | None = None,
-    dicom_out: Path | None = None,
-    workers: int = 1,
-    expected_ids: Sequence[str] | None = None,
-    original_sizes: Mapping[str, tuple[float, float]] | None = None,
-    progress: bool = True,
-) -> PredictReport:
-    """Predict the images under ``source`` and write the submission CSV ``out``.
-
-    ``weights`` is one detector or several (an ensemble: each image is decoded once and every
-    model runs on it, each with its flipped pass under ``tta``); ``classifiers`` gate the boxes
-    by their mean probability of opacity. The passes are fused, and the gate applied, by the
-    post-processing (``config``: ``fusion_iou``, ``gate_alpha``, ``gate_threshold``).
-
-    Without ``expected_ids`` every readable image gets a row (an empty PredictionString for
-    no box). With them (``--sample``/``--ids``) only those patients are predicted and every one
-    gets a row: an unreadable or missing image gets an empty one, and is listed with the other
-    problems in the report and in ``<out>.errors.csv``.
-
-    ``original_sizes`` (``--manifest``) maps the boxes found on resized pictures (the PNGs of
-    ``convert``) to each original image's ``(W, H)`` grid; a picture it does not list is a
-    problem. Without it, boxes on pictures are in the pictures' own pixels. DICOMs always map
-    to their own original grid.
-
-    ``save_raw`` also writes the raw detections (original pixels, before post-processing, from
-    the lower of ``config.conf`` and :data:`RAW_CONF`) that ``pneumo-yolo tune`` reads. The
-    written file is checked by the rules of ``validate-submission`` before this returns.
-    ``dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
-    of its CSV row (:mod:`pneumo_yolo.dicom.results`).
-    """
-    started = time.perf_counter()
-    paths = list_inputs(Path(source))
-    pictures = [path for path in paths if not is_dicom(path)]
-    if dicom_out and pictures:
-        raise PredictError(f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file")
-    report = PredictReport(out=Path(out), raw=save_raw, dicom_out=dicom_out)
-    results = ResultsWriter(Path(dicom_out)) if dicom_out else None
-    if expected_ids is not None:
-        paths, report.n_not_asked, missing = select_expected(paths, expected_ids)
-        report.errors += [(str(Path(source) / pid), "no image for this expected patientId in --source") for pid in missing]
-    if original_sizes is not None:
-        paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
-        report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
-    report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
-    ensemble = load_ensemble(weights, classifiers, imgsz=imgsz, device=device, tta=tta, conf=min(RAW_CONF, config.conf))
-    report.startup_s = time.perf_counter() - started
-    strings: dict[str, str] = {}
-    sizes: dict[str, tuple[float, float]] = {}
-    with RawWriter(save_raw) if save_raw else contextlib.nullcontext() as raw_writer:
-        detections = detect_files(ensemble, paths, batch=batch, workers=workers, original_sizes=original_sizes, progress=progress)
-        for image, raw in detections:
-            if raw is None:
-                report.errors.append((image.path, image.problem))
-            elif raw.patient_id in strings:
-                report.errors.append((image.path, f"duplicate patientId {raw.patient_id}"))
-            else:
-                if raw_writer:
-                    raw_writer.add(raw)
-                boxes, scores = postprocess_image(raw, config)
-                strings[raw.patient_id] = prediction_string(boxes, scores)
-                sizes[raw.patient_id] = (raw.width, raw.height)
-                if results:
-                    try:
-                        results.write(Path(image.path), parse_prediction_string(strings[raw.patient_id]))
-                    except DicomResultsError as error:
-                        report.errors.append((image.path, error.problem))
-    rows = list(expected_ids) if expected_ids is not None else sorted(strings)
-    write_submission(report.out, strings, rows)
-    write_errors_csv(report.errors_path, report.errors)
-    report.invalid = [str(problem) for problem in errors_only(validate_submission(report.out, rows, sizes))]
-    report.n_rows = len(rows)
-    report.n_images = len(strings)
-    report.n_with_boxes = sum(bool(s) for s in strings.values())
-    report.elapsed_s = time.perf_counter() - started
-    return report
-
-
-def select_expected(paths: list[Path], expected_ids: Sequence[str]) -> tuple[list[Path], int, list[str]]:
-    """The paths of the expected patients, how many other images were left out, and the expected ids without an image.
-
-    >>> select_expected([Path("a.dcm"), Path("b.dcm")], ["b", "c"])
-    ([PosixPath('b.dcm')], 1, ['c'])
-    """
-    expected = set(expected_ids)
-    chosen, others = _split_by(paths, lambda path: path.stem in expected)
-    found = {path.stem for path in chosen}
-    return chosen, len(others), [pid for pid in expected_ids if pid not in found]
-
-
-def _split_by(paths: list[Path], keep: Callable[[Path], bool]) -> tuple[list[Path], list[Path]]:
-    """``paths`` split into those ``keep`` accepts and the others, in order."""
-    kept = [path for path in paths if keep(path)]
-    return kept, [path for path in paths if not keep(path)]

@@ -1,0 +1,96 @@
+"""predict on several devices: the inputs split into one contiguous shard per device, one process per device.
+
+``--device 0,1,2,3`` starts four processes (spawned, not forked: they load torch), each
+running :func:`~pneumo_yolo.model.prediction.predict_paths`, the very function of a
+single-device run, on its shard with its own decoding pool. Their results are joined in
+shard order, so the submission, its errors and the raw table are those of one device, and
+written once, atomically, by the caller. ``--device cpu,cpu`` runs the same path on the CPU
+(two processes sharing the cores: a test of the split, not a speed-up).
+
+If a device process fails, the others are left to finish, then :class:`PredictError` names
+the device and the problem, and no submission or raw table is written. DICOM results
+(``--dicom-out``) are written image by image as with one device, so they are the exception:
+those of the images already predicted stay, and each process numbers its own SR and GSPS
+series, so the images of one study (one per study in RSNA) split over two devices get two series.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+
+from ..eval.detections import concatenate_raw
+from .devices import auto_workers
+from .offline import cpu_count
+from .predict import PredictError
+from .prediction import Predictions, PredictSettings, predict_paths
+
+
+def shard_paths(paths: Sequence[Path], n: int) -> list[list[Path]]:
+    """``paths`` cut into ``n`` contiguous shards of nearly equal size, in order.
+
+    The files of one patientId (a duplicate is a problem, reported as with one device) go to
+    the shard of its first file.
+
+    >>> [[p.as_posix() for p in shard] for shard in shard_paths([Path("a/x.dcm"), Path("a/y.dcm"), Path("b/x.dcm"), Path("b/z.dcm")], 2)]
+    [['a/x.dcm', 'b/x.dcm', 'a/y.dcm'], ['b/z.dcm']]
+    """
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(path.stem, []).append(path)
+    stems = list(groups)
+    bounds = [round(i * len(stems) / n) for i in range(n + 1)]
+    return [[path for stem in stems[bounds[i] : bounds[i + 1]] for path in groups[stem]] for i in range(n)]
+
+
+def join_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """The predictions of the shards as one, in shard order; loaded once the slowest device was."""
+    joined = Predictions(workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts))
+    for part in parts:
+        joined.strings.update(part.strings)
+        joined.sizes.update(part.sizes)
+        joined.errors += part.errors
+    return joined
+
+
+def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Sequence[str | None], raw: Path | None = None) -> Predictions:
+    """Predict ``paths`` split over ``devices`` (each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device.
+
+    ``settings.workers`` of ``None`` becomes :func:`~pneumo_yolo.model.devices.auto_workers` for
+    all the devices together. Each process writes its raw detections to a part beside ``raw``;
+    the parts are joined into ``raw`` once every device has succeeded.
+    """
+    if any(not device for device in devices):
+        raise PredictError(f"--device {','.join(d or '' for d in devices)}: name every device, e.g. 0,1 or cpu,cpu")
+    devices = [str(device).lower() for device in devices]
+    if settings.workers is None:
+        settings = replace(settings, workers=auto_workers(cpu_count(), devices))
+    shards = shard_paths(paths, len(devices))
+    if raw:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pneumo-yolo-shards-", dir=raw.parent if raw else None) as scratch:
+        parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(devices))]
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1) as pool:  # a process per device
+            jobs = [
+                pool.submit(predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part)
+                for index, (shard, device, part) in enumerate(zip(shards, devices, parts))
+            ]
+            found, failures = [], []
+            for device, job in zip(devices, jobs):
+                try:
+                    found.append(job.result())
+                except BrokenProcessPool:
+                    failures.append("a device process ended abruptly (killed, or out of memory?)")
+                except Exception as error:  # whatever the device process raised, with its own message
+                    failures.append(f"device {device}: {error}" if isinstance(error, PredictError) else f"device {device}: {type(error).__name__}: {error}")
+        if failures:
+            raise PredictError("; ".join(dict.fromkeys(failures)) + "; nothing was written")
+        if raw:
+            concatenate_raw(parts, raw)
+    return join_predictions(found)

@@ -1,0 +1,105 @@
+"""predict at scale, without a model: the ``--workers auto`` rule, its parsing, the split over devices, joining raw tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+
+from pneumo_yolo.cli import options
+from pneumo_yolo.eval.detections import RawImage, concatenate_raw, read_raw, write_raw
+from pneumo_yolo.model.devices import MAX_WORKERS_PER_DEVICE, auto_workers, devices_of
+from pneumo_yolo.model.prediction import Predictions
+from pneumo_yolo.model.shards import join_predictions, shard_paths
+
+
+@pytest.mark.parametrize(
+    ("cores", "devices", "expected"),
+    [
+        (2, ["cpu"], 1),
+        (64, ["cpu"], 1),
+        (1, ["cpu"], 0),
+        (2, ["cpu", "cpu"], 0),
+        (4, ["cpu", "cpu"], 1),
+        (2, ["0"], 1),
+        (1, ["0"], 1),
+        (5, ["0"], 4),
+        (16, ["0"], MAX_WORKERS_PER_DEVICE),
+        (16, ["0", "1", "2", "3"], 3),
+        (8, ["0", "1", "2", "3"], 1),
+        (128, ["0", "1"], MAX_WORKERS_PER_DEVICE),
+    ],
+)
+def test_auto_workers_feeds_gpus_from_the_spare_cores_and_leaves_the_cpu_to_the_model(cores: int, devices: list[str], expected: int) -> None:
+    assert auto_workers(cores, devices) == expected
+
+
+def test_auto_workers_never_asks_for_more_processes_than_the_cores_spare_beside_the_devices() -> None:
+    for cores in range(1, 33):
+        for n in range(1, 9):
+            workers = auto_workers(cores, [str(i) for i in range(n)])
+            assert 1 <= workers <= MAX_WORKERS_PER_DEVICE
+            assert n * (workers + 1) <= max(cores, 2 * n)
+
+
+@pytest.mark.parametrize(("text", "value"), [("auto", None), ("AUTO", None), ("0", 0), ("12", 12), (" 3 ", 3)])
+def test_workers_option_accepts_auto_and_whole_numbers(text: str, value: int | None) -> None:
+    assert options.workers(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "many", ""])
+def test_workers_option_refuses_anything_else(text: str) -> None:
+    with pytest.raises(typer.BadParameter, match="use auto or a whole number ≥ 0"):
+        options.workers(text)
+
+
+def test_devices_of_splits_the_device_option() -> None:
+    assert devices_of("0,1, 2") == ["0", "1", "2"] and devices_of("cpu,cpu") == ["cpu", "cpu"] and devices_of(None) == [None]
+
+
+def test_shards_are_contiguous_nearly_equal_and_keep_every_file() -> None:
+    paths = [Path(f"p{i:03d}.dcm") for i in range(10)]
+    shards = shard_paths(paths, 3)
+    assert [len(shard) for shard in shards] == [3, 4, 3]
+    assert [path for shard in shards for path in shard] == paths
+    assert shard_paths(paths[:1], 3) == [[], [paths[0]], []]
+
+
+def test_the_files_of_one_patient_share_a_shard_so_a_duplicate_is_found_as_with_one_device() -> None:
+    paths = [Path("a/x.dcm"), Path("a/y.dcm"), Path("b/w.dcm"), Path("b/x.dcm")]
+    shards = shard_paths(paths, 2)
+    holding = [index for index, shard in enumerate(shards) for path in shard if path.stem == "x"]
+    assert len(set(holding)) == 1 and sum(map(len, shards)) == 4
+
+
+def test_joined_predictions_keep_shard_order_and_wait_for_the_slowest_device() -> None:
+    first = Predictions({"a": "0.9 1 2 3 4"}, {"a": (10, 10)}, [("x.dcm", "bad")], workers=2, loaded_at=5.0)
+    second = Predictions({"b": ""}, {"b": (20, 20)}, [("y.dcm", "worse")], workers=2, loaded_at=7.0)
+    joined = join_predictions([first, second])
+    assert list(joined.strings) == ["a", "b"] and joined.sizes == {"a": (10, 10), "b": (20, 20)}
+    assert joined.errors == [("x.dcm", "bad"), ("y.dcm", "worse")] and joined.loaded_at == 7.0 and joined.workers == 2
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: Path, suffix: str) -> None:
+    images = [
+        RawImage(f"p{i}", np.array([[1.0, 2.0, 30.0, 40.0 + i]] * (i % 3)), np.linspace(0.9, 0.5, i % 3), 100.0, 80.0, np.zeros(i % 3, np.int64), 1)
+        for i in range(7)
+    ]
+    write_raw(tmp_path / f"whole{suffix}", images)
+    parts = [tmp_path / f"part{k}{suffix}" for k in range(3)]
+    for part, chunk in zip(parts, (images[:3], [], images[3:])):
+        write_raw(part, chunk)
+    concatenate_raw(parts, tmp_path / f"joined{suffix}")
+    whole, joined = read_raw(tmp_path / f"whole{suffix}"), read_raw(tmp_path / f"joined{suffix}")
+    assert joined.patient_ids == whole.patient_ids
+    for name in ("sizes", "image", "scores", "boxes", "member", "members"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
+    if suffix == ".csv":
+        assert (tmp_path / "joined.csv").read_text() == (tmp_path / "whole.csv").read_text()
+    else:
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "joined.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
+    assert not list(tmp_path.glob(".*"))
