@@ -50,13 +50,13 @@ def box_masks(boxes: np.ndarray, imgsz: int, shape: str = "ellipse") -> np.ndarr
     0
     """
     masks = np.zeros((len(boxes), imgsz, imgsz), np.uint8)
+    y, x = (axis + 0.5 for axis in np.ogrid[:imgsz, :imgsz])  # pixel centres
     for mask, (x1, y1, x2, y2) in zip(masks, boxes):
         if shape == "box":
             mask[int(round(y1)) : int(round(y2)), int(round(x1)) : int(round(x2))] = 1
         else:
-            centre = (int(round((x1 + x2) / 2)), int(round((y1 + y2) / 2)))
-            axes = (max(1, int(round((x2 - x1) / 2))), max(1, int(round((y2 - y1) / 2))))
-            cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1)
+            a, b = max((x2 - x1) / 2, 0.5), max((y2 - y1) / 2, 0.5)
+            mask[(((x - (x1 + x2) / 2) / a) ** 2 + ((y - (y1 + y2) / 2) / b) ** 2) <= 1] = 1
     return masks
 
 
