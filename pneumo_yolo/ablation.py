@@ -144,23 +144,19 @@ def write_outputs(out: Path, stages: list[Stage], test_images: int) -> None:
 
 def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> list[Stage]:
     """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the report there."""
-    from converters.rsna import ConvertSettings, convert_rsna
+    from converters.rsna import ConvertSettings
+    from converters.synthetic import synthetic_dataset
 
     from .data.dataset import ConvertedDataset, listed_images
     from .model.folds import fold_name, train_folds
     from .model.predict import predict_folder
-    from .synth import make_rsna_like
 
     started = time.perf_counter()
     out = Path(out).absolute()
-    rsna, dataset_root, raw_dir = out / "rsna", out / "dataset", out / "raw"
-    log(f"[1/5] synthesising {settings.n_train} training and {settings.n_test} test radiographs ({settings.preset} preset)")
-    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, size=settings.dicom_size, preset=settings.preset, overwrite=True)
-    log(f"[2/5] converting at {settings.imgsz} px into {settings.folds} folds")
-    convert_rsna(
-        rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", dataset_root,
-        class_info=rsna / "stage_2_detailed_class_info.csv",
-        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), overwrite=True,
+    raw_dir = out / "raw"
+    rsna, dataset_root = synthetic_dataset(
+        out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), steps=5, log=log,
     )  # fmt: skip
     dataset = ConvertedDataset(dataset_root)
     folds = range(settings.folds)

@@ -149,24 +149,20 @@ def write_outputs(out: Path, rows: list[Row], settings: CompareSettings, val_ima
 
 def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: Callable[[str], None] = print) -> list[Row]:
     """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the table there."""
-    from converters.rsna import ConvertSettings, convert_rsna
+    from converters.rsna import ConvertSettings
+    from converters.synthetic import synthetic_dataset
 
     from .data.dataset import ConvertedDataset, listed_images
     from .model.predict import predict_folder
     from .model.train import train
-    from .synth import make_rsna_like
 
     started = time.perf_counter()
     out = Path(out).absolute()
-    rsna, dataset_root, raw_dir = out / "rsna", out / "dataset", out / "raw"
+    raw_dir = out / "raw"
     rows = check_rows(settings.rows)
-    log(f"[1/3] synthesising {settings.n_train} training and {settings.n_test} test radiographs ({settings.preset} preset)")
-    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, size=settings.dicom_size, preset=settings.preset, overwrite=True)
-    log(f"[2/3] converting at {settings.imgsz} px, {settings.val_fraction:.0%} for validation")
-    convert_rsna(
-        rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", dataset_root,
-        class_info=rsna / "stage_2_detailed_class_info.csv",
-        settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed), overwrite=True,
+    rsna, dataset_root = synthetic_dataset(
+        out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed), steps=3, log=log,
     )  # fmt: skip
     dataset = ConvertedDataset(dataset_root)
     data_yaml = dataset_root / "data.yaml"

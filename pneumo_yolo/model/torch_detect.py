@@ -9,7 +9,7 @@ import numpy as np
 
 from .archs import TORCH_ARCHS, build_model, read_checkpoint, torch_device
 from .predict import MAX_DETECTIONS, RAW_CONF, Detector, PredictError
-from .rcnn import rcnn_detect
+from .rcnn import boxes_only, rcnn_detect
 from .torch_data import square_input
 from .unet import unet_detect
 
@@ -33,6 +33,8 @@ class TorchDetector(Detector):
         self.tta, self.conf = tta, conf
         self.model = build_model(self.arch, self.imgsz, **({} if self.arch == "unet" else {"max_detections": MAX_DETECTIONS}))
         self.model.load_state_dict(checkpoint["state_dict"])
+        if self.arch == "mask-rcnn":
+            boxes_only(self.model)
         self.model.to(self.device).eval()
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
