@@ -124,12 +124,7 @@ def check_out_of_fold(patient_ids: list[str], run_dirs: list[Path]) -> None:
 
 def write_outputs(out: Path, stages: list[Stage], test_images: int) -> None:
     """``ablation.json``, ``ablation.md`` and ``ablation.png`` (a bar chart) in ``out``."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .report.plots import score_bars
 
     summary = {
         "test_images": test_images,
@@ -143,38 +138,25 @@ def write_outputs(out: Path, stages: list[Stage], test_images: int) -> None:
         change = "" if previous is None else f"{stage.score - previous.score:+.4f}"
         lines.append(f"| {stage.stage} | {stage.score:.4f} | {change} | {stage.tuned_on} |")
     atomic_write_text(out / "ablation.md", "\n".join(lines) + f"\n\nScored on {test_images} held-out synthetic test images.\n")
-    figure, axes = plt.subplots(figsize=(8, 3.6), dpi=100)
-    axes.barh([s.stage for s in stages][::-1], [s.score for s in stages][::-1], color="#4c72b0")
-    for y, stage in enumerate(stages[::-1]):
-        axes.text(stage.score, y, f" {stage.score:.3f}", va="center")
-    axes.set_xlabel(f"RSNA score on {test_images} held-out test images")
-    axes.set_xlim(0, max(1e-6, max(s.score for s in stages)) * 1.2)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(out / "ablation.png", buffer.getvalue())
+    chart = score_bars([s.stage for s in stages], [s.score for s in stages], f"RSNA score on {test_images} held-out test images")
+    atomic_write_bytes(out / "ablation.png", chart)
 
 
 def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> list[Stage]:
     """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the report there."""
-    from converters.rsna import ConvertSettings, convert_rsna
+    from converters.rsna import ConvertSettings
+    from converters.synthetic import synthetic_dataset
 
     from .data.dataset import ConvertedDataset, listed_images
     from .model.folds import fold_name, train_folds
     from .model.prediction import predict_folder
-    from .synth import make_rsna_like
 
     started = time.perf_counter()
     out = Path(out).absolute()
-    rsna, dataset_root, raw_dir = out / "rsna", out / "dataset", out / "raw"
-    log(f"[1/5] synthesising {settings.n_train} training and {settings.n_test} test radiographs ({settings.preset} preset)")
-    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, size=settings.dicom_size, preset=settings.preset, overwrite=True)
-    log(f"[2/5] converting at {settings.imgsz} px into {settings.folds} folds")
-    convert_rsna(
-        rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", dataset_root,
-        class_info=rsna / "stage_2_detailed_class_info.csv",
-        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), overwrite=True,
+    raw_dir = out / "raw"
+    rsna, dataset_root = synthetic_dataset(
+        out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), steps=5, log=log,
     )  # fmt: skip
     dataset = ConvertedDataset(dataset_root)
     folds = range(settings.folds)

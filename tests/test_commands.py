@@ -30,7 +30,7 @@ SMALLER = {
     "--device 0": "--device cpu",
 }
 """README value → the value the tests run with (tiny synthetic data, the CPU)."""
-PIPELINE_ORDER = ["synth", "convert", "train", "predict", "tune", "evaluate", "validate-submission", "report", "demo", "ablation"]
+PIPELINE_ORDER = ["synth", "convert", "train", "predict", "tune", "evaluate", "validate-submission", "report", "demo", "ablation", "compare"]
 
 
 def readme_commands(text: str) -> list[str]:

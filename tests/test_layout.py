@@ -20,6 +20,7 @@ LAYERS = {
     "converters": 4.5,
     "pneumo_yolo.demo": 5,
     "pneumo_yolo.ablation": 5,
+    "pneumo_yolo.compare": 5,
     "pneumo_yolo.cli": 6,
 }
 """Each part of the code and its layer: a part imports only parts of lower layers, and itself.

@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..model.archs import ARCHS
 from ..model.train import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
 from . import options
 from .app import app, fail
@@ -13,6 +14,11 @@ _RUN = "Run"
 _FOLDS = "Cross-validation folds"
 _NETWORK = "Network"
 
+
+def _arch(value: str) -> str:
+    if value not in ARCHS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(ARCHS)}")
+    return value
 
 
 @app.command("train")
@@ -26,11 +32,22 @@ def train_command(
     model: Annotated[
         Optional[str],
         typer.Option(
-            help="Checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
-            "or model config (.yaml, e.g. yolo11s.yaml: trained from scratch). A classification model "
-            "(yolo11n-cls.yaml, a -cls checkpoint) trains the image-level opacity classifier. Not needed with --resume."
+            help="YOLO: checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
+            "or model config (.yaml, e.g. yolo11s.yaml or yolov3.yaml: trained from scratch). A classification model "
+            "(yolo11n-cls.yaml, a -cls checkpoint) trains the image-level opacity classifier. Not needed with --resume. "
+            "Other archs: optional weights file to start from (a torchvision .pth state dict or a best.pt of the same arch); "
+            "without it they train from scratch."
         ),
     ] = None,
+    arch: Annotated[
+        str,
+        typer.Option(
+            callback=_arch,
+            help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision ResNet50-FPN v2), unet "
+            "(segmentation U-Net whose map is read as boxes). The last three train with PyTorch Lightning and "
+            "save weights/best.pt as plain tensors, which predict loads without running pickled code.",
+        ),
+    ] = "yolo",
     imgsz: Annotated[
         Optional[int],
         typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}; half that for a classifier"),
@@ -59,7 +76,8 @@ def train_command(
         typer.Option(
             "--set",
             metavar="KEY=VALUE",
-            help="Any other Ultralytics training argument, e.g. --set lr0=0.002 --set cos_lr=true (repeatable).",
+            help="Any other Ultralytics training argument, e.g. --set lr0=0.002 --set cos_lr=true (repeatable). "
+            "Other archs take lr0, weight_decay, seed, workers and exist_ok.",
             rich_help_panel=_RUN,
         ),
     ] = None,
@@ -83,7 +101,7 @@ def train_command(
         ),
     ] = False,
 ) -> None:
-    """Train a YOLO detector (or an opacity classifier) on a converted dataset with chest X-ray defaults, fully offline.
+    """Train a YOLO detector (or an opacity classifier), or a Faster R-CNN, Mask R-CNN or U-Net, on a converted dataset, fully offline.
 
     Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv, plots),
     with rsna_val.json (the RSNA metric on the validation split; for a classifier,
@@ -101,7 +119,7 @@ def train_command(
     try:
         options = dict(
             imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
-            overrides=parse_overrides(set_ or []), score_val=True,
+            overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
         )  # fmt: skip
         if folds is not None:
             check_fold_count(data, folds)
@@ -113,5 +131,6 @@ def train_command(
     except (TrainConfigError, WeightsError, ClassifyViewError) as error:
         raise fail(str(error)) from error
     for result in results:
-        typer.echo(result.final_line())
+        if result is not None:  # None: an extra process of a multi-GPU run
+            typer.echo(result.final_line())
 

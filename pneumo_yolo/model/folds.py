@@ -48,7 +48,7 @@ def check_fold_count(data: Path, folds: int) -> None:
 
 def train_folds(
     data: Path,
-    model: str,
+    model: str | None,
     *,
     folds: Sequence[int],
     device: str | None = None,
@@ -65,7 +65,7 @@ def train_folds(
     if len(devices) == 1 or len(jobs) == 1:
         results = []
         for fold, (fold_yaml, run_name) in zip(folds, jobs):
-            log(f"fold {fold}: training {model} on {fold_yaml.name} into {run_name}")
+            log(f"fold {fold}: training {model or train_options.get('arch')} on {fold_yaml.name} into {run_name}")
             results.append(train(fold_yaml, model, device=devices[0], name=run_name, **train_options))
         return results
     log(f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time")

@@ -122,11 +122,13 @@ def load_ensemble(
     tta: bool = False,
     conf: float = RAW_CONF,
 ) -> Ensemble:
-    """Load every detector of ``weights`` and every image classifier of ``classifiers`` on ``device``."""
+    """Load every detector of ``weights`` (any arch, :func:`.torch_detect.load_detector`) and every image classifier of ``classifiers`` on ``device``."""
     paths = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(path) for path in weights]
     if not paths:
         raise PredictError("give at least one --weights file")
-    detectors = [Detector(path, imgsz=imgsz, device=device, tta=tta, conf=conf) for path in paths]
+    from .torch_detect import load_detector
+
+    detectors = [load_detector(path, imgsz=imgsz, device=device, tta=tta, conf=conf) for path in paths]
     loaded = []
     if classifiers:
         from .classifier import ImageClassifier

@@ -88,7 +88,7 @@ class TrainResult:
         if self.classifier_val is not None:
             return classifier_line(self.best, self.classifier_val, self.run_dir)
         figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
-        line = f"Best weights: {self.best} | val {figures}"
+        line = f"Best weights: {self.best}" + (f" | val {figures}" if figures else "")
         if self.rsna_val is None:
             return line
         default, tuned = self.rsna_val["default"]["score"], self.rsna_val["tuned"]["score"]
@@ -201,8 +201,13 @@ def train(
     online: bool = False,
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
-) -> TrainResult:
+    arch: str = "yolo",
+) -> TrainResult | None:
     """Train (or resume) a detector or an opacity classifier (as ``model``'s task says) and return where its outputs are.
+
+    ``arch`` other than ``yolo`` (``faster-rcnn``, ``mask-rcnn``, ``unet``) trains that network
+    with :func:`.lightning_train.train_arch` instead, ``model`` then being an optional weights
+    file to start from; it returns ``None`` in the extra processes of a multi-GPU run.
 
     ``score_val`` also scores ``best.pt`` on the validation split, as the ``train`` command does:
     a detector with the RSNA metric, tuning the post-processing there
@@ -227,6 +232,11 @@ def train(
     size_given = imgsz is not None
     imgsz = imgsz or ConvertedDataset.from_yaml(data).imgsz or DEFAULT_IMGSZ
     _check_sizes(imgsz, epochs, batch)
+    if arch != "yolo":
+        from .lightning_train import train_arch
+
+        options = dict(imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume)
+        return train_arch(data, arch, model, overrides=overrides, score_val=score_val, **options)
     allow_download = online or downloads_allowed()
     if resume:
         source = ModelSource(str(resume_checkpoint(project / name)))

@@ -19,7 +19,8 @@ from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
 from ..report import REPORT_DIR, Predictions, write_report
-from .predict import Detector, Ensemble, detect_files
+from .torch_detect import load_detector
+from .predict import Ensemble, detect_files
 
 VAL_JSON = "rsna_val.json"
 TUNED_YAML = "postprocess_tuned.yaml"
@@ -43,7 +44,7 @@ def score_validation(
         raise FileNotFoundError(f"{data_yaml}: no validation images to score")
     sizes = dataset.original_sizes(images)
     truth = dataset.ground_truth(images, sizes)
-    detector = Detector(weights, imgsz=imgsz, device=device)
+    detector = load_detector(weights, imgsz=imgsz, device=device)
     raw = RawDetections.from_images(
         found for _, found in detect_files(Ensemble([detector]), images, batch=batch, original_sizes=sizes, progress=progress) if found
     )

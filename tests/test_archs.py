@@ -1,0 +1,194 @@
+"""The archs of ``train --arch``: one training step each on tiny data, then predict → tune → evaluate, alone and ensembled."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from converters.rsna import ConvertSettings, convert_rsna
+from pneumo_yolo.model.archs import load_initial_weights, read_checkpoint, save_checkpoint
+from pneumo_yolo.model.lightning_train import arch_options, lightning_devices
+from pneumo_yolo.model.torch_data import BoxDataset, box_masks, read_label_boxes
+from pneumo_yolo.model.torch_detect import TorchDetector, load_detector
+from pneumo_yolo.model.train import TrainConfigError
+from pneumo_yolo.model.unet import boxes_from_probability, build_unet
+
+from .conftest import make_rsna_folder
+from .test_train import make_tiny_dataset
+
+SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
+IMGSZ = 64
+RUNS = {"faster-rcnn": ["--arch", "faster-rcnn"], "mask-rcnn": ["--arch", "mask-rcnn"], "unet": ["--arch", "unet"], "yolov3": ["--model", "yolov3-tiny.yaml"]}
+"""Each arch as ``train`` is told it; YOLOv3 is Ultralytics' own config."""
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny converted dataset (4 training, 3 validation images) and one run per arch, each one step, through the console script."""
+    root = tmp_path_factory.mktemp("archs")
+    folder = make_rsna_folder(root / "rsna", n=6, size=128)
+    convert_rsna(folder.images, folder.labels, root / "dataset", settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.4), workers=1, progress=False)
+    for name, how in RUNS.items():
+        cli(root, "train", "--data", "dataset/data.yaml", *how, "--imgsz", str(IMGSZ), "--epochs", "1", "--batch", "4", "--device", "cpu", "--name", name)
+    return root
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) -> None:
+    run = trained / "runs" / name
+    assert (run / "weights" / "best.pt").is_file() and (run / "rsna_val.json").is_file()
+    assert sorted((run / "trained_on.txt").read_text().split()) == sorted(p.stem for p in (trained / "dataset" / "images" / "train").glob("*.png"))
+    summary = json.loads((run / "rsna_val.json").read_text())
+    assert summary["split"] == "val" and 0.0 <= (summary["tuned"]["score"] or 0.0) <= 1.0
+    if name != "yolov3":
+        assert read_checkpoint(run / "weights" / "best.pt")["arch"] == name
+        assert (run / "weights" / "last.ckpt").is_file()
+        rows = list(csv.DictReader((run / "results.csv").open()))
+        assert [row["epoch"] for row in rows] == ["1"] and float(rows[0]["train/loss"]) > 0
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_predictions_of_every_arch_pass_through_tune_and_evaluate(trained: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (the console script is exercised by training and by the ensemble below)."""
+    from typer.testing import CliRunner
+
+    from pneumo_yolo.cli import app
+
+    monkeypatch.chdir(trained)
+    scoring = ["--labels", "rsna/stage_2_train_labels.csv", "--manifest", "dataset/manifest.csv", "--split", "val"]
+    for args in (
+        ["predict", "--weights", f"runs/{name}/weights/best.pt", "--source", "dataset/images/val", "--manifest", "dataset/manifest.csv",
+         "--out", f"{name}.csv", "--save-raw", f"{name}.parquet", "--device", "cpu"],
+        ["tune", "--raw", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
+        ["evaluate", "--submission", f"{name}.csv", *scoring, "--json"],
+    ):  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output[-3000:]
+    assert 0.0 <= json.loads(result.stdout)["score"] <= 1.0
+
+
+def test_models_of_different_archs_ensemble(trained: Path) -> None:
+    from pneumo_yolo.eval.detections import read_raw
+
+    weights = [arg for name in RUNS for arg in ("--weights", f"runs/{name}/weights/best.pt")]
+    cli(trained, "predict", *weights, "--source", "dataset/images/val", "--manifest", "dataset/manifest.csv", "--out", "mixed.csv", "--save-raw", "mixed.parquet", "--device", "cpu", "--tta")
+    raw = read_raw(trained / "mixed.parquet")
+    assert set(raw.members) == {2 * len(RUNS)}  # each arch's plain and flipped pass
+    assert set(np.unique(raw.member)) <= set(range(2 * len(RUNS)))
+
+
+class TestData:
+    def test_labels_become_square_pixel_boxes_and_empty_images_have_none(self, tmp_path: Path) -> None:
+        data = make_tiny_dataset(tmp_path, n_train=2, n_val=1, size=64)
+        dataset = BoxDataset.from_yaml(data, "train", 128, masks="ellipse")
+        image, target = dataset[0]
+        assert image.shape == (1, 128, 128) and 0 <= float(image.min()) and float(image.max()) <= 1
+        assert target["boxes"].shape == (1, 4) and target["masks"].shape == (1, 128, 128)
+        assert np.allclose(target["boxes"][0, 2] - target["boxes"][0, 0], 0.25 * 128, atol=0.1)
+        _, empty = dataset[1]
+        assert empty["boxes"].shape == (0, 4) and empty["mask"].shape == (1, 128, 128) and float(empty["mask"].sum()) == 0
+
+    def test_a_fold_list_file_is_read_like_a_folder(self, tmp_path: Path) -> None:
+        data = make_tiny_dataset(tmp_path, n_train=3, n_val=1, size=64)
+        listing = tmp_path / "train.txt"
+        listing.write_text("".join(f"{p}\n" for p in sorted((tmp_path / "images" / "train").glob("*.png"))[:2]))
+        data.write_text(data.read_text().replace("train: images/train", f"train: {listing.name}"))
+        assert len(BoxDataset.from_yaml(data, "train", 64)) == 2
+
+    def test_flipped_boxes_follow_the_flipped_image(self, tmp_path: Path) -> None:
+        data = make_tiny_dataset(tmp_path, n_train=1, n_val=1, size=64)
+        plain = read_label_boxes(BoxDataset.from_yaml(data, "train", 64).images[0], 64)[0]
+        dataset = BoxDataset.from_yaml(data, "train", 64, flip=True, seed=1)
+        seen = {tuple(round(float(v), 2) for v in dataset[0][1]["boxes"][0]) for _ in range(12)}
+        flipped = [64 - plain[2], plain[1], 64 - plain[0], plain[3]]
+        assert seen == {tuple(round(float(v), 2) for v in plain), tuple(round(float(v), 2) for v in flipped)}
+
+    def test_masks_are_the_filled_box_or_its_inscribed_ellipse(self) -> None:
+        box = np.array([[8.0, 16.0, 40.0, 48.0]])
+        filled, ellipse = box_masks(box, 64, "box")[0], box_masks(box, 64, "ellipse")[0]
+        assert filled.sum() == 32 * 32 and filled[16:48, 8:40].all()
+        assert 0.7 < ellipse.sum() / filled.sum() < 0.85 and not ellipse[filled == 0].any()  # π/4 of the box, inside it
+
+
+class TestBoxesFromProbability:
+    def test_one_box_per_component_scored_by_its_mean_probability(self) -> None:
+        probability = np.zeros((64, 64))
+        probability[5:15, 5:25] = 0.6
+        probability[30:50, 40:60] = 0.9
+        probability[60:62, 0:2] = 1.0  # a speck
+        boxes, scores = boxes_from_probability(probability)
+        assert boxes.tolist() == [[40, 30, 60, 50], [5, 5, 25, 15]] and np.allclose(scores, [0.9, 0.6])
+
+    def test_conf_and_count_limits(self) -> None:
+        probability = np.zeros((64, 64))
+        probability[5:15, 5:25] = 0.6
+        probability[30:50, 40:60] = 0.9
+        assert len(boxes_from_probability(probability, conf=0.7)[1]) == 1
+        assert len(boxes_from_probability(probability, max_detections=1)[1]) == 1
+        assert boxes_from_probability(np.zeros((64, 64)))[0].shape == (0, 4)
+
+
+class TestWeights:
+    def test_a_checkpoint_is_plain_tensors_and_predicts_in_image_pixels_with_flip_tta(self, tmp_path: Path) -> None:
+        best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
+        torch.load(best, weights_only=True)  # no pickled code
+        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.members == 2
+        [(boxes, scores, member)] = detector.detect([np.full((90, 120), 128, np.uint8)])
+        assert boxes.shape == (len(scores), 4) and set(member) <= {0, 1}
+        assert (boxes[:, [0, 2]] <= 120 + 1e-6).all() and (boxes[:, [1, 3]] <= 90 + 1e-6).all()
+
+    def test_boxes_come_back_in_the_image_pixels_with_and_without_flip(self, tmp_path: Path) -> None:
+        """A stand-in U-Net whose map is the bright pixels: the box of a bright patch of a non-square image, both passes."""
+        best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
+        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        detector.model = lambda batch: (batch - 0.5) * 100
+        image = np.zeros((90, 120), np.uint8)
+        image[30:60, 12:42] = 255
+        [(boxes, scores, member)] = detector.detect([image])
+        assert sorted(member.tolist()) == [0, 1] and np.allclose(scores, 1.0)
+        assert np.allclose(boxes, [[12, 30, 42, 60]] * 2, atol=2.5)
+
+    def test_other_files_are_not_read_as_checkpoints(self, tmp_path: Path) -> None:
+        (tmp_path / "notes.pt").write_text("not a checkpoint")
+        torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
+        assert read_checkpoint(tmp_path / "notes.pt") is None and read_checkpoint(tmp_path / "plain.pt") is None
+
+    def test_rgb_weights_are_summed_into_the_single_channel(self, tmp_path: Path) -> None:
+        model = build_unet()
+        key = "encoder.conv1.weight"
+        rgb = torch.ones(model.state_dict()[key].shape[0], 3, 7, 7)
+        torch.save({key: rgb, "unrelated": torch.zeros(1)}, tmp_path / "rgb.pth")
+        assert load_initial_weights(model, "unet", tmp_path / "rgb.pth").startswith("1 of")
+        assert torch.equal(model.state_dict()[key], torch.full_like(model.state_dict()[key], 3.0))
+
+    def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):
+            load_initial_weights(build_unet(), "unet", tmp_path / "missing.pth")
+        torch.save({"other": torch.zeros(3)}, tmp_path / "other.pth")
+        with pytest.raises(ValueError, match="none of its tensors fits unet-resnet18"):
+            load_initial_weights(build_unet(), "unet", tmp_path / "other.pth")
+
+
+class TestOptions:
+    def test_devices(self) -> None:
+        assert lightning_devices("cpu") == {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
+        assert lightning_devices("1") == {"accelerator": "gpu", "devices": [1], "strategy": "auto", "precision": "16-mixed"}
+
+    def test_set_keys_are_checked(self) -> None:
+        assert arch_options({"lr0": "0.01", "seed": 3}) == {"lr0": 0.01, "seed": 3}
+        with pytest.raises(TrainConfigError, match="mosaic: not an option of this arch"):
+            arch_options({"mosaic": 1.0})
