@@ -25,7 +25,7 @@ from pneumo_yolo.dicom.read import resize_longest
 from pneumo_yolo.dicom.write import write_dicom
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.submission import read_submission
-from pneumo_yolo.model import predict
+from pneumo_yolo.model import torch_detect
 from pneumo_yolo.model.inputs import load_image
 from pneumo_yolo.model.predict import RAW_CONF, Detector
 from pneumo_yolo.model.prediction import predict_folder
@@ -62,14 +62,14 @@ class RectangleFinder(Detector):
 
 @pytest.fixture
 def detectors(monkeypatch: pytest.MonkeyPatch) -> list[RectangleFinder]:
-    """``predict_folder`` builds a :class:`RectangleFinder` instead of loading weights; the list holds each one built."""
+    """``predict_folder`` loads a :class:`RectangleFinder` for every weights file; the list holds each one built."""
     built: list[RectangleFinder] = []
 
     def build(weights: Path, **kwargs) -> RectangleFinder:
         built.append(RectangleFinder(weights, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(predict, "Detector", build)
+    monkeypatch.setattr(torch_detect, "load_detector", build)
     return built
 
 
