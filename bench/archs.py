@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/archs.py [--n 64] [--imgsz 256] [--batch 16] [--ar
 Every arch runs with random weights (speed does not depend on training): yolo11n and
 yolov3-tiny as Ultralytics builds them for one channel and one class, and the Faster R-CNN,
 Mask R-CNN and U-Net checkpoints as ``train --arch`` saves them. Each goes through the same
-pipeline, :func:`pneumo_yolo.model.predict.predict_folder`: the DICOMs are decoded once, in a
+pipeline, :func:`pneumo_yolo.model.prediction.predict_folder`: the DICOMs are decoded once, in a
 background process, at the model's size; detection; post-processing; the CSV. "steady" is the
 images/s once the model is loaded, "model only" times ``detect`` alone on images decoded
 beforehand.
