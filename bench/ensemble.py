@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/ensemble.py [--n 200] [--imgsz 512] [--classifier-
 
 Models are yolo11n detectors (1 channel, 1 class, as ``train`` builds them) and a yolo11n-cls
 opacity classifier, with random weights: their speed does not depend on training. For each
-configuration, :func:`pneumo_yolo.model.predict.predict_folder` runs from the DICOM files
+configuration, :func:`pneumo_yolo.model.prediction.predict_folder` runs from the DICOM files
 (decoding, inference, post-processing and the CSV) and its steady images/s (model loaded) is
 printed, with:
 
