@@ -76,15 +76,26 @@ class NullEnsemble:
 
 
 def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
-    """Images per second that one core decodes (DICOM → model input), one after another."""
+    """Images per second that one core decodes (DICOM → model input), one after another.
+
+    OpenCV runs on one thread here, as in the decoding processes: with its default thread pool
+    the resize alone uses every core, and the rate is no longer one core's.
+    """
+    import cv2
+
     from pneumo_yolo.model.inputs import list_inputs, load_image
 
     paths = list_inputs(source)[:n]
-    load_image(paths[0], imgsz)
-    started = time.perf_counter()
-    for path in paths:
-        load_image(path, imgsz)
-    return len(paths) / (time.perf_counter() - started)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        load_image(paths[0], imgsz)
+        started = time.perf_counter()
+        for path in paths:
+            load_image(path, imgsz)
+        return len(paths) / (time.perf_counter() - started)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
