@@ -54,7 +54,7 @@ def default_classifier_imgsz(dataset_imgsz: int) -> int:
 
     An opacity covers a good part of a lung, so the image-level question needs fewer pixels than
     the boxes. At the detector's own size, yolo11n-cls added 47 % to a 512 px yolo11n's predict
-    time on the CPU; at 256 px, 28 % (``bench/ensemble.py``).
+    time on the CPU; at 256 px, 29 % (``bench/ensemble.py``).
 
     >>> default_classifier_imgsz(512), default_classifier_imgsz(192), default_classifier_imgsz(64)
     (256, 96, 64)
