@@ -53,8 +53,8 @@ def default_classifier_imgsz(dataset_imgsz: int) -> int:
     """The size a classifier trains at unless told: half the dataset's (a multiple of 32, at least 64).
 
     An opacity covers a good part of a lung, so the image-level question needs fewer pixels than
-    the boxes. At the detector's own size, yolo11n-cls added 47 % to a 512 px yolo11n's predict
-    time on the CPU; at 256 px, 29 % (``bench/ensemble.py``).
+    the boxes. At the detector's own size, yolo11n-cls added 47–54 % to a 512 px yolo11n's predict
+    time on the CPU; at 256 px, 15 % (``bench/ensemble.py``, 1,000 images).
 
     >>> default_classifier_imgsz(512), default_classifier_imgsz(192), default_classifier_imgsz(64)
     (256, 96, 64)
