@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -28,36 +28,41 @@ class PeakMemory:
     ``peak_mb`` sums each process's resident set (RSS), so a shared library's pages count once in
     every process that maps them; ``peak_pss_mb`` sums the proportional set sizes (shared pages
     split between their processes, read from ``/proc/PID/smaps_rollup``; 0 where there is none).
+    RSS is read every ``interval_s`` and PSS every ``pss_every`` samples, so that sampling takes
+    about 3 % of one core from the work it measures: reading the RSS of a small process tree
+    takes about 1.4 ms, reading ``smaps_rollup`` of a process that imported torch about 11 ms.
 
     >>> with PeakMemory() as memory:  # doctest: +SKIP
     ...     work()
     >>> memory.peak_mb  # doctest: +SKIP
     """
 
-    def __init__(self, interval_s: float = 0.02) -> None:
+    def __init__(self, interval_s: float = 0.05, pss_every: int = 20) -> None:
         self.interval_s = interval_s
+        self.pss_every = pss_every
         self.peak_bytes = 0
         self.peak_pss_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _tree(self) -> tuple[int, int]:
+    def _tree(self, with_pss: bool) -> tuple[int, int]:
         me = psutil.Process()
         rss = pss = 0
         for process in [me, *me.children(recursive=True)]:
             try:
                 rss += process.memory_info().rss
-                pss += _pss(process.pid)
+                pss += _pss(process.pid) if with_pss else 0
             except psutil.Error:
                 continue
         return rss, pss
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
-            rss, pss = self._tree()
+        for count in itertools.count():
+            rss, pss = self._tree(with_pss=count % self.pss_every == 0)
             self.peak_bytes = max(self.peak_bytes, rss)
             self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
-            time.sleep(self.interval_s)
+            if self._stop.wait(self.interval_s):
+                return
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()

@@ -10,7 +10,7 @@ with random weights: its speed does not depend on training. "Model only" times
 writing the CSV included, both once the model is loaded and with the start-up (imports, model
 loading) counted; it runs first, as the command would, so the model-only run leaves nothing in
 its memory figure. Each N runs in its own process, so its peak memory (of the process tree,
-decoding workers included, sampled every 20 ms: RSS, and PSS, which counts shared pages once) is its own. Goals: end to end
+decoding workers included: RSS every 50 ms, and PSS, which counts shared pages once, every second) is its own. Goals: end to end
 ≥ 0.85 × model only; peak memory under 1 GB and flat as N grows.
 
 ``--null-model`` replaces the network by a detector that returns three fixed boxes at once, so
@@ -18,12 +18,16 @@ what is timed is what a GPU would see: decoding, batching, post-processing and w
 submission and a raw table) alone, with W decoding processes. It is compared with W × the rate at which one core decodes
 (``load_image`` in a loop, measured just before in the same process; W = 0 decodes in the
 predicting process and is compared with one core). Goal: ≥ 0.85 × W × that rate, as far as the cores allow.
+The CPU time of the predicting process and of its decoding processes, per image, and the share of
+all cores that the run kept busy (start-up included), tell whether a shortfall is waiting or a
+lack of cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -131,19 +135,31 @@ def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
 
 
 def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
-    """One N and W with the null model: images/s of the pipeline alone, and its peak memory."""
+    """One N and W with the null model: images/s of the pipeline alone, the CPU it used, and its peak memory."""
     from pneumo_yolo.model import prediction
     from pneumo_yolo.model.prediction import predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     prediction.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
     rate = decode_rate(source, imgsz)  # just before, in this process: the load of a shared machine changes by the minute
+    before = os.times()
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         report = predict_folder(
             Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers,
             save_raw=Path(scratch) / "raw.parquet", progress=False,
         )  # fmt: skip
-    return {"n": n, "workers": workers, "steady": report.steady_images_per_s, "decode_rate": rate, "peak_mb": memory.peak_mb, "peak_pss_mb": memory.peak_pss_mb}
+    after = os.times()
+    return {
+        "n": n,
+        "workers": workers,
+        "steady": report.steady_images_per_s,
+        "decode_rate": rate,
+        "elapsed_s": report.elapsed_s,
+        "cpu_s": after.user + after.system - before.user - before.system,
+        "children_cpu_s": after.children_user + after.children_system - before.children_user - before.children_system,
+        "peak_mb": memory.peak_mb,
+        "peak_pss_mb": memory.peak_pss_mb,
+    }
 
 
 def run_one(args: list[str]) -> dict:
@@ -153,19 +169,26 @@ def run_one(args: list[str]) -> dict:
 
 
 def ceiling(args: argparse.Namespace) -> None:
-    """The null-model table: W, images/s, and the ratio to W × the single-core decode rate."""
+    """The null-model table: W, images/s, the ratio to W × the single-core decode rate, and the CPU it took."""
     from pneumo_yolo.model.offline import cpu_count
 
     batch = ["--batch", str(args.batch)] if args.batch else []
+    cores = cpu_count()
     for n in args.n:
-        print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch or GPU_BATCH}, {cpu_count()} cores")
-        print("| W | images/s | one core decodes (img/s) | ratio to W × single-core decode | peak memory of the process tree, RSS / PSS |")
-        print("| ---: | ---: | ---: | ---: | ---: |")
+        print(f"null model, N={n} imgsz={args.imgsz} batch={args.batch or GPU_BATCH}, {cores} cores")
+        print(
+            "| W | images/s | one core decodes (img/s) | ratio to W × single-core decode "
+            "| CPU ms per image: predicting process + decoding processes | cores busy | peak memory of the process tree, RSS / PSS |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for workers in args.ceiling_workers:
             result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch])
             ratio = result["steady"] / (max(1, workers) * result["decode_rate"])
+            busy = (result["cpu_s"] + result["children_cpu_s"]) / (result["elapsed_s"] * cores)
             print(
-                f"| {workers} | {result['steady']:.1f} | {result['decode_rate']:.1f} | {ratio:.2f} | {result['peak_mb']:.0f} / {result['peak_pss_mb']:.0f} MB |",
+                f"| {workers} | {result['steady']:.1f} | {result['decode_rate']:.1f} | {ratio:.2f} "
+                f"| {1000 * result['cpu_s'] / n:.2f} + {1000 * result['children_cpu_s'] / n:.2f} | {busy:.0%} "
+                f"| {result['peak_mb']:.0f} / {result['peak_pss_mb']:.0f} MB |",
                 flush=True,
             )
 

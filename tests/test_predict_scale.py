@@ -1,9 +1,13 @@
-"""predict at scale, without a model: the ``--workers auto`` rule, its parsing, the split over devices, joining raw tables."""
+"""predict at scale, without a model: the ``--workers auto`` rule, its parsing, decoding processes and their shared
+buffers, the split over devices, joining raw tables."""
 
 from __future__ import annotations
 
+import os
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,9 +15,15 @@ import typer
 
 from pneumo_yolo.cli import options
 from pneumo_yolo.eval.detections import RawImage, concatenate_raw, read_raw, write_raw
+from pneumo_yolo.model import inputs
 from pneumo_yolo.model.devices import MAX_WORKERS_PER_DEVICE, auto_workers, devices_of
+from pneumo_yolo.model.inputs import iterate_batches, list_inputs, load_batch_shared
 from pneumo_yolo.model.prediction import Predictions
 from pneumo_yolo.model.shards import join_predictions, shard_paths
+
+from .conftest import RsnaFolder
+
+SHM = Path("/dev/shm")
 
 
 @pytest.mark.parametrize(
@@ -54,6 +64,58 @@ def test_workers_option_accepts_auto_and_whole_numbers(text: str, value: int | N
 def test_workers_option_refuses_anything_else(text: str) -> None:
     with pytest.raises(typer.BadParameter, match="use auto or a whole number ≥ 0"):
         options.workers(text)
+
+
+def decoded(paths: list[Path], workers: int) -> list[tuple[str, str, int, int, str, np.ndarray | None]]:
+    """What :func:`iterate_batches` yields for ``paths`` (batches of 4, longest side 128), one tuple per image."""
+    batches = list(iterate_batches(paths, 128, 4, workers))
+    assert all(len(batch) == 4 for batch in batches[:-1])
+    return [(i.patient_id, i.path, i.width, i.height, i.problem, i.pixels) for batch in batches for i in batch]
+
+
+def test_decoding_processes_hand_over_the_same_images_in_the_same_order(rsna_folder: RsnaFolder) -> None:
+    (rsna_folder.images / "zz-broken.dcm").write_bytes(b"not a dicom")
+    cv2.imwrite(str(rsna_folder.images / "zz-picture.png"), np.full((90, 300), 77, np.uint8))
+    paths = list_inputs(rsna_folder.images)
+    in_process = decoded(paths, workers=0)
+    assert len(in_process) == 15 and in_process[-2][4] and in_process[-2][5] is None
+    assert in_process[-1][5].shape == (38, 128)
+    for workers in (1, 2):
+        handed_over = decoded(paths, workers)
+        assert [row[:5] for row in handed_over] == [row[:5] for row in in_process]
+        for (*_, pixels), (*_, expected) in zip(handed_over, in_process):
+            assert (pixels is None and expected is None) or np.array_equal(pixels, expected)
+
+
+def test_an_image_too_big_for_what_is_left_of_the_shared_buffer_comes_back_in_its_record(rsna_folder: RsnaFolder) -> None:
+    paths = list_inputs(rsna_folder.images)[:3]
+    buffer = SharedMemory(create=True, size=2 * 64 * 64 + 10)
+    try:
+        placed = load_batch_shared(paths, 64, buffer.name)
+        assert [place is None for _, place in placed] == [False, False, True]
+        assert placed[0][0].pixels is None and placed[2][0].pixels.shape == (64, 64)
+        second = np.ndarray((64, 64), np.uint8, buffer.buf, placed[1][1].offset).copy()
+        assert placed[1][1].offset == 64 * 64 and np.array_equal(placed[1][1].read(buffer), second)
+    finally:
+        buffer.close()
+        buffer.unlink()
+
+
+@pytest.mark.skipif(not SHM.is_dir(), reason="shared memory is listed in /dev/shm on Linux only")
+def test_shared_buffers_are_removed_when_the_reading_stops_early(rsna_folder: RsnaFolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[str] = []
+
+    class Recorded(SharedMemory):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            created.append(self.name)
+
+    monkeypatch.setattr(inputs, "SharedMemory", Recorded)
+    batches = iterate_batches(list_inputs(rsna_folder.images), 128, 2, workers=1)
+    next(batches)
+    assert len(created) == 3 and all((SHM / name).exists() for name in created)
+    batches.close()
+    assert not any((SHM / name).exists() for name in created)
 
 
 def test_devices_of_splits_the_device_option() -> None:
