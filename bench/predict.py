@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import CACHE, PeakMemory, synthetic_dicoms  # noqa: E402
+from _support import CACHE, PeakMemory, model_only_ms, synthetic_dicoms  # noqa: E402
 
 from pneumo_yolo.model.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
 
@@ -113,13 +113,8 @@ def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:  # first, so that nothing of the model-only run counts
         report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", workers=workers, progress=False)
     detector = Detector(weights, imgsz=imgsz, device="cpu")
-    model_batch = batch or CPU_BATCH
     images = [load_image(path, imgsz).pixels for path in list_inputs(source)[: min(n, 256)]]
-    detector.detect(images[:model_batch])
-    started = time.perf_counter()
-    for start in range(0, len(images), model_batch):
-        detector.detect(images[start : start + model_batch])
-    model_only = len(images) / (time.perf_counter() - started)
+    model_only = 1000 / model_only_ms(detector, images, batch or CPU_BATCH)
     return {
         "n": n,
         "model_only": model_only,
