@@ -18,7 +18,7 @@ GPU_BATCH = 32
 """Images per model call on a GPU."""
 CPU_BATCH = 4
 """Images per model call on the CPU. Each image of a batch holds about 20 MB of activations
-(yolo11n at 512 px): a batch of 4 peaks about 90 MB lower than one of 8, and on 2 cores it was
+(yolo11n at 512 px): a batch of 4 peaks about 110 MB lower than one of 8, and on 2 cores it was
 also the fastest of 1, 2, 4, 8 and 16 (yolo11n at 512 px, back-to-back in one process: 4 beat 8
 in 6 of 6 rounds, 30 against 25 images/s at the median)."""
 

@@ -57,9 +57,8 @@ class Detector:
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         results = self.model.predict(
-            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False,
-            predictor=self.predictor,
-        )  # fmt: skip
+            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False, predictor=self.predictor
+        )
         return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
 
     @property
@@ -92,7 +91,8 @@ def without_cpu_warmup(predictor: type) -> type:
     That import also imports ``torch._dynamo`` and, with a CUDA build of torch, Triton: about
     150 MB more in the predicting process. Ultralytics' NMS loops in Python over the boxes it
     keeps: as fast at :data:`RAW_CONF`, slower with a far lower ``--conf``, where images keep
-    hundreds of candidate boxes. On a GPU the warm-up runs as before.
+    hundreds of candidate boxes. On a GPU the warm-up runs as before. (An image classifier's
+    predictor imports torchvision for its transforms anyway, so it is left as it is.)
     """
 
     class CpuPredictor(predictor):
