@@ -192,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--imgsz", type=int, default=512)
-    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 8 on the CPU; 32 with --null-model, as on a GPU)")
+    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 4 on the CPU; 32 with --null-model, as on a GPU)")
     parser.add_argument("--workers", default="auto", help="decoding processes beside inference: auto or a number")
     parser.add_argument("--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once")
     parser.add_argument("--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import ensemble_boxes
 import numpy as np
 import pytest
 
+from pneumo_yolo.eval import postprocess as postprocess_module
 from pneumo_yolo.eval.postprocess import (
     ConfigError,
     PostprocessConfig,
@@ -94,13 +97,13 @@ class TestSteps:
 class TestWeightedBoxesFusion:
     def test_wbf_goes_through_ensemble_boxes(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls = []
-        real = ensemble_boxes.weighted_boxes_fusion
+        real = postprocess_module.load_weighted_boxes_fusion()
 
         def spy(boxes_list, scores_list, labels_list, **kwargs):
             calls.append((boxes_list, kwargs))
             return real(boxes_list, scores_list, labels_list, **kwargs)
 
-        monkeypatch.setattr(ensemble_boxes, "weighted_boxes_fusion", spy)
+        monkeypatch.setattr(postprocess_module, "load_weighted_boxes_fusion", lambda: spy)
         boxes, scores = merge(xyxy([0, 0, 100, 100], [10, 0, 110, 100]), np.array([0.9, 0.3]), SIZE, "wbf", 0.5)
         assert len(calls) == 1
         sent, kwargs = calls[0]
@@ -109,6 +112,25 @@ class TestWeightedBoxesFusion:
         # One fused box: corners weighted by score, score the average.
         np.testing.assert_allclose(boxes, xyxy([2.5, 0, 102.5, 100]), atol=1e-3)
         np.testing.assert_allclose(scores, [0.6], atol=1e-6)
+
+    def test_wbf_is_the_packages_own(self) -> None:
+        rng = np.random.default_rng(0)
+        corners = np.sort(rng.random((3, 30, 2, 2)), axis=2).transpose(0, 1, 3, 2).reshape(3, 30, 4)[..., [0, 2, 1, 3]]
+        lists = ([*corners], [*rng.random((3, 30))], [np.zeros(30)] * 3)
+        ours = postprocess_module.load_weighted_boxes_fusion()(*lists, iou_thr=0.4, skip_box_thr=0.1)
+        theirs = ensemble_boxes.weighted_boxes_fusion(*lists, iou_thr=0.4, skip_box_thr=0.1)
+        assert len(ours[1]) > 10
+        for mine, package in zip(ours, theirs):
+            np.testing.assert_array_equal(mine, package)
+
+    def test_wbf_does_not_import_numba(self) -> None:
+        code = (
+            "import sys, numpy as np\n"
+            "from pneumo_yolo.eval.postprocess import fuse\n"
+            "fuse([np.array([[0, 0, 10, 10.0]])], [np.array([0.9])], (100, 100), 0.5)\n"
+            "print('numba' in sys.modules)"
+        )
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
     def test_tta_fusion_of_two_passes(self) -> None:
         plain = (xyxy([100, 100, 300, 300], [600, 600, 700, 700]), np.array([0.8, 0.6]))

@@ -179,6 +179,30 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     assert all(argv == list(LIBRARY_ARGV) for argv in argvs.values())
 
 
+NMS_CHECK = """
+import sys
+from pathlib import Path
+import cv2, numpy as np
+from pneumo_yolo.model.predict import Detector
+detector = Detector(Path(sys.argv[1]), device="cpu", conf=0.001)
+images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sorted(Path(sys.argv[2]).glob("*.png"))]
+ours = detector.detect(images)
+print("torchvision" in sys.modules, sum(len(scores) for _, scores, _ in ours))
+import torchvision  # Ultralytics' NMS takes torchvision's kernel from now on
+theirs = detector.detect(images)
+print(all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(ours, theirs)))
+"""
+
+
+def test_cpu_prediction_leaves_torchvision_unimported_and_finds_the_same_boxes(trained):
+    """Without the CPU warm-up (which only imports torchvision) Ultralytics' own NMS keeps the very boxes of torchvision's."""
+    _, dataset, best = trained
+    result = subprocess.run([sys.executable, "-c", NMS_CHECK, str(best), str(dataset / "images" / "val")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported, boxes, same = result.stdout.split()
+    assert imported == "False" and int(boxes) > 0 and same == "True"
+
+
 def test_weights_that_do_not_exist_are_refused(tmp_path):
     result = CliRunner().invoke(app, ["predict", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 2

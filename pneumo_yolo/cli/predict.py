@@ -42,7 +42,7 @@ def predict_command(
     batch: Annotated[
         Optional[int],
         typer.Option(
-            min=1, show_default="32 on a GPU, 8 on the CPU",
+            min=1, show_default="32 on a GPU, 4 on the CPU",
             help="Images per inference batch. On the CPU each image of a batch holds about 20 MB (yolo11n at 512 px).",
         ),
     ] = None,

@@ -23,9 +23,11 @@ returns boxes sorted by descending score (equal scores keep their order).
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -175,6 +177,24 @@ def threshold(boxes: np.ndarray, scores: np.ndarray, conf: float) -> tuple[np.nd
     return as_boxes(boxes)[keep], s[keep]
 
 
+@functools.cache
+def load_weighted_boxes_fusion() -> Callable:
+    """``ensemble_boxes.weighted_boxes_fusion``, loaded from its own module without the package's ``__init__``.
+
+    That ``__init__`` also imports the package's NMS and 3-D fusion modules, and with them numba
+    (about 55 MB of memory in every predict process) for functions this project does not use;
+    ``ensemble_boxes_wbf.py`` itself imports only numpy and ``warnings``.
+    """
+    package = importlib.util.find_spec("ensemble_boxes")
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("ensemble-boxes is not installed: pip install ensemble-boxes")
+    path = Path(package.submodule_search_locations[0]) / "ensemble_boxes_wbf.py"
+    spec = importlib.util.spec_from_file_location("pneumo_yolo.eval._ensemble_boxes_wbf", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.weighted_boxes_fusion
+
+
 def fuse(
     boxes_list: Sequence[np.ndarray],
     scores_list: Sequence[np.ndarray],
@@ -191,14 +211,12 @@ def fuse(
     box scores the average of its members, scaled down when fewer lists than given
     contributed (``conf_type="avg"``).
     """
-    from ensemble_boxes import weighted_boxes_fusion
-
     width, height = size
     prepared = [clean(b, s, size) for b, s in zip(boxes_list, scores_list, strict=True)]
     prepared = [(b[s > 0], s[s > 0]) for b, s in prepared]
     if not any(len(s) for _, s in prepared):
         return np.zeros((0, 4)), np.zeros(0)
-    fused, fused_scores, _ = weighted_boxes_fusion(
+    fused, fused_scores, _ = load_weighted_boxes_fusion()(
         [scale_xyxy(b, 1 / width, 1 / height) for b, _ in prepared],
         [s for _, s in prepared],
         [np.zeros(len(s)) for _, s in prepared],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +53,11 @@ class Detector:
         self.device = resolve_device(device)
         self.tta = tta
         self.conf = conf
+        self.predictor = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         results = self.model.predict(
-            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False
+            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False, predictor=self.predictor
         )
         return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
 
@@ -79,6 +81,26 @@ class Detector:
             member = np.r_[np.zeros(len(scores), np.int64), np.ones(len(flip_scores), np.int64)]
             found.append((np.r_[boxes, unflipped].reshape(-1, 4), np.r_[scores, flip_scores], member))
         return found
+
+
+def without_cpu_warmup(predictor: type) -> type:
+    """A subclass of the Ultralytics predictor class ``predictor`` that skips the warm-up on the CPU.
+
+    There the warm-up of a PyTorch model runs no forward pass: it only imports torchvision, so
+    that NMS uses torchvision's kernel rather than Ultralytics' own, which keeps the same boxes.
+    That import also imports ``torch._dynamo`` and, with a CUDA build of torch, Triton: about
+    150 MB more in the predicting process. Ultralytics' NMS loops in Python over the boxes it
+    keeps: as fast at :data:`RAW_CONF`, slower with a far lower ``--conf``, where images keep
+    hundreds of candidate boxes. On a GPU the warm-up runs as before. (An image classifier's
+    predictor imports torchvision for its transforms anyway, so it is left as it is.)
+    """
+
+    class CpuPredictor(predictor):
+        def setup_model(self, model: Any, verbose: bool = True) -> None:
+            super().setup_model(model, verbose)
+            self.done_warmup = self.device.type == "cpu"
+
+    return CpuPredictor
 
 
 class Ensemble:
