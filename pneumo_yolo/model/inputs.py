@@ -97,9 +97,13 @@ class SharedPlace:
     shape: tuple[int, ...]
     dtype: str
 
+    def view(self, buffer: SharedMemory) -> np.ndarray:
+        """The pixels' place in ``buffer``, as an array (no copy)."""
+        return np.ndarray(self.shape, self.dtype, buffer.buf, self.offset)
+
     def read(self, buffer: SharedMemory) -> np.ndarray:
         """A copy of the pixels, so that the buffer can take the next batch."""
-        return np.ndarray(self.shape, self.dtype, buffer.buf, self.offset).copy()
+        return self.view(buffer).copy()
 
 
 _attached: dict[str, SharedMemory] = {}
@@ -125,7 +129,7 @@ def load_batch_shared(paths: list[Path], max_side: int | None, buffer_name: str)
             placed.append((image, None))
             continue
         place = SharedPlace(offset, pixels.shape, pixels.dtype.str)
-        np.ndarray(place.shape, place.dtype, buffer.buf, offset)[...] = pixels
+        place.view(buffer)[...] = pixels
         placed.append((replace(image, pixels=None), place))
         offset += pixels.nbytes
     return placed
