@@ -53,11 +53,12 @@ class Detector:
         self.device = resolve_device(device)
         self.tta = tta
         self.conf = conf
-        self.predictor = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
+        self.predictor_class = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         results = self.model.predict(
-            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False, predictor=self.predictor
+            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False,
+            predictor=self.predictor_class,
         )
         return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
 
