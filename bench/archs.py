@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/archs.py [--n 64] [--imgsz 256] [--batch 16] [--ar
 Every arch runs with random weights (speed does not depend on training): yolo11n and
 yolov3-tiny as Ultralytics builds them for one channel and one class, and the Faster R-CNN,
 Mask R-CNN and U-Net checkpoints as ``train --arch`` saves them. Each goes through the same
-pipeline, :func:`pneumo_yolo.model.prediction.predict_folder`: the DICOMs are decoded once, in a
+pipeline, :func:`pneumo_yolo.predict.run.predict_folder`: the DICOMs are decoded once, in a
 background process, at the model's size; detection; post-processing; the CSV. "steady" is the
 images/s once the model is loaded, "model only" times ``detect`` alone on images decoded
 beforehand.
@@ -37,7 +37,7 @@ def random_weights(row: str, imgsz: int) -> Path:
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
     if row in YOLO_CONFIGS:
-        from pneumo_yolo.model.offline import import_ultralytics
+        from pneumo_yolo.runtime.offline import import_ultralytics
 
         import_ultralytics()
         from ultralytics.nn.tasks import DetectionModel
@@ -46,16 +46,17 @@ def random_weights(row: str, imgsz: int) -> Path:
         model.args = {"imgsz": imgsz}
         torch.save({"model": model, "train_args": {"imgsz": imgsz, "task": "detect"}}, path)
         return path
-    from pneumo_yolo.model.archs import build_model, save_checkpoint
+    from pneumo_yolo.nets.archs import build_model
+    from pneumo_yolo.nets.checkpoints import save_checkpoint
 
     return save_checkpoint(path, row, imgsz, build_model(row, imgsz))
 
 
 def measure(row: str, n: int, imgsz: int, batch: int) -> dict:
     """Model-only and end-to-end images/s of one arch."""
-    from pneumo_yolo.model.inputs import list_inputs, load_image
-    from pneumo_yolo.model.prediction import predict_folder
-    from pneumo_yolo.model.torch_detect import load_detector
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
+    from pneumo_yolo.predict.run import predict_folder
+    from pneumo_yolo.nets.load import load_detector
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(row, imgsz)
@@ -80,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from pneumo_yolo.model.offline import cpu_count
+    from pneumo_yolo.runtime.devices import cpu_count
 
     torch.set_num_threads(cpu_count())
     print(f"{'arch':<12} {'model only':>12} {'end to end':>12}  (images/s, {args.n} DICOMs at {args.imgsz} px, batch {args.batch}, {cpu_count()} CPU threads)")

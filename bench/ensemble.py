@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/ensemble.py [--n 200] [--imgsz 512] [--classifier-
 
 Models are yolo11n detectors (1 channel, 1 class, as ``train`` builds them) and a yolo11n-cls
 opacity classifier, with random weights: their speed does not depend on training. For each
-configuration, :func:`pneumo_yolo.model.prediction.predict_folder` runs from the DICOM files
+configuration, :func:`pneumo_yolo.predict.run.predict_folder` runs from the DICOM files
 (decoding, inference, post-processing and the CSV) and its steady images/s (model loaded) is
 printed, with:
 
@@ -34,7 +34,7 @@ def random_classifier(imgsz: int) -> Path:
         import torch
 
         from pneumo_yolo.data.classify_view import CLASS_NAMES
-        from pneumo_yolo.model.offline import import_ultralytics
+        from pneumo_yolo.runtime.offline import import_ultralytics
 
         import_ultralytics()
         from ultralytics.nn.tasks import ClassificationModel
@@ -49,7 +49,7 @@ def random_classifier(imgsz: int) -> Path:
 
 def steady_ms(source: Path, weights: list[Path], classifiers: list[Path], imgsz: int, batch: int, workers: int) -> float:
     """Milliseconds per image of ``predict_folder`` once its models are loaded."""
-    from pneumo_yolo.model.prediction import predict_folder
+    from pneumo_yolo.predict.run import predict_folder
 
     with tempfile.TemporaryDirectory() as scratch:
         report = predict_folder(
@@ -69,14 +69,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="decoding processes beside inference")
     args = parser.parse_args()
 
-    from pneumo_yolo.model.inputs import list_inputs, load_image
-    from pneumo_yolo.model.predict import Detector
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
+    from pneumo_yolo.nets.yolo import YoloDetector
 
     source = synthetic_dicoms(args.n) / "stage_2_train_images"
     detector_weights, classifier_weights = random_weights(args.imgsz), random_classifier(args.classifier_imgsz)
     decode_ms = 1000 / decode_rate(source, args.imgsz, n=64)
     images = [load_image(path, args.imgsz).pixels for path in list_inputs(source)[:64]]
-    detector = Detector(detector_weights, imgsz=args.imgsz, device="cpu")
+    detector = YoloDetector(detector_weights, imgsz=args.imgsz, device="cpu")
     model_ms = model_only_ms(detector, images, args.batch)
     print(f"{args.n} DICOMs (1024²), CPU, batch {args.batch}, {args.workers} decoding worker(s): "
           f"decode {decode_ms:.1f} ms/image, one detector at {args.imgsz} px {model_ms:.1f} ms/image (model only)")

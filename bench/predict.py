@@ -5,8 +5,8 @@ and ``.venv/bin/python bench/predict.py --null-model [--n 1000] [--ceiling-worke
 
 The model is yolo11n (single channel, one class, as ``train`` builds it from our data.yaml),
 with random weights: its speed does not depend on training. "Model only" times
-:meth:`pneumo_yolo.model.predict.Detector.detect` on batches decoded beforehand; "end to end" times
-:func:`pneumo_yolo.model.prediction.predict_folder` from the DICOM files, decoding, post-processing and
+:meth:`pneumo_yolo.nets.detector.Detector.detect` on batches decoded beforehand; "end to end" times
+:func:`pneumo_yolo.predict.run.predict_folder` from the DICOM files, decoding, post-processing and
 writing the CSV included, both once the model is loaded and with the start-up (imports, model
 loading) counted; it runs first, as the command would, so the model-only run leaves nothing in
 its memory figure. Each N runs in its own process, so its peak memory (of the process tree,
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import CACHE, PeakMemory, model_only_ms, synthetic_dicoms  # noqa: E402
 
-from pneumo_yolo.model.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
+from pneumo_yolo.runtime.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
 
 NULL_BOXES = np.array([[100.0, 120.0, 300.0, 420.0], [600.0, 150.0, 820.0, 500.0], [110.0, 130.0, 290.0, 410.0]])
 NULL_SCORES = np.array([0.9, 0.6, 0.3])
@@ -52,7 +52,7 @@ def random_weights(imgsz: int) -> Path:
     if not path.is_file():
         import torch
 
-        from pneumo_yolo.model.offline import import_ultralytics
+        from pneumo_yolo.runtime.offline import import_ultralytics
 
         import_ultralytics()
         from ultralytics.nn.tasks import DetectionModel
@@ -65,9 +65,9 @@ def random_weights(imgsz: int) -> Path:
 
 
 class NullEnsemble:
-    """Stands in for :class:`~pneumo_yolo.model.predict.Ensemble`: the same three boxes for every image, at once."""
+    """Stands in for :class:`~pneumo_yolo.predict.ensemble.Ensemble`: the same three boxes for every image, at once."""
 
-    members = 1
+    passes = 1
 
     def __init__(self, imgsz: int) -> None:
         self.imgsz = imgsz
@@ -87,7 +87,7 @@ def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
     """
     import cv2
 
-    from pneumo_yolo.model.inputs import list_inputs, load_image
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
 
     paths = list_inputs(source)[:n]
     threads = cv2.getNumThreads()
@@ -104,15 +104,15 @@ def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
 
 def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
-    from pneumo_yolo.model.inputs import list_inputs, load_image
-    from pneumo_yolo.model.predict import Detector
-    from pneumo_yolo.model.prediction import predict_folder
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
+    from pneumo_yolo.nets.yolo import YoloDetector
+    from pneumo_yolo.predict.run import predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:  # first, so that nothing of the model-only run counts
         report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", workers=workers, progress=False)
-    detector = Detector(weights, imgsz=imgsz, device="cpu")
+    detector = YoloDetector(weights, imgsz=imgsz, device="cpu")
     images = [load_image(path, imgsz).pixels for path in list_inputs(source)[: min(n, 256)]]
     model_only = 1000 / model_only_ms(detector, images, batch or CPU_BATCH)
     return {
@@ -131,11 +131,11 @@ def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
 
 def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
     """One N and W with the null model: images/s of the pipeline alone, the CPU it used, and its peak memory."""
-    from pneumo_yolo.model import prediction
-    from pneumo_yolo.model.prediction import predict_folder
+    from pneumo_yolo.predict import device as one_device
+    from pneumo_yolo.predict.run import predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
-    prediction.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
+    one_device.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
     rate = decode_rate(source, imgsz)  # just before, in this process: the load of a shared machine changes by the minute
     before = os.times()
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
@@ -165,7 +165,7 @@ def run_one(args: list[str]) -> dict:
 
 def ceiling(args: argparse.Namespace) -> None:
     """The null-model table: W, images/s, the ratio to W × the single-core decode rate, and the CPU it took."""
-    from pneumo_yolo.model.offline import cpu_count
+    from pneumo_yolo.runtime.devices import cpu_count
 
     batch = ["--batch", str(args.batch)] if args.batch else []
     cores = cpu_count()
@@ -203,7 +203,7 @@ def main() -> None:
         print(json.dumps(measure_null(args.one, args.imgsz, args.batch, workers) if args.null_model else measure(args.one, args.imgsz, args.batch, workers)))
         return
     if args.null_model:
-        from pneumo_yolo.model.offline import cpu_count
+        from pneumo_yolo.runtime.devices import cpu_count
 
         args.ceiling_workers = args.ceiling_workers or list(range(cpu_count() + 1))
         ceiling(args)

@@ -79,10 +79,10 @@ def main() -> None:
     work = (args.work or Path(tempfile.mkdtemp(prefix="pneumo-gpu-check-"))).absolute()
 
     from converters.rsna import ConvertSettings, convert_rsna
-    from pneumo_yolo.model.offline import import_ultralytics
-    from pneumo_yolo.model.prediction import predict_folder
+    from pneumo_yolo.runtime.offline import import_ultralytics
+    from pneumo_yolo.predict.run import predict_folder
     from pneumo_yolo.synth import make_rsna_like
-    from pneumo_yolo.model.train import train
+    from pneumo_yolo.train.run import train
 
     import_ultralytics()
     import torch

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pneumo_yolo.data.labels import LABEL_COLUMNS
-from pneumo_yolo.model import offline
+from pneumo_yolo.runtime import offline
 from pneumo_yolo.dicom.write import write_dicom
 
 LABEL_HEADER = ",".join(LABEL_COLUMNS)

@@ -13,12 +13,15 @@ import pytest
 import torch
 
 from converters.rsna import ConvertSettings, convert_rsna
-from pneumo_yolo.model.archs import load_initial_weights, read_checkpoint, save_checkpoint
-from pneumo_yolo.model.lightning_train import arch_options, lightning_devices
-from pneumo_yolo.model.torch_data import BoxDataset, box_masks, read_label_boxes
-from pneumo_yolo.model.torch_detect import TorchDetector, load_detector
-from pneumo_yolo.model.train import TrainConfigError
-from pneumo_yolo.model.unet import boxes_from_probability, build_unet
+from pneumo_yolo.data.dataset import ConvertedDataset
+from pneumo_yolo.nets.checkpoints import load_initial_weights, read_checkpoint, save_checkpoint
+from pneumo_yolo.nets.load import load_detector
+from pneumo_yolo.nets.torch_net import TorchDetector
+from pneumo_yolo.nets.unet import boxes_from_probability, build_unet
+from pneumo_yolo.runtime.devices import Devices
+from pneumo_yolo.train.common import TrainConfigError
+from pneumo_yolo.train.data import BoxDataset, box_masks, read_label_boxes
+from pneumo_yolo.train.lightning import arch_options
 
 from .conftest import make_rsna_folder
 from .test_train import make_tiny_dataset
@@ -56,8 +59,8 @@ def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) 
     if name != "yolov3":
         assert read_checkpoint(run / "weights" / "best.pt")["arch"] == name
         assert (run / "weights" / "last.ckpt").is_file()
-        rows = list(csv.DictReader((run / "results.csv").open()))
-        assert [row["epoch"] for row in rows] == ["1"] and float(rows[0]["train/loss"]) > 0
+        rows = list(csv.DictReader((run / "metrics.csv").open()))
+        assert [row["epoch"] for row in rows] == ["0"] and float(rows[0]["train/loss"]) > 0 and float(rows[0]["train_minutes"]) > 0
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -93,7 +96,7 @@ def test_models_of_different_archs_ensemble(trained: Path) -> None:
 class TestData:
     def test_labels_become_square_pixel_boxes_and_empty_images_have_none(self, tmp_path: Path) -> None:
         data = make_tiny_dataset(tmp_path, n_train=2, n_val=1, size=64)
-        dataset = BoxDataset.from_yaml(data, "train", 128, masks="ellipse")
+        dataset = BoxDataset.of(ConvertedDataset.from_yaml(data), "train", 128, masks="ellipse")
         image, target = dataset[0]
         assert image.shape == (1, 128, 128) and 0 <= float(image.min()) and float(image.max()) <= 1
         assert target["boxes"].shape == (1, 4) and target["masks"].shape == (1, 128, 128)
@@ -106,12 +109,12 @@ class TestData:
         listing = tmp_path / "train.txt"
         listing.write_text("".join(f"{p}\n" for p in sorted((tmp_path / "images" / "train").glob("*.png"))[:2]))
         data.write_text(data.read_text().replace("train: images/train", f"train: {listing.name}"))
-        assert len(BoxDataset.from_yaml(data, "train", 64)) == 2
+        assert len(BoxDataset.of(ConvertedDataset.from_yaml(data), "train", 64)) == 2
 
     def test_flipped_boxes_follow_the_flipped_image(self, tmp_path: Path) -> None:
         data = make_tiny_dataset(tmp_path, n_train=1, n_val=1, size=64)
-        plain = read_label_boxes(BoxDataset.from_yaml(data, "train", 64).images[0], 64)[0]
-        dataset = BoxDataset.from_yaml(data, "train", 64, flip=True, seed=1)
+        plain = read_label_boxes(BoxDataset.of(ConvertedDataset.from_yaml(data), "train", 64).images[0], 64)[0]
+        dataset = BoxDataset.of(ConvertedDataset.from_yaml(data), "train", 64, flip=True, seed=1)
         seen = {tuple(round(float(v), 2) for v in dataset[0][1]["boxes"][0]) for _ in range(12)}
         flipped = [64 - plain[2], plain[1], 64 - plain[0], plain[3]]
         assert seen == {tuple(round(float(v), 2) for v in plain), tuple(round(float(v), 2) for v in flipped)}
@@ -146,7 +149,7 @@ class TestWeights:
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
         torch.load(best, weights_only=True)  # no pickled code
         detector = load_detector(best, device="cpu", tta=True, conf=0.0)
-        assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.members == 2
+        assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.passes == 2
         [(boxes, scores, member)] = detector.detect([np.full((90, 120), 128, np.uint8)])
         assert boxes.shape == (len(scores), 4) and set(member) <= {0, 1}
         assert (boxes[:, [0, 2]] <= 120 + 1e-6).all() and (boxes[:, [1, 3]] <= 90 + 1e-6).all()
@@ -185,8 +188,8 @@ class TestWeights:
 
 class TestOptions:
     def test_devices(self) -> None:
-        assert lightning_devices("cpu") == {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
-        assert lightning_devices("1") == {"accelerator": "gpu", "devices": [1], "strategy": "auto", "precision": "16-mixed"}
+        assert Devices.parse("cpu").lightning() == {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
+        assert Devices.parse("1").lightning() == {"accelerator": "gpu", "devices": [1], "strategy": "auto", "precision": "16-mixed"}
 
     def test_set_keys_are_checked(self) -> None:
         assert arch_options({"lr0": "0.01", "seed": 3}) == {"lr0": 0.01, "seed": 3}

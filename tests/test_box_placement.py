@@ -25,10 +25,10 @@ from pneumo_yolo.dicom.read import resize_longest
 from pneumo_yolo.dicom.write import write_dicom
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.submission import read_submission
-from pneumo_yolo.model import torch_detect
-from pneumo_yolo.model.inputs import load_image
-from pneumo_yolo.model.predict import RAW_CONF, Detector
-from pneumo_yolo.model.prediction import predict_folder
+from pneumo_yolo.nets.detector import RAW_CONF, Detector
+from pneumo_yolo.predict import ensemble
+from pneumo_yolo.predict.decoding import load_image
+from pneumo_yolo.predict.run import predict_folder
 
 DARK, BRIGHT = 30, 255
 SCORE = 0.9
@@ -47,11 +47,11 @@ class RectangleFinder(Detector):
     """The network replaced: the box around the pixels brighter than mid-grey in each image, scoring :data:`SCORE`."""
 
     def __init__(self, weights: Path, *, imgsz: int, device: str | None = None, tta: bool = False, conf: float = RAW_CONF) -> None:
-        self.imgsz, self.device, self.tta, self.conf = imgsz, device, tta, conf
-        self.passes = 0
+        super().__init__(imgsz=imgsz, device=device or "cpu", tta=tta, conf=conf)
+        self.calls = 0
 
-    def _run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        self.passes += 1
+    def run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        self.calls += 1
         results = []
         for image in images:
             rows, cols = np.nonzero(image > (DARK + BRIGHT) // 2)
@@ -69,7 +69,7 @@ def detectors(monkeypatch: pytest.MonkeyPatch) -> list[RectangleFinder]:
         built.append(RectangleFinder(weights, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(torch_detect, "load_detector", build)
+    monkeypatch.setattr(ensemble, "load_detector", build)
     return built
 
 
@@ -130,7 +130,7 @@ def assert_placed(rows: np.ndarray, truth: tuple[float, float, float, float], at
 def test_dicom_boxes_land_on_the_drawn_rectangle(dicoms: Path, detectors: list[RectangleFinder], tmp_path: Path, imgsz: int, tta: bool) -> None:
     """DICOMs at their original size (1024: square, 400: wide), decoded smaller (400: square, 256: both) or enlarged (1024: wide)."""
     boxes = predicted(dicoms, tmp_path / "sub.csv", imgsz=imgsz, tta=tta)
-    assert [detector.passes for detector in detectors] == [2 if tta else 1]
+    assert [detector.calls for detector in detectors] == [2 if tta else 1]
     for pid, (_, truth) in IMAGES.items():
         assert_placed(boxes[pid], truth, tolerance(dicoms / f"{pid}.dcm", imgsz))
 
@@ -141,7 +141,7 @@ def test_resized_png_boxes_map_to_the_original_size(pngs: Path, detectors: list[
     """PNGs fed at their own size (256) or resized again (128) map through ``original_sizes`` onto the original rectangle."""
     sizes = {pid: size for pid, (size, _) in IMAGES.items()}
     boxes = predicted(pngs, tmp_path / "sub.csv", imgsz=imgsz, tta=tta, original_sizes=sizes)
-    assert [detector.passes for detector in detectors] == [2 if tta else 1]
+    assert [detector.calls for detector in detectors] == [2 if tta else 1]
     for pid, (_, truth) in IMAGES.items():
         assert_placed(boxes[pid], truth, tolerance(pngs / f"{pid}.png", imgsz))
 

@@ -15,11 +15,12 @@ import yaml
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.data.classify_view import CLASS_NAMES, ClassifyViewError, build_classify_view, classify_view_dir
-from pneumo_yolo.data.dataset import label_path_of, listed_images
-from pneumo_yolo.model import offline
-from pneumo_yolo.model.classifier import CLASSIFIER_DEFAULTS, ClassifierError, ImageClassifier, roc_auc
-from pneumo_yolo.model.inputs import load_image
-from pneumo_yolo.model.train import training_arguments
+from pneumo_yolo.data.dataset import ConvertedDataset, label_path_of
+from pneumo_yolo.nets.classifier import ClassifierError, ImageClassifier
+from pneumo_yolo.predict.decoding import load_image
+from pneumo_yolo.runtime import offline
+from pneumo_yolo.train.classifier import CLASSIFIER_DEFAULTS, roc_auc
+from pneumo_yolo.train.yolo import training_arguments
 
 from .conftest import make_rsna_folder
 
@@ -38,7 +39,7 @@ def expected_view(data_yaml: Path, split: str) -> dict[Path, Path]:
     """``<class>/<name>`` → PNG, each PNG's class read from its label file here, not by the code under test."""
     return {
         Path("opacity" if label_path_of(image).read_text().strip() else "no_opacity", image.name): image
-        for image in listed_images(data_yaml, split)
+        for image in ConvertedDataset.from_yaml(data_yaml).listed(split)
     }
 
 
@@ -61,8 +62,8 @@ class TestClassifyView:
     def test_links_every_listed_image_into_the_class_of_its_label(self, request, which):
         dataset, yaml_name = which.split("/")
         data_yaml = request.getfixturevalue(dataset) / yaml_name
-        view = build_classify_view(data_yaml)
-        assert view == data_yaml.parent / "classify" / data_yaml.stem == classify_view_dir(data_yaml)
+        view = build_classify_view(ConvertedDataset.from_yaml(data_yaml))
+        assert view == data_yaml.parent / "classify" / data_yaml.stem == classify_view_dir(ConvertedDataset.from_yaml(data_yaml))
         for split in ("train", "val"):
             wanted = expected_view(data_yaml, split)
             assert {name.parent.name for name in wanted} == set(CLASS_NAMES)  # both classes, so the labels are tested
@@ -74,9 +75,9 @@ class TestClassifyView:
 
     def test_rebuild_is_idempotent_and_follows_the_labels(self, tmp_path):
         data_yaml = convert(tmp_path) / "data.yaml"
-        view = build_classify_view(data_yaml)
+        view = build_classify_view(ConvertedDataset.from_yaml(data_yaml))
         before = {path: (path.lstat().st_ino, path.readlink()) for path in view.rglob("*.png")}
-        assert build_classify_view(data_yaml) == view
+        assert build_classify_view(ConvertedDataset.from_yaml(data_yaml)) == view
         assert {path: (path.lstat().st_ino, path.readlink()) for path in view.rglob("*.png")} == before
 
         negative = next(image for name, image in expected_view(data_yaml, "train").items() if name.parent.name == "no_opacity")
@@ -84,7 +85,7 @@ class TestClassifyView:
         ghost = view / "val" / "opacity" / "ghost.png"
         ghost.symlink_to(negative)
         ghost.with_suffix(".npy").write_bytes(b"stale cache")
-        build_classify_view(data_yaml)
+        build_classify_view(ConvertedDataset.from_yaml(data_yaml))
         assert not ghost.is_symlink() and not ghost.with_suffix(".npy").exists()
         assert not (view / "train" / "no_opacity" / negative.name).is_symlink()
         assert (view / "train" / "opacity" / negative.name).samefile(negative)
@@ -93,11 +94,11 @@ class TestClassifyView:
 
     def test_refuses_and_keeps_files_that_are_not_its_own(self, tmp_path):
         data_yaml = convert(tmp_path) / "data.yaml"
-        view = build_classify_view(data_yaml)
+        view = build_classify_view(ConvertedDataset.from_yaml(data_yaml))
         foreign = view / "train" / "opacity" / "mine.png"
         foreign.write_bytes(b"not a link")
         with pytest.raises(ClassifyViewError, match="mine.png"):
-            build_classify_view(data_yaml)
+            build_classify_view(ConvertedDataset.from_yaml(data_yaml))
         assert foreign.read_bytes() == b"not a link"
 
 
@@ -157,7 +158,7 @@ def best(trained: tuple[Path, subprocess.CompletedProcess]) -> Path:
 
 class TestImageClassifier:
     def test_p_opacity_per_image_in_batches(self, best, folds):
-        images = [load_image(path, 64).pixels for path in listed_images(folds / "data_fold0.yaml", "val")]
+        images = [load_image(path, 64).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")]
         assert len(images) >= 3
         gate = ImageClassifier(best, device="cpu", batch=2)
         assert gate.opacity == 1 and gate.imgsz == 64
@@ -172,7 +173,7 @@ class TestImageClassifier:
         """Computed here without Ultralytics' predictor: 64 px images at 64 px need no resizing, only gray → 3 channels."""
         import torch
 
-        images = [load_image(path, None).pixels for path in listed_images(folds / "data_fold0.yaml", "val")]
+        images = [load_image(path, None).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")]
         gate = ImageClassifier(best, device="cpu")
         network = gate.model.model.float().eval()
         batch = torch.from_numpy(np.stack(images)).float().div(255)[:, None].expand(-1, 3, -1, -1)
@@ -184,7 +185,7 @@ class TestImageClassifier:
 
     def test_agrees_with_ultralytics_top1(self, best, folds):
         """P(opacity) > 0.5 is the class Ultralytics' validation counts, so both accuracies must match."""
-        images = listed_images(folds / "data_fold0.yaml", "val")
+        images = ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
         p = ImageClassifier(best, device="cpu").probabilities([load_image(path, None).pixels for path in images])
         truth = np.array([bool(label_path_of(path).read_text().strip()) for path in images])
         figures = json.loads((best.parents[1] / "classifier_val.json").read_text())

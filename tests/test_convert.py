@@ -87,7 +87,7 @@ def test_split_by_patient_with_class_info(tmp_path):
 
 
 def test_k_folds_write_every_image_once_and_one_dataset_yaml_per_fold(rsna_folder, tmp_path):
-    from pneumo_yolo.model.offline import import_ultralytics
+    from pneumo_yolo.runtime.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics.data.utils import check_det_dataset
@@ -227,7 +227,7 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
 
 def test_ultralytics_accepts_the_written_data_yaml(rsna_folder, tmp_path):
-    from pneumo_yolo.model.offline import import_ultralytics
+    from pneumo_yolo.runtime.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics.data.utils import check_det_dataset

@@ -236,7 +236,7 @@ def confident(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 1-channel yolo11n whose class logits are raised, so that it finds boxes on any image."""
     import torch
 
-    from pneumo_yolo.model.offline import import_ultralytics
+    from pneumo_yolo.runtime.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics.nn.tasks import DetectionModel

@@ -13,9 +13,10 @@ import platformdirs
 import pytest
 from typer.testing import CliRunner
 
-from pneumo_yolo.model import offline
 from pneumo_yolo.cli import app
-from pneumo_yolo.model.weights import ModelSource, WeightsError, download_weights, resolve_model
+from pneumo_yolo.runtime import offline
+from pneumo_yolo.runtime.devices import cpu_count
+from pneumo_yolo.runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ class TestEnvironment:
         """Ultralytics imported first (as ``from ultralytics import YOLO`` in a notebook), then pneumo-yolo."""
         code = (
             "import ultralytics\n"
-            "from pneumo_yolo.model.offline import ImportedElsewhereError, import_ultralytics\n"
+            "from pneumo_yolo.runtime.offline import ImportedElsewhereError, import_ultralytics\n"
             "try:\n    import_ultralytics()\nexcept ImportedElsewhereError as error:\n    print(error)\n"
         )
         env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "user"), "YOLO_OFFLINE": "1", offline.ENV_HOME: str(tmp_path / "ours")}
@@ -116,7 +117,7 @@ class TestImportedUltralytics:
 
         torch.set_num_threads(1)
         select_device("cpu", verbose=False)
-        assert torch.get_num_threads() == offline.cpu_count()
+        assert torch.get_num_threads() == cpu_count()
 
     def test_amp_check_stays_off_the_network_offline(self, monkeypatch, tmp_path, no_network):
         monkeypatch.delenv(offline.ENV_ONLINE, raising=False)
@@ -206,7 +207,7 @@ def test_train_with_downloadable_name_fails_before_importing_ultralytics(monkeyp
     def must_not_import(**kwargs):
         raise AssertionError("Ultralytics imported before the weights were checked")
 
-    monkeypatch.setattr("pneumo_yolo.model.train.import_ultralytics", must_not_import)
+    monkeypatch.setattr("pneumo_yolo.train.yolo.import_ultralytics", must_not_import)
     data = tmp_path / "data.yaml"
     data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: opacity}\n")
     result = CliRunner().invoke(app, ["train", "--data", str(data), "--model", "yolo11s.pt"])

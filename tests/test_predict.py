@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
-from pneumo_yolo.model.offline import LIBRARY_ARGV
-from pneumo_yolo.model.inputs import list_inputs, load_image
-from pneumo_yolo.model.predict import RAW_CONF, Detector
+from pneumo_yolo.nets.detector import RAW_CONF
+from pneumo_yolo.nets.yolo import YoloDetector
+from pneumo_yolo.predict.decoding import list_inputs, load_image
+from pneumo_yolo.runtime.offline import LIBRARY_ARGV
 from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess
 from pneumo_yolo.eval.detections import read_raw
 from pneumo_yolo.eval.submission import prediction_string, read_submission, validate_submission
@@ -29,7 +30,7 @@ SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path, Path]:
     """A converted synthetic dataset and best.pt after one CPU epoch at 64 px from yolo11n.yaml."""
-    from pneumo_yolo.model.train import train
+    from pneumo_yolo.train.run import train
 
     root = tmp_path_factory.mktemp("predict")
     folder = make_rsna_folder(root / "rsna", n=11)
@@ -86,7 +87,7 @@ def test_predict_writes_a_valid_submission_and_raw_detections(trained, tmp_path,
 
 def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(trained, tmp_path):
     """``--tta`` boxes are the WBF fusion (at the YAML's merge_iou) of the plain pass and the flipped pass
-    un-flipped, mapped to original pixels and post-processed by the YAML: recomputed here from ``Detector._run``.
+    un-flipped, mapped to original pixels and post-processed by the YAML: recomputed here from ``YoloDetector.run``.
 
     This 1-epoch model gives near-whole-image boxes, nearly mirror-symmetric, so where an un-flipped
     box lands is checked with known boxes in ``test_box_placement.py``.
@@ -98,10 +99,10 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
     result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--tta", "--postprocess", str(config_path))
     assert result.exit_code == 0, result.output
     config = PostprocessConfig.from_yaml(config_path)
-    detector = Detector(best, device="cpu", conf=min(RAW_CONF, config.conf))
+    detector = YoloDetector(best, device="cpu", conf=min(RAW_CONF, config.conf))
     images = [load_image(path, detector.imgsz) for path in list_inputs(folder.images)]
-    plain = detector._run([image.pixels for image in images])
-    flipped = detector._run([np.ascontiguousarray(image.pixels[:, ::-1]) for image in images])
+    plain = detector.run([image.pixels for image in images])
+    flipped = detector.run([np.ascontiguousarray(image.pixels[:, ::-1]) for image in images])
     expected, plain_only = {}, {}
     for image, (boxes, scores), (flip_boxes, flip_scores) in zip(images, plain, flipped):
         height, width = image.pixels.shape
@@ -170,7 +171,7 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     _, dataset, best = trained
     monkeypatch.setattr(sys, "argv", sys.argv)  # restored afterwards, whatever happens to its items
     sys.argv[:] = ["/venv/bin/pneumo-yolo", "predict", "mode=predict"]  # Ultralytics' ARGV may be this very list
-    detector = Detector(best, device="cpu")
+    detector = YoloDetector(best, device="cpu")
     image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
     [(boxes, scores, member)] = detector.detect([image])
     assert boxes.shape == (len(scores), 4) and set(member) <= {0}
@@ -183,8 +184,8 @@ NMS_CHECK = """
 import sys
 from pathlib import Path
 import cv2, numpy as np
-from pneumo_yolo.model.predict import Detector
-detector = Detector(Path(sys.argv[1]), device="cpu", conf=0.001)
+from pneumo_yolo.nets.yolo import YoloDetector
+detector = YoloDetector(Path(sys.argv[1]), device="cpu", conf=0.001)
 images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sorted(Path(sys.argv[2]).glob("*.png"))]
 ours = detector.detect(images)
 print("torchvision" in sys.modules, sum(len(scores) for _, scores, _ in ours))
@@ -249,9 +250,9 @@ def test_two_device_processes_write_the_submission_and_raw_table_of_one(trained,
 def test_a_failing_device_process_is_named_and_nothing_is_written(trained, tmp_path):
     folder, _, best = trained
     out = tmp_path / "submission.csv"
-    result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu,nonsense", "--save-raw", str(tmp_path / "raw.csv"))
+    result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu,99", "--save-raw", str(tmp_path / "raw.csv"))
     assert result.returncode == 1
-    assert "device nonsense:" in result.stderr and "nothing was written" in result.stderr
+    assert "device 99: --device 99: GPU 99 is not available" in result.stderr and "nothing was written" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -3,7 +3,6 @@ buffers, the split over devices, joining raw tables."""
 
 from __future__ import annotations
 
-import os
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import typer
 
 from pneumo_yolo.cli import options
 from pneumo_yolo.eval.detections import RawImage, concatenate_raw, read_raw, write_raw
-from pneumo_yolo.model import inputs
-from pneumo_yolo.model.devices import MAX_WORKERS_PER_DEVICE, auto_workers, devices_of
-from pneumo_yolo.model.inputs import iterate_batches, list_inputs, load_batch_shared
-from pneumo_yolo.model.prediction import Predictions
-from pneumo_yolo.model.shards import join_predictions, shard_paths
+from pneumo_yolo.predict import decoding
+from pneumo_yolo.predict.decoding import iterate_batches, list_inputs, load_batch_shared
+from pneumo_yolo.predict.device import DeviceOutput
+from pneumo_yolo.predict.shards import join_predictions, shard_paths
+from pneumo_yolo.runtime.devices import MAX_WORKERS_PER_DEVICE, Devices, DeviceError, auto_workers
 
 from .conftest import RsnaFolder
 
@@ -110,7 +109,7 @@ def test_shared_buffers_are_removed_when_the_reading_stops_early(rsna_folder: Rs
             super().__init__(*args, **kwargs)
             created.append(self.name)
 
-    monkeypatch.setattr(inputs, "SharedMemory", Recorded)
+    monkeypatch.setattr(decoding, "SharedMemory", Recorded)
     batches = iterate_batches(list_inputs(rsna_folder.images), 128, 2, workers=1)
     next(batches)
     assert len(created) == 3 and all((SHM / name).exists() for name in created)
@@ -118,8 +117,21 @@ def test_shared_buffers_are_removed_when_the_reading_stops_early(rsna_folder: Rs
     assert not any((SHM / name).exists() for name in created)
 
 
-def test_devices_of_splits_the_device_option() -> None:
-    assert devices_of("0,1, 2") == ["0", "1", "2"] and devices_of("cpu,cpu") == ["cpu", "cpu"] and devices_of(None) == [None]
+def test_the_device_option_is_read_once_into_named_devices() -> None:
+    assert Devices.parse("0,1, 2").names == ("0", "1", "2") and Devices.parse("cpu,cpu").names == ("cpu", "cpu")
+    assert Devices.parse(None).names == () and Devices.parse("cuda:1").names == ("1",)
+    assert Devices.parse("0,1").lightning()["devices"] == [0, 1] and Devices.parse("cpu").ultralytics == "cpu"
+
+
+@pytest.mark.parametrize("text", ["banana", "0,,1", "gpu0", "-1"])
+def test_a_device_that_is_not_one_is_refused_by_name(text: str) -> None:
+    with pytest.raises(DeviceError, match="is not a device"):
+        Devices.parse(text)
+
+
+def test_a_gpu_this_machine_lacks_is_refused_before_anything_runs() -> None:
+    with pytest.raises(DeviceError, match="GPU 99 is not available"):
+        Devices.parse("99").resolve()
 
 
 def test_shards_are_contiguous_nearly_equal_and_keep_every_file() -> None:
@@ -138,8 +150,8 @@ def test_the_files_of_one_patient_share_a_shard_so_a_duplicate_is_found_as_with_
 
 
 def test_joined_predictions_keep_shard_order_and_wait_for_the_slowest_device() -> None:
-    first = Predictions({"a": "0.9 1 2 3 4"}, {"a": (10, 10)}, [("x.dcm", "bad")], workers=2, loaded_at=5.0)
-    second = Predictions({"b": ""}, {"b": (20, 20)}, [("y.dcm", "worse")], workers=2, loaded_at=7.0)
+    first = DeviceOutput({"a": "0.9 1 2 3 4"}, {"a": (10, 10)}, [("x.dcm", "bad")], workers=2, loaded_at=5.0)
+    second = DeviceOutput({"b": ""}, {"b": (20, 20)}, [("y.dcm", "worse")], workers=2, loaded_at=7.0)
     joined = join_predictions([first, second])
     assert list(joined.strings) == ["a", "b"] and joined.sizes == {"a": (10, 10), "b": (20, 20)}
     assert joined.errors == [("x.dcm", "bad"), ("y.dcm", "worse")] and joined.loaded_at == 7.0 and joined.workers == 2

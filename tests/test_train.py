@@ -16,10 +16,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from pneumo_yolo.model import offline
+from pneumo_yolo.runtime import offline
+from pneumo_yolo.runtime.devices import cpu_count
 from pneumo_yolo.cli import app
 from pneumo_yolo.eval.postprocess import PostprocessConfig
-from pneumo_yolo.model.train import TrainConfigError, check_option_keys, cxr_defaults, parse_overrides, training_arguments
+from pneumo_yolo.train.common import TrainConfigError
+from pneumo_yolo.train.yolo import check_option_keys, cxr_defaults, parse_overrides, training_arguments
 
 from .conftest import assert_self_contained
 
@@ -251,7 +253,7 @@ class TestTinyRun:
         assert args["project"] == str(tiny_run.cwd / "runs") and args["save_period"] == 1
 
     def test_every_core_during_training_and_validation(self, tiny_run):
-        assert tiny_run.threads == {"train": {offline.cpu_count()}, "val": {offline.cpu_count()}}
+        assert tiny_run.threads == {"train": {cpu_count()}, "val": {cpu_count()}}
 
     def test_nothing_leaves_the_machine_or_our_folders(self, tiny_run):
         assert tiny_run.network_attempts == []

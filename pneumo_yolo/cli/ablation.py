@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..ablation import AblationSettings
+from ..pipelines.ablation import AblationSettings
 from . import options
 from .app import app
 
@@ -33,7 +33,7 @@ def ablation(
     Writes OUT/ablation.json, OUT/ablation.md (the table) and OUT/ablation.png (a bar chart).
     Every step is tuned on out-of-fold detections only. About 12 minutes on 2 CPU cores.
     """
-    from ..ablation import run_ablation
+    from ..pipelines.ablation import run_ablation
 
     settings = AblationSettings(
         n_train=n_train, n_test=n_test, dicom_size=dicom_size, imgsz=imgsz, folds=folds, epochs=epochs,

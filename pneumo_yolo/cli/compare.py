@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..compare import ROWS, CompareSettings
+from ..pipelines.compare import ROWS, CompareSettings
 from . import options
 from .app import app, fail
 
@@ -38,7 +38,7 @@ def compare(
     Writes OUT/compare.json, OUT/compare.md (the table) and OUT/compare.png (a bar chart).
     At the defaults, about 25 minutes on 2 CPU cores; CPU-sized runs rank the methods only roughly.
     """
-    from ..compare import check_rows, run_compare
+    from ..pipelines.compare import check_rows, run_compare
 
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])

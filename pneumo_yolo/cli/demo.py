@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..demo import DemoSettings
+from ..pipelines.demo import DemoSettings
 from . import options
 from .app import app
 
@@ -29,7 +29,7 @@ def demo(
 
     Trains yolo11n from scratch (no download), so it runs offline; a few minutes on a laptop CPU.
     """
-    from ..demo import run_demo
+    from ..pipelines.demo import run_demo
 
     settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device)
     run_demo(out, settings, log=typer.echo)

@@ -94,9 +94,12 @@ def predict_command(
 
     from ..data.labels import LabelFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
-    from ..model.inputs import InputError
-    from ..model.predict import PredictError
-    from ..model.prediction import predict_folder
+    from ..nets.classifier import ClassifierError
+    from ..nets.detector import DetectorError
+    from ..predict.decoding import InputError
+    from ..predict.device import PredictError
+    from ..predict.run import predict_folder
+    from ..runtime.devices import DeviceError
     from ..eval.detections import RawFileError
     from ..data.dataset import read_manifest
     from ..eval.submission import SubmissionError, read_patient_ids
@@ -113,7 +116,7 @@ def predict_command(
             weights, source, out, classifiers=classifier or [], config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
             save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
-    except (ConfigError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
+    except (ClassifierError, ConfigError, DetectorError, DeviceError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)

@@ -5,8 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..model.archs import ARCHS
-from ..model.train import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
+from ..nets.archs import ARCHS
+from ..train.common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
 from . import options
 from .app import app, fail
 
@@ -110,9 +110,13 @@ def train_command(
     pneumo_yolo/cfg/cxr_train.yaml.
     """
     from ..data.classify_view import ClassifyViewError
-    from ..model.folds import check_fold_count, fold_data, fold_name, train_folds
-    from ..model.train import TrainConfigError, parse_overrides, train
-    from ..model.weights import WeightsError
+    from ..data.dataset import ConvertedDataset, DatasetError
+    from ..runtime.devices import DeviceError
+    from ..runtime.weights import WeightsError
+    from ..train.common import TrainConfigError
+    from ..train.folds import check_fold_count, fold_data, fold_name, train_folds
+    from ..train.run import train
+    from ..train.yolo import parse_overrides
 
     if folds is not None and fold is not None:
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
@@ -121,14 +125,15 @@ def train_command(
             imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
             overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
         )  # fmt: skip
+        dataset = ConvertedDataset.from_yaml(data)
         if folds is not None:
-            check_fold_count(data, folds)
-            results = train_folds(data, model, folds=range(folds), device=device, name=name, log=typer.echo, **options)
+            check_fold_count(dataset, folds)
+            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **options)
         elif fold is not None:
-            results = [train(fold_data(data, fold), model, device=device, name=fold_name(name, fold), **options)]
+            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **options)]
         else:
-            results = [train(data, model, device=device, name=name, **options)]
-    except (TrainConfigError, WeightsError, ClassifyViewError) as error:
+            results = [train(dataset, model, device=device, name=name, **options)]
+    except (ClassifyViewError, DatasetError, DeviceError, TrainConfigError, WeightsError) as error:
         raise fail(str(error)) from error
     for result in results:
         if result is not None:  # None: an extra process of a multi-GPU run

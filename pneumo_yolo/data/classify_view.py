@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .dataset import SPLITS, ConvertedDataset, label_path_of, listed_images
+from .dataset import SPLITS, ConvertedDataset, label_path_of
 
 CLASS_NAMES = ("no_opacity", "opacity")
 """The classifier's classes, by index; sorted, because Ultralytics numbers class folders in sorted order."""
@@ -46,22 +46,20 @@ def has_opacity(image: Path) -> bool:
     return label.is_file() and bool(label.read_text().strip())
 
 
-def classify_view_dir(data_yaml: Path) -> Path:
-    """``<root>/classify/<yaml stem>``: the view of one dataset YAML (``root``: the dataset folder it names)."""
-    return ConvertedDataset.from_yaml(data_yaml).root / VIEW_DIR / Path(data_yaml).stem
+def classify_view_dir(dataset: ConvertedDataset) -> Path:
+    """``<root>/classify/<yaml stem>``: the view of the dataset YAML that ``dataset`` was opened from."""
+    return dataset.root / VIEW_DIR / Path(dataset.yaml).stem
 
 
-def build_classify_view(data_yaml: Path) -> Path:
-    """Make (or bring up to date) the classification view of ``data_yaml``'s train and val images; return its folder.
+def build_classify_view(dataset: ConvertedDataset) -> Path:
+    """Make (or bring up to date) the classification view of ``dataset``'s train and val images; return its folder.
 
     Raises :class:`ClassifyViewError` when the view holds files or folders that are not its own.
     """
-    view = classify_view_dir(data_yaml)
+    view = classify_view_dir(dataset)
     for split in SPLITS:
         folder = view / split
-        wanted = {
-            Path(CLASS_NAMES[has_opacity(image)], image.name): image.resolve() for image in listed_images(data_yaml, split)
-        }
+        wanted = {Path(CLASS_NAMES[has_opacity(image)], image.name): image.resolve() for image in dataset.listed(split)}
         links = {name: os.path.relpath(target, (folder / name).parent) for name, target in wanted.items()}
         _remove_stale(folder, links)
         for name, target in links.items():

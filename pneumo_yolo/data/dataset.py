@@ -14,14 +14,17 @@ With ``--folds K`` every image is still written once, in the folder of its fold
 ``data_fold{i}.yaml``. ``data.yaml`` is ``data_fold0.yaml``'s twin, so that every command
 that takes a dataset works on a fold dataset too.
 
-:class:`ConvertedDataset` is the one place that knows this layout; ``converters/rsna.py``
+:class:`ConvertedDataset` is the one place that knows this layout and the one reader of a
+dataset YAML (:meth:`ConvertedDataset.from_yaml`, read once and passed on); ``converters/rsna.py``
 writes it, and ``train``, its validation scoring, ``evaluate`` and ``tune`` read it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -43,21 +46,56 @@ MANIFEST_COLUMNS = ("patientId", "split", "width", "height", "n_boxes", "class",
 MANIFEST_SIZE_COLUMNS = MANIFEST_COLUMNS[:4]
 
 
+class DatasetError(ValueError):
+    """A dataset YAML that cannot be used; the message names the file and what to do."""
+
+
 @dataclass(frozen=True)
 class ConvertedDataset:
     """A dataset folder written by ``convert``: its layout, settings, image sizes and ground truth.
+
+    Opened from a dataset YAML (:meth:`from_yaml`), it also knows which images that YAML lists
+    for training and validation (:meth:`listed`): ``data.yaml``, or one fold's ``data_fold<i>.yaml``.
 
     >>> ConvertedDataset(Path("/data/rsna")).label_path("val", "p-1")
     PosixPath('/data/rsna/labels/val/p-1.txt')
     """
 
     root: Path
+    yaml: Path | None = None
+    """The dataset YAML it was opened from; ``None``: the folder alone."""
+    parts: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """What the YAML names for ``train`` and ``val``: a folder of PNGs or a list file, relative to :attr:`root`."""
 
     @classmethod
     def from_yaml(cls, data_yaml: Path) -> ConvertedDataset:
-        """The dataset that ``data.yaml`` names in ``path`` (else the YAML's own folder)."""
-        data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8")) or {}
-        return cls(Path(data.get("path") or Path(data_yaml).parent))
+        """Read a dataset YAML once: the dataset it names in ``path`` (else the YAML's own folder) and its parts.
+
+        Raises :class:`DatasetError` for a missing or unreadable file, or one without ``train`` and ``val``.
+        """
+        path = Path(data_yaml).expanduser().resolve()
+        if not path.is_file():
+            raise DatasetError(f"{path}: dataset YAML not found (make one with `pneumo-yolo convert`)")
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise DatasetError(f"{path}: cannot read the dataset YAML ({error})") from error
+        if not isinstance(content, dict) or not set(SPLITS) <= content.keys():
+            raise DatasetError(f"{path}: not a YOLO dataset YAML (needs 'train' and 'val' entries)")
+        return cls(Path(content.get("path") or path.parent), path, {part: str(content[part]) for part in SPLITS})
+
+    def listed(self, part: str) -> list[Path]:
+        """The PNGs that the YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file."""
+        if self.yaml is None:
+            raise DatasetError(f"{self.root}: open the dataset from its YAML to know what it lists for {part}")
+        entry = self.root / self.parts[part]
+        if entry.is_file():
+            return [Path(line) for line in entry.read_text().splitlines() if line.strip()]
+        return sorted(entry.glob("*.png"))
+
+    def fold(self, fold: int) -> ConvertedDataset:
+        """The same dataset opened from fold ``fold``'s YAML."""
+        return ConvertedDataset.from_yaml(self.fold_yaml(fold))
 
     @property
     def manifest(self) -> Path:
@@ -67,18 +105,20 @@ class ConvertedDataset:
     def settings_file(self) -> Path:
         return self.root / SETTINGS_FILE
 
+    @cached_property
+    def settings(self) -> dict:
+        """The conversion settings (empty: not written by ``convert``)."""
+        return json.loads(self.settings_file.read_text()) if self.settings_file.is_file() else {}
+
     @property
     def imgsz(self) -> int | None:
         """The ``--imgsz`` it was converted at (``None``: original size, or not written by ``convert``)."""
-        return self._settings().get("imgsz")
+        return self.settings.get("imgsz")
 
     @property
     def folds(self) -> int | None:
         """K of ``convert --folds K`` (``None``: a plain train/val split)."""
-        return self._settings().get("folds")
-
-    def _settings(self) -> dict:
-        return json.loads(self.settings_file.read_text()) if self.settings_file.is_file() else {}
+        return self.settings.get("folds")
 
     def image_path(self, split: str, patient_id: str) -> Path:
         return self.root / "images" / split / f"{patient_id}.png"
@@ -160,16 +200,6 @@ def split_names(folds: int | None) -> tuple[str, ...]:
     (('train', 'val'), ('fold0', 'fold1', 'fold2'))
     """
     return tuple(f"fold{fold}" for fold in range(folds)) if folds else SPLITS
-
-
-def listed_images(data_yaml: Path, part: str) -> list[Path]:
-    """The PNGs that a dataset YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file."""
-    data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8")) or {}
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    entry = root / str(data.get(part, ""))
-    if entry.is_file():
-        return [Path(line) for line in entry.read_text().splitlines() if line.strip()]
-    return sorted(entry.glob("*.png"))
 
 
 def read_manifest(path: Path, split: str | None = None) -> dict[str, tuple[float, float]]:

@@ -4,10 +4,8 @@ One reader for every arch that is not Ultralytics: the images that a dataset YAM
 ``train`` or ``val`` (a folder, or a fold's list file), each with the label file Ultralytics
 would read for it (``images/`` → ``labels/``, ``0 cx cy w h`` normalised per line; empty or
 missing: no box). Every image is stretched to ``imgsz`` × ``imgsz``, as :func:`square_input`
-does at prediction, so a model sees the same pixels in training and in prediction.
-
->>> square_input(np.zeros((64, 32), np.uint8), 128).shape
-(128, 128)
+does at prediction (:func:`pneumo_yolo.nets.torch_net.square_input`), so a model sees the same
+pixels in training and in prediction.
 """
 
 from __future__ import annotations
@@ -19,14 +17,8 @@ import cv2
 import numpy as np
 
 from ..boxes import ltwh_to_xyxy, yolo_to_ltwh
-from ..data.dataset import label_path_of, listed_images
-
-
-def square_input(image: np.ndarray, imgsz: int) -> np.ndarray:
-    """A uint8 H×W image resized (stretched) to ``imgsz`` × ``imgsz``; the model input of every non-YOLO arch."""
-    if image.shape[:2] == (imgsz, imgsz):
-        return image
-    return cv2.resize(image, (imgsz, imgsz), interpolation=cv2.INTER_AREA)
+from ..data.dataset import ConvertedDataset, label_path_of
+from ..nets.torch_net import square_input
 
 
 def read_label_boxes(image: Path, imgsz: int) -> np.ndarray:
@@ -74,9 +66,9 @@ class BoxDataset:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def from_yaml(cls, data_yaml: Path, part: str, imgsz: int, **options: Any) -> BoxDataset:
-        """The images that ``data_yaml`` lists for ``part`` (``train`` or ``val``)."""
-        return cls(listed_images(data_yaml, part), imgsz, **options)
+    def of(cls, dataset: ConvertedDataset, part: str, imgsz: int, **options: Any) -> BoxDataset:
+        """The images that ``dataset`` lists for ``part`` (``train`` or ``val``)."""
+        return cls(dataset.listed(part), imgsz, **options)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .eval.detections import read_raw
-from .eval.postprocess import PostprocessConfig
-from .eval.scoring import load_scoring_set
-from .eval.tune import score_config, tune
-from .files import atomic_write_bytes, atomic_write_text
+from ..eval.detections import read_raw
+from ..eval.postprocess import PostprocessConfig
+from ..eval.scoring import load_scoring_set
+from ..eval.tune import score_config, tune
+from ..files import atomic_write_bytes, atomic_write_text
 
 ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
 """The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
@@ -67,7 +67,7 @@ class CompareSettings:
 
     def plan(self, row: str) -> tuple[str, str | None, int, str]:
         """``(arch, --model, epochs, model name)`` of one row."""
-        from .model.archs import MODEL_NAMES
+        from ..nets.archs import MODEL_NAMES
 
         if row == "yolo11":
             return "yolo", self.yolo11_model, self.yolo_epochs, self.yolo11_model
@@ -118,7 +118,7 @@ def _shown(score: float) -> str:
 
 def write_outputs(out: Path, rows: list[Row], settings: CompareSettings, val_images: int) -> None:
     """``compare.json``, ``compare.md`` and ``compare.png`` (a bar chart of the test scores) in ``out``."""
-    from .report.plots import score_bars
+    from ..report.plots import score_bars
 
     summary = {
         "test_images": settings.n_test,
@@ -152,9 +152,9 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
     from converters.rsna import ConvertSettings
     from converters.synthetic import synthetic_dataset
 
-    from .data.dataset import ConvertedDataset, listed_images
-    from .model.prediction import predict_folder
-    from .model.train import train
+    from ..data.dataset import DATA_YAML, ConvertedDataset
+    from ..predict.run import predict_folder
+    from ..train.run import train
 
     started = time.perf_counter()
     out = Path(out).absolute()
@@ -164,9 +164,8 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
         out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
         settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed), steps=3, log=log,
     )  # fmt: skip
-    dataset = ConvertedDataset(dataset_root)
-    data_yaml = dataset_root / "data.yaml"
-    val_images = listed_images(data_yaml, "val")
+    dataset = ConvertedDataset.from_yaml(dataset_root / DATA_YAML)
+    val_images = dataset.listed("val")
     sizes = dataset.original_sizes(val_images)
     train_truth = load_scoring_set(rsna / "stage_2_train_labels.csv").boxes
     test_truth = load_scoring_set(rsna / "stage_2_test_labels.csv").boxes
@@ -177,7 +176,7 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
         log(f"      {row}: training {model_name} for {epochs} epochs")
         clock = time.perf_counter()
         trained = train(
-            data_yaml, model, arch=arch, imgsz=settings.imgsz, epochs=epochs, batch=settings.batch, device=settings.device,
+            dataset, model, arch=arch, imgsz=settings.imgsz, epochs=epochs, batch=settings.batch, device=settings.device,
             name=row, project=out / "runs", overrides={"exist_ok": True, "seed": settings.seed},
         )  # fmt: skip
         train_s = time.perf_counter() - clock

@@ -1,7 +1,7 @@
 """predict on several devices: the inputs split into one contiguous shard per device, one process per device.
 
 ``--device 0,1,2,3`` starts four processes (spawned, not forked: they load torch), each
-running :func:`~pneumo_yolo.model.prediction.predict_paths`, the very function of a
+running :func:`~pneumo_yolo.predict.device.predict_paths`, the very function of a
 single-device run, on its shard with its own decoding pool. Their results are joined in
 shard order, so the submission, its errors and the raw table are those of one device, and
 written once, atomically, by the caller. ``--device cpu,cpu`` runs the same path on the CPU
@@ -25,10 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..eval.detections import concatenate_raw
-from .devices import auto_workers
-from .offline import cpu_count
-from .predict import PredictError
-from .prediction import Predictions, PredictSettings, predict_paths
+from ..nets.detector import DetectorError
+from ..runtime.devices import DeviceError, Devices, auto_workers, cpu_count
+from .device import DeviceOutput, PredictError, PredictSettings, predict_paths
 
 
 def shard_paths(paths: Sequence[Path], n: int) -> list[list[Path]]:
@@ -48,9 +47,9 @@ def shard_paths(paths: Sequence[Path], n: int) -> list[list[Path]]:
     return [[path for stem in stems[bounds[i] : bounds[i + 1]] for path in groups[stem]] for i in range(n)]
 
 
-def join_predictions(parts: Sequence[Predictions]) -> Predictions:
+def join_predictions(parts: Sequence[DeviceOutput]) -> DeviceOutput:
     """The predictions of the shards as one, in shard order; loaded once the slowest device was."""
-    joined = Predictions(workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts))
+    joined = DeviceOutput(workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts))
     for part in parts:
         joined.strings.update(part.strings)
         joined.sizes.update(part.sizes)
@@ -58,16 +57,14 @@ def join_predictions(parts: Sequence[Predictions]) -> Predictions:
     return joined
 
 
-def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Sequence[str | None], raw: Path | None = None) -> Predictions:
-    """Predict ``paths`` split over ``devices`` (each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device.
+def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Devices, raw: Path | None = None) -> DeviceOutput:
+    """Predict ``paths`` split over ``devices`` (several, each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device.
 
-    ``settings.workers`` of ``None`` becomes :func:`~pneumo_yolo.model.devices.auto_workers` for
+    ``settings.workers`` of ``None`` becomes :func:`~pneumo_yolo.runtime.devices.auto_workers` for
     all the devices together. Each process writes its raw detections to a part beside ``raw``;
     the parts are joined into ``raw`` once every device has succeeded.
     """
-    if any(not device for device in devices):
-        raise PredictError(f"--device {','.join(d or '' for d in devices)}: name every device, e.g. 0,1 or cpu,cpu")
-    devices = [str(device).lower() for device in devices]
+    devices = list(devices.names)
     if settings.workers is None:
         settings = replace(settings, workers=auto_workers(cpu_count(), devices))
     shards = shard_paths(paths, len(devices))
@@ -88,7 +85,7 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Se
                 except BrokenProcessPool:
                     failures.append("a device process ended abruptly (killed, or out of memory?)")
                 except Exception as error:  # whatever the device process raised, with its own message
-                    failures.append(f"device {device}: {error}" if isinstance(error, PredictError) else f"device {device}: {type(error).__name__}: {error}")
+                    failures.append(f"device {device}: {error}" if isinstance(error, (PredictError, DeviceError, DetectorError)) else f"device {device}: {type(error).__name__}: {error}")
         if failures:
             raise PredictError("; ".join(dict.fromkeys(failures)) + "; nothing was written")
         if raw:

@@ -3,7 +3,7 @@
 A ``--model`` is either a model config (``yolo11s.yaml``: trained from scratch, always works)
 or a checkpoint (``.pt``). A checkpoint given as a path must exist. A bare name such as
 ``yolo11s.pt`` is looked for in the working folder, then in the weights folder
-(:func:`pneumo_yolo.model.offline.weights_dir`); if it is in neither, Ultralytics would download it,
+(:func:`pneumo_yolo.runtime.offline.weights_dir`); if it is in neither, Ultralytics would download it,
 so this is allowed only where downloads are (``--online``). Offline it fails at once with a
 message that says how to get going. Nothing here imports torch or Ultralytics, except
 :func:`download_weights`.
@@ -87,7 +87,7 @@ def download_weights(source: ModelSource) -> str:
     """Fetch ``source`` into the weights folder where it must be downloaded; return the path to load.
 
     Only for sources that :func:`resolve_model` marked ``download`` (so the user allowed it).
-    Imports Ultralytics: call :func:`pneumo_yolo.model.offline.import_ultralytics` first.
+    Imports Ultralytics: call :func:`pneumo_yolo.runtime.offline.import_ultralytics` first.
     """
     if not source.download:
         return source.source

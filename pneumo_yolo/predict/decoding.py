@@ -113,9 +113,9 @@ _attached: dict[str, SharedMemory] = {}
 def load_batch_shared(paths: list[Path], max_side: int | None, buffer_name: str) -> list[tuple[LoadedImage, SharedPlace | None]]:
     """:func:`load_batch`, writing the pixels into the shared buffer ``buffer_name`` instead of sending them back.
 
-    Only the small :class:`LoadedImage` records travel through the pool's result queue
-    (pickling a 512² image there costs about 1.2 ms, a third of its decoding). An image that
-    does not fit in what is left of the buffer keeps its pixels in its record.
+    Only the small :class:`LoadedImage` records travel through the pool's result queue (pickling
+    the pixels there cost a third of their decoding: docs/predict.md). An image that does not
+    fit in what is left of the buffer keeps its pixels in its record.
     """
     if buffer_name not in _attached:
         _attached[buffer_name] = SharedMemory(buffer_name)

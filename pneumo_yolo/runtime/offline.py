@@ -39,6 +39,7 @@ from types import ModuleType
 from typing import Any
 
 from ..files import atomic_write_bytes
+from .devices import cpu_count
 
 ENV_HOME = "PNEUMO_YOLO_HOME"
 ENV_ONLINE = "PNEUMO_YOLO_ONLINE"
@@ -162,24 +163,6 @@ def hide_command_line() -> None:
             module.ARGV = list(LIBRARY_ARGV)
 
 
-def resolve_device(device: str | None) -> str:
-    """``device`` as Ultralytics takes it; ``None`` picks CUDA GPU 0, else the CPU with a warning.
-
-    Call it after :func:`import_ultralytics`.
-
-    ``'0'`` is one GPU, ``'0,1,2,3'`` several (Ultralytics' DDP), ``'cpu'`` the CPU.
-    """
-    if device is not None and device.strip():
-        return device.replace(" ", "").lower()
-    import torch
-    from ultralytics.utils import LOGGER
-
-    if torch.cuda.is_available():
-        return "0"
-    LOGGER.warning("No CUDA GPU found: running on the CPU, which is slow (fine for tests and demos, not for real runs).")
-    return "cpu"
-
-
 def prepare_process(trainer: Any = None) -> None:
     """Trainer callback (``on_pretrain_routine_start``) that applies :func:`import_ultralytics`.
 
@@ -187,13 +170,6 @@ def prepare_process(trainer: Any = None) -> None:
     Python processes, get the same set-up before their AMP check.
     """
     import_ultralytics()
-
-
-def cpu_count() -> int:
-    """CPU cores this process may use (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def offline_safe_amp_check(check_amp: Any) -> Any:
@@ -236,6 +212,6 @@ def _check_imported(utils: ModuleType, home: Path) -> None:
             f"Ultralytics was imported before pneumo-yolo could set it up (its settings are in {config_dir}, "
             f"its online probe is {'on' if utils.ONLINE else 'off'}). Ultralytics reads these once, at import, so "
             "pneumo-yolo cannot make this copy run offline and private. In a notebook, restart the kernel and run "
-            "`import pneumo_yolo.model.offline as offline; offline.configure()` before `from ultralytics import YOLO`; "
-            "in a script, call pneumo_yolo.model.offline.configure() before importing ultralytics."
+            "`import pneumo_yolo.runtime.offline as offline; offline.configure()` before `from ultralytics import YOLO`; "
+            "in a script, call pneumo_yolo.runtime.offline.configure() before importing ultralytics."
         )

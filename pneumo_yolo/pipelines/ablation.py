@@ -33,13 +33,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .eval.combine import combine_members, stack_images
-from .eval.detections import RawDetections, read_raw
-from .eval.metric import MetricResult
-from .eval.postprocess import PostprocessConfig
-from .eval.scoring import load_scoring_set
-from .eval.tune import TuneGrid, score_config, tune
-from .files import atomic_write_bytes, atomic_write_text
+from ..eval.combine import combine_members, stack_images
+from ..eval.detections import RawDetections, read_raw
+from ..eval.metric import MetricResult
+from ..eval.postprocess import PostprocessConfig
+from ..eval.scoring import load_scoring_set
+from ..eval.tune import TuneGrid, score_config, tune
+from ..files import atomic_write_bytes, atomic_write_text
 
 NO_SHRINK = (1.0,)
 STAGES = ("raw detector", "+ tuned threshold and merge", "+ gate", "+ flip TTA", "+ fold ensemble", "+ tuned shrink")
@@ -114,7 +114,7 @@ def stage_rows(
 
 def check_out_of_fold(patient_ids: list[str], run_dirs: list[Path]) -> None:
     """Refuse to predict an image with a model whose ``trained_on.txt`` lists it."""
-    from .model.train import TRAINED_ON
+    from ..train.common import TRAINED_ON
 
     for run_dir in run_dirs:
         seen = set(patient_ids) & set((run_dir / TRAINED_ON).read_text().split())
@@ -124,7 +124,7 @@ def check_out_of_fold(patient_ids: list[str], run_dirs: list[Path]) -> None:
 
 def write_outputs(out: Path, stages: list[Stage], test_images: int) -> None:
     """``ablation.json``, ``ablation.md`` and ``ablation.png`` (a bar chart) in ``out``."""
-    from .report.plots import score_bars
+    from ..report.plots import score_bars
 
     summary = {
         "test_images": test_images,
@@ -147,9 +147,9 @@ def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log
     from converters.rsna import ConvertSettings
     from converters.synthetic import synthetic_dataset
 
-    from .data.dataset import ConvertedDataset, listed_images
-    from .model.folds import fold_name, train_folds
-    from .model.prediction import predict_folder
+    from ..data.dataset import DATA_YAML, ConvertedDataset
+    from ..train.folds import fold_name, train_folds
+    from ..predict.run import predict_folder
 
     started = time.perf_counter()
     out = Path(out).absolute()
@@ -158,19 +158,19 @@ def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log
         out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
         settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), steps=5, log=log,
     )  # fmt: skip
-    dataset = ConvertedDataset(dataset_root)
+    dataset = ConvertedDataset.from_yaml(dataset_root / DATA_YAML)
     folds = range(settings.folds)
     common = dict(imgsz=settings.imgsz, batch=settings.batch, project=out / "runs", overrides={"exist_ok": True, "seed": settings.seed})
     log(f"[3/5] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier})")
-    detectors = train_folds(dataset_root / "data.yaml", settings.model, folds=folds, device=settings.device, name="detector", log=log, epochs=settings.epochs, **common)
+    detectors = train_folds(dataset, settings.model, folds=folds, device=settings.device, name="detector", log=log, epochs=settings.epochs, **common)
     classifiers = train_folds(
-        dataset_root / "data.yaml", settings.classifier, folds=folds, device=settings.device, name="classifier", log=log, epochs=settings.classifier_epochs, **common
+        dataset, settings.classifier, folds=folds, device=settings.device, name="classifier", log=log, epochs=settings.classifier_epochs, **common
     )
     log("[4/5] predicting: each training image by the fold models that never trained on it, each test image by every fold model")
     oof, test = [], []
     sizes = dataset.original_sizes(dataset.images("fold0"))  # the manifest's sizes of every patient
     for fold, detector, classifier in zip(folds, detectors, classifiers):
-        val_ids = [path.stem for path in listed_images(dataset.fold_yaml(fold), "val")]
+        val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
         check_out_of_fold(val_ids, [detector.run_dir, classifier.run_dir])
         for kind, source, ids, tables in (("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", rsna / "stage_2_test_images", None, test)):
             raw = raw_dir / f"{fold_name(kind, fold)}.parquet"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .eval.metric import MetricResult
+from ..eval.metric import MetricResult
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     """
     from converters.rsna import ConvertSettings, convert_rsna
 
-    from .eval.postprocess import PostprocessConfig
-    from .model.prediction import predict_folder
-    from .eval.scoring import evaluate_submission, load_scoring_set
-    from .synth import make_rsna_like
-    from .model.train import train
-    from .model.validation import TUNED_YAML
+    from ..eval.postprocess import PostprocessConfig
+    from ..predict.run import predict_folder
+    from ..eval.scoring import evaluate_submission, load_scoring_set
+    from ..synth import make_rsna_like
+    from ..train.run import train
+    from ..train.common import TUNED_YAML
 
     started = time.perf_counter()
     out = Path(out).absolute()

@@ -1,7 +1,8 @@
 """The RSNA metric on a converted dataset's validation split, for a trained model.
 
 Ground truth comes from the dataset itself (``labels/val/*.txt`` scaled by the original image
-sizes in ``manifest.csv``), detections from :mod:`pneumo_yolo.model.predict` on ``images/val``.
+sizes in ``manifest.csv``), detections from :func:`pneumo_yolo.predict.ensemble.detect_files` on
+the validation images.
 An HTML report of the tuned predictions (:mod:`pneumo_yolo.report`) goes to ``<run>/report/``.
 The result is scored at the default post-processing and at the configuration that
 :func:`pneumo_yolo.eval.tune.tune` finds on the same images (so the tuned figure is optimistic:
@@ -14,34 +15,31 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.dataset import ConvertedDataset, listed_images
+from ..data.dataset import ConvertedDataset
 from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
+from ..nets.load import load_detector
+from ..predict.ensemble import Ensemble, detect_files
 from ..report import REPORT_DIR, Predictions, write_report
-from .torch_detect import load_detector
-from .predict import Ensemble, detect_files
-
-VAL_JSON = "rsna_val.json"
-TUNED_YAML = "postprocess_tuned.yaml"
+from .common import DEFAULT_BATCH, TUNED_YAML, VAL_JSON
 
 
 def score_validation(
     weights: Path,
-    data_yaml: Path,
+    dataset: ConvertedDataset,
     out_dir: Path,
     *,
     imgsz: int | None = None,
     device: str | None = None,
-    batch: int = 16,
+    batch: int = DEFAULT_BATCH,
     progress: bool = True,
 ) -> dict:
-    """Score ``weights`` on the validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
-    dataset = ConvertedDataset.from_yaml(data_yaml)
+    """Score ``weights`` on ``dataset``'s validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
     root = dataset.root
-    images = listed_images(data_yaml, "val")
+    images = dataset.listed("val")
     if not images:
-        raise FileNotFoundError(f"{data_yaml}: no validation images to score")
+        raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
     sizes = dataset.original_sizes(images)
     truth = dataset.ground_truth(images, sizes)
     detector = load_detector(weights, imgsz=imgsz, device=device)

@@ -3,7 +3,7 @@
 The network is ``smp.Unet`` with a ResNet-18 encoder, built with ``encoder_weights=None`` (no
 download) and ``in_channels=1``. ResNet-18 rather than a larger encoder: trained from scratch
 on a few thousand radiographs, the larger ones gain little and cost two to three times the
-time on a CPU. Its target is the union of the boxes, filled (:class:`~.torch_data.BoxDataset`
+time on a CPU. Its target is the union of the boxes, filled (:class:`pneumo_yolo.train.data.BoxDataset`
 with ``masks="box"``); its loss is binary cross-entropy plus soft Dice, since opacities cover a
 small part of most images and none of 77 % of them.
 
@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from .detector import MAX_DETECTIONS, Found
+from .torch_net import TorchDetector
+
 ENCODER = "resnet18"
+MASK_SHAPE = "box"
+"""The mask the U-Net trains on, derived from each box: the box filled."""
 PIXEL_THRESHOLD = 0.5
 """Probability at which a pixel belongs to an opacity: where a box mask's edge lies for a well-trained map."""
 MIN_AREA_FRACTION = 0.001
@@ -55,7 +60,7 @@ def unet_loss(model: Any, images: list[Any], targets: list[dict[str, Any]]) -> t
     return bce + dice, {"loss_bce": float(bce.detach()), "loss_dice": float(dice.detach())}
 
 
-def unet_detect(model: Any, batch: Any, conf: float, max_detections: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def unet_detect(model: Any, batch: Any, conf: float, max_detections: int = MAX_DETECTIONS) -> list[Found]:
     """``(xyxy, scores)`` per image of a ``[N, 1, S, S]`` batch, in the pixels of the ``S`` square."""
     import torch
 
@@ -64,8 +69,8 @@ def unet_detect(model: Any, batch: Any, conf: float, max_detections: int) -> lis
 
 
 def boxes_from_probability(
-    probability: np.ndarray, *, threshold: float = PIXEL_THRESHOLD, conf: float = 0.0, max_detections: int = 20
-) -> tuple[np.ndarray, np.ndarray]:
+    probability: np.ndarray, *, threshold: float = PIXEL_THRESHOLD, conf: float = 0.0, max_detections: int = MAX_DETECTIONS
+) -> Found:
     """Scored ``xyxy`` boxes of a probability map: threshold, connected components, one box each, score = mean probability.
 
     Components under :data:`MIN_AREA_FRACTION` of the map, or scoring under ``conf``, are
@@ -91,3 +96,13 @@ def boxes_from_probability(
             scores.append(score)
     order = np.argsort(-np.asarray(scores), kind="stable")[:max_detections]
     return np.asarray(boxes, np.float64).reshape(-1, 4)[order], np.asarray(scores, np.float64)[order]
+
+
+class UnetDetector(TorchDetector):
+    """A U-Net checkpoint, its probability map read as boxes (:func:`boxes_from_probability`)."""
+
+    def build(self, imgsz: int) -> Any:
+        return build_unet()
+
+    def detect_squares(self, batch: Any) -> list[Found]:
+        return unet_detect(self.model, batch, self.conf)

@@ -1,11 +1,11 @@
 """A prediction run: a folder of DICOMs (or PNG/JPEG files) → submission CSV, on one device or several.
 
 Images are decoded by the converter's own reader in background processes while the model
-runs on the previous batch (:mod:`.inputs`, :func:`.predict.detect_files`), so decoding hides
+runs on the previous batch (:mod:`.decoding`, :func:`.ensemble.detect_files`), so decoding hides
 behind inference and memory stays flat: only a few batches are ever in flight. Boxes are
 mapped back to each image's original pixel grid and post-processed by
-:mod:`pneumo_yolo.eval.postprocess`. With several devices, :mod:`.shards` runs
-:func:`predict_paths` once per device and joins the results.
+:mod:`pneumo_yolo.eval.postprocess`. One device's work is :func:`.device.predict_paths`; with
+several devices, :mod:`.shards` runs it once per device and joins the results.
 
 Example:
     >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
@@ -14,20 +14,18 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dicom.results import DicomResultsError, ResultsWriter
-from ..eval.detections import RawWriter
-from ..eval.postprocess import PostprocessConfig, postprocess_image
-from ..eval.submission import errors_only, parse_prediction_string, prediction_string, validate_submission, write_submission
+from ..eval.postprocess import PostprocessConfig
+from ..eval.submission import errors_only, validate_submission, write_submission
 from ..files import write_errors_csv
-from .devices import auto_batch, auto_workers, devices_of
-from .inputs import is_dicom, list_inputs
-from .predict import RAW_CONF, PredictError, detect_files, load_ensemble
+from ..runtime.devices import Devices
+from .decoding import is_dicom, list_inputs
+from .device import PredictError, PredictSettings, predict_paths
+from .shards import predict_on_devices
 
 
 @dataclass
@@ -73,79 +71,6 @@ def errors_path_for(out: Path) -> Path:
     return out.with_name(out.name + ".errors.csv")
 
 
-@dataclass(frozen=True)
-class PredictSettings:
-    """How to predict, whatever the inputs and the device: sent as is to every device process."""
-
-    weights: Path | Sequence[Path]
-    classifiers: Sequence[Path] = ()
-    config: PostprocessConfig = PostprocessConfig()
-    imgsz: int | None = None
-    batch: int | None = None
-    """Images per model call; ``None``: :func:`~pneumo_yolo.model.devices.auto_batch`."""
-    tta: bool = False
-    workers: int | None = None
-    """Decoding processes beside the model; ``None``: :func:`~pneumo_yolo.model.devices.auto_workers`."""
-    original_sizes: Mapping[str, tuple[float, float]] | None = None
-    dicom_out: Path | None = None
-    progress: bool = True
-
-
-@dataclass
-class Predictions:
-    """What the models made of some inputs: each readable image's PredictionString and original size, and the problems."""
-
-    strings: dict[str, str] = field(default_factory=dict)
-    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    workers: int = 0
-    batch: int = 0
-    loaded_at: float = 0.0
-    """``time.time()`` once the models were loaded."""
-
-
-def predict_paths(paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None) -> Predictions:
-    """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
-
-    The whole work of a single-device run, and of each process of a multi-device one
-    (:mod:`pneumo_yolo.model.shards`). A file whose patientId an earlier file of ``paths`` already
-    gave is a problem.
-    """
-    from .offline import cpu_count, import_ultralytics, resolve_device
-
-    if device is None:
-        import_ultralytics()  # resolve_device asks torch for a GPU
-    device = resolve_device(device)
-    workers = auto_workers(cpu_count(), [device]) if settings.workers is None else settings.workers
-    batch = auto_batch(device) if settings.batch is None else settings.batch
-    ensemble = load_ensemble(
-        settings.weights, settings.classifiers, imgsz=settings.imgsz, device=device, tta=settings.tta, conf=min(RAW_CONF, settings.config.conf)
-    )
-    found = Predictions(workers=workers, batch=batch, loaded_at=time.time())
-    results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
-    with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
-        detections = detect_files(
-            ensemble, paths, batch=batch, workers=workers, original_sizes=settings.original_sizes, progress=settings.progress
-        )
-        for image, detected in detections:
-            if detected is None:
-                found.errors.append((image.path, image.problem))
-            elif detected.patient_id in found.strings:
-                found.errors.append((image.path, f"duplicate patientId {detected.patient_id}"))
-            else:
-                if raw_writer:
-                    raw_writer.add(detected)
-                boxes, scores = postprocess_image(detected, settings.config)
-                found.strings[detected.patient_id] = prediction_string(boxes, scores)
-                found.sizes[detected.patient_id] = (detected.width, detected.height)
-                if results:
-                    try:
-                        results.write(Path(image.path), parse_prediction_string(found.strings[detected.patient_id]))
-                    except DicomResultsError as error:
-                        found.errors.append((image.path, error.problem))
-    return found
-
-
 def predict_folder(
     weights: Path | Sequence[Path],
     source: Path,
@@ -172,10 +97,10 @@ def predict_folder(
     post-processing (``config``: ``fusion_iou``, ``gate_alpha``, ``gate_threshold``).
 
     ``workers`` decoding processes run beside the model, which takes ``batch`` images at a
-    time (``None``: :func:`~pneumo_yolo.model.devices.auto_workers` and
-    :func:`~pneumo_yolo.model.devices.auto_batch` for the device). Several devices
+    time (``None``: :func:`~pneumo_yolo.runtime.devices.auto_workers` and
+    :func:`~pneumo_yolo.runtime.devices.auto_batch` for the device). Several devices
     (``device="0,1"``, or ``"cpu,cpu"``) split the images between them, one process each
-    (:mod:`pneumo_yolo.model.shards`); the outputs are the same as with one device.
+    (:mod:`.shards`); the outputs are the same as with one device.
 
     Without ``expected_ids`` every readable image gets a row (an empty PredictionString for
     no box). With them (``--sample``/``--ids``) only those patients are predicted and every one
@@ -188,7 +113,7 @@ def predict_folder(
     to their own original grid.
 
     ``save_raw`` also writes the raw detections (original pixels, before post-processing, from
-    the lower of ``config.conf`` and :data:`RAW_CONF`) that ``pneumo-yolo tune`` reads. The
+    the lower of ``config.conf`` and :data:`~pneumo_yolo.nets.detector.RAW_CONF`) that ``pneumo-yolo tune`` reads. The
     written file is checked by the rules of ``validate-submission`` before this returns.
     ``dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
     of its CSV row (:mod:`pneumo_yolo.dicom.results`).
@@ -207,15 +132,13 @@ def predict_folder(
         report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
     report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
     settings = PredictSettings(weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, dicom_out, progress)
-    devices = devices_of(device)
-    if len(devices) > 1:
-        from .shards import predict_on_devices
-
+    devices = Devices.parse(device)
+    if len(devices.names) > 1:
         found = predict_on_devices(paths, settings, devices, save_raw)
     else:
-        found = predict_paths(paths, settings, devices[0], save_raw)
+        found = predict_paths(paths, settings, device, save_raw)
     report.startup_s = found.loaded_at - started
-    report.workers, report.batch, report.devices = found.workers, found.batch, len(devices)
+    report.workers, report.batch, report.devices = found.workers, found.batch, max(1, len(devices.names))
     report.errors += found.errors
     rows = list(expected_ids) if expected_ids is not None else sorted(found.strings)
     write_submission(report.out, found.strings, rows)

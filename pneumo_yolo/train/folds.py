@@ -12,12 +12,12 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
-from .devices import devices_of
-from .train import TrainConfigError, TrainResult, check_data_yaml, train
+from ..runtime.devices import Devices
+from .common import TrainConfigError, TrainResult
+from .run import train
 
 
 def fold_name(name: str, fold: int) -> str:
@@ -29,25 +29,23 @@ def fold_name(name: str, fold: int) -> str:
     return f"{name}-fold{fold}"
 
 
-def fold_data(data: Path, fold: int) -> Path:
-    """``data_fold{fold}.yaml`` of the dataset that ``data`` belongs to; raises :class:`TrainConfigError` if it has no such fold."""
-    dataset = ConvertedDataset.from_yaml(check_data_yaml(data))
+def fold_data(dataset: ConvertedDataset, fold: int) -> ConvertedDataset:
+    """Fold ``fold`` of ``dataset`` (opened from its ``data_fold{fold}.yaml``); raises :class:`TrainConfigError` if it has no such fold."""
     if not dataset.folds:
-        raise TrainConfigError(f"{data}: not a k-fold dataset; convert it with --folds K to train folds")
+        raise TrainConfigError(f"{dataset.yaml}: not a k-fold dataset; convert it with --folds K to train folds")
     if not 0 <= fold < dataset.folds:
         raise TrainConfigError(f"--fold {fold}: {dataset.root} has folds 0..{dataset.folds - 1}")
-    return dataset.fold_yaml(fold)
+    return dataset.fold(fold)
 
 
-def check_fold_count(data: Path, folds: int) -> None:
-    """Refuse ``--folds K`` where the dataset of ``data`` was not converted with the same K."""
-    converted = ConvertedDataset.from_yaml(check_data_yaml(data)).folds
-    if converted != folds:
-        raise TrainConfigError(f"--folds {folds}: {data} was converted with " + (f"--folds {converted}" if converted else "no folds"))
+def check_fold_count(dataset: ConvertedDataset, folds: int) -> None:
+    """Refuse ``--folds K`` where ``dataset`` was not converted with the same K."""
+    if dataset.folds != folds:
+        raise TrainConfigError(f"--folds {folds}: {dataset.yaml} was converted with " + (f"--folds {dataset.folds}" if dataset.folds else "no folds"))
 
 
 def train_folds(
-    data: Path,
+    dataset: ConvertedDataset,
     model: str | None,
     *,
     folds: Sequence[int],
@@ -56,17 +54,17 @@ def train_folds(
     log: Callable[[str], None] = print,
     **train_options: Any,
 ) -> list[TrainResult]:
-    """Train ``folds`` of the dataset of ``data``, spread over the devices of ``device``; results in fold order.
+    """Train ``folds`` of ``dataset``, spread over the devices of ``device``; results in fold order.
 
-    ``train_options`` are :func:`~pneumo_yolo.model.train.train`'s other keyword arguments.
+    ``train_options`` are :func:`~pneumo_yolo.train.run.train`'s other keyword arguments.
     """
-    jobs = [(fold_data(data, fold), fold_name(name, fold)) for fold in folds]
-    devices = devices_of(device)
+    jobs = [(fold_data(dataset, fold), fold_name(name, fold)) for fold in folds]
+    devices: list[str | None] = list(Devices.parse(device).names) or [None]
     if len(devices) == 1 or len(jobs) == 1:
         results = []
-        for fold, (fold_yaml, run_name) in zip(folds, jobs):
-            log(f"fold {fold}: training {model or train_options.get('arch')} on {fold_yaml.name} into {run_name}")
-            results.append(train(fold_yaml, model, device=devices[0], name=run_name, **train_options))
+        for fold, (fold_set, run_name) in zip(folds, jobs):
+            log(f"fold {fold}: training {model or train_options.get('arch')} on {fold_set.yaml.name} into {run_name}")
+            results.append(train(fold_set, model, device=devices[0], name=run_name, **train_options))
         return results
     log(f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time")
     context = multiprocessing.get_context("spawn")
@@ -75,14 +73,14 @@ def train_folds(
     for each in devices:
         free.put(each)
     with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1) as pool:
-        pending = [pool.submit(_train_on_free_device, free, fold_yaml, model, run_name, train_options) for fold_yaml, run_name in jobs]
+        pending = [pool.submit(_train_on_free_device, free, fold_set, model, run_name, train_options) for fold_set, run_name in jobs]
         return [job.result() for job in pending]
 
 
-def _train_on_free_device(free: Any, data: Path, model: str, name: str, options: dict[str, Any]) -> TrainResult:
+def _train_on_free_device(free: Any, dataset: ConvertedDataset, model: str, name: str, options: dict[str, Any]) -> TrainResult:
     """Worker process (not a daemon, so training may start processes of its own): take a free device, train one fold on it, give it back."""
     device = free.get()
     try:
-        return train(data, model, device=device, name=name, **options)
+        return train(dataset, model, device=device, name=name, **options)
     finally:
         free.put(device)

@@ -1,4 +1,4 @@
-"""Train an Ultralytics YOLO detector on a converted RSNA dataset, offline and privately.
+"""Train an Ultralytics YOLO detector or image classifier on a converted RSNA dataset, offline and privately.
 
 Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ray defaults in
 ``pneumo_yolo/cfg/cxr_train.yaml``, the main options (``imgsz``, ``epochs``, ``batch``,
@@ -9,11 +9,10 @@ The task follows the model: a detector, or, for a model of Ultralytics' ``classi
 (``yolo11n-cls.yaml``), the image-level opacity classifier of :mod:`.classifier`, trained on a
 symlinked view of the same images (:mod:`pneumo_yolo.data.classify_view`).
 
-Runs go to ``<project>/<name>`` (Ultralytics' layout: ``weights/best.pt``, ``results.csv``,
-plots; with ``score_val``, also ``rsna_val.json``: the RSNA metric of ``best.pt`` on the validation
-split, see :mod:`.validation`; for a classifier ``classifier_val.json``), with ``project`` always
-absolute (``<cwd>/runs`` by default), because Ultralytics files relative projects under its own
-folder, which is ``site-packages`` while pytest runs.
+Runs go to ``<project>/<name>`` in Ultralytics' layout (``weights/best.pt``, ``results.csv``,
+plots), with the files every run holds (:mod:`.common`), and ``project`` always absolute,
+because Ultralytics files relative projects under its own folder, which is ``site-packages``
+while pytest runs.
 """
 
 from __future__ import annotations
@@ -21,27 +20,21 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .classifier import CLASSIFIER_DEFAULTS, CLASSIFY_TASK, TOP1_KEY, classifier_line, default_classifier_imgsz, score_classifier
-from .offline import downloads_allowed, import_ultralytics, prepare_process, resolve_device, weights_dir
 from ..data.classify_view import build_classify_view
-from ..data.dataset import ConvertedDataset, listed_images
-from ..files import atomic_write_text
-from .validation import VAL_JSON, score_validation
-from .weights import ModelSource, download_weights, resolve_model
-
-DEFAULT_IMGSZ = 1024
-DEFAULT_EPOCHS = 30
-DEFAULT_BATCH = 16
-DEFAULT_NAME = "exp"
-TRAINED_ON = "trained_on.txt"
-"""In every run folder: the patientIds the model trained on, one per line, which it must never be scored on."""
+from ..data.dataset import ConvertedDataset
+from ..nets.classifier import CLASSIFY_TASK
+from ..runtime.devices import Devices
+from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
+from ..runtime.weights import ModelSource, download_weights, resolve_model
+from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
+from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
+from .validation import score_validation
 
 OPTION_FLAGS = {
     "data": "--data",
@@ -58,46 +51,6 @@ OPTION_FLAGS = {
 
 FIXED_KEYS = frozenset({"mode", "task"})
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-_METRIC_LABELS = {
-    "metrics/mAP50(B)": "mAP50",
-    "metrics/mAP50-95(B)": "mAP50-95",
-    "metrics/precision(B)": "precision",
-    "metrics/recall(B)": "recall",
-}
-
-
-class TrainConfigError(ValueError):
-    """Training options that cannot work; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Where a finished run left its outputs, its validation figures and (when scored) its RSNA or classifier scores."""
-
-    run_dir: Path
-    best: Path
-    data: Path
-    imgsz: int
-    device: str
-    metrics: Mapping[str, float]
-    rsna_val: Mapping[str, Any] | None = None
-    classifier_val: Mapping[str, Any] | None = None
-
-    def final_line(self) -> str:
-        """One line naming ``best.pt``, its validation mAP, precision and recall, and its RSNA scores (or its classifier figures)."""
-        if self.classifier_val is not None:
-            return classifier_line(self.best, self.classifier_val, self.run_dir)
-        figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
-        line = f"Best weights: {self.best}" + (f" | val {figures}" if figures else "")
-        if self.rsna_val is None:
-            return line
-        default, tuned = self.rsna_val["default"]["score"], self.rsna_val["tuned"]["score"]
-        return (
-            f"{line} | RSNA val score {default or 0:.4f} (default post-processing), "
-            f"{tuned or 0:.4f} (tuned: {self.rsna_val['tuned']['postprocess_yaml']}) | {self.run_dir / VAL_JSON}"
-        )
-
-
 def cxr_defaults() -> dict[str, Any]:
     """The chest X-ray training defaults shipped in ``cfg/cxr_train.yaml``."""
     text = (resources.files("pneumo_yolo") / "cfg" / "cxr_train.yaml").read_text(encoding="utf-8")
@@ -171,7 +124,7 @@ def training_arguments(
     """Layer the arguments (see module doc) and check them with Ultralytics' own checks.
 
     ``task_defaults`` (the classifier's) go over the chest X-ray defaults, under everything else.
-    Call :func:`pneumo_yolo.model.offline.import_ultralytics` first.
+    Call :func:`pneumo_yolo.runtime.offline.import_ultralytics` first.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
@@ -187,56 +140,32 @@ def training_arguments(
     return args
 
 
-def train(
-    data: Path,
-    model: str | None = None,
+def train_yolo(
+    dataset: ConvertedDataset,
+    model: str | None,
     *,
-    imgsz: int | None = None,
-    epochs: int = DEFAULT_EPOCHS,
-    batch: int = DEFAULT_BATCH,
-    device: str | None = None,
-    name: str = DEFAULT_NAME,
-    project: Path | None = None,
+    imgsz: int,
+    size_given: bool,
+    epochs: int,
+    batch: int,
+    device: str | None,
+    name: str,
+    project: Path,
     resume: bool = False,
     online: bool = False,
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
-    arch: str = "yolo",
-) -> TrainResult | None:
-    """Train (or resume) a detector or an opacity classifier (as ``model``'s task says) and return where its outputs are.
+) -> TrainResult:
+    """Train (or resume) a YOLO detector or an opacity classifier (as ``model``'s task says) on ``dataset``.
 
-    ``arch`` other than ``yolo`` (``faster-rcnn``, ``mask-rcnn``, ``unet``) trains that network
-    with :func:`.lightning_train.train_arch` instead, ``model`` then being an optional weights
-    file to start from; it returns ``None`` in the extra processes of a multi-GPU run.
-
-    ``score_val`` also scores ``best.pt`` on the validation split, as the ``train`` command does:
-    a detector with the RSNA metric, tuning the post-processing there
-    (:func:`.validation.score_validation`: ``rsna_val.json`` and ``postprocess_tuned.yaml`` in the
-    run folder); a classifier by its top-1 accuracy and ROC AUC of P(opacity)
-    (:func:`.classifier.score_classifier`: ``classifier_val.json``).
-
-    Everything that can be checked without Ultralytics (files, names, weights that would need
-    a download) is checked first, so mistakes fail in well under a second. A resumed run keeps
-    the arguments stored in its checkpoint; only ``data``, ``device`` and ``overrides`` apply.
-
-    Example::
-
-        result = train(Path("datasets/rsna/data.yaml"), "yolo11s.yaml", epochs=30)
-        result.best  # <cwd>/runs/exp/weights/best.pt
+    Called by :func:`pneumo_yolo.train.run.train`, which checks the options every trainer
+    shares. A classifier trains at :func:`.classifier.default_classifier_imgsz` unless
+    ``size_given``. ``score_val`` also scores ``best.pt`` on the validation split: a detector
+    with the RSNA metric (:func:`.validation.score_validation`), a classifier by its top-1
+    accuracy and ROC AUC (:func:`.classifier.score_classifier`). A resumed run keeps the
+    arguments stored in its checkpoint; only ``dataset``, ``device`` and ``overrides`` apply.
     """
-    data = check_data_yaml(data)
-    name = check_run_name(name)
-    project = (Path(project) if project else Path.cwd() / "runs").expanduser().resolve()
     overrides = dict(overrides or {})
-    check_option_keys(overrides, None, "--set")
-    size_given = imgsz is not None
-    imgsz = imgsz or ConvertedDataset.from_yaml(data).imgsz or DEFAULT_IMGSZ
-    _check_sizes(imgsz, epochs, batch)
-    if arch != "yolo":
-        from .lightning_train import train_arch
-
-        options = dict(imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume)
-        return train_arch(data, arch, model, overrides=overrides, score_val=score_val, **options)
     allow_download = online or downloads_allowed()
     if resume:
         source = ModelSource(str(resume_checkpoint(project / name)))
@@ -251,7 +180,7 @@ def train(
             raise TrainConfigError(f"--set pretrained={overrides['pretrained']}: must be a .pt checkpoint")
 
     ultralytics = import_ultralytics(online=online)
-    device = resolve_device(device)
+    devices = Devices.parse(device).resolve()
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
     yolo = ultralytics.YOLO(download_weights(source))
@@ -259,20 +188,20 @@ def train(
     if classify and not size_given:
         imgsz = default_classifier_imgsz(imgsz)
     if not classify:
-        _warn_on_size_mismatch(data, imgsz, resume)
-    source_data = build_classify_view(data) if classify else data
+        _warn_on_size_mismatch(dataset, imgsz, resume)
+    source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
         from ultralytics.cfg import DEFAULT_CFG_DICT
 
         check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
-        args = {**overrides, "data": str(source_data), "device": device, "resume": True, "save_dir": str(project / name)}
+        args = {**overrides, "data": str(source_data), "device": devices.ultralytics, "resume": True, "save_dir": str(project / name)}
     else:
         args = training_arguments(
             data=source_data,
             imgsz=imgsz,
             epochs=epochs,
             batch=batch,
-            device=device,
+            device=devices.ultralytics,
             project=project,
             name=name,
             overrides=overrides,
@@ -287,29 +216,28 @@ def train(
     yolo.train(**args)
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
-    atomic_write_text(run_dir / TRAINED_ON, "".join(f"{path.stem}\n" for path in listed_images(data, "train")))
+    write_trained_on(run_dir, dataset)
     metrics = {key: float(value) for key, value in (trainer.metrics or {}).items()}
     rsna_val = classifier_val = None
     if score_val:
-        first_device = str(trainer.args.device).split(",")[0]
-        scoring = dict(imgsz=imgsz, device=first_device, batch=batch if batch > 0 else DEFAULT_BATCH)
+        scoring = dict(imgsz=imgsz, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH)
         if classify:
-            classifier_val = score_classifier(best, data, run_dir, top1=metrics.get(TOP1_KEY), **scoring)
+            classifier_val = score_classifier(best, dataset, run_dir, top1=metrics.get(TOP1_KEY), **scoring)
         else:
-            rsna_val = score_validation(best, data, run_dir, **scoring)
+            rsna_val = score_validation(best, dataset, run_dir, **scoring)
     return TrainResult(
         run_dir=run_dir,
         best=best,
-        data=data,
+        dataset=dataset,
         imgsz=imgsz,
-        device=str(trainer.args.device),
+        device=devices.ultralytics,
         metrics=metrics,
         rsna_val=rsna_val,
         classifier_val=classifier_val,
     )
 
 
-def _warn_on_size_mismatch(data: Path, imgsz: int, resume: bool) -> None:
+def _warn_on_size_mismatch(dataset: ConvertedDataset, imgsz: int, resume: bool) -> None:
     """Warn when training at another size than ``convert --imgsz`` wrote the images at.
 
     ``predict`` decodes DICOMs at the training size, so only equal sizes give the model the
@@ -317,33 +245,12 @@ def _warn_on_size_mismatch(data: Path, imgsz: int, resume: bool) -> None:
     """
     from ultralytics.utils import LOGGER
 
-    converted = ConvertedDataset.from_yaml(data).imgsz
+    converted = dataset.imgsz
     if converted and converted != imgsz and not resume:
         LOGGER.warning(
             f"The dataset was converted at --imgsz {converted}, training runs at --imgsz {imgsz}: predict will decode "
             f"DICOMs at {imgsz}, so the model sees other pixels than in training. Convert and train at the same size."
         )
-
-
-def check_data_yaml(path: Path) -> Path:
-    """Return the absolute path of a readable dataset YAML, or raise :class:`TrainConfigError`."""
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise TrainConfigError(f"{path}: dataset YAML not found (make one with `pneumo-yolo convert`)")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise TrainConfigError(f"{path}: cannot read the dataset YAML ({error})") from error
-    if not isinstance(content, dict) or not {"train", "val"} <= content.keys():
-        raise TrainConfigError(f"{path}: not a YOLO dataset YAML (needs 'train' and 'val' entries)")
-    return path
-
-
-def check_run_name(name: str) -> str:
-    """A run name must be one plain folder name, so the run stays inside the project folder."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name or ""):
-        raise TrainConfigError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (one folder name)")
-    return name
 
 
 def resume_checkpoint(run_dir: Path) -> Path:
@@ -352,13 +259,3 @@ def resume_checkpoint(run_dir: Path) -> Path:
     if not checkpoint.is_file():
         raise TrainConfigError(f"Nothing to resume: {checkpoint} not found (check --name and --project)")
     return checkpoint
-
-
-def _check_sizes(imgsz: int, epochs: int, batch: int) -> None:
-    """Reject sizes Ultralytics would only fail on later."""
-    if imgsz < 32:
-        raise TrainConfigError(f"--imgsz {imgsz}: must be at least 32 (a multiple of 32)")
-    if epochs < 1:
-        raise TrainConfigError(f"--epochs {epochs}: must be at least 1")
-    if batch < 1 and batch != -1:
-        raise TrainConfigError(f"--batch {batch}: must be at least 1, or -1 for Ultralytics' AutoBatch")

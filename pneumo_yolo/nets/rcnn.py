@@ -1,7 +1,7 @@
 """Faster R-CNN and Mask R-CNN (torchvision's ``*_resnet50_fpn_v2``), built offline for 1-channel radiographs.
 
 Nothing is downloaded: ``weights=None`` and ``weights_backbone=None`` build the networks from
-scratch; a user's weights file is loaded by :func:`pneumo_yolo.model.archs.load_initial_weights`.
+scratch; a user's weights file is loaded by :func:`pneumo_yolo.nets.checkpoints.load_initial_weights`.
 
 Adapted to this data, each for a stated reason:
 
@@ -19,7 +19,7 @@ Adapted to this data, each for a stated reason:
   in prediction (1000) suffice. The v2 box head runs four 3×3 convolutions on every region, so
   its cost grows with their number and dominates at small image sizes: on this project's
   2-core CPU at 64 px, 128 regions took about 4 s per training image.
-- **Masks** (Mask R-CNN): the ellipse inscribed in each box (:func:`~.torch_data.box_masks`),
+- **Masks** (Mask R-CNN): the ellipse inscribed in each box (:func:`pneumo_yolo.train.data.box_masks`),
   closer to the rounded opacities than the filled box. Predictions use the box head's boxes;
   the masks only shape the training, so the mask branch is dropped for prediction
   (:func:`boxes_only`): pasting 20 masks per image into the picture made Mask R-CNN predict
@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from .detector import MAX_DETECTIONS, Found
+from .torch_net import TorchDetector
+
 RCNN_ARCHS = {"faster-rcnn": "fasterrcnn_resnet50_fpn_v2", "mask-rcnn": "maskrcnn_resnet50_fpn_v2"}
 """Our arch name → torchvision's builder."""
 MASK_SHAPE = "ellipse"
@@ -43,7 +46,7 @@ TEST_PROPOSALS = 50
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 
 
-def build_rcnn(arch: str, imgsz: int, *, max_detections: int = 20) -> Any:
+def build_rcnn(arch: str, imgsz: int, *, max_detections: int = MAX_DETECTIONS) -> Any:
     """A randomly initialised 2-class (background, opacity) detector of ``arch`` for 1-channel ``imgsz`` squares."""
     import torch
     import torchvision.models.detection as detection
@@ -77,8 +80,23 @@ def boxes_only(model: Any) -> Any:
     return model
 
 
-def rcnn_detect(model: Any, batch: Any, conf: float) -> list[tuple[np.ndarray, np.ndarray]]:
+def rcnn_detect(model: Any, batch: Any, conf: float) -> list[Found]:
     """``(xyxy, scores)`` per image of a ``[N, 1, S, S]`` batch, in the pixels of the ``S`` square, scores at least ``conf``."""
     model.roi_heads.score_thresh = conf
     outputs = model(list(batch))
     return [(out["boxes"].float().cpu().numpy().astype(np.float64), out["scores"].float().cpu().numpy().astype(np.float64)) for out in outputs]
+
+
+class RcnnDetector(TorchDetector):
+    """A Faster R-CNN or Mask R-CNN checkpoint; Mask R-CNN predicts without its mask branch (:func:`boxes_only`)."""
+
+    def __init__(self, checkpoint: dict[str, Any], **options: Any) -> None:
+        super().__init__(checkpoint, **options)
+        if self.arch == "mask-rcnn":
+            boxes_only(self.model)
+
+    def build(self, imgsz: int) -> Any:
+        return build_rcnn(self.arch, imgsz)
+
+    def detect_squares(self, batch: Any) -> list[Found]:
+        return rcnn_detect(self.model, batch, self.conf)

@@ -1,17 +1,12 @@
-"""The detector architectures: Ultralytics YOLO, Faster R-CNN, Mask R-CNN and U-Net behind one interface.
+"""The plain checkpoint of a non-YOLO arch: written after training, read by ``predict`` without running code.
 
-``train --arch`` picks one. YOLO runs are Ultralytics' own (any YOLO config, ``yolov3.yaml``
-included); the other three are trained by :mod:`.lightning_train` and saved as a plain
-checkpoint (:func:`save_checkpoint`)::
+::
 
     {"format": "pneumo-yolo-torch/1", "arch": "unet", "model": "unet-resnet18", "imgsz": 256,
      "channels": 1, "state_dict": {...}}
 
 It holds only tensors, numbers and text, so it is read with ``torch.load(weights_only=True)``,
-which cannot run code (an Ultralytics ``.pt`` is a pickled model and can). :func:`load_detector`
-(:mod:`.torch_detect`) tells the two apart and returns a detector with the interface of
-:class:`~.predict.Detector` (``imgsz``, ``members``, ``detect``), so that ``predict``,
-ensembles of mixed archs, ``tune`` and ``evaluate`` treat every arch alike.
+which cannot run code (an Ultralytics ``.pt`` is a pickled model and can).
 """
 
 from __future__ import annotations
@@ -19,34 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .rcnn import RCNN_ARCHS, build_rcnn, rcnn_loss
-from .unet import ENCODER, build_unet, unet_loss
+from .archs import MODEL_NAMES
 
-YOLO = "yolo"
-TORCH_ARCHS = (*RCNN_ARCHS, "unet")
-ARCHS = (YOLO, *TORCH_ARCHS)
-MODEL_NAMES = {**RCNN_ARCHS, "unet": f"unet-{ENCODER}"}
-"""What each non-YOLO arch builds, as the comparison table names it."""
 CHECKPOINT_FORMAT = "pneumo-yolo-torch/1"
-
-
-def build_model(arch: str, imgsz: int, **options: Any) -> Any:
-    """A randomly initialised network of ``arch`` (not ``yolo``) for 1-channel ``imgsz`` squares; ``options`` go to :func:`.rcnn.build_rcnn`."""
-    if arch == "unet":
-        return build_unet()
-    if arch in RCNN_ARCHS:
-        return build_rcnn(arch, imgsz, **options)
-    raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(TORCH_ARCHS)}")
-
-
-def training_loss(arch: str, model: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[Any, dict[str, float]]:
-    """The loss of one batch for ``arch``, and its parts."""
-    return unet_loss(model, images, targets) if arch == "unet" else rcnn_loss(model, images, targets)
-
-
-def mask_shape(arch: str) -> str | None:
-    """The masks :class:`~.torch_data.BoxDataset` derives from the boxes for ``arch``."""
-    return {"mask-rcnn": "ellipse", "unet": "box"}.get(arch)
 
 
 def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any) -> Path:
@@ -109,17 +79,3 @@ def load_initial_weights(model: Any, arch: str, path: Path) -> str:
         raise ValueError(f"--model {path}: none of its tensors fits {MODEL_NAMES[arch]}")
     model.load_state_dict(taken, strict=False)
     return f"{len(taken)} of {len(own)} tensors of {MODEL_NAMES[arch]} taken from {path}"
-
-
-def torch_device(device: str | None) -> str:
-    """``device`` as torch names it: ``None`` → ``cuda:0`` where there is a GPU, else ``cpu``; ``"0,1"`` → its first GPU.
-
-    >>> torch_device("cpu"), torch_device("1"), torch_device("0,1")
-    ('cpu', 'cuda:1', 'cuda:0')
-    """
-    if device is None or not device.strip():
-        import torch
-
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    first = device.replace(" ", "").lower().split(",")[0]
-    return first if first in {"cpu", "mps"} else f"cuda:{first}"

@@ -1,1 +1,0 @@
-"""The detector: offline Ultralytics set-up (:mod:`.offline`), weights, training, prediction and its RSNA validation."""

@@ -1,0 +1,67 @@
+"""The Ultralytics YOLO family of :class:`~.detector.Detector` (YOLO11, YOLOv3 and every other YOLO config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime.devices import Devices
+from ..runtime.offline import import_ultralytics
+from .detector import MAX_DETECTIONS, RAW_CONF, Detector, DetectorError, Found
+
+DETECT_TASK = "detect"
+
+
+class YoloDetector(Detector):
+    """An Ultralytics YOLO detector checkpoint.
+
+    Only a weights file that exists on disk is loaded: ``.pt`` files are pickles, so load
+    only weights you trust.
+    """
+
+    def __init__(
+        self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+    ) -> None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise DetectorError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")
+        ultralytics = import_ultralytics()
+        try:
+            self.model = ultralytics.YOLO(str(weights))
+        except Exception as error:  # torch and Ultralytics raise many types for a file that is not a checkpoint
+            raise DetectorError(f"--weights {weights}: cannot be loaded as YOLO weights ({type(error).__name__}: {error})") from None
+        if self.model.task != DETECT_TASK:
+            raise DetectorError(f"--weights {weights}: a {self.model.task} model, not a detector (an image classifier goes to --classifier)")
+        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
+        super().__init__(imgsz=imgsz or train_args.get("imgsz") or 640, device=Devices.parse(device).resolve().first, tta=tta, conf=conf)
+        self.predictor_class = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
+
+    def run(self, images: list[np.ndarray]) -> list[Found]:
+        results = self.model.predict(
+            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False,
+            predictor=self.predictor_class,
+        )  # fmt: skip
+        return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
+
+
+def without_cpu_warmup(predictor: type) -> type:
+    """A subclass of the Ultralytics predictor class ``predictor`` that skips the warm-up on the CPU.
+
+    There the warm-up of a PyTorch model runs no forward pass: it only imports torchvision, so
+    that NMS uses torchvision's kernel rather than Ultralytics' own, which keeps the same boxes.
+    That import also imports ``torch._dynamo`` and, with a CUDA build of torch, Triton: about
+    150 MB more in the predicting process (docs/predict.md). Ultralytics' NMS loops in Python
+    over the boxes it keeps: as fast at :data:`~.detector.RAW_CONF`, slower with a far lower
+    ``--conf``, where images keep hundreds of candidate boxes. On a GPU the warm-up runs as
+    before. (An image classifier's predictor imports torchvision for its transforms anyway, so
+    it is left as it is.)
+    """
+
+    class CpuPredictor(predictor):
+        def setup_model(self, model: Any, verbose: bool = True) -> None:
+            super().setup_model(model, verbose)
+            self.done_warmup = self.device.type == "cpu"
+
+    return CpuPredictor

@@ -1,0 +1,1 @@
+"""Prediction: inputs decoded in background processes (:mod:`.decoding`), the models (:mod:`.ensemble`), one device's work (:mod:`.device`), several devices (:mod:`.shards`), and a whole run, folder to CSV (:mod:`.run`)."""

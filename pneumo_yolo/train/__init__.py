@@ -1,0 +1,1 @@
+"""Training: what every trainer shares (:mod:`.common`), the YOLO trainer (:mod:`.yolo`), the Lightning trainer of the other archs (:mod:`.lightning`), the image classifier, folds, and the RSNA score after training."""
