@@ -18,7 +18,7 @@ a PredictionString. Ground truth of one image is an ``(N, 4)`` ``ltwh`` array.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class MetricResult:
 
     ``n_positive``/``n_negative`` count scored images with/without ground truth;
     ``negative_fp_share`` is the share of *all* negative images that carry any prediction.
+    ``image_scores`` holds every image's score in the order of the ground truth's patients,
+    ``nan`` for an image left out (:mod:`.bootstrap` resamples them).
     """
 
     score: float
@@ -44,6 +46,7 @@ class MetricResult:
     score_positive: float
     score_negative: float
     negative_fp_share: float
+    image_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``nan`` becomes ``None``."""
@@ -230,6 +233,7 @@ def summarise(per_image: np.ndarray, positive: np.ndarray, thresholds: np.ndarra
         score_positive=float(_mean(image_scores[scored & positive])),
         score_negative=float(_mean(image_scores[negative_scored])),
         negative_fp_share=negative_scored.sum() / n_negative_total if n_negative_total else float("nan"),
+        image_scores=np.where(scored, image_scores, np.nan),
     )
 
 
