@@ -185,7 +185,9 @@ class TestPredictionString:
 
 class TestConfig:
     def test_yaml_round_trip(self, tmp_path: Path) -> None:
-        config = PostprocessConfig(conf=0.45, merge="nms", merge_iou=0.3, max_boxes=None, min_relative_score=0.2, shrink=0.83)
+        config = PostprocessConfig(
+            conf=0.45, merge="nms", merge_iou=0.3, max_boxes=None, min_relative_score=0.2, shrink=0.83, model_fusion="vote", model_votes=2, model_score="max"
+        )
         config.to_yaml(tmp_path / "pp.yaml", comment="tuned")
         assert (tmp_path / "pp.yaml").read_text().startswith("# tuned\n")
         assert PostprocessConfig.from_yaml(tmp_path / "pp.yaml") == config
@@ -210,6 +212,11 @@ class TestConfig:
             ({"shrink": 0}, "shrink: 0 is invalid"),
             ({"shrink": 1.5}, "shrink: 1.5 is invalid"),
             ({"conf": "high"}, "conf: 'high' is invalid"),
+            ({"model_fusion": "wbf"}, "model_fusion: 'wbf' is invalid; use one of passes, vote"),
+            ({"model_votes": 0}, "model_votes: 0 is invalid"),
+            ({"model_votes": 1.5}, "model_votes: 1.5 is invalid"),
+            ({"model_iou": 0}, "model_iou: 0 is invalid"),
+            ({"model_score": "median"}, "model_score: 'median' is invalid; use one of mean, max"),
         ],
     )
     def test_bad_values_are_named(self, values: dict, message: str) -> None:
