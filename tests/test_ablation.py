@@ -1,4 +1,4 @@
-"""The ablation: its split, its stages (tuned on out-of-fold and holdout images, scored on the test set), its report, and its resumable chain."""
+"""The ablation: its split, its stages (tuned on out-of-fold images, scored on the test set), its report, and its resumable chain."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ from pneumo_yolo.pipelines.ablation_steps import predicted_table
 
 from .test_gate import ensemble, jittered
 
-GRID = TuneGrid(conf=(0.1, 0.3, 0.5), merges=(("none", 0.0), ("wbf", 0.5)), shrink=(1.0, 0.875), fusion_iou=(0.4, 0.6), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.4))
+GRID = TuneGrid(
+    conf=(0.1, 0.3, 0.5), merges=(("none", 0.0), ("wbf", 0.5)), shrink=(1.0, 0.875), fusion_iou=(0.4, 0.6), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.4),
+    model_iou=(0.4,), model_votes=(1, 2, "majority"),
+)  # fmt: skip
 
 
 def renamed(raw: RawDetections, prefix: str) -> RawDetections:
@@ -34,18 +37,16 @@ def renamed(raw: RawDetections, prefix: str) -> RawDetections:
 
 @functools.cache
 def tables(k: int = 3) -> Tables:
-    """``k`` out-of-fold tables of distinct images, and ``k`` models' tables of the same holdout and of the same test images."""
+    """``k`` out-of-fold tables of distinct images, and ``k`` models' tables of the same test images."""
     oof, truth = [], {}
     for fold in range(k):
         fold_truth, raw = ensemble(60, seed=10 + fold)
         oof.append(renamed(raw, f"f{fold}-"))
         truth.update({f"f{fold}-{pid}": boxes for pid, boxes in fold_truth.items()})
-    shared = {}
-    for name, seed in (("holdout", 40), ("test", 50)):
-        part_truth, raw = ensemble(80, seed=seed)
-        shared[name] = [renamed(raw if model == 0 else jittered(raw, seed + model), f"{name}-") for model in range(k)]
-        truth.update({f"{name}-{pid}": boxes for pid, boxes in part_truth.items()})
-    return Tables(oof=oof, holdout=shared["holdout"], test=shared["test"], truth=truth)
+    test_truth, raw = ensemble(80, seed=50)
+    test = [renamed(raw if model == 0 else jittered(raw, 50 + model), "test-") for model in range(k)]
+    truth.update({f"test-{pid}": boxes for pid, boxes in test_truth.items()})
+    return Tables(oof=oof, test=test, truth=truth)
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,12 @@ def seen() -> tuple[list, object]:
 
 
 class TestStages:
-    def test_each_stage_is_tuned_on_out_of_fold_or_holdout_images_and_scored_on_the_test_images(self, seen: tuple) -> None:
+    def test_each_stage_is_tuned_on_out_of_fold_images_and_scored_on_the_test_images(self, seen: tuple) -> None:
         stages, oracle = seen
         assert [s.stage for s in stages] == list(STAGES)
         assert stages[0].tuned_on.startswith("nothing") and stages[0].config.shrink == 1.0
         assert all("fold 0 (60)" in s.tuned_on for s in stages[1:4]) and all("every fold (180)" in s.tuned_on for s in stages[4:])
-        assert all("holdout images (80)" in s.tuned_on for s in stages[4:])
+        assert all("voted by majority" in s.tuned_on for s in stages[4:]) and stages[4].config.model_votes == "majority"
         assert all(s.config.shrink == 1.0 for s in stages[:5])  # shrink is tuned in the last stage only
         assert [s.config.model_fusion for s in stages] == ["passes"] * 4 + ["vote"] * 2
         assert {k: v for k, v in vars(stages[5].config).items() if k != "shrink"} == {k: v for k, v in vars(stages[4].config).items() if k != "shrink"}
@@ -69,15 +70,15 @@ class TestStages:
         assert oracle.result.score >= stages[4].result.score - 1e-12  # tuned on the very images it is scored on
         assert all(0 <= s.recall <= 1 for s in stages)
 
-    def test_the_gate_stage_differs_from_the_one_before_only_by_the_probability_and_no_holdout_means_tuning_out_of_fold(self, seen: tuple) -> None:
+    def test_the_gate_stage_differs_from_the_one_before_only_by_the_probability(self, seen: tuple) -> None:
         seeing = tables()
-        blind = Tables([t.without_probability() for t in seeing.oof], [], [t.without_probability() for t in seeing.test], seeing.truth)
+        blind = Tables([t.without_probability() for t in seeing.oof], [t.without_probability() for t in seeing.test], seeing.truth)
         blind_stages, _ = stage_rows(blind, GRID)
         assert blind_stages[2].result.score == blind_stages[1].result.score and blind_stages[2].config == blind_stages[1].config
         seeing_stages = seen[0]
         assert seeing_stages[1].result.score == blind_stages[1].result.score  # stage 2 never sees the probability
         assert seeing_stages[2].config != blind_stages[2].config or seeing_stages[2].result.score != blind_stages[2].result.score
-        assert "holdout" not in blind_stages[4].tuned_on and blind_stages[4].config.model_fusion == "vote"
+        assert blind_stages[4].config.model_fusion == "vote" and blind_stages[4].result.score >= 0
 
     def test_box_recall_counts_true_boxes_found_at_iou_04(self) -> None:
         truth = {"a": np.array([[0, 0, 100, 100.0], [200, 200, 50, 50.0]]), "b": np.zeros((0, 4))}
@@ -93,18 +94,16 @@ class TestStages:
 class TestSplit:
     STRATA = {f"p{i:03d}": ("Lung Opacity", "Normal", "No Lung Opacity / Not Normal")[i % 3] for i in range(300)}
 
-    def test_the_test_images_are_the_same_for_every_seed_and_the_rest_changes(self) -> None:
-        first, second = split_patients(self.STRATA, 60, 0.1, seed=0), split_patients(self.STRATA, 60, 0.1, seed=1)
-        assert first.test == second.test and first.holdout != second.holdout
-        for split in (first, second):
-            assert (len(split.test), len(split.holdout), len(split.folds)) == (60, 30, 210)
-            assert not (set(split.test) & set(split.holdout) or set(split.test) & set(split.folds) or set(split.holdout) & set(split.folds))
-            assert Counter(self.STRATA[p] for p in split.test) == {"Lung Opacity": 20, "Normal": 20, "No Lung Opacity / Not Normal": 20}
+    def test_the_test_images_are_an_exact_stratified_share_and_the_rest_are_the_folds(self) -> None:
+        split = split_patients(self.STRATA, 60)
+        assert split == split_patients(self.STRATA, 0.2)  # a count or a fraction, drawn with a fixed key: the same for every seed
+        assert (len(split.test), len(split.folds)) == (60, 240) and not set(split.test) & set(split.folds)
+        assert Counter(self.STRATA[p] for p in split.test) == {"Lung Opacity": 20, "Normal": 20, "No Lung Opacity / Not Normal": 20}
 
-    @pytest.mark.parametrize(("test", "holdout", "message"), [(300, 0, "--test-size 300"), (0.5, 150, "--holdout-size 150 leaves no patient"), (1.5, 0, "--test-size 1.5")])
-    def test_sizes_that_do_not_fit_are_named(self, test: float, holdout: float, message: str) -> None:
+    @pytest.mark.parametrize(("test", "message"), [(0.999, "--test-size 0.999 leaves no patient for the folds"), (0.001, "leaves no patient for the test images"), (300, "--test-size 300"), (1.5, "--test-size 1.5")])
+    def test_sizes_that_do_not_fit_are_named(self, test: float, message: str) -> None:
         with pytest.raises(AblationDataError, match=message):
-            split_patients(self.STRATA, test, holdout, seed=0)
+            split_patients(self.STRATA, test)
 
 
 class TestReport:
@@ -162,7 +161,7 @@ def test_the_ablation_command_resumes_after_an_interruption_through_the_console_
     script = str(Path(sys.executable).with_name("pneumo-yolo"))
     made = subprocess.run([script, "synth", "--out", "rsna", "--n-train", "36", "--dicom-size", "128", "--preset", "hard"], cwd=tmp_path, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
-    args = [script, "ablation", "--rsna", "rsna", "--out", "a", "--test-size", "12", "--holdout-size", "6", "--imgsz", "64", "--folds", "2",
+    args = [script, "ablation", "--rsna", "rsna", "--out", "a", "--test-size", "12", "--imgsz", "64", "--folds", "2",
             "--epochs", "1", "--classifier-epochs", "1", "--device", "cpu"]  # fmt: skip
     out = tmp_path / "a" / "seed0"
     finished = out / "runs" / "detector-fold0" / "trained_on.txt"
@@ -183,10 +182,9 @@ def test_the_ablation_command_resumes_after_an_interruption_through_the_console_
     assert all(0.0 <= row["score"] <= 1.0 and "ci_low" in row for row in summary["stages"]) and "change" in summary["stages"][1]
     assert summary["oracle"]["stage"] == ORACLE
     test_ids = set((out / "test_ids.txt").read_text().split())
-    holdout_ids = set((out / "holdout_ids.txt").read_text().split())
-    assert len(test_ids) == 12 and len(holdout_ids) == 6 and set(read_raw(out / "raw" / "test-fold1.parquet").patient_ids) == test_ids
+    assert len(test_ids) == 12 and set(read_raw(out / "raw" / "test-fold1.parquet").patient_ids) == test_ids
     for fold in (0, 1):
         oof = read_raw(out / "raw" / f"oof-fold{fold}.parquet")
         trained_on = set((out / "runs" / f"detector-fold{fold}" / "trained_on.txt").read_text().split())
-        assert oof.patient_ids and not set(oof.patient_ids) & (trained_on | test_ids | holdout_ids)  # out of fold, and never a test image
+        assert oof.patient_ids and not set(oof.patient_ids) & (trained_on | test_ids)  # out of fold, and never a test image
         assert set(oof.passes) == {2} and set(oof.models) == {1} and not np.isnan(oof.p_opacity).any()  # TTA and the fold classifier

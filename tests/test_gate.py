@@ -157,18 +157,19 @@ class TestVote:
         truth, raw = ensemble(40, seed=11)
         one = PostprocessConfig(model_fusion="vote", conf=0.2, shrink=0.9)
         alone = [postprocess_image(image, one) for image in raw.images()]
-        for k in (2, 3, 5):
+        for k, votes in ((2, "majority"), (3, 3), (5, "majority")):
             same = combine_models([raw] * k)
             for image, (boxes, scores) in zip(same.images(), alone):
-                got_boxes, got_scores = postprocess_image(image, replace(one, model_votes=k))
+                got_boxes, got_scores = postprocess_image(image, replace(one, model_votes=votes))
                 np.testing.assert_allclose(got_scores, scores)
                 np.testing.assert_allclose(got_boxes, boxes)
 
     def test_fusing_every_pass_at_once_scales_a_lone_box_down_with_the_models_but_the_vote_does_not(self) -> None:
         image = RawImage("a", np.array([[10, 10, 50, 50.0]]), np.array([0.9]), 100, 100, np.array([0]), None, 3)
         flat = postprocess_image(image, PostprocessConfig(conf=0.0, shrink=1.0))[1]
-        voted = postprocess_image(image, PostprocessConfig(conf=0.0, shrink=1.0, model_fusion="vote"))[1]
+        voted = postprocess_image(image, PostprocessConfig(conf=0.0, shrink=1.0, model_fusion="vote", model_votes=1))[1]
         assert flat.tolist() == pytest.approx([0.3]) and voted.tolist() == pytest.approx([0.9])
+        assert len(postprocess_image(image, PostprocessConfig(conf=0.0, model_fusion="vote"))[1]) == 0  # one model of three is no majority
 
     def test_a_box_fewer_models_found_than_the_votes_is_dropped(self) -> None:
         a = (np.array([[0, 0, 10, 10.0], [50, 50, 60, 60.0]]), np.array([0.8, 0.7]))
@@ -177,23 +178,21 @@ class TestVote:
         findings = cluster_models([a, b, c], 0.4)
         assert sorted(findings.votes.tolist()) == [1, 2]
         assert vote_models([a, b, c], 0.4, votes=1)[1].tolist() == pytest.approx([0.7, 0.7])  # the mean of 0.8 and 0.6, and 0.7 alone
-        assert vote_models([a, b, c], 0.4, votes=2, score="max")[1].tolist() == pytest.approx([0.8])
+        assert vote_models([a, b, c], 0.4, votes="majority")[1].tolist() == pytest.approx([0.7])  # 2 of 3
         assert len(vote_models([a, b, c], 0.4, votes=3)[1]) == 0
         assert len(vote_models([a, b], 0.4, votes=3)[1]) == 1  # more votes than models: all of them
 
     def test_tuning_the_vote_scores_what_postprocess_then_evaluate_gives(self) -> None:
         truth, raw = ensemble(60, seed=12)
         three = models_of(raw, 3, seed=13)
-        grid = TuneGrid(conf=(0.1, 0.4), shrink=(1.0, 0.875), model_iou=(0.3, 0.5), model_votes=(1, 2, 3), model_score=("mean", "max"))
+        grid = TuneGrid(conf=(0.1, 0.4), shrink=(1.0, 0.875), model_iou=(0.3, 0.5))
         base = PostprocessConfig(model_fusion="vote", fusion_iou=0.5, gate_threshold=0.2)
         report = tune(three, truth, base, grid)
-        assert len(report.table) == 2 * 2 * 2 * 3 * 2 and set(report.table.model_fusion) == {"vote"}
+        assert len(report.table) == 2 * 2 * 2 * 3 and set(report.table.model_fusion) == {"vote"} and set(report.table.model_votes) == {1, 2, 3}
         for row in report.table.sample(10, random_state=1).itertuples():
             config = PostprocessConfig(
-                conf=row.conf, shrink=row.shrink, fusion_iou=0.5, gate_threshold=0.2, model_fusion="vote",
-                model_iou=row.model_iou, model_votes=row.model_votes, model_score=row.model_score,
+                conf=row.conf, shrink=row.shrink, fusion_iou=0.5, gate_threshold=0.2, model_fusion="vote", model_iou=row.model_iou, model_votes=row.model_votes,
             )  # fmt: skip
             assert score_config(three, truth, config).score == pytest.approx(row.score, abs=1e-12), config
         assert report.best_result.score == pytest.approx(report.table.score.iloc[0], abs=1e-12)
         assert "models voted" in report.summary()
-

@@ -17,8 +17,8 @@ The steps, in order, each switched off by its neutral value in :class:`Postproce
 An ensemble of several models (:func:`postprocess_image`) is fused as ``model_fusion`` says:
 ``passes`` runs the steps once on every pass of every model, so step 0 fuses them all at
 once; ``vote`` runs steps 0–4 on each model's passes alone, votes the models' boxes
-(:func:`pneumo_yolo.eval.vote.vote_models`: at least ``model_votes`` models at IoU
-``model_iou``, scoring the ``model_score`` of theirs), then keeps ``max_boxes`` and shrinks.
+(:func:`pneumo_yolo.eval.vote.vote_models`: boxes that ``model_votes`` models found, matched
+at IoU ``model_iou``, each scoring the mean of their scores), then keeps ``max_boxes`` and shrinks.
 
 :func:`pneumo_yolo.eval.submission.prediction_string` then formats the result.
 
@@ -45,7 +45,7 @@ from ..boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
 from ..files import atomic_write_text
 from .detections import RawImage
 from .gate import apply_gate
-from .vote import MODEL_SCORES, ModelScore, vote_models
+from .vote import MAJORITY, Votes, vote_models
 
 MergeMethod = Literal["none", "nms", "wbf"]
 MERGE_METHODS: tuple[str, ...] = ("none", "nms", "wbf")
@@ -81,8 +81,7 @@ class PostprocessConfig:
     gate_threshold: float = 0.0
     model_fusion: ModelFusion = "passes"
     model_iou: float = 0.4
-    model_votes: int = 1
-    model_score: ModelScore = "mean"
+    model_votes: Votes = MAJORITY
 
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
@@ -108,13 +107,10 @@ class PostprocessConfig:
         check(number("gate_threshold") and 0 <= self.gate_threshold <= 1, "gate_threshold", "use a number in [0, 1] (0: no image is gated out)")
         check(self.model_fusion in MODEL_FUSIONS, "model_fusion", f"use one of {', '.join(MODEL_FUSIONS)}")
         check(number("model_iou") and 0 < self.model_iou <= 1, "model_iou", "use a number in (0, 1]")
-        check(
-            isinstance(self.model_votes, numbers.Integral) and not isinstance(self.model_votes, bool) and self.model_votes >= 1,
-            "model_votes",
-            "use a whole number ≥ 1 (more than the ensemble's models counts as all of them)",
-        )
-        check(self.model_score in MODEL_SCORES, "model_score", f"use one of {', '.join(MODEL_SCORES)}")
-        object.__setattr__(self, "model_votes", int(self.model_votes))
+        whole = isinstance(self.model_votes, numbers.Integral) and not isinstance(self.model_votes, bool) and self.model_votes >= 1
+        check(whole or self.model_votes == MAJORITY, "model_votes", "use majority (more than half of the models) or a whole number ≥ 1")
+        if whole:
+            object.__setattr__(self, "model_votes", int(self.model_votes))
         for key in ("conf", "merge_iou", "min_relative_score", "shrink", "fusion_iou", "gate_alpha", "gate_threshold", "model_iou"):
             object.__setattr__(self, key, float(getattr(self, key)))
         if self.max_boxes is not None:
@@ -153,8 +149,7 @@ class PostprocessConfig:
             gate_threshold: 0.0    # no box where p(opacity) < gate_threshold
             model_fusion: passes   # several models: passes (all passes fused at once) or vote
             model_iou: 0.4         # vote: boxes of two models overlapping above it are one finding
-            model_votes: 1         # vote: keep a finding at least this many models made
-            model_score: mean      # vote: a finding scores the mean (or max) of its models' scores
+            model_votes: majority  # vote: keep a finding that more than half of the models (or this many) made
         """
         path = Path(path)
         try:
@@ -392,6 +387,6 @@ def postprocess_image(image: RawImage, config: PostprocessConfig) -> tuple[np.nd
         postprocess_model(boxes[model == k], np.asarray(image.scores)[model == k], config, size, pass_index[model == k], image.passes, image.p_opacity)
         for k in range(image.models)
     ]
-    b, s = vote_models(found, config.model_iou, config.model_votes, config.model_score)
+    b, s = vote_models(found, config.model_iou, config.model_votes)
     b, s = limit(b, s, config.max_boxes, 0.0)
     return shrink_xyxy(b, config.shrink), s

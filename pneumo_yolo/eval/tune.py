@@ -32,6 +32,7 @@ from .postprocess import MERGE_METHODS, PostprocessConfig, clean, fuse_passes, l
 from .detections import RawDetections
 from .scoring import ScoringSet
 from .tune_vote import vote_points
+from .vote import Votes
 
 DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))
 DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
@@ -48,8 +49,6 @@ DEFAULT_FUSION_IOU = (0.4, 0.5, 0.6)
 DEFAULT_GATE_ALPHA = (0.0, 0.5, 1.0)
 DEFAULT_GATE_THRESHOLD = (0.0, 0.1, 0.2, 0.3, 0.4)
 DEFAULT_MODEL_IOU = (0.3, 0.4, 0.5)
-DEFAULT_MODEL_VOTES = (1, 2, 3)
-DEFAULT_MODEL_SCORE = ("mean", "max")
 
 
 class TuneError(ValueError):
@@ -67,21 +66,21 @@ class TuneGrid:
     gate_alpha: tuple[float, ...] = DEFAULT_GATE_ALPHA
     gate_threshold: tuple[float, ...] = DEFAULT_GATE_THRESHOLD
     model_iou: tuple[float, ...] = DEFAULT_MODEL_IOU
-    model_votes: tuple[int, ...] = DEFAULT_MODEL_VOTES
-    model_score: tuple[str, ...] = DEFAULT_MODEL_SCORE
+    model_votes: tuple[Votes, ...] | None = None
+    """``None``: every count from 1 to the most models an image of the detections has."""
 
     def __post_init__(self) -> None:
-        axes = (self.conf, self.merges, self.shrink, self.fusion_iou, self.gate_alpha, self.gate_threshold, self.model_iou, self.model_votes, self.model_score)
+        axes = (self.conf, self.merges, self.shrink, self.fusion_iou, self.gate_alpha, self.gate_threshold, self.model_iou, self.model_votes is None or self.model_votes)
         if not all(axes):
-            raise TuneError("every grid axis (conf, merges, shrink, fusion IoU, gate alpha and threshold, model IoU, votes and score) needs at least one value")
+            raise TuneError("every grid axis (conf, merges, shrink, fusion IoU, gate alpha and threshold, model IoU and votes) needs at least one value")
         for method, iou in self.merges:
             PostprocessConfig(merge=method, merge_iou=iou if method != "none" else 0.5)
         for conf in self.conf:
             PostprocessConfig(conf=conf)
         for factor in self.shrink:
             PostprocessConfig(shrink=factor)
-        for key in ("fusion_iou", "gate_alpha", "gate_threshold", "model_iou", "model_votes", "model_score"):
-            for value in getattr(self, key):
+        for key in ("fusion_iou", "gate_alpha", "gate_threshold", "model_iou", "model_votes"):
+            for value in getattr(self, key) or ():
                 PostprocessConfig(**{key: value})
 
     def __len__(self) -> int:
@@ -115,7 +114,7 @@ def _describe(config: PostprocessConfig) -> str:
     gate = f"gate p^{config.gate_alpha:g} from p ≥ {config.gate_threshold:g}"
     text = f"conf ≥ {config.conf:g}, {merge}, shrink {config.shrink:g}, fusion IoU {config.fusion_iou:g}, {gate}"
     if config.model_fusion == "vote":
-        text += f", models voted: ≥ {config.model_votes} at IoU {config.model_iou:g}, scoring their {config.model_score}"
+        text += f", models voted: {config.model_votes} at IoU {config.model_iou:g}"
     return text
 
 
@@ -146,11 +145,11 @@ class TuneReport:
             "",
         ]
         vote = self.best.model_fusion == "vote"
-        lines.append(" rank   score   conf  " + ("votes  model IoU  score" if vote else "merge      shrink  fusion  gate a  gate t") + "  positives  negatives with boxes")
+        lines.append(" rank   score   conf  " + ("   votes  model IoU  shrink" if vote else "merge      shrink  fusion  gate a  gate t") + "  positives  negatives with boxes")
         for rank, row in enumerate(self.table.head(top).itertuples(), start=1):
             merge = "none" if row.merge == "none" else f"{row.merge} {row.merge_iou:.2f}"
             middle = (
-                f"{row.model_votes:5d}  {row.model_iou:9.2f}  {row.model_score:<5}"
+                f"{row.model_votes!s:>8}  {row.model_iou:9.2f}  {row.shrink:6.3f}"
                 if vote
                 else f"{merge:<9}  {row.shrink:6.3f}  {row.fusion_iou:6.2f}  {row.gate_alpha:6.2f}  {row.gate_threshold:6.2f}"
             )
@@ -277,7 +276,7 @@ def tune(
     ``base`` (default :class:`PostprocessConfig`) gives the settings outside the grid and is
     scored too, for comparison. With ``base.model_fusion`` ``vote`` and detections of several
     models, the grid is the vote's (:func:`~.tune_vote.vote_points`: threshold, ``model_iou``,
-    ``model_votes``, ``model_score``, shrink), each model's other settings taken from ``base``.
+    ``model_votes``, shrink), each model's other settings taken from ``base``.
     """
     start = time.perf_counter()
     base = base or PostprocessConfig()
@@ -293,8 +292,8 @@ def tune(
         return score_images(len(raw), gt_image, gt_boxes, image, scores, xyxy_to_ltwh(boxes))
 
     if base.model_fusion == "vote" and (raw.models > 1).any():
-        vote_grid = {"conf": grid.conf, "model_iou": grid.model_iou, "model_votes": grid.model_votes, "model_score": grid.model_score, "shrink": grid.shrink}
-        points = vote_points(raw, base, score=score, **vote_grid)
+        votes = grid.model_votes or tuple(range(1, int(raw.models.max()) + 1))
+        points = vote_points(raw, base, score=score, conf=grid.conf, model_iou=grid.model_iou, model_votes=votes, shrink=grid.shrink)
     else:
         points = _flat_points(raw, base, grid, score)
     base_fields = asdict(base)

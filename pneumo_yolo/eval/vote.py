@@ -3,25 +3,35 @@
 Each model's boxes are what that model alone would submit (its passes fused, gated, thresholded,
 merged: the settings tuned on its out-of-fold detections). Boxes of different models that
 overlap at IoU above ``iou`` are one finding, clustered greedily in descending score as in
-weighted boxes fusion (:func:`cluster_models`); a finding is kept when at least ``votes`` models
-found it (:func:`keep_votes`). Its box is the score-weighted mean of the cluster's boxes, and its
-score the mean (or the max) of the scores of the models that found it, so a box that every
-model finds keeps the scale of one model's scores however many models there are, unlike
-weighted boxes fusion's ``avg``, which multiplies by the share of members that found it.
+weighted boxes fusion (:func:`cluster_models`); a finding is kept when enough models found it
+(:func:`keep_votes`: ``majority``, more than half of them, or a number). Its box is the
+score-weighted mean of the cluster's boxes and its score the mean of the scores of the models
+that found it, so a box that the models agree on keeps the scale of one model's scores however
+many models there are, unlike weighted boxes fusion's ``avg``, which multiplies by the share of
+members that found it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Union
 
 import numpy as np
 
 from ..boxes import as_boxes, iou_xyxy
 
-ModelScore = Literal["mean", "max"]
-MODEL_SCORES: tuple[str, ...] = ("mean", "max")
+MAJORITY = "majority"
+Votes = Union[int, Literal["majority"]]
+
+
+def votes_needed(votes: Votes, models: int) -> int:
+    """How many of ``models`` models must find a box: more than half of them for ``majority``, else ``votes`` (at most all of them).
+
+    >>> [votes_needed("majority", k) for k in (1, 2, 3, 4, 5)], votes_needed(3, 2)
+    ([1, 2, 2, 3, 3], 2)
+    """
+    return models // 2 + 1 if votes == MAJORITY else max(1, min(int(votes), models))
 
 
 @dataclass(frozen=True)
@@ -62,27 +72,23 @@ def cluster_models(found: Sequence[tuple[np.ndarray, np.ndarray]], iou: float) -
     return Findings(fused, model_scores)
 
 
-def keep_votes(findings: Findings, votes: int, score: ModelScore = "mean") -> tuple[np.ndarray, np.ndarray]:
-    """The findings at least ``votes`` models made (more than the models counts as all of them), scored by ``score`` of theirs, best first."""
-    needed = min(votes, findings.model_scores.shape[1])
-    kept = findings.votes >= max(needed, 1)
-    rows = findings.model_scores[kept]
-    scores = np.nanmax(rows, axis=1) if score == "max" else np.nanmean(rows, axis=1)
+def keep_votes(findings: Findings, votes: Votes) -> tuple[np.ndarray, np.ndarray]:
+    """The findings that enough models made (:func:`votes_needed`), each scoring the mean of its models' scores, best first."""
+    kept = findings.votes >= votes_needed(votes, findings.model_scores.shape[1])
+    scores = np.nanmean(findings.model_scores[kept], axis=1) if kept.any() else np.zeros(0)
     order = np.argsort(-scores, kind="stable")
     return findings.boxes[kept][order], scores[order]
 
 
-def vote_models(
-    found: Sequence[tuple[np.ndarray, np.ndarray]], iou: float, votes: int, score: ModelScore = "mean"
-) -> tuple[np.ndarray, np.ndarray]:
+def vote_models(found: Sequence[tuple[np.ndarray, np.ndarray]], iou: float, votes: Votes) -> tuple[np.ndarray, np.ndarray]:
     """Vote the ``(boxes, scores)`` of each model of one image (:func:`cluster_models`, then :func:`keep_votes`).
 
     >>> a = (np.array([[0, 0, 10, 10.0]]), np.array([0.8]))
     >>> b = (np.array([[0, 0, 10, 12.0], [50, 50, 60, 60.0]]), np.array([0.6, 0.9]))
-    >>> boxes, scores = vote_models([a, b], iou=0.5, votes=2)
+    >>> boxes, scores = vote_models([a, b], iou=0.5, votes="majority")
     >>> boxes.round(2).tolist(), scores.round(2).tolist()
     ([[0.0, 0.0, 10.0, 10.86]], [0.7])
     >>> vote_models([a, b], iou=0.5, votes=1)[1].round(2).tolist()
     [0.9, 0.7]
     """
-    return keep_votes(cluster_models(found, iou), votes, score)
+    return keep_votes(cluster_models(found, iou), votes)

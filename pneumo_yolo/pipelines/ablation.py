@@ -2,12 +2,12 @@
 
 The chain, for each seed (``OUT/seed<S>/``), with the library's own stages:
 
-1. split the patients (:mod:`.ablation_data`): test images (the same for every seed), a tuning
-   holdout, and the rest into ``K`` folds, converted (``convert --folds K``);
+1. split the patients (:mod:`.ablation_data`): test images (the same for every seed), and the
+   rest into ``K`` folds, converted (``convert --folds K``);
 2. train a detector and an image classifier per fold;
 3. predict: each fold's images by that fold's models (out of fold, with flip TTA and the
-   classifier), and the holdout and test images by every fold's models;
-4. tune on out-of-fold (and holdout) detections and score six stages on the test images
+   classifier), and the test images by every fold's models;
+4. tune on out-of-fold detections and score six stages on the test images
    (:mod:`.ablation_stages`), with the oracle apart and the diagnostics;
 
 then report the seeds (:mod:`.ablation_report`). A rerun reuses every training and prediction
@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.dataset import DATA_YAML, ConvertedDataset
+from ..eval.detections import RawDetections
 from ..files import atomic_write_text
 from .ablation_data import KaggleFolder, Split, split_patients, write_fold_inputs
 from .ablation_report import SeedRun, write_report
@@ -31,10 +33,9 @@ from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_mod
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """What the ablation trains and how; the defaults are ``make ablation``'s CPU sizes."""
+    """What the ablation trains and how; the defaults are CPU sizes (``make ablation`` gives the split sizes)."""
 
     test_size: float = 0.1
-    holdout_size: float = 0.1
     folds: int = 3
     model: str = "yolo11n.yaml"
     classifier: str = "yolo11n-cls.yaml"
@@ -45,70 +46,42 @@ class AblationSettings:
     seeds: tuple[int, ...] = (0,)
     device: str | None = None
     online: bool = False
-    log: Callable[[str], None] = field(default=print, compare=False)
 
 
-def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSettings()) -> dict:
+def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> dict:
     """Run every seed of ``settings`` on the Kaggle folder ``rsna`` into ``out`` and write the report there; returns its JSON summary."""
     started = time.perf_counter()
-    log = settings.log
     out = Path(out).absolute()
     folder = KaggleFolder.read(rsna)
     dropped = f" ({folder.left_out} left out: a DICOM or label rows missing, or unusable rows)" if folder.left_out else ""
     log(f"{len(folder.boxes)} patients in {folder.root}{dropped}")
+    split = split_patients(folder.strata, settings.test_size)
     runs = []
     for seed in settings.seeds:
-        split = split_patients(folder.strata, settings.test_size, settings.holdout_size, seed)
-        runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings))
+        log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
+        runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings, log))
     report = write_report(out, runs)
     log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
     return report
 
 
-def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings) -> SeedRun:
+def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]) -> SeedRun:
     """One seed's whole chain in ``out``: convert, train, predict, tune and score."""
-    from converters.rsna import ConvertSettings, convert_rsna
-
-    from ..data.dataset import DATA_YAML, ConvertedDataset
-
-    log = settings.log
-    log(f"seed {seed}: {len(split.test)} test, {len(split.holdout)} holdout and {len(split.folds)} fold patients ({settings.folds} folds)")
     atomic_write_text(out / "test_ids.txt", "".join(f"{pid}\n" for pid in split.test))
-    atomic_write_text(out / "holdout_ids.txt", "".join(f"{pid}\n" for pid in split.holdout))
     log(f"[1/4] converting the fold patients at {settings.imgsz} px into {settings.folds} folds")
-    images, labels_csv, class_csv = write_fold_inputs(folder, split.folds, out / "inputs")
-    convert_rsna(
-        images, labels_csv, out / "dataset", class_info=class_csv, overwrite=True, progress=False,
-        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=seed),
-    )  # fmt: skip
-    dataset = ConvertedDataset.from_yaml(out / "dataset" / DATA_YAML)
-    folds = range(settings.folds)
-    common = dict(runs=out / "runs", device=settings.device, online=settings.online, log=log)
+    dataset = _converted(folder, split, out, seed, settings)
     log(f"[2/4] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier}, {settings.classifier_epochs})")
+    common = dict(runs=out / "runs", device=settings.device, online=settings.online, log=log)
     sizes = dict(imgsz=settings.imgsz, batch=settings.batch, seed=seed)
+    folds = range(settings.folds)
     detectors = train_models(dataset, folds, name="detector", model=settings.model, train_options={**sizes, "epochs": settings.epochs}, **common)
     classifiers = train_models(
         dataset, folds, name="classifier", model=settings.classifier, train_options={**sizes, "epochs": settings.classifier_epochs}, **common
     )
-    log("[3/4] predicting each fold's images out of fold, and the holdout and test images with every fold's models")
-    oof, holdout, test = [], [], []
-    original_sizes = dataset.original_sizes([path for fold in folds for path in dataset.images(f"fold{fold}")])
-    for fold, detector, classifier in zip(folds, detectors, classifiers):
-        val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
-        check_out_of_fold(val_ids + list(split.test) + list(split.holdout), fold, [detector, classifier])
-        jobs = [("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", folder.images, split.test, test)]
-        if split.holdout:
-            jobs.append(("holdout", folder.images, split.holdout, holdout))
-        for kind, source, ids, tables in jobs:
-            table = out / "raw" / f"{kind}-fold{fold}.parquet"
-            record = {"detector": detector.fingerprint, "classifier": classifier.fingerprint, "images": ids_digest(ids), "imgsz": settings.imgsz, "tta": True}
-
-            def predict(source: Path = source, ids: list[str] = list(ids), table: Path = table, kind: str = kind) -> None:
-                _predict(detector, classifier, source, ids, table, original_sizes if kind == "oof" else None, settings)
-
-            tables.append(predicted_table(table, record, predict, log))
-    log("[4/4] tuning on out-of-fold and holdout detections, scoring every stage on the test images")
-    tables = Tables(oof=oof, holdout=holdout, test=test, truth=folder.boxes)
+    log("[3/4] predicting each fold's images out of fold, and the test images with every fold's models")
+    oof, test = _predicted(dataset, folder, list(split.test), detectors, classifiers, out / "raw", settings, log)
+    log("[4/4] tuning on out-of-fold detections, scoring every stage on the test images")
+    tables = Tables(oof=oof, test=test, truth=folder.boxes)
     stages, oracle = stage_rows(tables)
     run = SeedRun(seed, stages, oracle, diagnostics(tables))
     write_report(out, [run])
@@ -116,6 +89,39 @@ def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings:
         log(f"      {stage.stage:<28} {stage.result.score:.4f}   (tuned on {stage.tuned_on})")
     log(f"      {'oracle (leakage)':<28} {oracle.result.score:.4f}")
     return run
+
+
+def _converted(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings) -> ConvertedDataset:
+    """The fold patients converted into ``out/dataset`` (``convert --folds K``; a rerun converts only what is missing)."""
+    from converters.rsna import ConvertSettings, convert_rsna
+
+    images, labels_csv, class_csv = write_fold_inputs(folder, split.folds, out / "inputs")
+    convert_rsna(
+        images, labels_csv, out / "dataset", class_info=class_csv, overwrite=True, progress=False,
+        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=seed),
+    )  # fmt: skip
+    return ConvertedDataset.from_yaml(out / "dataset" / DATA_YAML)
+
+
+def _predicted(
+    dataset: ConvertedDataset, folder: KaggleFolder, test_ids: list[str], detectors: list[TrainedModel], classifiers: list[TrainedModel], raw: Path,
+    settings: AblationSettings, log: Callable[[str], None],
+) -> tuple[list[RawDetections], list[RawDetections]]:  # fmt: skip
+    """Per fold: its images by its own models (``oof-fold<i>``), and the test images by its models (``test-fold<i>``)."""
+    oof, test = [], []
+    original_sizes = dataset.original_sizes([path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")])
+    for fold, detector, classifier in zip(range(settings.folds), detectors, classifiers):
+        val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
+        check_out_of_fold(val_ids + test_ids, fold, [detector, classifier])
+        for kind, source, ids, tables in (("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", folder.images, test_ids, test)):
+            table = raw / f"{kind}-fold{fold}.parquet"
+            record = {"detector": detector.fingerprint, "classifier": classifier.fingerprint, "images": ids_digest(ids), "imgsz": settings.imgsz, "tta": True}
+
+            def predict(source: Path = source, ids: list[str] = ids, table: Path = table, kind: str = kind) -> None:
+                _predict(detector, classifier, source, ids, table, original_sizes if kind == "oof" else None, settings)
+
+            tables.append(predicted_table(table, record, predict, log))
+    return oof, test
 
 
 def _predict(

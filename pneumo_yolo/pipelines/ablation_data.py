@@ -1,4 +1,4 @@
-"""The ablation's data: a folder in the Kaggle layout, split by patient into test images, a tuning holdout and the folds.
+"""The ablation's data: a folder in the Kaggle layout, split by patient into test images and the folds.
 
 The folder holds what the RSNA download holds for training::
 
@@ -6,9 +6,9 @@ The folder holds what the RSNA download holds for training::
     DIR/stage_2_train_labels.csv
     DIR/stage_2_detailed_class_info.csv        (optional: the strata of the splits)
 
-Every split is stratified by class (or by opacity without the class file) and by patient
-(:mod:`pneumo_yolo.data.split`). The test split is drawn with a fixed key, so every seed of
-``--seeds`` scores the same test images; the holdout and the folds change with the seed.
+The split is stratified by class (or by opacity without the class file) and by patient
+(:func:`pneumo_yolo.data.split.pick_stratified`), and drawn with a fixed key, so every seed of
+``--seeds`` scores the same test images; the folds (``convert --folds K``) change with the seed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TRAIN_IMAGES = "stage_2_train_images"
 TRAIN_LABELS = "stage_2_train_labels.csv"
 CLASS_INFO = "stage_2_detailed_class_info.csv"
 TEST_SPLIT_KEY = 0
-"""The seed of the test split, whatever ``--seeds`` says: every seed scores the same test images."""
+"""The key of the test split's order, whatever ``--seeds`` says: every seed scores the same test images."""
 
 
 class AblationDataError(ValueError):
@@ -89,30 +89,23 @@ def count_of(size: float, of: int, option: str) -> int:
 
 @dataclass(frozen=True)
 class Split:
-    """Patients of the test images, of the tuning holdout and of the folds, each sorted."""
+    """Patients of the test images and of the folds, each sorted."""
 
     test: tuple[str, ...]
-    holdout: tuple[str, ...]
     folds: tuple[str, ...]
 
 
-def split_patients(strata: Mapping[str, str], test_size: float, holdout_size: float, seed: int) -> Split:
-    """Stratified patient-level split: ``test_size`` of all patients (with :data:`TEST_SPLIT_KEY`), then ``holdout_size`` of all of them (with ``seed``).
+def split_patients(strata: Mapping[str, str], test_size: float) -> Split:
+    """Stratified patient-level split: exactly ``test_size`` of the patients (a fraction, or a count: :func:`count_of`) for the test images.
 
-    Sizes are fractions of all patients or counts (:func:`count_of`), met exactly.
-
-    >>> split = split_patients({f"p{i}": "x" for i in range(10)}, 0.2, 1, seed=0)
-    >>> len(split.test), len(split.holdout), len(split.folds)
-    (2, 1, 7)
+    >>> split = split_patients({f"p{i}": "x" for i in range(10)}, 0.2)
+    >>> len(split.test), len(split.folds)
+    (2, 8)
     """
-    n = len(strata)
-    test = pick_stratified(strata, count_of(test_size, n, "--test-size"), TEST_SPLIT_KEY)
-    rest = {pid: stratum for pid, stratum in strata.items() if pid not in test}
-    n_holdout = count_of(holdout_size, n, "--holdout-size")
-    if n_holdout >= len(rest):
-        raise AblationDataError(f"--holdout-size {holdout_size:g} leaves no patient for the folds after --test-size {test_size:g}")
-    holdout = pick_stratified(rest, n_holdout, seed)
-    return Split(tuple(sorted(test)), tuple(sorted(holdout)), tuple(sorted(set(rest) - holdout)))
+    test = pick_stratified(strata, count_of(test_size, len(strata), "--test-size"), TEST_SPLIT_KEY)
+    if not test or len(test) == len(strata):
+        raise AblationDataError(f"--test-size {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}")
+    return Split(tuple(sorted(test)), tuple(sorted(set(strata) - test)))
 
 
 def label_rows(patients: Iterable[str], boxes: Mapping[str, np.ndarray]) -> str:

@@ -11,12 +11,16 @@ raw detector              fold 0's detector, default threshold and merge, no shr
 + tuned shrink            the box shrink factor searched too
 ========================  ===========================================================
 
-The fold ensemble fuses in two levels. Each model's passes are fused and post-processed with
-the settings tuned on every fold's out-of-fold detections (each training image predicted by
-the one model that never saw it, plain and flipped: exactly one model's part of the ensemble);
-then the models' boxes are voted, with a score on one model's scale, and the vote (how many
-models must agree, at what IoU) and the threshold are tuned on the holdout images, which every
-fold's models predicted, as they predict the test images.
+The fold ensemble fuses in two levels (``model_fusion: vote``). Each model's passes are fused
+and post-processed with the settings tuned on every fold's out-of-fold detections: each training
+image predicted by the one model that never saw it, plain and flipped, which is exactly one
+model's part of the ensemble. Then the models' boxes are voted: a box that more than half of the
+models found is kept, scoring the mean of their scores, which stays on one model's scale
+however many models there are. Nothing is tuned on the ensemble's own output, so nothing needs
+images that every model predicts, and every threshold carries over from the out-of-fold images.
+
+The oracle, kept apart, is the ensemble's threshold and vote (how many models, at what IoU)
+tuned by ``tune`` on the test images themselves: leakage, an upper bound only.
 """
 
 from __future__ import annotations
@@ -36,22 +40,18 @@ from .ablation_report import Stage
 
 STAGES = ("raw detector", "+ tuned threshold and merge", "+ gate", "+ flip TTA", "+ fold ensemble", "+ tuned shrink")
 NO_SHRINK = (1.0,)
-VOTES = (1, 2, 3)
-MODEL_IOU = (0.3, 0.4, 0.5)
-MODEL_SCORES = ("mean", "max")
 RECALL_IOU = 0.4
 
 
 @dataclass(frozen=True)
 class Tables:
-    """Raw detections of one seed: ``oof[i]`` fold ``i``'s images by its own models, ``holdout[i]`` and ``test[i]`` by fold ``i``'s models.
+    """Raw detections of one seed: ``oof[i]`` fold ``i``'s images by its own models, ``test[i]`` the test images by fold ``i``'s models.
 
     Every table holds two passes (plain and flipped) of one model and its classifier's
     probability; ``truth`` holds every patient's boxes.
     """
 
     oof: Sequence[RawDetections]
-    holdout: Sequence[RawDetections]
     test: Sequence[RawDetections]
     truth: Mapping[str, np.ndarray]
 
@@ -85,12 +85,6 @@ def box_recall(truth: Mapping[str, np.ndarray], predictions: Mapping[str, np.nda
     return float(np.round(matched).sum() / n_true.sum())
 
 
-def _best_vote(raw: RawDetections, truth: Mapping[str, np.ndarray], level: PostprocessConfig, conf: Sequence[float], shrink: Sequence[float]) -> PostprocessConfig:
-    """The vote (and threshold, shrink) that scores best on ``raw``, the rest of ``level`` kept."""
-    grid = TuneGrid(conf=tuple(conf), shrink=tuple(shrink), model_iou=MODEL_IOU, model_votes=VOTES, model_score=MODEL_SCORES)
-    return tune(raw, truth, replace(level, model_fusion="vote"), grid).best
-
-
 def stage_rows(tables: Tables, grid: TuneGrid = TuneGrid()) -> tuple[list[Stage], Stage]:
     """The six stages and the oracle (the ensemble tuned on the test images), each scored on the test images."""
     truth = tables.truth
@@ -99,7 +93,6 @@ def stage_rows(tables: Tables, grid: TuneGrid = TuneGrid()) -> tuple[list[Stage]
     fold0_oof, fold0_test = tables.oof[0], tables.test[0]
     all_oof = stack_images(tables.oof)
     ensemble = combine_models(tables.test)
-    holdout = combine_models(tables.holdout) if tables.holdout else None
     fold0 = f"out-of-fold images of fold 0 ({len(fold0_oof)})"
     every = f"out-of-fold images of every fold ({len(all_oof)})"
     configs = [(base, "nothing: the defaults", fold0_test.only_passes([0]).without_probability())]
@@ -109,21 +102,16 @@ def stage_rows(tables: Tables, grid: TuneGrid = TuneGrid()) -> tuple[list[Stage]
         (fold0_oof, fold0_test),
     ):
         configs.append((tune(tune_on, truth, base, plain_grid).best, fold0, score_on))
-    level = tune(all_oof, truth, base, plain_grid).best
-    near = tuple(c for c in grid.conf if abs(c - level.conf) < 0.151)
-    vote_on = holdout if holdout is not None else all_oof
-    vote_text = f"; the vote and threshold on the holdout images ({len(holdout)})" if holdout is not None else ""
-    voted = _best_vote(vote_on, truth, level, near, NO_SHRINK)
-    configs.append((voted, every + vote_text, ensemble))
-    only_shrink = TuneGrid(conf=(level.conf,), merges=((level.merge, level.merge_iou),), shrink=grid.shrink, fusion_iou=(level.fusion_iou,),
-                           gate_alpha=(level.gate_alpha,), gate_threshold=(level.gate_threshold,))  # fmt: skip
-    shrunk = replace(voted, shrink=tune(all_oof, truth, level, only_shrink).best.shrink)
-    configs.append((shrunk, every + vote_text + "; the shrink on the out-of-fold images", ensemble))
+    voted = replace(tune(all_oof, truth, base, plain_grid).best, model_fusion="vote")
+    configs.append((voted, every + "; the models voted by majority", ensemble))
+    only_shrink = TuneGrid(conf=(voted.conf,), merges=((voted.merge, voted.merge_iou),), shrink=grid.shrink, fusion_iou=(voted.fusion_iou,),
+                           gate_alpha=(voted.gate_alpha,), gate_threshold=(voted.gate_threshold,))  # fmt: skip
+    configs.append((replace(voted, shrink=tune(all_oof, truth, voted, only_shrink).best.shrink), every + "; the models voted by majority", ensemble))
     stages = []
     for name, (config, tuned_on, raw) in zip(STAGES, configs):
         result, recall = scored(raw, truth, config)
         stages.append(Stage(name, tuned_on, config, result, recall))
-    oracle_config = _best_vote(ensemble, truth, level, near, NO_SHRINK)
+    oracle_config = tune(ensemble, truth, voted, plain_grid).best
     result, recall = scored(ensemble, truth, oracle_config)
     return stages, Stage("oracle", "the test images themselves", oracle_config, result, recall)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.dataset import ConvertedDataset
 from ..eval.detections import RawDetections, read_raw
 from ..files import atomic_write_text
 
@@ -59,7 +60,7 @@ class TrainedModel:
 
 
 def train_models(
-    dataset: Any,
+    dataset: ConvertedDataset,
     folds: Sequence[int],
     *,
     name: str,
@@ -70,7 +71,7 @@ def train_models(
     online: bool,
     log: Callable[[str], None],
 ) -> list[TrainedModel]:
-    """One model per fold of ``dataset`` (a ``ConvertedDataset``) in ``runs/<name>-fold<i>``; finished runs of the same settings are reused.
+    """One model per fold of ``dataset`` in ``runs/<name>-fold<i>``; finished runs of the same settings are reused.
 
     ``train_options`` (``imgsz``, ``epochs``, ``batch``, ``seed``) go to training with
     :data:`TRAIN_OVERRIDES`; several devices train several folds at once.
