@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml"
 
 
 class ConvertError(RuntimeError):
-    """A problem that stops the whole conversion (bad arguments, a refused output folder)."""
+    """A problem that stops the whole conversion before it starts (a usage error): bad arguments, a refused output folder, nothing to convert."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,8 @@ def _plan(
 ) -> tuple[list[Task], dict[str, str]]:
     """Match DICOMs with labels, split patients, and list the work; problems go to ``report``."""
     dicoms, scan_errors = find_dicoms(images_dir)
+    if not dicoms:
+        raise ConvertError(f"--images {images_dir} holds no usable .dcm file (searched recursively): give the folder of the DICOMs")
     report.errors.extend(scan_errors)
     labels = read_labels(labels_csv)
     classes = read_class_info(class_info) if class_info else {}
@@ -295,8 +298,11 @@ def _plan(
         if pid not in labels.boxes and pid not in bad_label_ids
     )
     usable = sorted(set(dicoms) & set(labels.boxes))
+    if not usable:
+        raise ConvertError(f"no patient has both a DICOM under --images {images_dir} and label rows in --labels {labels_csv}: check that they belong together")
     strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
     if settings.folds:
+        check_fold_count(strata, settings.folds)
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
@@ -313,6 +319,20 @@ def _plan(
         for pid in usable
     ]
     return tasks, {pid: classes.get(pid, "") for pid in usable}
+
+
+def check_fold_count(strata: dict[str, str], folds: int) -> None:
+    """Refuse ``--folds K`` where a stratum (a class) has fewer than K patients: some folds would hold none of it.
+
+    >>> check_fold_count({"a": "x", "b": "x", "c": "y", "d": "y", "e": "y"}, 3)
+    Traceback (most recent call last):
+    ...
+    converters.rsna.ConvertError: --folds 3: only 2 patients are x, so some folds would hold none of them; use --folds 2 or fewer, or convert without --folds
+    """
+    smallest, size = min(Counter(strata.values()).items(), key=lambda item: (item[1], item[0]))
+    if size < folds:
+        advice = f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
+        raise ConvertError(f"--folds {folds}: only {size} patient{'s are' if size != 1 else ' is'} {smallest}, so some folds would hold none of them; {advice}")
 
 
 def _write_tables(out: Path, records: list[dict], classes: dict[str, str], errors: list[tuple[str, str]]) -> None:
@@ -372,6 +392,13 @@ def convert_rsna(
         records.append(outcome.record)  # type: ignore[arg-type]
         report.converted += outcome.status == "converted"
         report.skipped += outcome.status == "skipped"
+    enlarged = [record for record in records if settings.imgsz and max(record["width"], record["height"]) < settings.imgsz]
+    if enlarged:
+        example = enlarged[0]
+        report.warnings.append(
+            f"--imgsz {settings.imgsz} enlarged {len(enlarged)} image(s) smaller than it (e.g. {example['patientId']}, "
+            f"{example['width']}x{example['height']}): that adds pixels but no detail; RSNA's images are 1024 px"
+        )
 
     _write_tables(out, records, classes, report.errors)
     ConvertedDataset(out).write_yamls(settings.channels, settings.folds)
