@@ -73,7 +73,7 @@ def predict_paths(paths: list[Path], settings: PredictSettings, device: str | No
     ensemble = load_ensemble(
         settings.weights, settings.classifiers, imgsz=settings.imgsz, device=device, tta=settings.tta, conf=min(RAW_CONF, settings.config.conf)
     )
-    check_predict_memory(batch, workers, ensemble.imgsz, device)
+    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device)
     found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:

@@ -180,6 +180,9 @@ def train_yolo(
             raise TrainConfigError(f"--set pretrained={overrides['pretrained']}: must be a .pt checkpoint")
 
     ultralytics = import_ultralytics(online=online)
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")  # before the model is built: a typo fails in seconds
     devices = Devices.parse(device).resolve()
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
@@ -197,9 +200,6 @@ def train_yolo(
         _warn_on_size_mismatch(dataset, imgsz, resume)
     source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
-        from ultralytics.cfg import DEFAULT_CFG_DICT
-
-        check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
         args = {**overrides, "data": str(source_data), "device": devices.ultralytics, "resume": True, "save_dir": str(project / name)}
     else:
         args = training_arguments(
