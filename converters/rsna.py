@@ -33,7 +33,6 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ import pandas as pd
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
 from pneumo_yolo.data.labels import read_class_info, read_labels
-from pneumo_yolo.data.split import assign_folds, assign_split
+from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
 from pneumo_yolo.files import (
     UnsafeIdError,
@@ -302,7 +301,10 @@ def _plan(
         raise ConvertError(f"no patient has both a DICOM under --images {images_dir} and label rows in --labels {labels_csv}: check that they belong together")
     strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
     if settings.folds:
-        check_fold_count(strata, settings.folds)
+        smallest, size = smallest_stratum(strata)
+        if size < settings.folds:  # every fold must hold some patients of every class
+            advice = f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
+            raise ConvertError(f"--folds {settings.folds}: only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}")
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
@@ -319,20 +321,6 @@ def _plan(
         for pid in usable
     ]
     return tasks, {pid: classes.get(pid, "") for pid in usable}
-
-
-def check_fold_count(strata: dict[str, str], folds: int) -> None:
-    """Refuse ``--folds K`` where a stratum (a class) has fewer than K patients: some folds would hold none of it.
-
-    >>> check_fold_count({"a": "x", "b": "x", "c": "y", "d": "y", "e": "y"}, 3)
-    Traceback (most recent call last):
-    ...
-    converters.rsna.ConvertError: --folds 3: only 2 patients are x, so some folds would hold none of them; use --folds 2 or fewer, or convert without --folds
-    """
-    smallest, size = min(Counter(strata.values()).items(), key=lambda item: (item[1], item[0]))
-    if size < folds:
-        advice = f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
-        raise ConvertError(f"--folds {folds}: only {size} patient{'s are' if size != 1 else ' is'} {smallest}, so some folds would hold none of them; {advice}")
 
 
 def _write_tables(out: Path, records: list[dict], classes: dict[str, str], errors: list[tuple[str, str]]) -> None:

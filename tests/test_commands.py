@@ -109,7 +109,7 @@ def test_the_walkthrough_covers_every_stage_and_each_output_reads_back_as_what_i
     assert names == ["synth", "convert", "train", "predict", "tune", "evaluate", "predict", "validate-submission", "report"]
     dataset = ConvertedDataset.from_yaml(cwd / "datasets/rsna/data.yaml")
     val_ids = sorted(path.stem for path in dataset.listed("val"))
-    test_ids = read_patient_ids(cwd / "rsna/stage_2_sample_submission.csv")
+    test_ids = read_patient_ids(cwd / "rsna/stage_2_sample_submission.csv").ids
     assert len(dataset.listed("train")) + len(val_ids) == 30 and dataset.imgsz == 64
     for index, ids in ((0, val_ids), (1, test_ids)):
         command, _ = walkthrough.result("predict", index)

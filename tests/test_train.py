@@ -154,9 +154,9 @@ class TestCommandErrors:
             (["--resume", "--name", "never-ran"], "Nothing to resume"),
         ],
     )
-    def test_clear_message_and_exit_1(self, data, tmp_path, args, message):
+    def test_clear_message_and_exit_2(self, data, tmp_path, args, message):
         result = run_cli("--data", str(data), "--project", str(tmp_path / "runs"), *args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output  # a usage error
         assert message in result.output
 
     def test_not_a_dataset_yaml(self, tmp_path):
@@ -294,5 +294,5 @@ class TestTinyRun:
     def test_resume_of_a_finished_run_is_refused(self, tiny_run):
         where = ["--data", str(tiny_run.data), "--project", str(tiny_run.cwd / "runs")]
         result = run_cli(*where, "--name", "tiny", "--resume")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "finished run: nothing to resume" in result.output

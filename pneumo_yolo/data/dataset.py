@@ -78,8 +78,8 @@ class ConvertedDataset:
         """Read a dataset YAML once: the dataset it names in ``path`` (else the YAML's own folder) and its parts.
 
         Raises :class:`DatasetError` for a missing or unreadable file, one without ``train`` and
-        ``val``, a ``path`` or part that does not exist (a moved dataset: the message says what
-        to rewrite), or a part that lists no image.
+        ``val``, or a ``path`` that does not exist (a moved dataset: the message says what to
+        rewrite). Whether its parts hold images is :meth:`check_parts`.
         """
         path = Path(data_yaml).expanduser().resolve()
         if not path.is_file():
@@ -96,14 +96,16 @@ class ConvertedDataset:
                 f"{path}: its path {root} does not exist (was the dataset folder moved?). Rerun the same `pneumo-yolo convert` "
                 f"with --out {path.parent}: it keeps the converted images and rewrites the YAMLs and fold lists so that the folder can move"
             )
-        dataset = cls(root, path, {part: str(content[part]) for part in SPLITS})
+        return cls(root, path, {part: str(content[part]) for part in SPLITS})
+
+    def check_parts(self) -> None:
+        """Raise :class:`DatasetError` unless the YAML's ``train`` and ``val`` parts both exist and hold images (before training on them)."""
         for part in SPLITS:
-            if not dataset.listed(part):
+            if not self.listed(part):
                 raise DatasetError(
-                    f"{path}: its {part} part, {content[part]}, holds no image, so there is nothing to {'train' if part == 'train' else 'validate'} on "
-                    "(convert again with a --val-fraction above 0, or fewer --folds)"
+                    f"{self.yaml}: its {part} part, {self.parts[part]}, holds no image, so there is nothing to "
+                    f"{'train' if part == 'train' else 'validate'} on (convert again with a --val-fraction above 0, or fewer --folds)"
                 )
-        return dataset
 
     def listed(self, part: str) -> list[Path]:
         """The PNGs that the YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file.

@@ -59,5 +59,6 @@ def train(
     if arch != YOLO:
         from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
 
+        dataset.check_parts()
         return train_arch(dataset, arch, model, **options)
     return train_yolo(dataset, model, size_given=size_given, online=online, **options)
