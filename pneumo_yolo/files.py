@@ -98,7 +98,10 @@ def remove_stale_parts(target: Path) -> int:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # not ours to remove (another user's, a read-only place)
+                continue
     return len(stale)
 
 

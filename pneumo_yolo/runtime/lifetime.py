@@ -72,7 +72,10 @@ def remove_stale_shared_memory(folder: Path = SHM_DIR) -> int:
     for path in folder.iterdir():
         match = _STALE.fullmatch(path.name)
         if match and not process_alive(int(match[1])):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # another user's: theirs to remove
+                continue
             removed += 1
     return removed
 
