@@ -127,6 +127,8 @@ def predict_command(
             weights, source, out, classifiers=classifier or [], config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
             save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
+    except KeyboardInterrupt:
+        raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
     except (DeviceError, InputError, OutputError, ResourceError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (ClassifierError, ConfigError, DetectorError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from ..dicom.results import GSPS_FOLDER, SR_FOLDER
 from ..eval.postprocess import PostprocessConfig
@@ -231,7 +232,7 @@ class StagedOutputs:
                     (self.dicom_target / GSPS_FOLDER / sr.name).unlink(missing_ok=True)
                 os.replace(sr, self.dicom_target / SR_FOLDER / sr.name)
 
-    def __enter__(self) -> StagedOutputs:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

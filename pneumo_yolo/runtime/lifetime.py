@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 from ..files import process_alive, remove_stale_parts
 
@@ -42,6 +43,8 @@ _PR_SET_PDEATHSIG = 1
 _DONE = b"done"
 JANITOR_DELAY_S = 0.5
 """How long the janitor lets the killed run's helpers die (their kernel signal is immediate) before it cleans."""
+JANITOR_WAIT_S = 30.0
+"""How long a finished run waits for its janitor to read that it may go (it starts in about 0.1 s)."""
 
 
 def shared_memory_name() -> str:
@@ -126,7 +129,7 @@ class Janitor:
         self.outputs = [Path(path).absolute() for path in outputs]
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> Janitor:
+    def __enter__(self) -> Self:
         code = "import sys; from pneumo_yolo.runtime.lifetime import janitor_main; janitor_main(sys.argv[1:])"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, *map(str, self.outputs)],
@@ -143,7 +146,11 @@ class Janitor:
             self.process.stdin.close()
         except OSError:  # it is gone already
             pass
-        self.process.wait()
+        try:
+            self.process.wait(timeout=JANITOR_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def _package_root() -> str:
