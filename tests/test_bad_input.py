@@ -295,8 +295,11 @@ def wait_for(check, seconds: float) -> list[str]:
 def test_an_interrupted_predict_leaves_nothing_behind(kill: str, world: World, killing_ground: Path) -> None:
     folder = killing_ground
     before = previous_outputs(folder)
-    with open(folder / "log.txt", "w") as log:
-        process = subprocess.Popen([str(SCRIPT), *RUN.format_map(world).split()], cwd=folder, stdout=log, stderr=log, start_new_session=True)
+    with open(folder / "log.txt", "w") as log:  # Ctrl-C as in a shell: a test runner's worker (pytest-xdist) may ignore SIGINT, and children inherit that
+        process = subprocess.Popen(
+            [str(SCRIPT), *RUN.format_map(world).split()], cwd=folder, stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     staged = wait_for(lambda: not list(folder.glob(".dicom.*.part/sr/*.dcm")) and process.poll() is None and ["waiting"], 120)
     assert not staged and process.poll() is None, "predict ended before it wrote its first result"
     pids = family(process.pid)
@@ -324,11 +327,16 @@ def test_a_rerun_removes_what_dead_runs_left_and_writes_everything(world: World,
     segment.write_bytes(b"\0" * 16)
     sample = folder / "sample.csv"
     sample.write_text("patientId,PredictionString\np00,\np01,\np00,\n")
+    before = previous_outputs(folder)
     result = pneumo_yolo(*RUN.format_map(world).split(), "--sample", "sample.csv", cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "lists 1 patientId(s) more than once" in result.stderr
     assert not segment.exists() and not any(path.exists() for path in stale)
     assert not list(folder.rglob("*.part"))
     assert [line.split(",")[0] for line in (folder / "sub.csv").read_text().splitlines()] == ["patientId", "p00", "p01"]
-    assert sorted(path.name for path in (folder / "dicom" / "sr").iterdir()) == ["p00.dcm", "p01.dcm"]
-    assert (folder / "dicom" / "sr" / "p00.dcm").read_bytes()[128:132] == b"DICM"
+    for name in ("p00.dcm", "p01.dcm"):
+        assert (folder / "dicom" / "sr" / name).read_bytes()[128:132] == b"DICM"
+    written = {folder / name for name in PREVIOUS} | {folder / "dicom" / kind / name for kind in ("sr", "gsps") for name in ("p00.dcm", "p01.dcm")}
+    assert {path: content for path, content in previous_outputs(folder).items() if path not in written} == {
+        path: content for path, content in before.items() if path not in written
+    }  # the results of images outside this run stay as they were
