@@ -5,7 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..nets.archs import ARCHS
 from ..train.common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
 from . import options
 from .app import app, fail
@@ -16,6 +15,8 @@ _NETWORK = "Network"
 
 
 def _arch(value: str) -> str:
+    from ..nets.archs import ARCHS  # torch-side modules load only when train runs, not for --help
+
     if value not in ARCHS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(ARCHS)}")
     return value
