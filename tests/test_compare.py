@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_yolo.compare import ROWS, CompareSettings, Row, check_rows, write_outputs
+from pneumo_yolo.pipelines.compare import ROWS, CompareSettings, Row, check_rows, write_outputs
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 
 

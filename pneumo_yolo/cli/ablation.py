@@ -42,7 +42,7 @@ def ablation(
     classifier_epochs: Annotated[int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training epochs of each image classifier.")] = _DEFAULTS.classifier_epochs,
     batch: Annotated[int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training batch size.")] = _DEFAULTS.batch,
     seeds: Annotated[str, typer.Option(callback=_seeds, help="Seeds to repeat the whole run with (folds, training, tuning) on the same test images, e.g. 0,1,2: the report gives the mean and spread.")] = "0",
-    device: Annotated[Optional[str], typer.Option(help="'cpu', a GPU index, or several ('0,1,2,3': one fold per GPU at a time). Default: GPU 0 if there is one, else CPU.")] = None,
+    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu', a GPU index, or several ('0,1,2,3': one fold per GPU at a time). Default: GPU 0 if there is one, else CPU.")] = None,
     online: Annotated[bool, typer.Option("--online", help="Allow downloading pretrained weights named by --model or --classifier.")] = False,
 ) -> None:
     """Score raw detector → tuned threshold → gate → flip TTA → fold ensemble → shrink on held-out test images of a Kaggle-layout folder.
@@ -58,6 +58,8 @@ def ablation(
 
     from ..data.classify_view import ClassifyViewError
     from ..data.dataset import DatasetError
+    from ..data.labels import LabelFileError
+    from ..files import OutputError, check_outputs
     from ..pipelines.ablation import AblationRunError, run_ablation
     from ..pipelines.ablation_data import AblationDataError
     from ..runtime.devices import DeviceError
@@ -69,6 +71,9 @@ def ablation(
         classifier_epochs=classifier_epochs, batch=batch, seeds=tuple(int(item) for item in seeds.split(',')), device=device, online=online,
     )  # fmt: skip
     try:
+        check_outputs({}, folders={"--out": out}, inputs={"--rsna": rsna})
         run_ablation(rsna, out, settings, log=typer.echo)
-    except (AblationDataError, AblationRunError, ClassifyViewError, ConvertError, DatasetError, DeviceError, TrainConfigError, WeightsError) as error:
+    except (AblationDataError, ConvertError, DeviceError, OutputError, TrainConfigError, WeightsError) as error:
+        raise fail(f"error: {error}", code=2) from None
+    except (AblationRunError, ClassifyViewError, DatasetError, LabelFileError) as error:
         raise fail(f"error: {error}") from None

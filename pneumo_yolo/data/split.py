@@ -8,7 +8,7 @@ patient's place depends only on the patients of its own stratum.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 
@@ -89,3 +89,12 @@ def pick_stratified(strata: Mapping[str, str], count: int, seed: int = 0) -> set
     for i in by_remainder[: count - sum(shares)]:
         shares[i] += 1
     return {patient_id for group, share in zip(groups, shares) for patient_id in group[:share]}
+
+
+def smallest_stratum(strata: Mapping[str, str]) -> tuple[str, int]:
+    """The stratum with the fewest patients, and how many (ties: the first in sorted order); k folds need k at most that.
+
+    >>> smallest_stratum({"a": "x", "b": "x", "c": "y"})
+    ('y', 1)
+    """
+    return min(Counter(strata.values()).items(), key=lambda item: (item[1], item[0]))

@@ -17,6 +17,7 @@ run again. ``make ablation`` runs it on a synthetic folder written by ``pneumo-y
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from pathlib import Path
 from ..data.dataset import DATA_YAML, ConvertedDataset
 from ..eval.detections import RawDetections
 from ..files import atomic_write_text
-from .ablation_data import KaggleFolder, Split, split_patients, write_fold_inputs
+from ..runtime.devices import Devices
+from .ablation_data import KaggleFolder, Split, check_fold_strata, split_patients, write_fold_inputs
 from .ablation_report import SeedRun, write_report
 from .ablation_stages import Tables, diagnostics, stage_rows
 from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_models
@@ -39,8 +41,8 @@ class AblationSettings:
     folds: int = 3
     model: str = "yolo11n.yaml"
     classifier: str = "yolo11n-cls.yaml"
-    imgsz: int = 192
-    epochs: int = 20
+    imgsz: int = 160
+    epochs: int = 12
     classifier_epochs: int = 10
     batch: int = 16
     seeds: tuple[int, ...] = (0,)
@@ -56,13 +58,23 @@ def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSet
     dropped = f" ({folder.left_out} left out: a DICOM or label rows missing, or unusable rows)" if folder.left_out else ""
     log(f"{len(folder.boxes)} patients in {folder.root}{dropped}")
     split = split_patients(folder.strata, settings.test_size)
+    check_fold_strata({pid: folder.strata[pid] for pid in split.folds}, settings.folds)
+    Devices.parse(settings.device).resolve()
     runs = []
     for seed in settings.seeds:
         log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
+        wall, cpu = time.perf_counter(), _cpu_seconds()
         runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings, log))
+        log(f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(_cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)")
     report = write_report(out, runs)
     log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
     return report
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children that have ended."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]) -> SeedRun:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import LabelFileError, read_class_info, read_labels
-from ..data.split import pick_stratified
+from ..data.labels import read_class_info, read_labels
+from ..data.split import pick_stratified, smallest_stratum
 from ..files import atomic_write_text
 
 TRAIN_IMAGES = "stage_2_train_images"
@@ -48,7 +48,7 @@ class KaggleFolder:
 
     @classmethod
     def read(cls, root: Path) -> KaggleFolder:
-        """Read ``root``'s labels and find its DICOMs; raises :class:`AblationDataError` naming what is missing or unreadable."""
+        """Read ``root``'s labels and find its DICOMs; raises :class:`AblationDataError` naming what is missing, and ``LabelFileError`` for an unreadable label file."""
         from converters.rsna import find_dicoms
 
         root = Path(root).expanduser().absolute()
@@ -56,11 +56,8 @@ class KaggleFolder:
         for needed in (images, labels_csv):
             if not needed.exists():
                 raise AblationDataError(f"--rsna {root}: {needed.name} not found; expected the Kaggle layout ({TRAIN_IMAGES}/, {TRAIN_LABELS})")
-        try:
-            labels = read_labels(labels_csv)
-            classes = read_class_info(class_csv) if class_csv.is_file() else {}
-        except LabelFileError as error:
-            raise AblationDataError(str(error)) from error
+        labels = read_labels(labels_csv)
+        classes = read_class_info(class_csv) if class_csv.is_file() else {}
         dicoms, _ = find_dicoms(images)
         usable = sorted(set(dicoms) & set(labels.boxes))
         if not usable:
@@ -106,6 +103,20 @@ def split_patients(strata: Mapping[str, str], test_size: float) -> Split:
     if not test or len(test) == len(strata):
         raise AblationDataError(f"--test-size {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}")
     return Split(tuple(sorted(test)), tuple(sorted(set(strata) - test)))
+
+
+def check_fold_strata(strata: Mapping[str, str], folds: int) -> None:
+    """Refuse ``folds`` folds that some stratum of the fold patients cannot fill (each fold needs one patient of every stratum).
+
+    >>> check_fold_strata({"a": "x", "b": "x", "c": "y"}, 2)
+    Traceback (most recent call last):
+    ...
+    pneumo_yolo.pipelines.ablation_data.AblationDataError: --folds 2: only 1 fold patient(s) are y, so some folds would hold none of them; add patients or lower --test-size
+    """
+    stratum, count = smallest_stratum(strata)
+    if count < folds:
+        fix = f"use --folds {count} or fewer" if count >= 2 else "add patients"
+        raise AblationDataError(f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or lower --test-size")
 
 
 def label_rows(patients: Iterable[str], boxes: Mapping[str, np.ndarray]) -> str:

@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..eval.metric import MetricResult
+if TYPE_CHECKING:
+    from ..eval.metric import MetricResult
 
 
 @dataclass(frozen=True)

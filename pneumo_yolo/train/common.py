@@ -15,10 +15,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..data.dataset import ConvertedDataset
 from ..files import atomic_write_text
+
+if TYPE_CHECKING:
+    from ..data.dataset import ConvertedDataset
 
 DEFAULT_IMGSZ = 1024
 DEFAULT_EPOCHS = 30
