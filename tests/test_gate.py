@@ -196,3 +196,13 @@ class TestVote:
             assert score_config(three, truth, config).score == pytest.approx(row.score, abs=1e-12), config
         assert report.best_result.score == pytest.approx(report.table.score.iloc[0], abs=1e-12)
         assert "models voted" in report.summary()
+
+    def test_out_of_fold_tuning_with_a_vote_base_gives_one_models_settings_that_the_vote_applies_to_each_model(self) -> None:
+        truth, raw = ensemble(40, seed=14)
+        grid = TuneGrid(conf=(0.1, 0.3, 0.5), shrink=(1.0,))
+        flat = tune(raw, truth, PostprocessConfig(), grid).best
+        voted = tune(raw, truth, PostprocessConfig(model_fusion="vote"), grid).best  # one model per image: the same search
+        assert voted == replace(flat, model_fusion="vote") and voted.model_votes == "majority"
+        three = combine_models([raw] * 3)  # three models that agree: the vote submits what one model would
+        for image, alone in zip(three.images(), raw.images()):
+            np.testing.assert_allclose(postprocess_image(image, voted)[1], postprocess_image(alone, flat)[1])
