@@ -199,7 +199,7 @@ class TestVote:
 
     def test_out_of_fold_tuning_with_a_vote_base_gives_one_models_settings_that_the_vote_applies_to_each_model(self) -> None:
         truth, raw = ensemble(40, seed=14)
-        grid = TuneGrid(conf=(0.1, 0.3, 0.5), shrink=(1.0,))
+        grid = TuneGrid(conf=(0.1, 0.3, 0.5), merges=(("none", 0.0), ("wbf", 0.5)), shrink=(1.0,), fusion_iou=(0.5,), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.2))
         flat = tune(raw, truth, PostprocessConfig(), grid).best
         voted = tune(raw, truth, PostprocessConfig(model_fusion="vote"), grid).best  # one model per image: the same search
         assert voted == replace(flat, model_fusion="vote") and voted.model_votes == "majority"
