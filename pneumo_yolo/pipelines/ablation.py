@@ -41,8 +41,8 @@ class AblationSettings:
     folds: int = 3
     model: str = "yolo11n.yaml"
     classifier: str = "yolo11n-cls.yaml"
-    imgsz: int = 160
-    epochs: int = 12
+    imgsz: int = 192
+    epochs: int = 20
     classifier_epochs: int = 10
     batch: int = 16
     seeds: tuple[int, ...] = (0,)
