@@ -255,6 +255,18 @@ def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
     return False
 
 
+def _refuse_inputs_in_outputs(out: Path, inputs: dict[str, Path | None]) -> None:
+    """Raise :class:`ConvertError` when an input lies in what ``convert`` writes in ``out`` (and ``--overwrite`` deletes)."""
+    managed = [path.resolve() for pattern in MANAGED for path in out.glob(pattern)]
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        for target in managed:
+            if resolved == target or target in resolved.parents:
+                raise ConvertError(f"{name} {path} lies inside {target}, which convert writes (and --overwrite deletes): move it, or choose another --out")
+
+
 def _clear_outputs(out: Path) -> None:
     """Delete what an earlier ``convert`` wrote in ``out`` (and nothing else)."""
     for target in (path for pattern in MANAGED for path in out.glob(pattern)):
@@ -355,6 +367,7 @@ def convert_rsna(
     images_dir, labels_csv, out = Path(images_dir), Path(labels_csv), Path(out).absolute()
     if not images_dir.is_dir():
         raise ConvertError(f"--images {images_dir} is not a folder")
+    _refuse_inputs_in_outputs(out, {"--images": images_dir, "--labels": labels_csv, "--class-info": class_info})
     report = ConvertReport(out=out)
     clear = _must_clear(out, settings, overwrite)
     tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)

@@ -45,7 +45,7 @@ def convert(
     from ..files import OutputError, check_outputs
 
     try:
-        check_outputs({}, folders={"--out": out}, inputs={"--labels": labels, "--class-info": class_info})
+        check_outputs({}, folders={"--out": out}, inputs={"--images": images, "--labels": labels, "--class-info": class_info})
         settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, png_compression)
         report = convert_rsna(images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite)
     except (ConvertError, OutputError) as error:

@@ -124,18 +124,18 @@ def train_command(
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
     try:
         check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
-        options = dict(
+        train_options = dict(
             imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
             overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
         )  # fmt: skip
         dataset = ConvertedDataset.from_yaml(data)
         if folds is not None:
             check_fold_count(dataset, folds)
-            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **options)
+            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **train_options)
         elif fold is not None:
-            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **options)]
+            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **train_options)]
         else:
-            results = [train(dataset, model, device=device, name=name, **options)]
+            results = [train(dataset, model, device=device, name=name, **train_options)]
     except (DeviceError, OutputError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
     except (ClassifyViewError, DatasetError) as error:
