@@ -127,6 +127,7 @@ CASES = {
     "7-sample-without-header": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "no patientId column", ("keep.csv",), {"sample.csv": "abc,\n"}),
     "7-sample-wrong-header": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "no patientId column", ("keep.csv",), {"sample.csv": "id,foo\nabc,1\n"}),
     "7-sample-unsafe-id": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "not a safe file name", ("keep.csv",), {"sample.csv": "patientId,PredictionString\n../../etc/passwd,\n"}),
+    "8-save-raw-format": Case("predict --weights {W} --source {S} --out keep.csv --save-raw raw.txt", 2, "use .csv or .parquet", ("keep.csv",)),
     "8-out-is-save-raw": Case("predict --weights {W} --source {S} --out keep.csv --save-raw keep.csv", 2, "same file", ("keep.csv",)),
     "8-out-is-sample": Case("predict --weights {W} --source {S} --sample keep.csv --out keep.csv", 2, "is also --sample", ("keep.csv",), {"keep.csv": "patientId,PredictionString\n"}),
     "8-convert-out-is-images": Case("convert --images {I} --labels {L} --out {I}", 2, "is also --images"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 
@@ -44,6 +45,17 @@ def device(value: str | None) -> str | None:
     try:
         Devices.parse(value)
     except DeviceError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def raw_table(value: Path | None) -> Path | None:
+    """``--save-raw``: a ``.csv`` or ``.parquet`` file, checked before any model loads."""
+    from ..eval.detections import RawFileError, raw_format
+
+    try:
+        value is None or raw_format(value)
+    except RawFileError as error:
         raise typer.BadParameter(str(error)) from None
     return value
 

@@ -104,7 +104,7 @@ def train_command(
 ) -> None:
     """Train a YOLO detector (or an opacity classifier), or a Faster R-CNN, Mask R-CNN or U-Net, on a converted dataset, fully offline.
 
-    Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv, plots),
+    Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv or, for --arch, metrics.csv, plots),
     with rsna_val.json (the RSNA metric on the validation split; for a classifier,
     classifier_val.json: top-1 accuracy and ROC AUC of P(opacity)) and trained_on.txt (the
     patients the model must never be scored on). The augmentation defaults live in

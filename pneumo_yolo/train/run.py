@@ -54,11 +54,11 @@ def train(
     check_option_keys(overrides or {}, None, "--set")
     size_given = imgsz is not None
     imgsz = imgsz or dataset.imgsz or DEFAULT_IMGSZ
-    check_sizes(imgsz, epochs, batch)
+    check_sizes(imgsz, epochs, batch, "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)")
+    dataset.check_parts()
     options = dict(imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume, overrides=overrides, score_val=score_val)
     if arch != YOLO:
         from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
 
-        dataset.check_parts()
         return train_arch(dataset, arch, model, **options)
     return train_yolo(dataset, model, size_given=size_given, online=online, **options)
