@@ -45,15 +45,8 @@ from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
 from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
-from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
-from pneumo_yolo.files import (
-    UnsafeIdError,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_patient_id,
-    remove_stale_temp_files,
-    write_errors_csv,
-)
+from pneumo_yolo.dicom.read import DicomReadError, Radiograph, find_dicoms, read_header, read_radiograph
+from pneumo_yolo.files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files, write_errors_csv
 
 MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
 """What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
@@ -209,26 +202,6 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Ite
     chunksize = max(1, min(16, len(tasks) // (workers * 8)))
     with context.Pool(workers, initializer=_single_threaded_opencv) as pool:
         yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
-
-
-def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
-    """Map patientId (file stem) → DICOM path, searching ``images_dir`` recursively.
-
-    Returns the map and ``(file, problem)`` errors for unsafe or duplicated stems.
-    """
-    found: dict[str, Path] = {}
-    errors: list[tuple[str, str]] = []
-    for path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()):
-        try:
-            check_patient_id(path.stem)
-        except UnsafeIdError as error:
-            errors.append((str(path), str(error)))
-            continue
-        if path.stem in found:
-            errors.append((str(path), f"duplicate patientId {path.stem} (also {found[path.stem]})"))
-            continue
-        found[path.stem] = path
-    return found, errors
 
 
 def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:

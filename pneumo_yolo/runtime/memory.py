@@ -41,7 +41,7 @@ def predict_memory(batch: int, workers: int, side: int, device: str) -> tuple[in
     """``(host, accelerator)`` bytes one batch needs at ``side`` px on ``device`` (a resolved name: ``"cpu"``, ``"0"``); the accelerator's is 0 on the CPU.
 
     >>> [round(n / 1e9, 2) for n in predict_memory(4, 1, 4096, "cpu")]
-    [5.66, 0.0]
+    [4.98, 0.0]
     """
     pixels = batch * side * side
     if device in CPU_NAMES:
