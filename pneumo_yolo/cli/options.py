@@ -99,6 +99,12 @@ def split_name(value: str | None) -> str | None:
     return value
 
 
+def check_split_has_manifest(split: str | None, manifest: Path | None) -> None:
+    """``--split`` picks images by the converter's manifest, so it needs ``--manifest``."""
+    if split is not None and manifest is None:
+        raise typer.BadParameter("--split needs --manifest (the converter's OUT/manifest.csv)", param_hint="'--split'")
+
+
 def synth_preset(value: str) -> str:
     """``--preset`` of synth and demo: the name of a synthetic data preset (``easy`` or ``hard``)."""
     from ..synth.sample import PRESETS
