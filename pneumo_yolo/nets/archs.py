@@ -27,7 +27,7 @@ DEFAULT_BACKBONES = {"faster-rcnn": rcnn.DEFAULT_BACKBONE, "mask-rcnn": rcnn.DEF
 BACKBONE_HELP = {
     "faster-rcnn": ", ".join(rcnn.BACKBONES),
     "mask-rcnn": ", ".join(rcnn.BACKBONES),
-    "unet": "any encoder of segmentation-models-pytorch, e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2, or tu-<timm model>",
+    "unet": "any encoder of segmentation-models-pytorch, e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2, or tu-NAME for a timm model NAME",
 }
 """The backbones each non-YOLO arch takes, as the messages and the help name them."""
 DETECTORS: dict[str, type[TorchDetector]] = {"faster-rcnn": rcnn.RcnnDetector, "mask-rcnn": rcnn.RcnnDetector, "unet": unet.UnetDetector}

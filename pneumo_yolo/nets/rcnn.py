@@ -62,6 +62,8 @@ DEFAULT_BACKBONE = "resnet50"
 COMPACT_STAGES = (2, 3, 4)
 """The ResNet stages (strides 8, 16, 32) that feed the compact backbones' pyramid."""
 COMPACT_CHANNELS = 128
+COMPACT_REPRESENTATION = 256
+"""Width of the compact backbones' box head (two fully connected layers; torchvision's: 1024)."""
 COMPACT_SCALES = (1.0, 2**0.5)
 """Anchor sizes per pyramid level of the compact backbones, as factors of the level's size."""
 COMPACT_MATCH_IOU = 0.5
@@ -74,6 +76,8 @@ BASE_ANCHORS = (32, 64, 128, 256, 512)
 TRAIN_REGIONS = 32
 TEST_PROPOSALS = 50
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
+NUM_CLASSES = 2
+"""Background and opacity."""
 
 
 def model_name(arch: str, backbone: str) -> str:
@@ -99,7 +103,7 @@ def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE, *, max_d
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r} of {arch}: choose one of {', '.join(BACKBONES)}")
     options = dict(
-        num_classes=2, min_size=imgsz, max_size=imgsz, image_mean=[IMAGE_MEAN], image_std=[IMAGE_STD],
+        num_classes=NUM_CLASSES, min_size=imgsz, max_size=imgsz, image_mean=[IMAGE_MEAN], image_std=[IMAGE_STD],
         box_batch_size_per_image=TRAIN_REGIONS, box_positive_fraction=POSITIVE_FRACTION,
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
         rpn_pre_nms_top_n_test=5 * TEST_PROPOSALS, rpn_post_nms_top_n_test=TEST_PROPOSALS,
@@ -123,6 +127,7 @@ def compact_rcnn(arch: str, imgsz: int, backbone: str, options: dict[str, Any]) 
     """
     import torchvision.models.detection as detection
     from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.models.detection.rpn import RPNHead
 
@@ -130,12 +135,14 @@ def compact_rcnn(arch: str, imgsz: int, backbone: str, options: dict[str, Any]) 
     anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * len(sizes))
     parts = dict(
         rpn_anchor_generator=anchors, rpn_head=RPNHead(COMPACT_CHANNELS, anchors.num_anchors_per_location()[0]),
-        rpn_fg_iou_thresh=COMPACT_MATCH_IOU,
+        rpn_fg_iou_thresh=COMPACT_MATCH_IOU, box_head=TwoMLPHead(COMPACT_CHANNELS * 7 * 7, COMPACT_REPRESENTATION),
+        box_predictor=FastRCNNPredictor(COMPACT_REPRESENTATION, options["num_classes"]),
     )  # fmt: skip
+    options = {**options, "num_classes": None}
     if arch == "mask-rcnn":
-        model = detection.MaskRCNN(compact_backbone(backbone), mask_head=MaskRCNNHeads(COMPACT_CHANNELS, (COMPACT_CHANNELS,) * 4, 1), **parts, **options)
-        model.roi_heads.mask_predictor = MaskRCNNPredictor(COMPACT_CHANNELS, COMPACT_CHANNELS, options["num_classes"])
-        return model
+        mask_head = MaskRCNNHeads(COMPACT_CHANNELS, (COMPACT_CHANNELS,) * 4, 1)
+        mask_predictor = MaskRCNNPredictor(COMPACT_CHANNELS, COMPACT_CHANNELS, NUM_CLASSES)
+        return detection.MaskRCNN(compact_backbone(backbone), mask_head=mask_head, mask_predictor=mask_predictor, **parts, **options)
     return detection.FasterRCNN(compact_backbone(backbone), **parts, **options)
 
 

@@ -123,7 +123,7 @@ def table(rows: Sequence[Row], settings: CompareSettings, val_images: int) -> st
 
 
 def figure(rows: Sequence[Row], n_test: int) -> bytes:
-    """Two panels: the test scores with their intervals, and the learning curves against the training minutes counted."""
+    """Two panels: the test scores with their intervals (a dashed line at half of YOLO11's, the goal), and the learning curves against the training minutes counted."""
     import io
 
     from matplotlib.figure import Figure
@@ -137,6 +137,10 @@ def figure(rows: Sequence[Row], n_test: int) -> bytes:
     bars.barh(labels, scores, xerr=[low, high], capsize=3, color=[COLOURS.get(r.arch, "#4c72b0") for r in rows[::-1]])
     for y, score in enumerate(scores):
         bars.text(score, y, f" {score:.3f}", va="bottom", fontsize=8)
+    reference = next((r.test.estimate for r in rows if r.arch == "yolo11" and math.isfinite(r.test.estimate)), None)
+    if reference:
+        bars.axvline(reference / 2, color="grey", linestyle="--", linewidth=1, label="half of YOLO11's score")
+        bars.legend(fontsize=8, loc="lower right")
     bars.set_xlabel(f"RSNA score on {n_test} held-out test images (95 % interval)")
     bars.set_xlim(0, max(1e-6, *(s + h for s, h in zip(scores, high))) * 1.15)
     clocks = set()

@@ -41,8 +41,10 @@ from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_
 from .data import BoxDataset, collate
 from .validation import score_validation
 
-LEARNING_RATES = {"faster-rcnn": 3e-4, "mask-rcnn": 3e-4, "unet": 1e-3}
-"""AdamW's peak learning rate per arch (``--set lr0=`` changes it), reached after a short warm-up and then lowered on a cosine."""
+LEARNING_RATE = 1e-3
+"""AdamW's peak learning rate (``--set lr0=`` changes it), reached after a short warm-up and then lowered on a cosine."""
+LARGE_LEARNING_RATE = 3e-4
+"""The peak rate of the R-CNNs' ResNet-50 v2 (43 million weights)."""
 WARMUP = 0.1
 """The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
 OPTIONS = {"lr0": float, "weight_decay": float, "seed": int, "workers": int, "exist_ok": bool}
@@ -213,7 +215,7 @@ def train_arch(
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
     if devices.on_cpu:
         torch.set_num_threads(cpu_count())
-    module = ArchModule(arch, imgsz, options.get("lr0", LEARNING_RATES[arch]), options.get("weight_decay", 1e-4), backbone, budgeted=budget is not None)
+    module = ArchModule(arch, imgsz, options.get("lr0", LARGE_LEARNING_RATE if arch != "unet" and backbone == DEFAULT_BACKBONES[arch] else LEARNING_RATE), options.get("weight_decay", 1e-4), backbone, budgeted=budget is not None)
     try:
         initial = load_initial_weights(module.model, arch, initial_weights, backbone) if initial_weights else None
     except (FileNotFoundError, ValueError) as error:
