@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -123,10 +124,15 @@ def test_a_budgeted_run_stops_past_its_budget_and_records_its_curve(tiny_data: C
 
 
 def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path: Path) -> None:
-    """The U-Net row only, to stay quick: every arch's own train → predict → tune → evaluate is tests/test_archs.py's."""
+    """The U-Net row only, to stay quick: every arch's own train → predict → tune → evaluate is tests/test_archs.py's.
+
+    Run as from a user's shell, without the ``YOLO_*`` variables this test session set: a row that
+    is not a YOLO must still set Ultralytics up offline before anything imports it.
+    """
     args = ["compare", "--out", "c", "--archs", "unet", "--model", "unet=resnet18", "--n-train", "20", "--n-test", "8", "--dicom-size", "128",
             "--imgsz", "64", "--budget-min", "0.05", "--curve-points", "2", "--batch", "8", "--device", "cpu"]  # fmt: skip
-    result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    shell = {key: value for key, value in os.environ.items() if not key.startswith("YOLO_")}
+    result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=shell)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "c" / "compare.json").read_text())
     [row] = summary["rows"]

@@ -36,6 +36,7 @@ from ..data.dataset import ConvertedDataset
 from ..nets.archs import BACKBONE_HELP, DEFAULT_BACKBONES, DETECTORS, MASK_SHAPES, build_model, is_backbone, training_loss
 from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
+from ..runtime.offline import import_ultralytics
 from .budget import BUDGET_EPOCHS, Budget, LearningCurve, TrainingClock, TrainingRecord, schedule_factor, watch_run, write_record
 from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
 from .data import BoxDataset, collate
@@ -145,6 +146,7 @@ def run_folder(project: Path, name: str, *, exist_ok: bool, resume: bool) -> Pat
         if not (run_dir / "weights" / "last.ckpt").is_file():
             raise TrainConfigError(f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)")
         return run_dir
+    import_ultralytics()  # offline and private first: a later predict in this process refuses an Ultralytics imported without it
     from ultralytics.utils.files import increment_path
 
     return Path(increment_path(run_dir, exist_ok=exist_ok, sep=""))
