@@ -44,7 +44,7 @@ import pandas as pd
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
 from pneumo_yolo.data.labels import read_class_info, read_labels
-from pneumo_yolo.data.split import assign_folds, assign_split
+from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
 from pneumo_yolo.files import (
     UnsafeIdError,
@@ -60,7 +60,7 @@ MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml"
 
 
 class ConvertError(RuntimeError):
-    """A problem that stops the whole conversion (bad arguments, a refused output folder)."""
+    """A problem that stops the whole conversion before it starts (a usage error): bad arguments, a refused output folder, nothing to convert."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +279,8 @@ def _plan(
 ) -> tuple[list[Task], dict[str, str]]:
     """Match DICOMs with labels, split patients, and list the work; problems go to ``report``."""
     dicoms, scan_errors = find_dicoms(images_dir)
+    if not dicoms:
+        raise ConvertError(f"--images {images_dir} holds no usable .dcm file (searched recursively): give the folder of the DICOMs")
     report.errors.extend(scan_errors)
     labels = read_labels(labels_csv)
     classes = read_class_info(class_info) if class_info else {}
@@ -295,8 +297,14 @@ def _plan(
         if pid not in labels.boxes and pid not in bad_label_ids
     )
     usable = sorted(set(dicoms) & set(labels.boxes))
+    if not usable:
+        raise ConvertError(f"no patient has both a DICOM under --images {images_dir} and label rows in --labels {labels_csv}: check that they belong together")
     strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
     if settings.folds:
+        smallest, size = smallest_stratum(strata)
+        if size < settings.folds:  # every fold must hold some patients of every class
+            advice = f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
+            raise ConvertError(f"--folds {settings.folds}: only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}")
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
@@ -372,6 +380,13 @@ def convert_rsna(
         records.append(outcome.record)  # type: ignore[arg-type]
         report.converted += outcome.status == "converted"
         report.skipped += outcome.status == "skipped"
+    enlarged = [record for record in records if settings.imgsz and max(record["width"], record["height"]) < settings.imgsz]
+    if enlarged:
+        example = enlarged[0]
+        report.warnings.append(
+            f"--imgsz {settings.imgsz} enlarged {len(enlarged)} image(s) smaller than it (e.g. {example['patientId']}, "
+            f"{example['width']}x{example['height']}): that adds pixels but no detail; RSNA's images are 1024 px"
+        )
 
     _write_tables(out, records, classes, report.errors)
     ConvertedDataset(out).write_yamls(settings.channels, settings.folds)

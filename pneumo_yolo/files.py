@@ -1,8 +1,12 @@
-"""Safe file names and crash-safe writes.
+"""Safe file names, crash-safe writes, and the check of a command's outputs before it starts.
 
 Every file name derived from an input ID goes through :func:`check_patient_id`, and every
 output is written under a temporary name in the same folder, then renamed into place, so
-an interrupted run never leaves a half-written file under a final name.
+an interrupted run never leaves a half-written file under a final name. Such temporary names,
+``.<name>.<pid>.<hex>.part``, say which process wrote them, so a later run can remove those of
+runs that died (:func:`remove_stale_parts`). :func:`check_outputs` is the one check, shared by
+every command that writes, that its outputs can be written and overwrite no input and no other
+output.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
@@ -22,6 +28,10 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 class UnsafeIdError(ValueError):
     """An input ID that cannot be used as a file name inside the output folder."""
+
+
+class OutputError(ValueError):
+    """An output that cannot be written where asked, or that would overwrite an input or another output (a usage error)."""
 
 
 def check_patient_id(patient_id: str) -> str:
@@ -42,7 +52,7 @@ def check_patient_id(patient_id: str) -> str:
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A unique hidden name beside ``path`` that :func:`remove_stale_temp_files` recognises."""
+    """A unique hidden name beside ``path``, ``.<name>.<pid>.<hex>.part``, that :func:`remove_stale_parts` and :func:`remove_stale_temp_files` recognise."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
@@ -65,6 +75,47 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8, ``\\n`` line ends)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def staging_folder(target: Path) -> Path:
+    """A new empty hidden folder beside ``target`` (``.<name>.<pid>.<hex>.part``) to write a run's files into before they move into place."""
+    folder = temporary_sibling(target)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir()
+    return folder
+
+
+def remove_stale_parts(target: Path) -> int:
+    """Delete the temporary files and staging folders beside ``target`` of runs whose process is gone; return how many.
+
+    Those of a live process (another run writing the same output, or this one) are kept.
+    """
+    if not target.parent.is_dir():
+        return 0
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.\w+{re.escape(TEMP_SUFFIX)}")
+    stale = [path for path in target.parent.iterdir() if (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # not ours to remove (another user's, a read-only place)
+                continue
+    return len(stale)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (this one included)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_stale_temp_files(folder: Path) -> int:
@@ -96,3 +147,65 @@ def first_line(path: Path) -> str:
     """
     with open(path, encoding="utf-8-sig") as handle:
         return handle.readline()
+
+
+Paths = Path | Sequence[Path] | None
+
+
+def check_outputs(files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Paths] = {}) -> None:
+    """Refuse, before any work, outputs that cannot be written or that would overwrite something the command needs.
+
+    ``files`` and ``folders`` are the outputs by option name (``{"--out": Path("sub.csv")}``;
+    ``None``: not given), ``inputs`` what the command reads. Raises :class:`OutputError` when
+
+    - an output is the same file as an input or as another output (also through links);
+    - an output folder is an input folder, or lies inside one (its files would be read as inputs next time);
+    - the folder an output goes into cannot be written: a file stands in its way, or writing
+      there fails (read-only place, no permission). Only a probe file is created, and removed;
+      missing folders are not created.
+
+    >>> check_outputs({"--out": Path("a.csv"), "--save-raw": Path("./a.csv")})
+    Traceback (most recent call last):
+    ...
+    pneumo_yolo.files.OutputError: --save-raw a.csv is the same file as --out: choose another --save-raw
+    """
+    given = [(name, Path(path)) for name, path in inputs.items() if isinstance(path, (str, Path))]
+    given += [(name, Path(path)) for name, paths in inputs.items() if paths is not None and not isinstance(paths, (str, Path)) for path in paths]
+    outputs = [(name, Path(path), False) for name, path in files.items() if path is not None]
+    outputs += [(name, Path(path), True) for name, path in folders.items() if path is not None]
+    for index, (name, path, is_folder) in enumerate(outputs):
+        for other, taken, _ in outputs[:index]:
+            if _same(path, taken):
+                raise OutputError(f"{name} {path} is the same {'folder' if is_folder else 'file'} as {other}: choose another {name}")
+        for other, source in given:
+            if _same(path, source):
+                raise OutputError(f"{name} {path} is also {other}: writing it would destroy that input; choose another {name}")
+            if is_folder and source.is_dir() and source.resolve() in path.resolve().parents:
+                raise OutputError(f"{name} {path} lies inside {other} {source}: its files would be read as inputs; choose a folder outside it")
+    for name, path, is_folder in outputs:
+        _check_writable(f"{name} {path}", path if is_folder else path.parent)
+
+
+def _same(path: Path, other: Path) -> bool:
+    """Whether two paths name the same file or folder: equal once resolved, or the same inode."""
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
+
+
+def _check_writable(output: str, folder: Path) -> None:
+    """Raise :class:`OutputError` naming ``output`` unless files can be created in ``folder`` (or, where it does not exist yet, in its nearest existing parent)."""
+    place = folder.absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise OutputError(f"{output}: {place} is a file, so nothing can be written below it; choose another place")
+    probe = place / f".pneumo-yolo-probe.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as error:
+        raise OutputError(f"{output}: cannot write in {place} ({error.strerror or error}); choose a place you can write to") from None
+    probe.unlink(missing_ok=True)

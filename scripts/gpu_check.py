@@ -30,7 +30,9 @@ def utilisation_reader(device: str) -> tuple[Callable[[], float], str] | None:
     """A function returning the GPU's current utilisation in %, and its source; ``None`` where none works."""
     import torch
 
-    index = int(device.split(",")[0])
+    from pneumo_yolo.runtime.devices import Devices
+
+    index = int(Devices.parse(device).first)
     try:
         torch.cuda.utilization(index)
         return (lambda: float(torch.cuda.utilization(index))), "torch.cuda.utilization"

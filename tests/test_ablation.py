@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pneumo_yolo.ablation import STAGES, stage_rows, write_outputs
+from pneumo_yolo.pipelines.ablation import STAGES, stage_rows, write_outputs
 from pneumo_yolo.eval.detections import RawDetections
 from pneumo_yolo.eval.tune import TuneGrid
 

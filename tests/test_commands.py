@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from .conftest import assert_self_contained
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 SMALLER = {
@@ -95,23 +97,39 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
     return Walkthrough(cwd, commands, results)
 
 
-def test_the_walkthrough_covers_every_stage_and_writes_its_outputs(walkthrough: Walkthrough) -> None:
+def test_the_walkthrough_covers_every_stage_and_each_output_reads_back_as_what_it_is(walkthrough: Walkthrough) -> None:
+    """Each file a step writes is read by the reader of its kind: a valid submission, a raw table of the inputs, a YAML, a dataset."""
+    from pneumo_yolo.data.dataset import ConvertedDataset
+    from pneumo_yolo.eval.detections import read_raw
+    from pneumo_yolo.eval.postprocess import PostprocessConfig
+    from pneumo_yolo.eval.submission import errors_only, read_patient_ids, validate_submission
+
+    cwd = walkthrough.cwd
     names = [command[1] for command in walkthrough.commands]
     assert names == ["synth", "convert", "train", "predict", "tune", "evaluate", "predict", "validate-submission", "report"]
-    for command in walkthrough.commands:
-        for flag in ("--out", "--save-raw", "--dicom-out"):
-            written = option(command, flag)
-            if written:
-                assert (walkthrough.cwd / written).exists(), f"{' '.join(command)}: {written} was not written"
+    dataset = ConvertedDataset.from_yaml(cwd / "datasets/rsna/data.yaml")
+    val_ids = sorted(path.stem for path in dataset.listed("val"))
+    test_ids = read_patient_ids(cwd / "rsna/stage_2_sample_submission.csv").ids
+    assert len(dataset.listed("train")) + len(val_ids) == 30 and dataset.imgsz == 64
+    for index, ids in ((0, val_ids), (1, test_ids)):
+        command, _ = walkthrough.result("predict", index)
+        assert sorted(read_raw(cwd / option(command, "--save-raw")).patient_ids) == sorted(ids)
+        assert errors_only(validate_submission(cwd / option(command, "--out"), ids)) == []
+    PostprocessConfig.from_yaml(cwd / option(walkthrough.result("tune")[0], "--out"))
+    assert_self_contained(cwd / option(walkthrough.result("report")[0], "--out") / "index.html")
 
 
-def test_train_names_its_weights_and_rsna_scores(walkthrough: Walkthrough) -> None:
+def test_train_names_its_weights_and_the_rsna_scores_it_wrote(walkthrough: Walkthrough) -> None:
     _, result = walkthrough.result("train")
     run_dir = walkthrough.cwd / "runs" / "exp"
-    assert (run_dir / "weights" / "best.pt").is_file()
-    assert f"Best weights: {run_dir / 'weights' / 'best.pt'}" in result.stdout
     scores = json.loads((run_dir / "rsna_val.json").read_text())
-    assert 0.0 <= scores["tuned"]["score"] <= 1.0
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"Best weights: {run_dir / 'weights' / 'best.pt'} | val mAP50 ")
+    default, tuned = scores["default"]["score"] or 0.0, scores["tuned"]["score"] or 0.0
+    assert f"RSNA val score {default:.4f} (default post-processing), {tuned:.4f} (tuned: " in last
+    assert tuned >= default  # the default configuration is one of the points tune searches
+    manifest = pd.read_csv(walkthrough.cwd / "datasets/rsna/manifest.csv")
+    assert scores["n_images"] <= (manifest.split == "val").sum() and scores["split"] == "val"
 
 
 def test_predict_on_converted_pngs_maps_boxes_to_the_original_dicom_grid(walkthrough: Walkthrough) -> None:
@@ -126,17 +144,31 @@ def test_predict_on_converted_pngs_maps_boxes_to_the_original_dicom_grid(walkthr
 
 
 def test_tune_writes_a_configuration_that_predict_used(walkthrough: Walkthrough) -> None:
-    from pneumo_yolo.eval.postprocess import PostprocessConfig
+    """The test submission is exactly the test raw detections post-processed with the tuned YAML."""
+    from pneumo_yolo.eval.detections import read_raw
+    from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess_image
+    from pneumo_yolo.eval.submission import prediction_string
 
     command, result = walkthrough.result("tune")
-    tuned = PostprocessConfig.from_yaml(walkthrough.cwd / option(command, "--out"))
     assert f"wrote the best configuration to {option(command, '--out')}" in result.stdout
-    assert 0.0 <= tuned.conf <= 1.0
+    tuned = PostprocessConfig.from_yaml(walkthrough.cwd / option(command, "--out"))
+    predicted, _ = walkthrough.result("predict", 1)
+    assert option(predicted, "--postprocess") == option(command, "--out")
+    raw = read_raw(walkthrough.cwd / option(predicted, "--save-raw"))
+    expected = {image.patient_id: prediction_string(*postprocess_image(image, tuned)) for image in raw.images()}
+    submission = pd.read_csv(walkthrough.cwd / option(predicted, "--out"), keep_default_na=False)
+    assert dict(zip(submission.patientId, submission.PredictionString)) == expected
 
 
-def test_evaluate_prints_the_score(walkthrough: Walkthrough) -> None:
-    _, result = walkthrough.result("evaluate")
-    assert re.match(r"score \d\.\d{4} on \d+ image\(s\)", result.stdout), result.stdout
+def test_evaluate_prints_the_metric_of_the_validation_submission(walkthrough: Walkthrough) -> None:
+    """The printed score is the library's metric of the same file on the validation split."""
+    from pneumo_yolo.eval.scoring import evaluate_submission, load_scoring_set
+
+    command, result = walkthrough.result("evaluate")
+    cwd = walkthrough.cwd
+    scoring = load_scoring_set(cwd / option(command, "--labels"), cwd / option(command, "--manifest"), option(command, "--split"))
+    expected = evaluate_submission(cwd / option(command, "--submission"), scoring)
+    assert result.stdout.startswith(f"score {expected.score:.4f} on {expected.n_images} image(s)"), result.stdout
 
 
 def test_test_submission_has_one_row_per_sample_patient_in_order(walkthrough: Walkthrough) -> None:
@@ -154,8 +186,10 @@ def test_dicom_results_and_the_report_are_written(walkthrough: Walkthrough) -> N
     reports = sorted((walkthrough.cwd / "results" / "sr").glob("*.dcm"))
     assert [p.stem for p in reports] == sorted(sample.patientId)  # one SR per image, boxes or not
     assert "DICOM SR and GSPS -> results" in predicted.stdout
+    _, tuned = walkthrough.result("tune")
+    best = re.search(r"^best +(\d\.\d{4}) ", tuned.stdout, re.M)
     _, reported = walkthrough.result("report")
-    assert (walkthrough.cwd / "report" / "index.html").is_file() and "report of" in reported.stdout
+    assert best and f", score {best.group(1)}," in reported.stdout, (tuned.stdout, reported.stdout)  # the same raw table and YAML
 
 
 def test_python_dash_m_runs_the_same_commands(walkthrough: Walkthrough) -> None:

@@ -100,13 +100,14 @@ def test_k_folds_write_every_image_once_and_one_dataset_yaml_per_fold(rsna_folde
     assert all(manifest.loc[p.stem, "split"] == p.parent.name for p in pngs)
     val_sets = []
     for fold in range(3):
-        train = set((out / "folds" / f"fold{fold}" / "train.txt").read_text().split())
-        val = set((out / "folds" / f"fold{fold}" / "val.txt").read_text().split())
-        assert not train & val and train | val == {str(p) for p in pngs}
-        assert {Path(p).parent.name for p in val} == {f"fold{fold}"}
+        listing = out / "folds" / f"fold{fold}"  # each line relative to the list, so the dataset can move
+        train = {(listing / line).resolve() for line in (listing / "train.txt").read_text().split()}
+        val = {(listing / line).resolve() for line in (listing / "val.txt").read_text().split()}
+        assert not train & val and train | val == {p.resolve() for p in pngs}
+        assert {p.parent.name for p in val} == {f"fold{fold}"}
         data = check_det_dataset(str(out / f"data_fold{fold}.yaml"))
         assert Path(data["val"]) == out / "folds" / f"fold{fold}" / "val.txt"
-        val_sets.append({Path(p).stem for p in val})
+        val_sets.append({p.stem for p in val})
     assert sorted(pid for v in val_sets for pid in v) == sorted(rsna_folder.boxes)  # every patient in one val
     assert (out / "data.yaml").read_text() == (out / "data_fold0.yaml").read_text()
 

@@ -300,7 +300,8 @@ def test_dicom_out_refuses_picture_inputs(confident, tmp_path):
 
     from pneumo_yolo.cli import app
 
-    cv2.imwrite(str(tmp_path / "case.png"), np.zeros((64, 64), np.uint8))
-    result = CliRunner().invoke(app, ["predict", "--weights", str(confident), "--source", str(tmp_path), "--out", str(tmp_path / "s.csv"), "--dicom-out", str(tmp_path / "d")])
-    assert result.exit_code == 1
+    (tmp_path / "pictures").mkdir()
+    cv2.imwrite(str(tmp_path / "pictures" / "case.png"), np.zeros((64, 64), np.uint8))
+    result = CliRunner().invoke(app, ["predict", "--weights", str(confident), "--source", str(tmp_path / "pictures"), "--out", str(tmp_path / "s.csv"), "--dicom-out", str(tmp_path / "d")])
+    assert result.exit_code == 2
     assert "--dicom-out needs DICOM inputs" in result.output and "case.png is not a .dcm file" in result.output

@@ -48,7 +48,7 @@ def test_every_fold_trains_on_its_own_device_and_records_what_it_trained_on(fold
 
 def test_one_fold_and_a_wrong_fold_count(fold_dataset: Path) -> None:
     wrong = train(fold_dataset, "--folds", "3", "--device", "cpu", "--name", "x")
-    assert wrong.returncode == 1 and "was converted with --folds 2" in wrong.stderr
+    assert wrong.returncode == 2 and "was converted with --folds 2" in wrong.stderr
     one = train(fold_dataset, "--fold", "1", "--device", "cpu", "--name", "one")
     assert one.returncode == 0, one.stderr[-3000:]
     assert (fold_dataset / "runs" / "one-fold1" / "weights" / "best.pt").is_file()

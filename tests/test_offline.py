@@ -211,7 +211,7 @@ def test_train_with_downloadable_name_fails_before_importing_ultralytics(monkeyp
     data = tmp_path / "data.yaml"
     data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: opacity}\n")
     result = CliRunner().invoke(app, ["train", "--data", str(data), "--model", "yolo11s.pt"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "'yolo11s.pt' are not on this machine" in result.output
     assert "--model yolo11s.yaml" in result.output
     assert str(tmp_path / "home" / "weights") in result.output

@@ -179,7 +179,7 @@ class TestTune:
         write_small_set(tmp_path)
         write_raw(tmp_path / "raw.csv", [])
         result = run("tune", "--raw", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv", "--merges", "nms")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "'nms' is not a merge" in result.stderr
 
     def test_raw_patient_outside_the_labels_is_an_error(self, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +124,30 @@ def test_parse_prediction_string_accepts_extra_spaces() -> None:
 def test_read_patient_ids_from_csv_or_list(tmp_path: Path) -> None:
     (tmp_path / "sample.csv").write_text("patientId,PredictionString\nb-2,0.5 0 0 100 100\na-1,\n")
     (tmp_path / "ids.txt").write_text("b-2\n\na-1\nb-2\n")
-    assert read_patient_ids(tmp_path / "sample.csv") == ["b-2", "a-1"]
-    assert read_patient_ids(tmp_path / "ids.txt") == ["b-2", "a-1"]
+    assert read_patient_ids(tmp_path / "sample.csv") == (["b-2", "a-1"], [])
+    assert read_patient_ids(tmp_path / "ids.txt") == (["b-2", "a-1"], ["b-2"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc,\n", "no patientId column in its header 'abc,'"),
+        ("id,foo\nabc,1\n", "no patientId column in its header 'id,foo'"),
+        ("patientId,PredictionString\nok-1,\n../../etc/passwd,\n", "line 3: patientId '../../etc/passwd' is not a safe file name"),
+        ("patientId,PredictionString\n", "lists no patientId"),
+    ],
+    ids=["no-header", "wrong-header", "unsafe-id", "header-only"],
+)
+def test_read_patient_ids_refuses_what_it_cannot_use(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "ids.csv").write_text(text)
+    with pytest.raises(SubmissionError, match=re.escape(message)):
+        read_patient_ids(tmp_path / "ids.csv")
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason=f"needs the real sample submission, not found in {RSNA_DIR}: set {RSNA_ENV} to its folder")
 def test_real_sample_submission_is_valid_against_itself() -> None:
-    ids = read_patient_ids(SAMPLE)
-    assert len(ids) == 3000
+    ids, duplicates = read_patient_ids(SAMPLE)
+    assert len(ids) == 3000 and not duplicates
     assert validate_submission(SAMPLE, ids) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -98,7 +99,17 @@ class TestArguments:
         assert defaults["flipud"] == 0.0 and defaults["fliplr"] == 0.5
         assert defaults["hsv_h"] == 0.0 and defaults["hsv_s"] == 0.0
         assert 0 < defaults["scale"] < DEFAULT_CFG_DICT["scale"] and 0 < defaults["translate"] <= 0.2
-        assert defaults["close_mosaic"] > 0
+
+    def test_the_documented_defaults_are_the_shipped_ones(self):
+        """docs/train.md's table of chest X-ray defaults names every key of cfg/cxr_train.yaml with its value."""
+        text = (Path(__file__).resolve().parents[1] / "docs" / "train.md").read_text(encoding="utf-8")
+        documented = {}
+        for keys, values in re.findall(r"^\| ((?:`\w+`[ ,/]*)+) \| ([\d./ ]+) \|", text, re.M):
+            groups = [re.findall(r"`(\w+)`", group) for group in keys.split("/")]
+            numbers = [float(value) for value in values.split("/")]
+            for group, number in zip(groups, numbers if len(numbers) == len(groups) else numbers * len(groups)):
+                documented.update(dict.fromkeys(group, number))
+        assert documented == {key: float(value) for key, value in cxr_defaults().items()}
 
     def test_layers_defaults_main_options_then_set(self, tmp_path):
         offline.import_ultralytics()
@@ -143,9 +154,9 @@ class TestCommandErrors:
             (["--resume", "--name", "never-ran"], "Nothing to resume"),
         ],
     )
-    def test_clear_message_and_exit_1(self, data, tmp_path, args, message):
+    def test_clear_message_and_exit_2(self, data, tmp_path, args, message):
         result = run_cli("--data", str(data), "--project", str(tmp_path / "runs"), *args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output  # a usage error
         assert message in result.output
 
     def test_not_a_dataset_yaml(self, tmp_path):
@@ -242,10 +253,17 @@ class TestTinyRun:
         assert_self_contained(index)
 
     def test_ultralytics_layout_in_runs_name(self, tiny_run):
+        """best.pt is a 1-channel detector of the training size, and results.csv holds both epochs' losses."""
+        from pneumo_yolo.nets.yolo import YoloDetector
+
         run_dir = tiny_run.cwd / "runs" / "tiny"
-        assert (run_dir / "weights" / "best.pt").is_file() and (run_dir / "results.png").is_file()
+        detector = YoloDetector(run_dir / "weights" / "best.pt", device="cpu")
+        assert detector.imgsz == 64 and detector.model.model.model[0].conv.in_channels == 1
         with (run_dir / "results.csv").open() as handle:
-            assert [int(float(row["epoch"])) for row in csv.DictReader(handle)] == [1, 2]
+            rows = list(csv.DictReader(handle))
+        assert [int(float(row["epoch"])) for row in rows] == [1, 2]
+        assert all(float(row["train/box_loss"]) > 0 for row in rows)
+        assert (run_dir / "results.png").stat().st_size > 10_000
 
     def test_cxr_defaults_reach_ultralytics(self, tiny_run):
         args = yaml.safe_load((tiny_run.cwd / "runs" / "tiny" / "args.yaml").read_text())
@@ -276,5 +294,5 @@ class TestTinyRun:
     def test_resume_of_a_finished_run_is_refused(self, tiny_run):
         where = ["--data", str(tiny_run.data), "--project", str(tiny_run.cwd / "runs")]
         result = run_cli(*where, "--name", "tiny", "--resume")
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         assert "finished run: nothing to resume" in result.output

@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import typer
 
+from pneumo_yolo.cli import options
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.detections import RAW_COLUMNS, RawDetections, RawFileError, RawImage, RawWriter, read_raw, write_raw
 from pneumo_yolo.eval.scoring import ScoringSet
-from pneumo_yolo.eval.tune import TuneGrid, images_to_score, parse_merges, parse_numbers, score_config, tune
+from pneumo_yolo.eval.tune import TuneGrid, images_to_score, score_config, tune
 
 LEGACY_HEADER = "patientId,conf,x1,y1,x2,y2,width,height"
 """The raw table's first format."""
@@ -199,11 +201,13 @@ class TestTune:
             images_to_score(raw, ScoringSet({}, frozenset(ids[:5])))
 
     def test_grid_parsing(self) -> None:
-        assert parse_numbers("0.1, 0.2,0.3") == (0.1, 0.2, 0.3)
-        assert parse_merges("none, nms:0.4,wbf:0.55") == (("none", 0.0), ("nms", 0.4), ("wbf", 0.55))
-        with pytest.raises(ValueError, match="'x' is not a number"):
-            parse_numbers("0.1,x")
-        with pytest.raises(ValueError, match="'nms' is not a merge"):
-            parse_merges("nms")
+        assert options.numbers("0.1, 0.2,0.3") == (0.1, 0.2, 0.3)
+        assert options.merges("none, nms:0.4,wbf:0.55") == (("none", 0.0), ("nms", 0.4), ("wbf", 0.55))
+        with pytest.raises(typer.BadParameter, match="'x' is not a number"):
+            options.numbers("0.1,x")
+        with pytest.raises(typer.BadParameter, match="'nms' is not a merge"):
+            options.merges("nms")
+        with pytest.raises(typer.BadParameter, match="conf: 2.0 is invalid"):
+            options.postprocess_values("conf")("0.5,2")
         with pytest.raises(ValueError, match="conf: 2.0 is invalid"):
             TuneGrid(conf=(2.0,))

@@ -25,7 +25,7 @@ def ablation(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each detector.")] = _DEFAULTS.epochs,
     classifier_epochs: Annotated[int, typer.Option(min=1, help="Training epochs of each image classifier.")] = _DEFAULTS.classifier_epochs,
     preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")] = _DEFAULTS.preset,
-    device: Annotated[Optional[str], typer.Option(help="'cpu', a GPU index, or several ('0,1': one fold per GPU). Default: GPU 0 if there is one, else CPU.")] = None,
+    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu', a GPU index, or several ('0,1': one fold per GPU). Default: GPU 0 if there is one, else CPU.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the folds and training.")] = _DEFAULTS.seed,
 ) -> None:
     """Score raw detector → tuned threshold → gate → flip TTA → fold ensemble → shrink on held-out synthetic images.

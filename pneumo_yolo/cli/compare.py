@@ -35,7 +35,7 @@ def compare(
     imgsz: Annotated[int, typer.Option(callback=options.model_imgsz, help="Image size for conversion, training and prediction (multiple of 32).", rich_help_panel=_SIZES)] = _DEFAULTS.imgsz,
     batch: Annotated[int, typer.Option(min=1, help="Batch size of every arch.", rich_help_panel=_SIZES)] = _DEFAULTS.batch,
     preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")] = _DEFAULTS.preset,
-    device: Annotated[Optional[str], typer.Option(help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
+    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the split and training.")] = _DEFAULTS.seed,
 ) -> None:
     """Train YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for the same budget on one split and score them on held-out synthetic images.

@@ -32,6 +32,8 @@ def evaluate(
     from ..eval.scoring import evaluate_submission, load_scoring_set
     from ..eval.submission import SubmissionError
 
+    if split is not None and manifest is None:
+        raise typer.BadParameter("--split needs --manifest (the converter's OUT/manifest.csv)", param_hint="'--split'")
     try:
         scoring = load_scoring_set(labels, manifest, split)
         result = evaluate_submission(submission, scoring)
@@ -64,11 +66,13 @@ def validate_submission(
     if (sample is None) == (ids is None):
         raise typer.BadParameter("give exactly one of --sample or --ids")
     try:
-        expected = read_patient_ids(sample or ids)
+        expected, duplicates = read_patient_ids(sample or ids)
         sizes = read_manifest(manifest) if manifest else None
         problems = check(submission, expected, sizes)
     except (LabelFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
+    if duplicates:
+        warn(f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each is expected once")
     shown = problems if max_problems == 0 else problems[:max_problems]
     for problem in shown:
         typer.echo(f"{submission}: {'warning: ' if problem.warning else ''}{problem}", err=True)

@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import typer
 
 STRIDE = 32
 """YOLO's largest stride: train and predict sizes must be multiples of it."""
+MAX_IMGSZ = 4096
+"""The largest ``--imgsz`` of every command: a whole radiograph at full resolution (a 43 cm detector
+at 0.1 mm pixels is about 4,300 pixels; RSNA's images are 1,024). A model at 4,096 px does 64 times
+the work of one at 512 and holds about 1.3 GB per image on the CPU (docs/predict.md), so a larger
+size is a typo, not a plan."""
+MIN_CONVERT_IMGSZ = 8
 
 
 def model_imgsz(value: int | None) -> int | None:
-    """``--imgsz`` of train and predict: a positive multiple of 32, else the nearest valid size is named.
+    """``--imgsz`` of train and predict: a multiple of 32 up to 4096, else the nearest valid size is named.
 
     >>> model_imgsz(512)
     512
     """
-    if value is not None and (value < STRIDE or value % STRIDE):
-        nearest = max(STRIDE, STRIDE * round(value / STRIDE))
-        raise typer.BadParameter(f"{value} is not a multiple of {STRIDE}; the nearest valid size is {nearest}")
+    if value is not None and (value < STRIDE or value % STRIDE or value > MAX_IMGSZ):
+        nearest = min(MAX_IMGSZ, max(STRIDE, STRIDE * round(value / STRIDE)))
+        problem = f"is more than {MAX_IMGSZ}" if value > MAX_IMGSZ else f"is not a multiple of {STRIDE}"
+        raise typer.BadParameter(f"{value} {problem}; the nearest valid size is {nearest}")
+    return value
+
+
+def convert_imgsz(value: int | None) -> int | None:
+    """``--imgsz`` of convert: the longest side of the written PNGs, from 8 to 4096 (``None``: the original size)."""
+    if value is not None and not MIN_CONVERT_IMGSZ <= value <= MAX_IMGSZ:
+        raise typer.BadParameter(f"{value} is not valid; give a size from {MIN_CONVERT_IMGSZ} to {MAX_IMGSZ} pixels (train at a multiple of {STRIDE}), or leave it out to keep the original size")
+    return value
+
+
+def device(value: str | None) -> str | None:
+    """``--device``: GPU indices, ``cpu`` or ``mps``, read by :meth:`~pneumo_yolo.runtime.devices.Devices.parse`; whether the GPUs exist is checked when the run starts."""
+    from ..runtime.devices import DeviceError, Devices
+
+    try:
+        Devices.parse(value)
+    except DeviceError as error:
+        raise typer.BadParameter(str(error)) from None
     return value
 
 
@@ -68,3 +94,64 @@ def synth_preset(value: str) -> str:
     if value not in PRESETS:
         raise typer.BadParameter(f"{value!r} is not valid; use one of {', '.join(PRESETS)}")
     return value
+
+
+def numbers(value: str | None) -> tuple[float, ...] | None:
+    """A comma-separated list of numbers (``--shrink 1,0.875``).
+
+    >>> numbers("0.1, 0.2")
+    (0.1, 0.2)
+    """
+    if value is None:
+        return None
+    found = []
+    for item in value.split(","):
+        try:
+            found.append(float(item))
+        except ValueError:
+            raise typer.BadParameter(f"{item.strip()!r} is not a number; give a comma-separated list like 0.1,0.2") from None
+    return tuple(found)
+
+
+def postprocess_values(key: str) -> Callable[[str | None], tuple[float, ...] | None]:
+    """The check of a ``tune`` grid option: a list of :func:`numbers`, each valid as the post-processing setting ``key``."""
+
+    def check(value: str | None) -> tuple[float, ...] | None:
+        found = numbers(value)
+        for number in found or ():
+            _postprocess_setting(**{key: number})
+        return found
+
+    return check
+
+
+def merges(value: str | None) -> tuple[tuple[str, float], ...] | None:
+    """``--merges``: ``none``, ``nms:IOU`` or ``wbf:IOU`` items, comma-separated.
+
+    >>> merges("none,nms:0.4")
+    (('none', 0.0), ('nms', 0.4))
+    """
+    from ..eval.postprocess import MERGE_METHODS
+
+    if value is None:
+        return None
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        method, _, iou = item.partition(":")
+        if method not in MERGE_METHODS or (method != "none" and not iou):
+            raise typer.BadParameter(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
+        iou_value = numbers(iou)[0] if iou else 0.0
+        if method != "none":
+            _postprocess_setting(merge=method, merge_iou=iou_value)
+        found.append((method, iou_value))
+    return tuple(found)
+
+
+def _postprocess_setting(**setting: object) -> None:
+    """Raise ``typer.BadParameter`` with the post-processing's own message for a setting it refuses."""
+    from ..eval.postprocess import ConfigError, PostprocessConfig
+
+    try:
+        PostprocessConfig(**setting)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None

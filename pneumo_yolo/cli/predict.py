@@ -49,6 +49,7 @@ def predict_command(
     device: Annotated[
         Optional[str],
         typer.Option(
+            callback=options.device,
             help="'0' for GPU 0, 'cpu'. Several, e.g. '0,1,2,3': the images are split between the GPUs, one process each, into one submission. Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,
@@ -103,23 +104,39 @@ def predict_command(
     from ..eval.detections import RawFileError
     from ..data.dataset import read_manifest
     from ..eval.submission import SubmissionError, read_patient_ids
+    from ..files import OutputError, check_outputs
+    from ..predict.run import errors_path_for
+    from ..runtime.memory import ResourceError
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
     try:
+        check_outputs(
+            {"--out": out, "--save-raw": save_raw, f"the errors file of --out ({errors_path_for(out).name})": errors_path_for(out)},
+            folders={"--dicom-out": dicom_out},
+            inputs={"--weights": weights, "--classifier": classifier, "--source": source, "--sample": sample, "--ids": ids, "--manifest": manifest, "--postprocess": postprocess},
+        )  # fmt: skip
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
-        expected = read_patient_ids(sample or ids) if (sample or ids) else None
+        expected, duplicates = read_patient_ids(sample or ids) if (sample or ids) else (None, [])
+        if duplicates:
+            warn(f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row")
         sizes = read_manifest(manifest) if manifest else None
         report = predict_folder(
             weights, source, out, classifiers=classifier or [], config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
             save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
         )  # fmt: skip
-    except (ClassifierError, ConfigError, DetectorError, DeviceError, InputError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
+    except KeyboardInterrupt:
+        raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
+    except (DeviceError, InputError, OutputError, ResourceError) as error:
+        raise fail(f"error: {error}", code=2) from None
+    except (ClassifierError, ConfigError, DetectorError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
+    if not report.written:
+        raise fail(f"error: no image was predicted ({len(report.errors)} problem(s) above), so nothing was written: {out} and the other outputs are as they were")
     if report.n_not_asked:
         warn(f"{report.n_not_asked} image(s) in {source} are not among the expected patients and were not predicted")
     if report.picture_pixels:

@@ -57,11 +57,11 @@ def train_command(
         Optional[int],
         typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}; half that for a classifier"),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Number of epochs.")] = DEFAULT_EPOCHS,
+    epochs: Annotated[int, typer.Option(min=1, help="Number of epochs.")] = DEFAULT_EPOCHS,
     batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,
     device: Annotated[
         Optional[str],
-        typer.Option(help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(callback=options.device, help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU."),
     ] = None,
     name: Annotated[
         str, typer.Option(help="Run name: outputs go to PROJECT/NAME.", rich_help_panel=_RUN)
@@ -116,6 +116,7 @@ def train_command(
     """
     from ..data.classify_view import ClassifyViewError
     from ..data.dataset import ConvertedDataset, DatasetError
+    from ..files import OutputError, check_outputs
     from ..runtime.devices import DeviceError
     from ..runtime.weights import WeightsError
     from ..train.common import TrainConfigError
@@ -126,6 +127,7 @@ def train_command(
     if folds is not None and fold is not None:
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
     try:
+        check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
         options = dict(
             imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
             overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
@@ -138,8 +140,10 @@ def train_command(
             results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **options)]
         else:
             results = [train(dataset, model, device=device, name=name, **options)]
-    except (ClassifyViewError, DatasetError, DeviceError, TrainConfigError, WeightsError) as error:
-        raise fail(str(error)) from error
+    except (DeviceError, OutputError, TrainConfigError, WeightsError) as error:
+        raise fail(str(error), code=2) from None
+    except (ClassifyViewError, DatasetError) as error:
+        raise fail(str(error)) from None
     for result in results:
         if result is not None:  # None: an extra process of a multi-GPU run
             typer.echo(result.final_line())

@@ -14,6 +14,11 @@ With ``--folds K`` every image is still written once, in the folder of its fold
 ``data_fold{i}.yaml``. ``data.yaml`` is ``data_fold0.yaml``'s twin, so that every command
 that takes a dataset works on a fold dataset too.
 
+The folder can be moved: the YAMLs it is written with name no ``path`` (Ultralytics then takes
+the YAML's own folder), and the lists name their images relative to themselves (``./../../images/…``,
+Ultralytics' rule for list files). A YAML of an older ``convert`` names an absolute ``path``; once
+that folder is gone, :meth:`ConvertedDataset.from_yaml` says how to rewrite it.
+
 :class:`ConvertedDataset` is the one place that knows this layout and the one reader of a
 dataset YAML (:meth:`ConvertedDataset.from_yaml`, read once and passed on); ``converters/rsna.py``
 writes it, and ``train``, its validation scoring, ``evaluate`` and ``tune`` read it.
@@ -22,6 +27,7 @@ writes it, and ``train``, its validation scoring, ``evaluate`` and ``tune`` read
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -71,7 +77,9 @@ class ConvertedDataset:
     def from_yaml(cls, data_yaml: Path) -> ConvertedDataset:
         """Read a dataset YAML once: the dataset it names in ``path`` (else the YAML's own folder) and its parts.
 
-        Raises :class:`DatasetError` for a missing or unreadable file, or one without ``train`` and ``val``.
+        Raises :class:`DatasetError` for a missing or unreadable file, one without ``train`` and
+        ``val``, or a ``path`` that does not exist (a moved dataset: the message says what to
+        rewrite). Whether its parts hold images is :meth:`check_parts`.
         """
         path = Path(data_yaml).expanduser().resolve()
         if not path.is_file():
@@ -82,16 +90,44 @@ class ConvertedDataset:
             raise DatasetError(f"{path}: cannot read the dataset YAML ({error})") from error
         if not isinstance(content, dict) or not set(SPLITS) <= content.keys():
             raise DatasetError(f"{path}: not a YOLO dataset YAML (needs 'train' and 'val' entries)")
-        return cls(Path(content.get("path") or path.parent), path, {part: str(content[part]) for part in SPLITS})
+        root = Path(content.get("path") or path.parent)
+        if not root.is_dir():
+            raise DatasetError(
+                f"{path}: its path {root} does not exist (was the dataset folder moved?). Rerun the same `pneumo-yolo convert` "
+                f"with --out {path.parent}: it keeps the converted images and rewrites the YAMLs and fold lists so that the folder can move"
+            )
+        return cls(root, path, {part: str(content[part]) for part in SPLITS})
+
+    def check_parts(self) -> None:
+        """Raise :class:`DatasetError` unless the YAML's ``train`` and ``val`` parts both exist and hold images (before training on them)."""
+        for part in SPLITS:
+            if not self.listed(part):
+                raise DatasetError(
+                    f"{self.yaml}: its {part} part, {self.parts[part]}, holds no image, so there is nothing to "
+                    f"{'train' if part == 'train' else 'validate'} on (convert again with a --val-fraction above 0, or fewer --folds)"
+                )
 
     def listed(self, part: str) -> list[Path]:
-        """The PNGs that the YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file."""
+        """The PNGs that the YAML names for ``part`` (``train`` or ``val``): a folder of them, or a list file.
+
+        A list file's lines starting with ``./`` are relative to its own folder, as Ultralytics reads them.
+        Raises :class:`DatasetError` for a part that does not exist, or a listed image that does not.
+        """
         if self.yaml is None:
             raise DatasetError(f"{self.root}: open the dataset from its YAML to know what it lists for {part}")
         entry = self.root / self.parts[part]
-        if entry.is_file():
-            return [Path(line) for line in entry.read_text().splitlines() if line.strip()]
-        return sorted(entry.glob("*.png"))
+        if entry.is_dir():
+            return sorted(entry.glob("*.png"))
+        if not entry.is_file():
+            raise DatasetError(f"{self.yaml}: its {part} part, {entry}, does not exist (convert the dataset again)")
+        images = [entry.parent / line[2:] if line.startswith("./") else Path(line) for line in entry.read_text().splitlines() if line.strip()]
+        missing = [image for image in images if not image.is_file()]
+        if missing:
+            raise DatasetError(
+                f"{entry}: {len(missing)} listed image(s) do not exist, e.g. {missing[0]} (was the dataset folder moved?). "
+                f"Rerun the same `pneumo-yolo convert` with --out {self.root}: it keeps the images and rewrites the lists"
+            )
+        return images
 
     def fold(self, fold: int) -> ConvertedDataset:
         """The same dataset opened from fold ``fold``'s YAML."""
@@ -134,20 +170,21 @@ class ConvertedDataset:
         return self.root / f"data_fold{fold}.yaml"
 
     def fold_list(self, fold: int, part: str) -> Path:
-        """``folds/fold<i>/train.txt`` or ``val.txt``: absolute PNG paths, one per line."""
+        """``folds/fold<i>/train.txt`` or ``val.txt``: PNG paths relative to the list (``./../../images/fold<k>/<id>.png``), one per line."""
         return self.root / "folds" / f"fold{fold}" / f"{part}.txt"
 
     def write_yamls(self, channels: int, folds: int | None) -> None:
         """Write ``data.yaml`` and, with ``folds``, each fold's image lists and ``data_fold<i>.yaml``."""
         if not folds:
-            atomic_write_text(self.root / DATA_YAML, data_yaml_text(self.root, "images/train", "images/val", channels))
+            atomic_write_text(self.root / DATA_YAML, data_yaml_text("images/train", "images/val", channels))
             return
         for fold in range(folds):
             for part, members in (("train", [f for f in range(folds) if f != fold]), ("val", [fold])):
-                paths = [path for member in members for path in self.images(f"fold{member}")]
-                atomic_write_text(self.fold_list(fold, part), "".join(f"{path}\n" for path in paths))
+                listing = self.fold_list(fold, part)
+                paths = [Path(os.path.relpath(path, listing.parent)).as_posix() for member in members for path in self.images(f"fold{member}")]
+                atomic_write_text(listing, "".join(f"./{path}\n" for path in paths))
             text = data_yaml_text(
-                self.root, str(self.fold_list(fold, "train").relative_to(self.root)), str(self.fold_list(fold, "val").relative_to(self.root)), channels
+                self.fold_list(fold, "train").relative_to(self.root).as_posix(), self.fold_list(fold, "val").relative_to(self.root).as_posix(), channels
             )
             atomic_write_text(self.fold_yaml(fold), text)
             if fold == 0:
@@ -186,10 +223,16 @@ def label_path_of(image: Path) -> Path:
     return Path(*parts[:index], "labels", *parts[index + 1 :]).with_suffix(".txt")
 
 
-def data_yaml_text(root: Path, train: str, val: str, channels: int) -> str:
-    """A ``data.yaml`` that Ultralytics reads (``path`` absolute: Ultralytics resolves a relative one elsewhere)."""
-    data = {"path": str(root.resolve()), "train": train, "val": val, "names": CLASS_NAMES, "channels": channels}
-    header = "# Written by `pneumo-yolo convert`. Template and field notes: data.yaml at the repository root.\n"
+def data_yaml_text(train: str, val: str, channels: int) -> str:
+    """A ``data.yaml`` that Ultralytics reads, without ``path``: Ultralytics then takes the YAML's own folder, so the dataset can move.
+
+    (A relative ``path`` would not do: Ultralytics resolves it against the working folder or its own datasets folder.)
+    """
+    data = {"train": train, "val": val, "names": CLASS_NAMES, "channels": channels}
+    header = (
+        "# Written by `pneumo-yolo convert`. Template and field notes: data.yaml at the repository root.\n"
+        "# No `path`: the dataset is this file's folder, wherever it is moved.\n"
+    )
     return header + yaml.safe_dump(data, sort_keys=False)
 
 

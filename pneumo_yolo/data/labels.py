@@ -78,7 +78,7 @@ def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def _row_problems(table: pd.DataFrame) -> pd.Series:
     """A problem text per row, or ``""`` for a usable row (vectorised)."""
-    values = table[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    values = table[BOX_COLUMNS].apply(pd.to_numeric, errors="coerce").astype(np.float64)
     blank = (table[BOX_COLUMNS] == "").all(axis=1)
     target = table["Target"]
     positive = target == "1"
@@ -136,11 +136,16 @@ def parse_labels(table: pd.DataFrame) -> Labels:
 def read_labels(path: Path) -> Labels:
     """Read ``stage_2_train_labels.csv`` (or a ``;``/CRLF copy) into :class:`Labels`.
 
+    Raises :class:`LabelFileError` for a file without a single label row.
+
     >>> labels = read_labels(Path("stage_2_train_labels.csv"))  # doctest: +SKIP
     >>> len(labels.boxes)  # doctest: +SKIP
     26684
     """
-    return parse_labels(read_csv_table(path, LABEL_COLUMNS))
+    table = read_csv_table(path, LABEL_COLUMNS)
+    if table.empty:
+        raise LabelFileError(f"{path}: holds no label rows, only a header (expected one row per box, or per patient without one)")
+    return parse_labels(table)
 
 
 def read_class_info(path: Path) -> dict[str, str]:

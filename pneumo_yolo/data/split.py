@@ -8,7 +8,7 @@ patient's place depends only on the patients of its own stratum.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 
@@ -69,3 +69,12 @@ def fold_split(strata: Mapping[str, str], k: int, fold: int, seed: int = 0) -> d
     if not 0 <= fold < k:
         raise ValueError(f"fold must be in 0..{k - 1}, got {fold}")
     return {pid: "val" if f == fold else "train" for pid, f in assign_folds(strata, k, seed).items()}
+
+
+def smallest_stratum(strata: Mapping[str, str]) -> tuple[str, int]:
+    """The stratum with the fewest patients, and how many (ties: the first in sorted order); k folds need k at most that.
+
+    >>> smallest_stratum({"a": "x", "b": "x", "c": "y"})
+    ('y', 1)
+    """
+    return min(Counter(strata.values()).items(), key=lambda item: (item[1], item[0]))

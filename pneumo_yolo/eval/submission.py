@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -232,19 +233,48 @@ def errors_only(problems: Sequence[SubmissionProblem]) -> list[SubmissionProblem
     return [problem for problem in problems if not problem.warning]
 
 
-def read_patient_ids(path: Path) -> list[str]:
-    """Patient ids from a CSV with a ``patientId`` column (e.g. the sample submission) or a file of one id per line."""
+class PatientIds(NamedTuple):
+    """The patients a file of ids asks for, in order and once each, and those it lists more than once."""
+
+    ids: list[str]
+    duplicates: list[str]
+
+
+def read_patient_ids(path: Path) -> PatientIds:
+    """Patient ids from a CSV with a ``patientId`` column (e.g. the sample submission) or a file of one id per line.
+
+    Every id is checked before any work (:func:`~pneumo_yolo.files.check_patient_id`). Raises
+    :class:`SubmissionError` naming the line of an unsafe id, and for a file that looks like a CSV
+    (a ``,`` or ``;`` in its first line) without a ``patientId`` column in its header.
+    """
     path = Path(path)
     try:
         header = first_line(path)
+        if "patientId" in header:
+            table = read_csv_table(path, ("patientId",))
+            lines, ids = (table.index + 2).tolist(), table["patientId"].tolist()
+        elif "," in header or ";" in header:
+            raise SubmissionError(
+                f"{path}: no patientId column in its header {header.strip()!r}: give a CSV whose header names patientId "
+                "(the sample submission starts with patientId,PredictionString), or a file of one id per line"
+            )
+        else:
+            text = path.read_text(encoding="utf-8-sig").splitlines()
+            lines, ids = list(range(1, len(text) + 1)), [line.strip() for line in text]
     except (OSError, UnicodeDecodeError) as error:
         raise SubmissionError(f"{path}: cannot be read ({error})") from error
-    if "patientId" in header:
+    except LabelFileError as error:
+        raise SubmissionError(str(error)) from None
+    found: dict[str, None] = {}
+    duplicates: dict[str, None] = {}
+    for line, pid in zip(lines, ids):
+        if not pid:
+            continue
         try:
-            ids = read_csv_table(path, ("patientId",))["patientId"]
-        except LabelFileError as error:
-            raise SubmissionError(str(error)) from None
-        ids = ids.tolist()
-    else:
-        ids = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    return list(dict.fromkeys(pid for pid in ids if pid))
+            check_patient_id(pid)
+        except UnsafeIdError as error:
+            raise SubmissionError(f"{path}: line {line}: {error}") from None
+        (duplicates if pid in found else found)[pid] = None
+    if not found:
+        raise SubmissionError(f"{path}: lists no patientId")
+    return PatientIds(list(found), list(duplicates))

@@ -27,7 +27,7 @@ import pandas as pd
 from ..boxes import shrink_xyxy, xyxy_to_ltwh
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
 from .gate import apply_gate
-from .postprocess import MERGE_METHODS, PostprocessConfig, clean, fuse_members, limit, merge, nms_keep, postprocess_image
+from .postprocess import PostprocessConfig, clean, fuse_members, limit, merge, nms_keep, postprocess_image
 from .detections import RawDetections
 from .scoring import ScoringSet
 
@@ -77,28 +77,6 @@ class TuneGrid:
 
     def __len__(self) -> int:
         return len(self.conf) * len(self.merges) * len(self.shrink)
-
-
-def parse_numbers(text: str) -> tuple[float, ...]:
-    """``"0.1,0.2, 0.3"`` → ``(0.1, 0.2, 0.3)``; raises :class:`TuneError` naming a bad item."""
-    values = []
-    for item in text.split(","):
-        try:
-            values.append(float(item))
-        except ValueError:
-            raise TuneError(f"{item.strip()!r} is not a number (expected a comma-separated list like 0.1,0.2)") from None
-    return tuple(values)
-
-
-def parse_merges(text: str) -> tuple[tuple[str, float], ...]:
-    """``"none,nms:0.4,wbf:0.5"`` → ``(("none", 0.0), ("nms", 0.4), ("wbf", 0.5))``."""
-    merges = []
-    for item in (part.strip() for part in text.split(",")):
-        method, _, iou = item.partition(":")
-        if method not in MERGE_METHODS or (method != "none" and not iou):
-            raise TuneError(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
-        merges.append((method, parse_numbers(iou)[0] if iou else 0.0))
-    return tuple(merges)
 
 
 def _describe(config: PostprocessConfig) -> str:

@@ -47,15 +47,16 @@ def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any, backbone: str
 
 
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint of a non-YOLO arch at ``path``, or ``None`` for any other file (an Ultralytics ``.pt``)."""
-    import pickle
-    import zipfile
+    """The checkpoint of a non-YOLO arch at ``path``, or ``None`` for any other file.
 
+    Any other file: an Ultralytics ``.pt``, or something that is no checkpoint at all (a text
+    file, a truncated download), which the YOLO loader then refuses with a message naming it.
+    """
     import torch
 
     try:
         content = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, ValueError):
+    except Exception:  # torch raises many types (KeyError, UnpicklingError, RuntimeError...) for a file it cannot read safely
         return None
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
         if content.get("arch") in DEFAULT_BACKBONES:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.classify_view import CLASS_NAMES
 from ..runtime.devices import Devices
-from ..runtime.offline import import_ultralytics
+from .ultralytics_weights import load_ultralytics
 
 CLASSIFY_TASK = "classify"
 PREDICT_BATCH = 32
@@ -40,16 +40,9 @@ class ImageClassifier:
     """
 
     def __init__(self, weights: Path, *, imgsz: int | None = None, device: str | None = None, batch: int = PREDICT_BATCH) -> None:
-        weights = Path(weights)
-        if not weights.is_file():
-            raise ClassifierError(f"{weights}: no such weights file")
-        ultralytics = import_ultralytics()
-        try:
-            self.model = ultralytics.YOLO(str(weights))
-        except Exception as error:  # torch and Ultralytics raise many types for a file that is not a checkpoint
-            raise ClassifierError(f"{weights}: cannot be loaded as YOLO weights ({type(error).__name__}: {error})") from None
-        if self.model.task != CLASSIFY_TASK:
-            raise ClassifierError(f"{weights}: a {self.model.task} model, not an image classifier (train one with --model yolo11n-cls.yaml)")
+        self.model = load_ultralytics(
+            weights, CLASSIFY_TASK, error=ClassifierError, named=str(weights), kind="an image classifier", advice="train one with --model yolo11n-cls.yaml"
+        )
         names = list(self.model.names.values())
         if "opacity" not in names:
             raise ClassifierError(f"{weights}: its classes are {names}, not {list(CLASS_NAMES)}")

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..runtime.devices import Devices
-from ..runtime.offline import import_ultralytics
 from .detector import MAX_DETECTIONS, RAW_CONF, Detector, DetectorError, Found
+from .ultralytics_weights import load_ultralytics
 
 DETECT_TASK = "detect"
 
@@ -24,16 +24,9 @@ class YoloDetector(Detector):
     def __init__(
         self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
     ) -> None:
-        weights = Path(weights)
-        if not weights.is_file():
-            raise DetectorError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")
-        ultralytics = import_ultralytics()
-        try:
-            self.model = ultralytics.YOLO(str(weights))
-        except Exception as error:  # torch and Ultralytics raise many types for a file that is not a checkpoint
-            raise DetectorError(f"--weights {weights}: cannot be loaded as YOLO weights ({type(error).__name__}: {error})") from None
-        if self.model.task != DETECT_TASK:
-            raise DetectorError(f"--weights {weights}: a {self.model.task} model, not a detector (an image classifier goes to --classifier)")
+        self.model = load_ultralytics(
+            weights, DETECT_TASK, error=DetectorError, named=f"--weights {weights}", kind="a detector", advice="an image classifier goes to --classifier"
+        )
         train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
         super().__init__(imgsz=imgsz or train_args.get("imgsz") or 640, device=Devices.parse(device).resolve().first, tta=tta, conf=conf)
         self.predictor_class = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..dicom.read import DicomReadError, read_radiograph, resize_longest
 from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..runtime.lifetime import exit_with_parent, name_semaphores, shared_memory_name
 
 DEFAULT_SIDE = 1024
 """The side, in pixels, that each image of a batch is given in shared memory when images are not
@@ -28,7 +29,7 @@ resized (an RSNA radiograph's): a bigger one is sent back through the pool's que
 
 
 class InputError(RuntimeError):
-    """A ``--source`` with nothing to predict."""
+    """A ``--source`` that cannot be predicted as asked (a usage error): nothing in it, or pictures where ``--dicom-out`` needs DICOMs."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def list_inputs(source: Path) -> list[Path]:
         raise InputError(f"--source {source} does not exist")
     paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if not paths:
-        raise InputError(f"--source {source} holds no .dcm, .png or .jpg files")
+        raise InputError(f"--source {source} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images")
     return paths
 
 
@@ -135,8 +136,9 @@ def load_batch_shared(paths: list[Path], max_side: int | None, buffer_name: str)
     return placed
 
 
-def _decoding_worker() -> None:
-    """Decoding yields the CPU to inference: one OpenCV thread, a lower priority."""
+def _decoding_worker(parent: int) -> None:
+    """Decoding yields the CPU to inference (one OpenCV thread, a lower priority), and ends with its parent, which alone handles Ctrl-C."""
+    exit_with_parent(parent, ignore_interrupt=True)
     cv2.setNumThreads(1)
     os.nice(5)
 
@@ -147,18 +149,23 @@ def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers
     At most ``2 × workers + 1`` batches are in flight, each with its own shared-memory buffer
     of ``batch × max_side²`` bytes that the decoding process fills (:func:`load_batch_shared`),
     so memory does not grow with the number of images. The buffers are removed when the
-    iteration ends, however it ends. Workers are spawned, not forked: a fork taken while
-    OpenCV's or torch's thread pools hold a lock deadlocks the child.
+    iteration ends, however it ends; the workers end with this process, even when it is
+    killed, and what a kill leaves is named for this process (:mod:`pneumo_yolo.runtime.lifetime`).
+    Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread pools hold a
+    lock deadlocks the child.
     """
     chunks = [paths[start : start + batch] for start in range(0, len(paths), batch)]
     if workers <= 0:
         yield from (load_batch(chunk, max_side) for chunk in chunks)
         return
     buffer_size = batch * (max_side or DEFAULT_SIDE) ** 2
-    buffers = [SharedMemory(create=True, size=buffer_size) for _ in range(min(len(chunks), 2 * workers + 1))]
+    buffers: list[SharedMemory] = []
     try:
+        for _ in range(min(len(chunks), 2 * workers + 1)):
+            buffers.append(SharedMemory(shared_memory_name(), create=True, size=buffer_size))
+        name_semaphores()
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_decoding_worker) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_decoding_worker, initargs=(os.getpid(),)) as pool:
             free = deque(buffers)
             pending: deque[tuple[Future, SharedMemory]] = deque()
             for chunk in chunks:
@@ -170,8 +177,8 @@ def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers
                 yield _collect(*pending.popleft(), free)
     finally:
         for buffer in buffers:
-            buffer.close()
             buffer.unlink()
+            buffer.close()
 
 
 def _collect(future: Future, buffer: SharedMemory, free: deque[SharedMemory]) -> list[LoadedImage]:

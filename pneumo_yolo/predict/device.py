@@ -19,6 +19,7 @@ from ..eval.postprocess import PostprocessConfig, postprocess_image
 from ..eval.submission import parse_prediction_string, prediction_string
 from ..nets.detector import RAW_CONF
 from ..runtime.devices import Devices, auto_batch, auto_workers, cpu_count
+from ..runtime.memory import check_predict_memory
 from ..runtime.offline import import_ultralytics
 from .ensemble import detect_files, load_ensemble
 
@@ -61,7 +62,9 @@ class DeviceOutput:
 def predict_paths(paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None) -> DeviceOutput:
     """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
 
-    A file whose patientId an earlier file of ``paths`` already gave is a problem.
+    A file whose patientId an earlier file of ``paths`` already gave is a problem. Once the
+    models are loaded, and before any image is decoded, a batch that cannot fit in the memory
+    the device has free raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
     """
     import_ultralytics()  # before torch: resolving the device imports it
     device = Devices.parse(device).resolve().first
@@ -70,6 +73,7 @@ def predict_paths(paths: list[Path], settings: PredictSettings, device: str | No
     ensemble = load_ensemble(
         settings.weights, settings.classifiers, imgsz=settings.imgsz, device=device, tta=settings.tta, conf=min(RAW_CONF, settings.config.conf)
     )
+    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device)
     found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:

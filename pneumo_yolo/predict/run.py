@@ -7,6 +7,11 @@ mapped back to each image's original pixel grid and post-processed by
 :mod:`pneumo_yolo.eval.postprocess`. One device's work is :func:`.device.predict_paths`; with
 several devices, :mod:`.shards` runs it once per device and joins the results.
 
+Nothing is replaced until the run succeeds: the raw table and the DICOM results are written into
+fresh hidden folders beside them (:class:`StagedOutputs`) and moved into place at the end, with the
+submission; a run that predicts no image writes nothing. What an interrupted run leaves (temporary
+files, shared memory) is removed by a janitor process if the run is killed, else by the next run.
+
 Example:
     >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
     ...                         Path("submission.csv"))  # doctest: +SKIP
@@ -14,17 +19,22 @@ Example:
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
+from ..dicom.results import GSPS_FOLDER, SR_FOLDER
 from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import errors_only, validate_submission, write_submission
-from ..files import write_errors_csv
+from ..files import remove_stale_parts, staging_folder, write_errors_csv
 from ..runtime.devices import Devices
-from .decoding import is_dicom, list_inputs
-from .device import PredictError, PredictSettings, predict_paths
+from ..runtime.lifetime import Janitor, remove_stale_shared_memory
+from .decoding import InputError, is_dicom, list_inputs
+from .device import PredictSettings, predict_paths
 from .shards import predict_on_devices
 
 
@@ -45,6 +55,8 @@ class PredictReport:
     startup_s: float = 0.0
     raw: Path | None = None
     dicom_out: Path | None = None
+    written: bool = False
+    """False when no image was predicted: then nothing was written, and earlier outputs are as they were."""
     workers: int = 0
     """Decoding processes per device."""
     batch: int = 0
@@ -117,12 +129,15 @@ def predict_folder(
     written file is checked by the rules of ``validate-submission`` before this returns.
     ``dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
     of its CSV row (:mod:`pneumo_yolo.dicom.results`).
+
+    Outputs are replaced only at the end, and only when at least one image was predicted
+    (:attr:`PredictReport.written`).
     """
     started = time.time()
     paths = list_inputs(Path(source))
     pictures = [path for path in paths if not is_dicom(path)]
     if dicom_out and pictures:
-        raise PredictError(f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file")
+        raise InputError(f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file (leave --dicom-out out for PNG/JPEG inputs)")
     report = PredictReport(out=Path(out), raw=save_raw, dicom_out=dicom_out)
     if expected_ids is not None:
         paths, report.n_not_asked, missing = select_expected(paths, expected_ids)
@@ -131,21 +146,31 @@ def predict_folder(
         paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
         report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
     report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
-    settings = PredictSettings(weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, dicom_out, progress)
     devices = Devices.parse(device)
-    if len(devices.names) > 1:
-        found = predict_on_devices(paths, settings, devices, save_raw)
-    else:
-        found = predict_paths(paths, settings, device, save_raw)
-    report.startup_s = found.loaded_at - started
-    report.workers, report.batch, report.devices = found.workers, found.batch, max(1, len(devices.names))
-    report.errors += found.errors
-    rows = list(expected_ids) if expected_ids is not None else sorted(found.strings)
-    write_submission(report.out, found.strings, rows)
-    write_errors_csv(report.errors_path, report.errors)
+    outputs = [report.out, report.errors_path, *(path for path in (save_raw, dicom_out) if path)]
+    for output in outputs:
+        remove_stale_parts(output)
+    remove_stale_shared_memory()
+    with Janitor(outputs), StagedOutputs(save_raw, dicom_out) as staged:
+        settings = PredictSettings(weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, staged.dicom_out, progress)
+        if len(devices.names) > 1:
+            found = predict_on_devices(paths, settings, devices, staged.raw)
+        else:
+            found = predict_paths(paths, settings, device, staged.raw)
+        report.startup_s = found.loaded_at - started
+        report.workers, report.batch, report.devices = found.workers, found.batch, max(1, len(devices.names))
+        report.errors += found.errors
+        report.n_images = len(found.strings)
+        report.elapsed_s = time.time() - started
+        if not found.strings:
+            return report
+        rows = list(expected_ids) if expected_ids is not None else sorted(found.strings)
+        staged.commit()
+        write_submission(report.out, found.strings, rows)
+        write_errors_csv(report.errors_path, report.errors)
+        report.written = True
     report.invalid = [str(problem) for problem in errors_only(validate_submission(report.out, rows, found.sizes))]
     report.n_rows = len(rows)
-    report.n_images = len(found.strings)
     report.n_with_boxes = sum(bool(s) for s in found.strings.values())
     report.elapsed_s = time.time() - started
     return report
@@ -167,3 +192,49 @@ def _split_by(paths: list[Path], keep: Callable[[Path], bool]) -> tuple[list[Pat
     """``paths`` split into those ``keep`` accepts and the others, in order."""
     kept = [path for path in paths if keep(path)]
     return kept, [path for path in paths if not keep(path)]
+
+
+class StagedOutputs:
+    """The raw table and DICOM results of a run, written into fresh hidden folders beside them until :meth:`commit` moves them into place.
+
+    An interrupted or failed run thus never leaves a mix of two runs' files; the staging folders
+    are removed on leaving the ``with`` block, however it is left (a killed run's, by the janitor
+    or the next run: :func:`~pneumo_yolo.files.remove_stale_parts`).
+    """
+
+    def __init__(self, raw: Path | None, dicom_out: Path | None) -> None:
+        self.raw_target, self.dicom_target = raw, dicom_out
+        self.folders: list[Path] = []
+        self.raw = self._stage(raw) / raw.name if raw else None
+        self.dicom_out = self._stage(dicom_out) if dicom_out else None
+
+    def _stage(self, target: Path) -> Path:
+        folder = staging_folder(target)
+        self.folders.append(folder)
+        return folder
+
+    def commit(self) -> None:
+        """Move the staged files into place: the raw table whole, and the SR and GSPS of every image of this run.
+
+        The GSPS that an earlier run left for an image now without boxes is removed; the results
+        of images outside this run stay.
+        """
+        if self.raw and self.raw_target:
+            os.replace(self.raw, self.raw_target)
+        if self.dicom_out and self.dicom_target:
+            for folder in (SR_FOLDER, GSPS_FOLDER):
+                (self.dicom_target / folder).mkdir(parents=True, exist_ok=True)
+            for sr in sorted((self.dicom_out / SR_FOLDER).glob("*.dcm")):
+                gsps = self.dicom_out / GSPS_FOLDER / sr.name
+                if gsps.is_file():
+                    os.replace(gsps, self.dicom_target / GSPS_FOLDER / sr.name)
+                else:
+                    (self.dicom_target / GSPS_FOLDER / sr.name).unlink(missing_ok=True)
+                os.replace(sr, self.dicom_target / SR_FOLDER / sr.name)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)

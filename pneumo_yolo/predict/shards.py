@@ -8,15 +8,16 @@ written once, atomically, by the caller. ``--device cpu,cpu`` runs the same path
 (two processes sharing the cores: a test of the split, not a speed-up).
 
 If a device process fails, the others are left to finish, then :class:`PredictError` names
-the device and the problem, and no submission or raw table is written. DICOM results
-(``--dicom-out``) are written image by image as with one device, so they are the exception:
-those of the images already predicted stay, and each process numbers its own SR and GSPS
-series, so the images of one study (one per study in RSNA) split over two devices get two series.
+the device and the problem (a usage error, the same on every device, is raised as it is), and
+no output is written. Each process numbers its own SR and GSPS series (``--dicom-out``), so the
+images of one study (one per study in RSNA) split over two devices get two series. A device
+process ends with the run's process, even when that is killed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +28,8 @@ from pathlib import Path
 from ..eval.detections import concatenate_raw
 from ..nets.detector import DetectorError
 from ..runtime.devices import DeviceError, Devices, auto_workers, cpu_count
+from ..runtime.lifetime import exit_with_parent, name_semaphores
+from ..runtime.memory import ResourceError
 from .device import DeviceOutput, PredictError, PredictSettings, predict_paths
 
 
@@ -73,19 +76,24 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: De
     with tempfile.TemporaryDirectory(prefix=".pneumo-yolo-shards-", dir=raw.parent if raw else None) as scratch:
         parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(devices))]
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1) as pool:  # a process per device
+        name_semaphores()
+        with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:  # a process per device
             jobs = [
                 pool.submit(predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part)
                 for index, (shard, device, part) in enumerate(zip(shards, devices, parts))
             ]
-            found, failures = [], []
+            found, failures, usage = [], [], []
             for device, job in zip(devices, jobs):
                 try:
                     found.append(job.result())
                 except BrokenProcessPool:
                     failures.append("a device process ended abruptly (killed, or out of memory?)")
+                except (DeviceError, ResourceError) as error:
+                    usage.append(error)
                 except Exception as error:  # whatever the device process raised, with its own message
-                    failures.append(f"device {device}: {error}" if isinstance(error, (PredictError, DeviceError, DetectorError)) else f"device {device}: {type(error).__name__}: {error}")
+                    failures.append(f"device {device}: {error}" if isinstance(error, (PredictError, DetectorError)) else f"device {device}: {type(error).__name__}: {error}")
+        if usage:
+            raise usage[0]
         if failures:
             raise PredictError("; ".join(dict.fromkeys(failures)) + "; nothing was written")
         if raw:

@@ -17,19 +17,27 @@ from .analysis import Predictions
 
 def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
     """A submission CSV (``patientId,PredictionString``) as it is, or a raw detection table
-    (``.parquet``, or ``.csv`` with a ``conf`` column) post-processed with ``config``."""
+    (``.parquet``, or ``.csv`` with a ``conf`` column) post-processed with ``config``.
+
+    Raises :class:`ReportError` for a file of neither kind, or one that holds no patient.
+    """
     path = Path(path)
     if path.suffix.lower() == ".parquet":
-        return Predictions.from_raw(read_raw(path), config)
-    try:
-        header = first_line(path)
-    except (OSError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: cannot be read ({error})") from None
-    if "PredictionString" in header:
-        return Predictions(read_submission(path))
-    if "conf" in header:
-        return Predictions.from_raw(read_raw(path), config)
-    raise ReportError(f"{path}: neither a submission (patientId,PredictionString) nor raw detections (patientId,conf,x1,y1,x2,y2,width,height)")
+        found = Predictions.from_raw(read_raw(path), config)
+    else:
+        try:
+            header = first_line(path)
+        except (OSError, UnicodeDecodeError) as error:
+            raise ReportError(f"{path}: cannot be read ({error})") from None
+        if "PredictionString" in header:
+            found = Predictions(read_submission(path))
+        elif "conf" in header:
+            found = Predictions.from_raw(read_raw(path), config)
+        else:
+            raise ReportError(f"{path}: neither a submission (patientId,PredictionString) nor raw detections (patientId,conf,x1,y1,x2,y2,width,height)")
+    if not found.rows:
+        raise ReportError(f"{path}: holds no patient, only a header: nothing to report")
+    return found
 
 
 def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:

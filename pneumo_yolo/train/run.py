@@ -13,7 +13,6 @@ from typing import Any
 
 from ..data.dataset import ConvertedDataset
 from .common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME, TrainConfigError, TrainResult, check_run_name, check_sizes
-from .lightning import train_arch
 from .yolo import check_option_keys, train_yolo
 
 YOLO = "yolo"
@@ -69,5 +68,8 @@ def train(
         score_val=score_val, budget_min=budget_min, curve_points=curve_points,
     )  # fmt: skip
     if arch != YOLO:
+        from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
+
+        dataset.check_parts()
         return train_arch(dataset, arch, model, **options)
     return train_yolo(dataset, model, size_given=size_given, online=online, **options)

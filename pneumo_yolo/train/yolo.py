@@ -31,7 +31,7 @@ from ..data.dataset import ConvertedDataset
 from ..nets.classifier import CLASSIFY_TASK
 from ..runtime.devices import Devices
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
-from ..runtime.weights import ModelSource, download_weights, resolve_model
+from ..runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
 from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
 from .budget import BUDGET_EPOCHS, UltralyticsWatch, watch_run, write_record
 from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
@@ -186,10 +186,20 @@ def train_yolo(
             raise TrainConfigError(f"--set pretrained={overrides['pretrained']}: must be a .pt checkpoint")
 
     ultralytics = import_ultralytics(online=online)
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")  # before the model is built: a typo fails in seconds
+    dataset.check_parts()
     devices = Devices.parse(device).resolve()
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
-    yolo = ultralytics.YOLO(download_weights(source))
+    try:
+        yolo = ultralytics.YOLO(download_weights(source))
+    except FileNotFoundError as error:  # a model config name that Ultralytics does not ship
+        raise WeightsError(
+            f"--model {model}: {error}; give a model config that Ultralytics ships (yolo11n.yaml … yolo11x.yaml, "
+            "yolov8s.yaml, yolov3.yaml, yolo11n-cls.yaml), or the path of your own .yaml or .pt"
+        ) from None
     classify = yolo.task == CLASSIFY_TASK
     if classify and not size_given:
         imgsz = default_classifier_imgsz(imgsz)
@@ -197,9 +207,6 @@ def train_yolo(
         _warn_on_size_mismatch(dataset, imgsz, resume)
     source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
-        from ultralytics.cfg import DEFAULT_CFG_DICT
-
-        check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
         args = {**overrides, "data": str(source_data), "device": devices.ultralytics, "resume": True, "save_dir": str(project / name)}
     else:
         args = training_arguments(

@@ -1,0 +1,169 @@
+"""Helper processes and shared memory that never outlive the run that made them, however it ends.
+
+A prediction run starts helper processes (decoding processes, one process per device) and
+shares memory with them: buffers for decoded images, and the POSIX semaphores of the pools'
+queues, which Linux keeps as files in ``/dev/shm``. Measured before this module (issue 20):
+after ``kill -9`` of the main process, the decoding process and multiprocessing's resource
+tracker stayed for minutes holding three ``/dev/shm`` segments; after ``kill -9`` of the whole
+process group (the resource tracker included) the segments and semaphores stayed for good.
+
+- :func:`exit_with_parent`, the initializer of every helper pool: a helper dies the moment its
+  parent does (``prctl(PR_SET_PDEATHSIG)`` on Linux, a watchdog thread elsewhere). Once the
+  helpers are gone, the resource tracker sees its last user go and unlinks what it tracked.
+- Whatever the run shares is named for the process that made it, ``pneumo-yolo-<pid>-<hex>``
+  (:func:`shared_memory_name`, :func:`name_semaphores`), so that :func:`remove_stale_shared_memory`
+  can remove what processes now gone left, whoever killed them.
+- :class:`Janitor`: a small process outside the run's process group that waits for the run to
+  end; if it ends without saying so (killed), the janitor removes the run's shared memory and the
+  temporary files of its outputs at once, since a kill of the whole group also took the resource tracker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+from ..files import process_alive, remove_stale_parts
+
+SHM_PREFIX = "pneumo-yolo"
+SHM_DIR = Path("/dev/shm")
+"""Where Linux keeps POSIX shared memory (``<name>``) and named semaphores (``sem.<name>``)."""
+_STALE = re.compile(rf"(?:sem\.)?{SHM_PREFIX}-(\d+)-\w+")
+_PR_SET_PDEATHSIG = 1
+_DONE = b"done"
+JANITOR_DELAY_S = 0.5
+"""How long the janitor lets the killed run's helpers die (their kernel signal is immediate) before it cleans."""
+JANITOR_WAIT_S = 30.0
+"""How long a finished run waits for its janitor to read that it may go (it starts in about 0.1 s)."""
+
+
+def shared_memory_name() -> str:
+    """A name for a new shared-memory segment that says which process made it.
+
+    >>> shared_memory_name().startswith(f"pneumo-yolo-{os.getpid()}-")
+    True
+    """
+    return f"{SHM_PREFIX}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def name_semaphores() -> None:
+    """Name the semaphores that this process's pools create ``pneumo-yolo-<pid>-…``, not ``mp-…``.
+
+    multiprocessing keeps the prefix in ``semprefix``, a private setting of the current process;
+    where a Python lacks it, the names stay as they are (and only the resource tracker removes them).
+    """
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict) and "semprefix" in config:
+        config["semprefix"] = f"/{SHM_PREFIX}-{os.getpid()}"
+
+
+def remove_stale_shared_memory(folder: Path = SHM_DIR) -> int:
+    """Unlink the shared memory and semaphores of ours in ``folder`` whose process is gone; return how many."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        match = _STALE.fullmatch(path.name)
+        if match and not process_alive(int(match[1])):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # another user's: theirs to remove
+                continue
+            removed += 1
+    return removed
+
+
+def exit_with_parent(parent: int, ignore_interrupt: bool = False) -> None:
+    """Pool initializer of helper processes: die as soon as the process ``parent`` ends.
+
+    With ``ignore_interrupt`` a Ctrl-C (sent to the whole process group) is left to the parent,
+    which stops the work itself; without it, each helper printed a ``KeyboardInterrupt`` traceback.
+    """
+    if ignore_interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _kill_on_parent_death():
+        threading.Thread(target=_watch_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+    if os.getppid() != parent:  # the parent ended before the signal was asked for
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    """Ask Linux for SIGKILL when the parent ends; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+class Janitor:
+    """Cleans up after this process if it is killed: its shared memory, and the temporary files beside ``outputs``.
+
+    Use as a context manager around the run. The janitor is a child process in a session of its
+    own, so a kill of this process's group does not reach it; it waits on a pipe that only this
+    process holds. On a normal end (an exception included) :meth:`__exit__` tells it so and it
+    exits at once; if the pipe closes without that, this process was killed, and it cleans
+    (:func:`remove_stale_shared_memory`, :func:`~pneumo_yolo.files.remove_stale_parts`), then exits.
+    """
+
+    def __init__(self, outputs: Sequence[Path]) -> None:
+        self.outputs = [Path(path).absolute() for path in outputs]
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Self:
+        code = "import sys; from pneumo_yolo.runtime.lifetime import janitor_main; janitor_main(sys.argv[1:])"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, *map(str, self.outputs)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))},
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.stdin.write(_DONE)
+            self.process.stdin.close()
+        except OSError:  # it is gone already
+            pass
+        try:
+            self.process.wait(timeout=JANITOR_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _package_root() -> str:
+    """The folder that holds the ``pneumo_yolo`` package, so the janitor imports this very code."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def janitor_main(outputs: Sequence[str]) -> None:
+    """The janitor process: wait for the run's end; if it was killed, clean up after it."""
+    told = sys.stdin.buffer.read()
+    if told == _DONE:
+        return
+    time.sleep(JANITOR_DELAY_S)
+    remove_stale_shared_memory()
+    for output in outputs:
+        remove_stale_parts(Path(output))

@@ -1,0 +1,85 @@
+"""The memory one batch of a prediction run needs, checked against the machine's before the work starts.
+
+A typo such as ``--imgsz 100000`` once grew a decoding process to 23 GB until the kernel killed it,
+after 105 s. The sizes now have upper bounds (``--imgsz`` at most 4096), and within them
+:func:`check_predict_memory` refuses a ``--batch`` whose images cannot fit, naming one that can.
+
+The estimate is a lower bound, from measurements of yolo11n on the CPU (docs/predict.md): about
+80 bytes of activations per pixel of each image of a batch (19 MB per image at 512 px, 75 MB at
+1024, 387 MB at 2048), plus 85 MB per decoding process and the shared-memory buffers that hand
+decoded images over, ``2W + 1`` of them for W decoding processes, each ``batch × side²`` bytes. Larger models need more, so a run
+this check lets through may still not fit; one it refuses cannot.
+"""
+
+from __future__ import annotations
+
+from .devices import CPU_NAMES
+
+BYTES_PER_PIXEL = 80
+"""Activations per input pixel of one image while the model runs (yolo11n, float32; measured on the CPU)."""
+HOST_BYTES_PER_PIXEL_ON_GPU = 6
+"""What the host holds per input pixel of a batch bound for a GPU: the 3-channel uint8 copy and its letterboxed twin."""
+BYTES_PER_WORKER = 85_000_000
+"""One decoding process (Python, NumPy, OpenCV, pydicom: 85 MB measured, docs/predict.md)."""
+GB = 1e9
+
+
+class ResourceError(ValueError):
+    """A run that would need more memory than the machine has (a usage error: the message says what to lower)."""
+
+
+def decoding_bytes(batch: int, workers: int, side: int) -> int:
+    """The decoding processes and their shared-memory buffers: ``2W + 1`` batches of ``side²`` bytes per image (nothing without workers).
+
+    >>> decoding_bytes(4, 1, 1024) // 2**20
+    93
+    """
+    return (2 * workers + 1) * batch * side * side + workers * BYTES_PER_WORKER if workers > 0 else 0
+
+
+def predict_memory(batch: int, workers: int, side: int, device: str) -> tuple[int, int]:
+    """``(host, accelerator)`` bytes one batch needs at ``side`` px on ``device`` (a resolved name: ``"cpu"``, ``"0"``); the accelerator's is 0 on the CPU.
+
+    >>> [round(n / 1e9, 2) for n in predict_memory(4, 1, 4096, "cpu")]
+    [5.66, 0.0]
+    """
+    pixels = batch * side * side
+    if device in CPU_NAMES:
+        return decoding_bytes(batch, workers, side) + pixels * BYTES_PER_PIXEL, 0
+    return decoding_bytes(batch, workers, side) + pixels * HOST_BYTES_PER_PIXEL_ON_GPU, pixels * BYTES_PER_PIXEL
+
+
+def check_predict_memory(batch: int, workers: int, side: int, device: str) -> None:
+    """Raise :class:`ResourceError` when ``batch`` images at ``side`` px cannot fit in the memory ``device`` has free now."""
+    frees = (_host_free(), _accelerator_free(device))
+    for index, (free, where) in enumerate(frees):
+        needed = predict_memory(batch, workers, side, device)[index]
+        if free is None or needed <= free:
+            continue
+        fixed = predict_memory(0, workers, side, device)[index]
+        per_image = predict_memory(1, workers, side, device)[index] - fixed
+        fit = int((free - fixed) // per_image)
+        advice = f"use --batch {fit}" if fit >= 1 else ("use fewer --workers" if fixed > free else "use a smaller --imgsz")
+        raise ResourceError(
+            f"--batch {batch} at --imgsz {side} needs at least {needed / GB:.1f} GB of {where} memory "
+            f"({workers} decoding process(es) included), more than the {free / GB:.1f} GB free: {advice}"
+        )
+
+
+def _host_free() -> tuple[int | None, str]:
+    import psutil
+
+    return psutil.virtual_memory().available, "host"
+
+
+def _accelerator_free(device: str) -> tuple[int | None, str]:
+    """Free memory of GPU ``device`` (``None`` on the CPU, or where torch cannot tell)."""
+    if device in CPU_NAMES:
+        return None, "GPU"
+    import torch
+
+    try:
+        free, _ = torch.cuda.mem_get_info(int(device))
+    except (RuntimeError, ValueError):
+        return None, "GPU"
+    return free, f"GPU {device}"
