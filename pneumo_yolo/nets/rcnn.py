@@ -71,6 +71,8 @@ POSITIVE_FRACTION = 0.5
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 MASK_SHAPE = "ellipse"
 """The mask Mask R-CNN trains on, derived from each box."""
+COMPACT_MASK_LAYERS = 4
+"""Convolutions of the compact backbones' mask head (torchvision's: 4)."""
 BASE_ANCHORS = (32, 64, 128, 256, 512)
 """torchvision's anchor sizes for its 800 px images, one per FPN level."""
 TRAIN_REGIONS = 32
@@ -140,7 +142,7 @@ def compact_rcnn(arch: str, imgsz: int, backbone: str, options: dict[str, Any]) 
     )  # fmt: skip
     options = {**options, "num_classes": None}
     if arch == "mask-rcnn":
-        mask_head = MaskRCNNHeads(COMPACT_CHANNELS, (COMPACT_CHANNELS,) * 4, 1)
+        mask_head = MaskRCNNHeads(COMPACT_CHANNELS, (COMPACT_CHANNELS,) * COMPACT_MASK_LAYERS, 1)
         mask_predictor = MaskRCNNPredictor(COMPACT_CHANNELS, COMPACT_CHANNELS, NUM_CLASSES)
         return detection.MaskRCNN(compact_backbone(backbone), mask_head=mask_head, mask_predictor=mask_predictor, **parts, **options)
     return detection.FasterRCNN(compact_backbone(backbone), **parts, **options)

@@ -21,78 +21,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from .compare_report import Row, curve_text, write_outputs
+from .compare_settings import MODELS, ROWS, CompareSettings, check_rows, parse_models
 
-ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
-"""The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
-MODELS = {"yolo11": "yolo11n.yaml", "yolov3": "yolov3-tiny.yaml", "faster-rcnn": "resnet18", "mask-rcnn": "resnet18", "unet": "resnet34"}
-"""Each row's ``train --model``: the size of each arch that learned best within the CPU budget (docs/compare.md)."""
-YOLO_OVERRIDES = {"val": False, "plots": False}
-"""Ultralytics' per-epoch validation and plots are off: like the other archs, each YOLO keeps its last epoch's model."""
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """Sizes of the comparison (the defaults: docs/compare.md says what they took on 2 CPU cores).
-
-    ``budget_min`` is each row's training budget: CPU minutes (all cores together) on the CPU,
-    wall minutes on a GPU. The batch is 16 for every arch.
-    """
-
-    n_train: int = 400
-    n_test: int = 300
-    dicom_size: int = 256
-    imgsz: int = 128
-    val_fraction: float = 0.25
-    budget_min: float = 6.0
-    curve_points: int = 6
-    batch: int = 16
-    models: Mapping[str, str] = field(default_factory=lambda: dict(MODELS))
-    rows: tuple[str, ...] = ROWS
-    preset: str = "hard"
-    seed: int = 0
-    device: str | None = None
-
-    def plan(self, row: str) -> tuple[str, str]:
-        """``(arch, --model)`` of one row.
-
-        >>> CompareSettings().plan("yolov3"), CompareSettings().plan("mask-rcnn")
-        (('yolo', 'yolov3-tiny.yaml'), ('mask-rcnn', 'resnet18'))
-        """
-        if row not in ROWS:
-            raise ValueError(f"unknown row {row!r}: choose from {', '.join(ROWS)}")
-        return ("yolo" if row.startswith("yolo") else row), self.models.get(row, MODELS[row])
-
-
-def check_rows(rows: Sequence[str]) -> tuple[str, ...]:
-    """The rows asked for, checked and in the table's order.
-
-    >>> check_rows(["unet", "yolo11"])
-    ('yolo11', 'unet')
-    """
-    unknown = [row for row in rows if row not in ROWS]
-    if unknown or not rows:
-        raise ValueError(f"--archs {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
-    return tuple(row for row in ROWS if row in rows)
-
-
-def parse_models(items: Sequence[str]) -> dict[str, str]:
-    """``ROW=MODEL`` options as ``{row: model}`` over the defaults (:data:`MODELS`).
-
-    >>> parse_models(["faster-rcnn=resnet50", "yolov3=yolov3.yaml"])["faster-rcnn"]
-    'resnet50'
-    """
-    models = dict(MODELS)
-    for item in items:
-        row, sep, model = (part.strip() for part in item.partition("="))
-        if not sep or not model or row not in ROWS:
-            raise ValueError(f"--model {item!r}: expected ROW=MODEL with ROW one of {', '.join(ROWS)}, e.g. faster-rcnn=resnet34")
-        models[row] = model
-    return models
+__all__ = ["MODELS", "ROWS", "CompareSettings", "check_rows", "parse_models", "run_compare"]
 
 
 def model_label(arch: str, model: str) -> str:
@@ -158,9 +93,9 @@ def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: P
     from ..train.run import train
 
     arch, model = settings.plan(row)
-    label = model_label(arch, model)
+    label = model_label(arch, model) + "".join(f", {key}={value}" for key, value in settings.options.get(row, {}).items())
     log(f"      {row}: training {label} for {settings.budget_min:g} min")
-    overrides = {"exist_ok": True, "seed": settings.seed, **(YOLO_OVERRIDES if arch == "yolo" else {})}
+    overrides = settings.overrides(row)
     trained = train(
         dataset, model, arch=arch, imgsz=settings.imgsz, batch=settings.batch, device=settings.device, name=row, project=out / "runs",
         overrides=overrides, budget_min=settings.budget_min, curve_points=settings.curve_points,

@@ -31,7 +31,7 @@ from ..files import atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .compare import CompareSettings
+    from .compare_settings import CompareSettings
 
 NOTE = (
     "Every row trained for the same budget from scratch on small synthetic images; the learning curves show which were "
@@ -87,7 +87,7 @@ def summary(rows: Sequence[Row], settings: CompareSettings, val_images: int, wal
         "test_images": settings.n_test,
         "val_images": val_images,
         "wall_min": None if wall_min is None else round(wall_min, 1),
-        "settings": {**asdict(settings), "models": dict(settings.models)},
+        "settings": {**asdict(settings), "models": dict(settings.models), "options": {row: dict(options) for row, options in settings.options.items()}},
         "note": NOTE,
         "rows": [
             {"arch": r.arch, "model": r.model, "score": _rounded(r.test.estimate), "interval": [_rounded(r.test.low), _rounded(r.test.high)],
