@@ -8,9 +8,9 @@ from typing import Any
 
 ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
 """The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
-MODELS = {"yolo11": "yolo11n.yaml", "yolov3": "yolov3-tiny.yaml", "faster-rcnn": "resnet18", "mask-rcnn": "resnet18", "unet": "resnet34"}
+MODELS = {"yolo11": "yolo11n.yaml", "yolov3": "yolov3-tiny.yaml", "faster-rcnn": "resnet18", "mask-rcnn": "resnet18", "unet": "resnet18"}
 """Each row's ``train --model``: the size of each arch that learned best within the CPU budget (docs/compare.md)."""
-ROW_OPTIONS: dict[str, dict[str, Any]] = {"mask-rcnn": {"lr0": 2e-3}}
+ROW_OPTIONS: dict[str, dict[str, Any]] = {"yolov3": {"optimizer": "AdamW", "lr0": 0.004}, "mask-rcnn": {"lr0": 0.002}}
 """Each row's ``train --set`` options beyond the arch's defaults, chosen like :data:`MODELS` (docs/compare.md#sizes)."""
 YOLO_OVERRIDES = {"val": False, "plots": False}
 """Ultralytics' per-epoch validation and plots are off: like the other archs, each YOLO keeps its last epoch's model."""
