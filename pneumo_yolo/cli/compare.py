@@ -43,8 +43,8 @@ def compare(
     Each arch's learning curve is scored on the validation split along the way (outside the
     budget), and its post-processing is tuned there, never on the test images. Writes
     OUT/compare.json, OUT/compare.md (the table, each score with its 95 % bootstrap interval)
-    and OUT/compare.png (the scores and the learning curves). At the defaults, about 25 minutes
-    on 2 CPU cores (docs/compare.md).
+    and OUT/compare.png (the scores and the learning curves). At the defaults, 33 CPU-minutes
+    (45 minutes of wall time measured on 2 CPU cores shared with another job: docs/compare.md).
     """
     from ..pipelines.compare import check_rows, parse_models, run_compare
 
