@@ -25,7 +25,7 @@ demo: $(INSTALLED)
 ablation: $(INSTALLED)
 	$(BIN)/pneumo-yolo ablation --out ablation
 
-# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net on one split, scored on held-out synthetic images (about 25 min on 2 cores).
+# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, scored on held-out synthetic images (33 CPU-min; 45 min wall measured on 2 cores shared with another job).
 compare: $(INSTALLED)
 	$(BIN)/pneumo-yolo compare --out compare
 

@@ -36,17 +36,22 @@ def train_command(
             help="YOLO: checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
             "or model config (.yaml, e.g. yolo11s.yaml or yolov3.yaml: trained from scratch). A classification model "
             "(yolo11n-cls.yaml, a -cls checkpoint) trains the image-level opacity classifier. Not needed with --resume. "
-            "Other archs: optional weights file to start from (a torchvision .pth state dict or a best.pt of the same arch); "
-            "without it they train from scratch."
+            "Other archs: a backbone, or a weights file to start from. Backbones of faster-rcnn and mask-rcnn: resnet18, resnet34 "
+            "(compact pyramids for CPU budgets) or resnet50 (the default: torchvision's ResNet-50-FPN v2); of unet: any "
+            "segmentation-models-pytorch encoder, e.g. resnet18 (the default), resnet34, efficientnet-b0, mobilenet_v2, or tu-NAME for a timm model NAME. "
+            "A weights file is a path (write ./resnet18 for a file named like a backbone): a best.pt of the same arch, whose "
+            "backbone it keeps, or a torchvision .pth state dict for the default backbone. Without --model: the default "
+            "backbone from scratch."
         ),
     ] = None,
     arch: Annotated[
         str,
         typer.Option(
             callback=_arch,
-            help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision ResNet50-FPN v2), unet "
-            "(segmentation U-Net whose map is read as boxes). The last three train with PyTorch Lightning and "
-            "save weights/best.pt as plain tensors, which predict loads without running pickled code.",
+            help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision, on a ResNet-FPN that --model "
+            "chooses), unet (segmentation U-Net whose map is read as boxes; --model chooses its encoder). The last three "
+            "train with PyTorch Lightning and save weights/best.pt as plain tensors, with their backbone, which predict "
+            "loads without running pickled code.",
         ),
     ] = "yolo",
     imgsz: Annotated[
