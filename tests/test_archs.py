@@ -101,8 +101,8 @@ def test_models_of_different_archs_ensemble(trained: Path) -> None:
     weights = [arg for name in RUNS for arg in ("--weights", f"runs/{name}/weights/best.pt")]
     cli(trained, "predict", *weights, "--source", "dataset/images/val", "--manifest", "dataset/manifest.csv", "--out", "mixed.csv", "--save-raw", "mixed.parquet", "--device", "cpu", "--tta")
     raw = read_raw(trained / "mixed.parquet")
-    assert set(raw.members) == {2 * len(RUNS)}  # each arch's plain and flipped pass
-    assert set(np.unique(raw.member)) <= set(range(2 * len(RUNS)))
+    assert set(raw.models) == {len(RUNS)} and set(raw.passes) == {2}  # each arch's plain and flipped pass
+    assert set(np.unique(raw.model)) <= set(range(len(RUNS))) and set(np.unique(raw.pass_index)) <= {0, 1}
 
 
 class TestData:
@@ -162,8 +162,8 @@ class TestWeights:
         torch.load(best, weights_only=True)  # no pickled code
         detector = load_detector(best, device="cpu", tta=True, conf=0.0)
         assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.passes == 2
-        [(boxes, scores, member)] = detector.detect([np.full((90, 120), 128, np.uint8)])
-        assert boxes.shape == (len(scores), 4) and set(member) <= {0, 1}
+        [(boxes, scores, pass_index)] = detector.detect([np.full((90, 120), 128, np.uint8)])
+        assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0, 1}
         assert (boxes[:, [0, 2]] <= 120 + 1e-6).all() and (boxes[:, [1, 3]] <= 90 + 1e-6).all()
 
     def test_boxes_come_back_in_the_image_pixels_with_and_without_flip(self, tmp_path: Path) -> None:
@@ -173,8 +173,8 @@ class TestWeights:
         detector.model = lambda batch: (batch - 0.5) * 100
         image = np.zeros((90, 120), np.uint8)
         image[30:60, 12:42] = 255
-        [(boxes, scores, member)] = detector.detect([image])
-        assert sorted(member.tolist()) == [0, 1] and np.allclose(scores, 1.0)
+        [(boxes, scores, pass_index)] = detector.detect([image])
+        assert sorted(pass_index.tolist()) == [0, 1] and np.allclose(scores, 1.0)
         assert np.allclose(boxes, [[12, 30, 42, 60]] * 2, atol=2.5)
 
     def test_other_files_are_not_read_as_checkpoints(self, tmp_path: Path) -> None:

@@ -185,10 +185,18 @@ class TestPredictionString:
 
 class TestConfig:
     def test_yaml_round_trip(self, tmp_path: Path) -> None:
-        config = PostprocessConfig(conf=0.45, merge="nms", merge_iou=0.3, max_boxes=None, min_relative_score=0.2, shrink=0.83)
+        config = PostprocessConfig(
+            conf=0.45, merge="nms", merge_iou=0.3, max_boxes=None, min_relative_score=0.2, shrink=0.83, model_fusion="vote", model_votes=2
+        )
         config.to_yaml(tmp_path / "pp.yaml", comment="tuned")
         assert (tmp_path / "pp.yaml").read_text().startswith("# tuned\n")
         assert PostprocessConfig.from_yaml(tmp_path / "pp.yaml") == config
+
+    def test_the_vote_reads_majority_or_a_number(self, tmp_path: Path) -> None:
+        (tmp_path / "pp.yaml").write_text("model_fusion: vote\nmodel_votes: majority\n")
+        assert PostprocessConfig.from_yaml(tmp_path / "pp.yaml").model_votes == "majority"
+        (tmp_path / "pp.yaml").write_text("model_fusion: vote\nmodel_votes: 2\n")
+        assert PostprocessConfig.from_yaml(tmp_path / "pp.yaml").model_votes == 2
 
     def test_missing_keys_take_the_defaults(self, tmp_path: Path) -> None:
         (tmp_path / "pp.yaml").write_text("conf: 0.6\n")
@@ -210,6 +218,11 @@ class TestConfig:
             ({"shrink": 0}, "shrink: 0 is invalid"),
             ({"shrink": 1.5}, "shrink: 1.5 is invalid"),
             ({"conf": "high"}, "conf: 'high' is invalid"),
+            ({"model_fusion": "wbf"}, "model_fusion: 'wbf' is invalid; use one of passes, vote"),
+            ({"model_votes": 0}, "model_votes: 0 is invalid; use majority"),
+            ({"model_votes": 1.5}, "model_votes: 1.5 is invalid"),
+            ({"model_votes": "most"}, "model_votes: 'most' is invalid"),
+            ({"model_iou": 0}, "model_iou: 0 is invalid"),
         ],
     )
     def test_bad_values_are_named(self, values: dict, message: str) -> None:

@@ -108,8 +108,8 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
         height, width = image.pixels.shape
         sizes = {"original_size": (image.width, image.height), "input_size": (width, height)}
         unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
-        member = np.r_[np.zeros(len(scores)), np.ones(len(flip_scores))]
-        both = postprocess(np.r_[boxes, unflipped], np.r_[scores, flip_scores], config, **sizes, member=member, members=2)
+        pass_index = np.r_[np.zeros(len(scores)), np.ones(len(flip_scores))]
+        both = postprocess(np.r_[boxes, unflipped], np.r_[scores, flip_scores], config, **sizes, pass_index=pass_index, passes=2)
         expected[image.patient_id] = prediction_string(*both)
         plain_only[image.patient_id] = prediction_string(*postprocess(boxes, scores, config, **sizes))
     submission = pd.read_csv(out, keep_default_na=False)
@@ -173,8 +173,8 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     sys.argv[:] = ["/venv/bin/pneumo-yolo", "predict", "mode=predict"]  # Ultralytics' ARGV may be this very list
     detector = YoloDetector(best, device="cpu")
     image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
-    [(boxes, scores, member)] = detector.detect([image])
-    assert boxes.shape == (len(scores), 4) and set(member) <= {0}
+    [(boxes, scores, pass_index)] = detector.detect([image])
+    assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0}
     argvs = {name: module.ARGV for name, module in sys.modules.items() if name.startswith("ultralytics") and hasattr(module, "ARGV")}
     assert "ultralytics.engine.model" in argvs
     assert all(argv == list(LIBRARY_ARGV) for argv in argvs.values())

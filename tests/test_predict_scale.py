@@ -160,7 +160,7 @@ def test_joined_predictions_keep_shard_order_and_wait_for_the_slowest_device() -
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: Path, suffix: str) -> None:
     images = [
-        RawImage(f"p{i}", np.array([[1.0, 2.0, 30.0, 40.0 + i]] * (i % 3)), np.linspace(0.9, 0.5, i % 3), 100.0, 80.0, np.zeros(i % 3, np.int64), 1)
+        RawImage(f"p{i}", np.array([[1.0, 2.0, 30.0, 40.0 + i]] * (i % 3)), np.linspace(0.9, 0.5, i % 3), 100.0, 80.0, np.zeros(i % 3, np.int64))
         for i in range(7)
     ]
     write_raw(tmp_path / f"whole{suffix}", images)
@@ -170,7 +170,7 @@ def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: P
     concatenate_raw(parts, tmp_path / f"joined{suffix}")
     whole, joined = read_raw(tmp_path / f"whole{suffix}"), read_raw(tmp_path / f"joined{suffix}")
     assert joined.patient_ids == whole.patient_ids
-    for name in ("sizes", "image", "scores", "boxes", "member", "members"):
+    for name in ("sizes", "image", "scores", "boxes", "model", "pass_index", "models", "passes"):
         np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
     if suffix == ".csv":
         assert (tmp_path / "joined.csv").read_text() == (tmp_path / "whole.csv").read_text()

@@ -64,6 +64,26 @@ def assign_split(strata: Mapping[str, str], val_fraction: float = 0.1, seed: int
     return split
 
 
+def pick_stratified(strata: Mapping[str, str], count: int, seed: int = 0) -> set[str]:
+    """Exactly ``count`` patients, stratified by ``strata``: each stratum gives its share, rounded by largest remainder.
+
+    Within a stratum the patients come in the seeded hash order of :func:`assign_split`.
+
+    >>> picked = pick_stratified({"a": "x", "b": "x", "c": "x", "d": "y"}, count=2)
+    >>> len(picked), sum(p in picked for p in "abc")
+    (2, 2)
+    """
+    if not 0 <= count <= len(strata):
+        raise ValueError(f"count must be in [0, {len(strata)}], got {count}")
+    groups = _by_stratum(strata, seed)
+    exact = [len(group) * count / max(len(strata), 1) for group in groups]
+    shares = [int(share) for share in exact]
+    by_remainder = sorted(range(len(groups)), key=lambda i: shares[i] - exact[i])
+    for i in by_remainder[: count - sum(shares)]:
+        shares[i] += 1
+    return {patient_id for group, share in zip(groups, shares) for patient_id in group[:share]}
+
+
 def smallest_stratum(strata: Mapping[str, str]) -> tuple[str, int]:
     """The stratum with the fewest patients, and how many (ties: the first in sorted order); k folds need k at most that.
 

@@ -8,6 +8,10 @@ results on the same images is resampled *paired*: both are scored on the same dr
 so what the images share (how hard they are) cancels out, and a small change that every image
 agrees on is told apart from noise.
 
+Several runs on the same test images (the ablation's seeds) are given as rows of a ``(runs,
+images)`` array: the estimate is the mean of the runs' scores, and a resample draws the same
+images for every run, so the interval says how sure the mean over the runs is, given the test images.
+
 >>> before = np.array([0.0, 0.5, np.nan, 1.0, 0.25, 0.0, 0.75, 0.5])
 >>> after = before + np.array([0.1, 0.1, np.nan, 0.0, 0.1, 0.1, 0.1, 0.1])
 >>> alone = score_interval(before)
@@ -16,6 +20,9 @@ agrees on is told apart from noise.
 >>> change = change_interval(before, after)
 >>> round(change.estimate, 4), 0 < change.low <= change.high
 (0.0857, True)
+>>> runs = np.vstack([before, after])
+>>> round(score_interval(runs).estimate, 4)
+0.4714
 """
 
 from __future__ import annotations
@@ -59,20 +66,41 @@ def _interval(data: tuple[np.ndarray, ...], statistic, *, paired: bool, level: f
     return Interval(estimate, float(found.confidence_interval.low), float(found.confidence_interval.high))
 
 
+def _rows(image_scores: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(images,)`` or ``(runs, images)`` scores as a tuple of runs."""
+    scores = np.asarray(image_scores, np.float64)
+    if scores.ndim not in (1, 2):
+        raise ValueError(f"image scores must be one run (images,) or several (runs, images), not shape {scores.shape}")
+    return (scores,) if scores.ndim == 1 else tuple(scores)
+
+
+def _mean_score(*runs: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The mean over runs of each run's RSNA score."""
+    return np.mean([_score(run, axis) for run in runs], axis=0)
+
+
 def score_interval(image_scores: np.ndarray, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> Interval:
-    """The RSNA score of ``image_scores`` (one per test image, ``nan``: left out) and its ``level`` bootstrap interval."""
-    return _interval((np.asarray(image_scores, np.float64),), _score, paired=False, level=level, resamples=resamples, seed=seed)
+    """The RSNA score of ``image_scores`` (one per test image, ``nan``: left out) and its ``level`` bootstrap interval.
+
+    With ``(runs, images)`` scores of several runs on the same images: the mean of their scores.
+    """
+    runs = _rows(image_scores)
+    return _interval(runs, _mean_score, paired=len(runs) > 1, level=level, resamples=resamples, seed=seed)
 
 
 def change_interval(
     before: np.ndarray, after: np.ndarray, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
 ) -> Interval:
-    """``score(after) − score(before)`` on the same images (in the same order) and its paired bootstrap interval."""
+    """``score(after) − score(before)`` on the same images (in the same order) and its paired bootstrap interval.
+
+    With ``(runs, images)`` scores: the mean over the runs of each run's change.
+    """
     before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
     if before.shape != after.shape:
         raise ValueError(f"paired scores need the same images: {before.shape} and {after.shape}")
+    firsts, seconds = _rows(before), _rows(after)
 
-    def change(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _score(second, axis) - _score(first, axis)
+    def change(*runs: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _mean_score(*runs[len(firsts) :], axis=axis) - _mean_score(*runs[: len(firsts)], axis=axis)
 
-    return _interval((before, after), change, paired=True, level=level, resamples=resamples, seed=seed)
+    return _interval((*firsts, *seconds), change, paired=True, level=level, resamples=resamples, seed=seed)

@@ -2,22 +2,24 @@
 
 ``predict --save-raw`` writes it and ``tune`` reads it. One row per detection::
 
-    patientId,conf,x1,y1,x2,y2,width,height,member,members,p_opacity
-    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.8123,264.0,152.0,477.5,531.0,1024,1024,0,2,0.91
-    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.7710,270.5,149.0,480.0,529.0,1024,1024,1,2,0.91
-    00313ee0-9eaa-42f4-b0ab-c148ed3241cd,,,,,,1024,1024,,2,0.08
+    patientId,conf,x1,y1,x2,y2,width,height,model,pass,models,passes,p_opacity
+    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.8123,264.0,152.0,477.5,531.0,1024,1024,0,0,3,2,0.91
+    0004cfab-14fd-4e49-80ba-63a80b6bddd6,0.7710,270.5,149.0,480.0,529.0,1024,1024,0,1,3,2,0.91
+    00313ee0-9eaa-42f4-b0ab-c148ed3241cd,,,,,,1024,1024,,,3,2,0.08
 
 - ``x1 y1 x2 y2``: box corners in pixels of the original image;
 - ``width``, ``height``: the original image size, the same on every row of a patient;
-- ``member``: which of the image's ``members`` passes found the box (each model of an
-  ensemble, and its flipped pass with ``--tta``): they are fused only in post-processing, so
-  that ``tune`` can search the fusion;
+- ``model``: which of the image's ``models`` detectors (an ensemble's) found the box;
+- ``pass``: which of that model's ``passes`` found it: 0 the plain image, 1 the flipped one
+  with ``--tta``. Models and passes are fused only in post-processing, so that ``tune`` can
+  search the fusion;
 - ``p_opacity``: the image-level classifier's probability of opacity (empty without one);
-- a patient with no detection has one row with empty ``conf``, box and ``member`` fields, so
-  the set of predicted patients is known.
+- a patient with no detection has one row with empty ``conf``, box, ``model`` and ``pass``
+  fields, so the set of predicted patients is known.
 
-Tables of the first format (without the last three columns) are read as one member and no
-classifier.
+Tables of the earlier formats are read as one model: the first format (without the last five
+columns) with one pass and no classifier, the second (``member``, ``members``, ``p_opacity``)
+with its ``members`` as that model's passes, which post-processing fuses as it did then.
 
 The format follows the file suffix: ``.csv`` or ``.parquet``. :class:`RawWriter` appends
 image by image; :func:`read_raw` checks the table and returns :class:`RawDetections`.
@@ -38,26 +40,22 @@ import numpy as np
 import pandas as pd
 
 from ..boxes import as_boxes
-from ..files import UnsafeIdError, check_patient_id, temporary_sibling
+from ..files import check_patient_id, temporary_sibling
+from .raw_format import RAW_COLUMNS, VALUE_COLUMNS, RawFileError, parse_frame
 
-RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height", "member", "members", "p_opacity")
-_VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
-_LEGACY_DEFAULTS = {"member": 0.0, "members": 1.0, "p_opacity": np.nan}
-"""The columns a first-format table lacks, with the values that read it as before."""
+__all__ = ["RAW_COLUMNS", "RawDetections", "RawFileError", "RawImage", "RawWriter", "concatenate_raw", "read_raw", "write_raw"]
+
 _FORMATS = (".csv", ".parquet")
 _ROWS_PER_FLUSH = 8_192
 """Rows buffered as Python lists before they are written: a few MB, whatever the number of images."""
 
 
-class RawFileError(ValueError):
-    """A raw detections table that cannot be used; the message names the file and the problem."""
-
-
 class RawImage(NamedTuple):
     """Detections of one image: ``(N, 4)`` ``xyxy`` original pixels, ``(N,)`` scores, original size.
 
-    ``member`` (``(N,)`` ints, ``None``: all 0) says which of the ``members`` passes found each
-    box; ``p_opacity`` is the image classifier's probability (NaN: no classifier).
+    ``model`` and ``pass_index`` (``(N,)`` ints, ``None``: all 0) say which of the ``models``
+    detectors, and which of its ``passes`` (0 plain, 1 flipped), found each box; ``p_opacity``
+    is the image classifier's probability (NaN: no classifier).
     """
 
     patient_id: str
@@ -65,9 +63,21 @@ class RawImage(NamedTuple):
     scores: np.ndarray
     width: float
     height: float
-    member: np.ndarray | None = None
-    members: int = 1
+    model: np.ndarray | None = None
+    pass_index: np.ndarray | None = None
+    models: int = 1
+    passes: int = 1
     p_opacity: float = math.nan
+
+    @property
+    def flat_pass(self) -> np.ndarray:
+        """Each box's pass counted across models (``model × passes + pass``): what flat fusion fuses."""
+        return _ids(self.model, len(self.scores)) * self.passes + _ids(self.pass_index, len(self.scores))
+
+
+def _ids(values: np.ndarray | None, n: int) -> np.ndarray:
+    """``(n,)`` whole numbers; ``None`` reads as all 0."""
+    return np.zeros(n, np.int64) if values is None else np.asarray(values).reshape(-1).astype(np.int64)
 
 
 def raw_format(path: Path) -> str:
@@ -87,17 +97,22 @@ def _image_columns(image: RawImage) -> dict[str, list]:
         raise ValueError(f"patient {image.patient_id}: {len(boxes)} boxes but {len(scores)} scores")
     if not (math.isfinite(image.width) and math.isfinite(image.height) and image.width > 0 and image.height > 0):
         raise ValueError(f"patient {image.patient_id}: image size {image.width}×{image.height} is not positive")
-    member = np.zeros(len(scores)) if image.member is None else np.asarray(image.member, dtype=np.float64).reshape(-1)
-    if len(member) != len(scores):
-        raise ValueError(f"patient {image.patient_id}: {len(scores)} scores but {len(member)} member ids")
-    values = np.c_[scores, boxes, member] if len(scores) else np.full((1, 6), np.nan)
+    ids = []
+    for name, given in (("model", image.model), ("pass", image.pass_index)):
+        values = np.zeros(len(scores)) if given is None else np.asarray(given, dtype=np.float64).reshape(-1)
+        if len(values) != len(scores):
+            raise ValueError(f"patient {image.patient_id}: {len(scores)} scores but {len(values)} {name} ids")
+        ids.append(values)
+    values = np.c_[scores, boxes, ids[0], ids[1]] if len(scores) else np.full((1, 7), np.nan)
     n = len(values)
     columns: dict[str, list] = {"patientId": [image.patient_id] * n}
-    columns.update({name: values[:, i].tolist() for i, name in enumerate(_VALUE_COLUMNS)})
+    columns.update({name: values[:, i].tolist() for i, name in enumerate(VALUE_COLUMNS)})
     columns["width"] = [float(image.width)] * n
     columns["height"] = [float(image.height)] * n
-    columns["member"] = values[:, 5].tolist()
-    columns["members"] = [float(image.members)] * n
+    columns["model"] = values[:, 5].tolist()
+    columns["pass"] = values[:, 6].tolist()
+    columns["models"] = [float(image.models)] * n
+    columns["passes"] = [float(image.passes)] * n
     columns["p_opacity"] = [float(image.p_opacity)] * n
     return columns
 
@@ -235,9 +250,10 @@ def concatenate_raw(parts: Sequence[Path], path: Path) -> None:
 class RawDetections:
     """A checked raw table as flat arrays.
 
-    ``patient_ids``, ``sizes`` (``(n, 2)`` width, height), ``members`` and ``p_opacity`` are
-    per image, in first-seen order; ``image`` (index into ``patient_ids``), ``scores``,
-    ``boxes`` (``xyxy``) and ``member`` are per detection.
+    ``patient_ids``, ``sizes`` (``(n, 2)`` width, height), ``models``, ``passes`` (per model)
+    and ``p_opacity`` are per image, in first-seen order; ``image`` (index into
+    ``patient_ids``), ``scores``, ``boxes`` (``xyxy``), ``model`` and ``pass_index`` are per
+    detection.
     """
 
     patient_ids: tuple[str, ...]
@@ -245,65 +261,16 @@ class RawDetections:
     image: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
-    member: np.ndarray
-    members: np.ndarray
+    model: np.ndarray
+    pass_index: np.ndarray
+    models: np.ndarray
+    passes: np.ndarray
     p_opacity: np.ndarray
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, source: str) -> RawDetections:
-        """Check a table in this format (``source`` names it in errors) and convert it."""
-        frame = frame.assign(**{name: value for name, value in _LEGACY_DEFAULTS.items() if name not in frame.columns})
-        missing = [c for c in RAW_COLUMNS if c not in frame.columns]
-        if missing:
-            raise RawFileError(f"{source}: missing column(s) {', '.join(missing)}; expected {','.join(RAW_COLUMNS)}")
-        ids = frame["patientId"]
-        if ids.isna().any():
-            raise RawFileError(f"{source}: {_where(frame, ids.isna())}: patientId is empty")
-        ids = ids.astype(str)
-        for pid in ids.unique():
-            try:
-                check_patient_id(pid)
-            except UnsafeIdError as error:
-                raise RawFileError(f"{source}: {_where(frame, ids == pid)}: {error}") from None
-        try:
-            numbers = frame[list(RAW_COLUMNS[1:])].apply(pd.to_numeric, errors="raise").astype(np.float64)
-        except (ValueError, TypeError) as error:
-            raise RawFileError(f"{source}: a value column holds something that is not a number ({error})") from None
-        values = numbers[_VALUE_COLUMNS].to_numpy()
-        blank = np.isnan(values).all(axis=1)
-        sizes = numbers[["width", "height"]].to_numpy()
-        member, members, p_opacity = (numbers[name].to_numpy() for name in ("member", "members", "p_opacity"))
-        checks = [
-            (np.isnan(values).any(axis=1) & ~blank, "conf and box fields must all be given, or all be empty"),
-            (~blank & ~np.isfinite(values).all(axis=1), "conf or box value is infinite"),
-            (~blank & ((values[:, 0] < 0) | (values[:, 0] > 1)), "conf outside [0, 1]"),
-            (~blank & ((values[:, 3] < values[:, 1]) | (values[:, 4] < values[:, 2])), "x2 < x1 or y2 < y1"),
-            (~(np.isfinite(sizes).all(axis=1) & (sizes > 0).all(axis=1)), "width and height must be positive numbers"),
-            (~(np.isfinite(members) & (members >= 1) & (members == np.round(members))), "members must be a whole number ≥ 1"),
-            (~blank & ~((member >= 0) & (member < members) & (member == np.round(member))), "member must be a whole number in [0, members)"),
-            (~np.isnan(p_opacity) & ~((p_opacity >= 0) & (p_opacity <= 1)), "p_opacity outside [0, 1]"),
-        ]
-        for bad, problem in checks:
-            if bad.any():
-                raise RawFileError(f"{source}: {_where(frame, bad)}: {problem}")
-        codes, uniques = pd.factorize(ids, sort=False)
-        first = np.unique(codes, return_index=True)[1]
-        per_image = np.c_[sizes, members, p_opacity]
-        first_rows = per_image[first]
-        inconsistent = ~((per_image == first_rows[codes]) | (np.isnan(per_image) & np.isnan(first_rows[codes]))).all(axis=1)
-        if inconsistent.any():
-            raise RawFileError(f"{source}: {_where(frame, inconsistent)}: width, height, members or p_opacity differ between rows of one patient")
-        detection = ~blank
-        return cls(
-            patient_ids=tuple(uniques),
-            sizes=first_rows[:, :2],
-            image=codes[detection].astype(np.int64),
-            scores=values[detection, 0],
-            boxes=values[detection, 1:],
-            member=member[detection].astype(np.int64),
-            members=first_rows[:, 2].astype(np.int64),
-            p_opacity=first_rows[:, 3],
-        )
+        """Check a table in this format or an earlier one (``source`` names it in errors) and convert it."""
+        return cls(**parse_frame(frame, source))
 
     @classmethod
     def from_images(cls, images: Iterable[RawImage]) -> RawDetections:
@@ -326,33 +293,36 @@ class RawDetections:
         keep = np.asarray(keep, dtype=bool)
         new_index = np.cumsum(keep) - 1
         rows = keep[self.image]
-        return RawDetections(
+        return replace(
+            self._rows(rows),
             patient_ids=tuple(pid for pid, k in zip(self.patient_ids, keep) if k),
             sizes=self.sizes[keep],
             image=new_index[self.image[rows]],
-            scores=self.scores[rows],
-            boxes=self.boxes[rows],
-            member=self.member[rows],
-            members=self.members[keep],
+            models=self.models[keep],
+            passes=self.passes[keep],
             p_opacity=self.p_opacity[keep],
         )
 
-    def only_members(self, members: Sequence[int]) -> RawDetections:
-        """The detections of ``members`` alone, renumbered ``0..len(members)-1`` in that order.
+    def _rows(self, rows: np.ndarray) -> RawDetections:
+        """The same images with only the detections where ``rows`` is true."""
+        return replace(
+            self, image=self.image[rows], scores=self.scores[rows], boxes=self.boxes[rows], model=self.model[rows], pass_index=self.pass_index[rows]
+        )
+
+    def only_passes(self, passes: Sequence[int]) -> RawDetections:
+        """Every model's detections of ``passes`` alone, renumbered ``0..len(passes)-1`` in that order.
 
         For example ``[0]`` keeps the plain pass of a ``--tta`` table.
         """
-        order = {member: index for index, member in enumerate(members)}
-        rows = np.isin(self.member, list(order))
-        renumber = np.vectorize(order.__getitem__, otypes=[np.int64])
-        return replace(
-            self,
-            image=self.image[rows],
-            scores=self.scores[rows],
-            boxes=self.boxes[rows],
-            member=renumber(self.member[rows]) if rows.any() else np.zeros(0, np.int64),
-            members=np.full(len(self), len(members), dtype=np.int64),
-        )
+        renumber = np.full(int(self.passes.max(initial=1)), -1, np.int64)
+        renumber[[p for p in passes if p < len(renumber)]] = [i for i, p in enumerate(passes) if p < len(renumber)]
+        kept = self._rows(renumber[self.pass_index] >= 0)
+        return replace(kept, pass_index=renumber[kept.pass_index], passes=np.full(len(self), len(passes), dtype=np.int64))
+
+    def only_model(self, model: int) -> RawDetections:
+        """The detections of one model of the ensemble, as a table of one model."""
+        kept = self._rows(self.model == model)
+        return replace(kept, model=np.zeros(len(kept.scores), np.int64), models=np.ones(len(self), np.int64))
 
     def without_probability(self) -> RawDetections:
         """The same detections as if no image classifier had run."""
@@ -364,14 +334,10 @@ class RawDetections:
         bounds = np.searchsorted(self.image[order], np.arange(len(self) + 1))
         for i, pid in enumerate(self.patient_ids):
             rows = order[bounds[i] : bounds[i + 1]]
-            width, height = float(self.sizes[i, 0]), float(self.sizes[i, 1])
-            yield RawImage(pid, self.boxes[rows], self.scores[rows], width, height, self.member[rows], int(self.members[i]), float(self.p_opacity[i]))
-
-
-def _where(frame: pd.DataFrame, bad: np.ndarray | pd.Series) -> str:
-    """``row N (patient ID)`` of the first bad row; N counts data rows from 1."""
-    position = int(np.flatnonzero(np.asarray(bad))[0])
-    return f"row {position + 1} (patient {frame['patientId'].iloc[position]})"
+            yield RawImage(
+                pid, self.boxes[rows], self.scores[rows], float(self.sizes[i, 0]), float(self.sizes[i, 1]),
+                self.model[rows], self.pass_index[rows], int(self.models[i]), int(self.passes[i]), float(self.p_opacity[i]),
+            )  # fmt: skip
 
 
 def read_raw(path: Path) -> RawDetections:

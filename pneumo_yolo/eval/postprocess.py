@@ -2,8 +2,8 @@
 
 The steps, in order, each switched off by its neutral value in :class:`PostprocessConfig`:
 
-0. fuse the box lists of an image's ensemble members (models, flipped TTA passes) by weighted
-   boxes fusion at ``fusion_iou`` (:func:`fuse_members`), then gate the scores with the image
+0. fuse the box lists of an image's passes (a model's plain and flipped TTA passes) by weighted
+   boxes fusion at ``fusion_iou`` (:func:`fuse_passes`), then gate the scores with the image
    classifier's probability (``gate_alpha``, ``gate_threshold``: :mod:`pneumo_yolo.eval.gate`);
 1. map boxes from the model input grid back to the original image, then clip
    (:func:`to_original_grid`, :func:`clean`);
@@ -13,6 +13,12 @@ The steps, in order, each switched off by its neutral value in :class:`Postproce
 4. keep the ``max_boxes`` best boxes (``null``: all) and drop boxes below
    ``min_relative_score`` × the image's top score (0 keeps all);
 5. shrink each box about its centre by ``shrink`` (1 keeps the size).
+
+An ensemble of several models (:func:`postprocess_image`) is fused as ``model_fusion`` says:
+``passes`` runs the steps once on every pass of every model, so step 0 fuses them all at
+once; ``vote`` runs steps 0–4 on each model's passes alone, votes the models' boxes
+(:func:`pneumo_yolo.eval.vote.vote_models`: boxes that ``model_votes`` models found, matched
+at IoU ``model_iou``, each scoring the mean of their scores), then keeps ``max_boxes`` and shrinks.
 
 :func:`pneumo_yolo.eval.submission.prediction_string` then formats the result.
 
@@ -39,9 +45,12 @@ from ..boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
 from ..files import atomic_write_text
 from .detections import RawImage
 from .gate import apply_gate
+from .vote import MAJORITY, Votes, vote_models
 
 MergeMethod = Literal["none", "nms", "wbf"]
 MERGE_METHODS: tuple[str, ...] = ("none", "nms", "wbf")
+ModelFusion = Literal["passes", "vote"]
+MODEL_FUSIONS: tuple[str, ...] = ("passes", "vote")
 
 
 class ConfigError(ValueError):
@@ -70,6 +79,9 @@ class PostprocessConfig:
     fusion_iou: float = 0.4
     gate_alpha: float = 1.0
     gate_threshold: float = 0.0
+    model_fusion: ModelFusion = "passes"
+    model_iou: float = 0.4
+    model_votes: Votes = MAJORITY
 
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
@@ -93,7 +105,13 @@ class PostprocessConfig:
         check(number("fusion_iou") and 0 < self.fusion_iou <= 1, "fusion_iou", "use a number in (0, 1]")
         check(number("gate_alpha") and 0 <= self.gate_alpha <= 10, "gate_alpha", "use a number in [0, 10] (0: the probability does not scale the scores)")
         check(number("gate_threshold") and 0 <= self.gate_threshold <= 1, "gate_threshold", "use a number in [0, 1] (0: no image is gated out)")
-        for key in ("conf", "merge_iou", "min_relative_score", "shrink", "fusion_iou", "gate_alpha", "gate_threshold"):
+        check(self.model_fusion in MODEL_FUSIONS, "model_fusion", f"use one of {', '.join(MODEL_FUSIONS)}")
+        check(number("model_iou") and 0 < self.model_iou <= 1, "model_iou", "use a number in (0, 1]")
+        whole = isinstance(self.model_votes, numbers.Integral) and not isinstance(self.model_votes, bool) and self.model_votes >= 1
+        check(whole or self.model_votes == MAJORITY, "model_votes", "use majority (more than half of the models) or a whole number ≥ 1")
+        if whole:
+            object.__setattr__(self, "model_votes", int(self.model_votes))
+        for key in ("conf", "merge_iou", "min_relative_score", "shrink", "fusion_iou", "gate_alpha", "gate_threshold", "model_iou"):
             object.__setattr__(self, key, float(getattr(self, key)))
         if self.max_boxes is not None:
             object.__setattr__(self, "max_boxes", int(self.max_boxes))
@@ -126,9 +144,12 @@ class PostprocessConfig:
             max_boxes: 3
             min_relative_score: 0.0
             shrink: 0.875
-            fusion_iou: 0.4        # ensemble members and TTA passes
+            fusion_iou: 0.4        # a model's passes (plain and flipped with --tta)
             gate_alpha: 1.0        # score × p(opacity) ** gate_alpha, with an image classifier
             gate_threshold: 0.0    # no box where p(opacity) < gate_threshold
+            model_fusion: passes   # several models: passes (all passes fused at once) or vote
+            model_iou: 0.4         # vote: boxes of two models overlapping above it are one finding
+            model_votes: majority  # vote: keep a finding that more than half of the models (or this many) made
         """
         path = Path(path)
         try:
@@ -226,20 +247,22 @@ def fuse(
     return sort_by_score(clip_xyxy(scale_xyxy(fused, width, height), width, height), fused_scores)
 
 
-def fuse_members(
-    boxes: np.ndarray, scores: np.ndarray, member: np.ndarray, members: int, size: tuple[float, float], iou: float
+def fuse_passes(
+    boxes: np.ndarray, scores: np.ndarray, pass_index: np.ndarray, passes: int, size: tuple[float, float], iou: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One image's boxes of ``members`` passes (``member`` says whose each box is) fused by WBF; one member is only sorted.
+    """One image's boxes of ``passes`` passes (``pass_index`` says which found each box) fused by WBF; one pass is only sorted.
+
+    A fused box scores the mean of its passes' scores × the share of passes that found it.
 
     >>> boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 12]])
-    >>> fused, scores = fuse_members(boxes, np.array([0.8, 0.4]), np.array([0, 1]), 2, (100, 100), 0.5)
+    >>> fused, scores = fuse_passes(boxes, np.array([0.8, 0.4]), np.array([0, 1]), 2, (100, 100), 0.5)
     >>> len(fused), round(float(scores[0]), 3)
     (1, 0.6)
     """
-    b, s, m = as_boxes(boxes), np.asarray(scores, dtype=np.float64), np.asarray(member)
-    if members <= 1:
+    b, s, m = as_boxes(boxes), np.asarray(scores, dtype=np.float64), np.asarray(pass_index)
+    if passes <= 1:
         return sort_by_score(b, s)
-    return fuse([b[m == k] for k in range(members)], [s[m == k] for k in range(members)], size, iou)
+    return fuse([b[m == k] for k in range(passes)], [s[m == k] for k in range(passes)], size, iou)
 
 
 def nms_keep(boxes: np.ndarray, iou: float) -> np.ndarray:
@@ -301,15 +324,15 @@ def postprocess(
     *,
     original_size: tuple[float, float],
     input_size: tuple[float, float] | None = None,
-    member: np.ndarray | None = None,
-    members: int = 1,
+    pass_index: np.ndarray | None = None,
+    passes: int = 1,
     p_opacity: float = math.nan,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply steps 0–5 to one image's detections; returns ``xyxy`` boxes in original pixels and scores.
 
     ``input_size`` is the ``(w, h)`` of the image the model saw (``None``: boxes already in
-    original pixels); ``original_size`` is the original ``(W, H)``. ``member`` says which of
-    ``members`` passes found each box (``None``: one pass); ``p_opacity`` is the image
+    original pixels); ``original_size`` is the original ``(W, H)``. ``pass_index`` says which of
+    ``passes`` passes found each box (``None``: one pass); ``p_opacity`` is the image
     classifier's probability (NaN: no gate).
 
     >>> config = PostprocessConfig(conf=0.5, merge="none", shrink=0.5)
@@ -321,17 +344,49 @@ def postprocess(
     b = as_boxes(boxes_xyxy)
     if input_size is not None:
         b = to_original_grid(b, input_size, original_size)
-    if members > 1:
-        b, scores = fuse_members(b, scores, member, members, original_size, config.fusion_iou)
-    b, scores = apply_gate(b, scores, p_opacity, config.gate_alpha, config.gate_threshold)
-    b, s = clean(b, scores, original_size)
-    b, s = threshold(b, s, config.conf)
-    b, s = merge(b, s, original_size, config.merge, config.merge_iou)
-    b, s = limit(b, s, config.max_boxes, config.min_relative_score)
+    b, s = postprocess_model(b, scores, config, original_size, pass_index, passes, p_opacity)
     return shrink_xyxy(b, config.shrink), s
 
 
+def postprocess_model(
+    boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float], pass_index: np.ndarray | None, passes: int, p_opacity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 0–4 (all but the shrink) on one model's boxes in original pixels: what it alone would submit, unshrunk."""
+    b, s = fuse_and_gate(boxes, scores, config, size, pass_index, passes, p_opacity)
+    return select(b, s, config, size)
+
+
+def fuse_and_gate(
+    boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float], pass_index: np.ndarray | None, passes: int, p_opacity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 0, then :func:`clean`: one model's passes fused and gated, clipped and sorted."""
+    b, s = boxes, scores
+    if passes > 1:
+        b, s = fuse_passes(b, s, pass_index, passes, size, config.fusion_iou)
+    b, s = apply_gate(b, s, p_opacity, config.gate_alpha, config.gate_threshold)
+    return clean(b, s, size)
+
+
+def select(boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2–4 on clean, sorted boxes: threshold, merge, limit."""
+    b, s = threshold(boxes, scores, config.conf)
+    b, s = merge(b, s, size, config.merge, config.merge_iou)
+    return limit(b, s, config.max_boxes, config.min_relative_score)
+
+
 def postprocess_image(image: RawImage, config: PostprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`postprocess` of one image of a raw detections table (boxes already in original pixels)."""
+    """Post-process one image of a raw detections table (boxes already in original pixels), its models fused as ``config.model_fusion`` says."""
     size = (image.width, image.height)
-    return postprocess(image.boxes, image.scores, config, original_size=size, member=image.member, members=image.members, p_opacity=image.p_opacity)
+    if image.models <= 1 or config.model_fusion == "passes":
+        passes = image.models * image.passes
+        return postprocess(image.boxes, image.scores, config, original_size=size, pass_index=image.flat_pass, passes=passes, p_opacity=image.p_opacity)
+    model = image.model if image.model is not None else np.zeros(len(image.scores), np.int64)
+    pass_index = image.pass_index if image.pass_index is not None else np.zeros(len(image.scores), np.int64)
+    boxes = as_boxes(image.boxes)
+    found = [
+        postprocess_model(boxes[model == k], np.asarray(image.scores)[model == k], config, size, pass_index[model == k], image.passes, image.p_opacity)
+        for k in range(image.models)
+    ]
+    b, s = vote_models(found, config.model_iou, config.model_votes)
+    b, s = limit(b, s, config.max_boxes, 0.0)
+    return shrink_xyxy(b, config.shrink), s

@@ -1,190 +1,164 @@
-"""The ablation: which of the RSNA winners' steps helps, each scored on held-out synthetic test images.
+"""The ablation: which of the RSNA winners' steps helps, each scored on held-out test images, on any folder in the Kaggle layout.
 
-One run of the library's own stages, on the hard synthetic preset:
+The chain, for each seed (``OUT/seed<S>/``), with the library's own stages:
 
-1. synth (train and test sets) → ``convert --folds K`` → train a detector and an image
-   classifier per fold;
-2. out-of-fold detections: every training image predicted (with flip TTA and the classifier)
-   only by the fold models that never trained on it;
-3. test detections: every test image predicted by every fold model;
-4. six stages, each tuned on out-of-fold detections only and scored on the test set, which no
-   training or tuning step saw:
+1. split the patients (:mod:`.ablation_data`): test images (the same for every seed), and the
+   rest into ``K`` folds, converted (``convert --folds K``);
+2. train a detector and an image classifier per fold;
+3. predict: each fold's images by that fold's models (out of fold, with flip TTA and the
+   classifier), and the test images by every fold's models;
+4. tune on out-of-fold detections and score six stages on the test images
+   (:mod:`.ablation_stages`), with the oracle apart and the diagnostics;
 
-   ========================  ===========================================================
-   stage                     what changes
-   ========================  ===========================================================
-   raw detector              fold 0's detector, default threshold and merge, no shrink
-   + tuned threshold/merge   conf, merge and its IoU tuned on fold 0's out-of-fold images
-   + gate                    fold 0's classifier: score × p^α, images under a threshold
-   + flip TTA                the flipped pass fused with the plain one (fusion IoU tuned)
-   + fold ensemble           every fold's detectors and classifiers, tuned on all training images
-   + tuned shrink            the box shrink factor searched too
-   ========================  ===========================================================
-
-The ensemble's fusion IoU is tuned on two members per image (each training image has one
-out-of-fold model and its flipped pass) and applied to ``2 K`` members on the test images.
+then report the seeds (:mod:`.ablation_report`). A rerun reuses every training and prediction
+that finished with the same settings (:mod:`.ablation_steps`), so an interrupted run is simply
+run again. ``make ablation`` runs it on a synthetic folder written by ``pneumo-yolo synth``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..eval.combine import combine_members, stack_images
-from ..eval.detections import RawDetections, read_raw
-from ..eval.metric import MetricResult
-from ..eval.postprocess import PostprocessConfig
-from ..eval.scoring import load_scoring_set
-from ..eval.tune import TuneGrid, score_config, tune
-from ..files import atomic_write_bytes, atomic_write_text
-
-NO_SHRINK = (1.0,)
-STAGES = ("raw detector", "+ tuned threshold and merge", "+ gate", "+ flip TTA", "+ fold ensemble", "+ tuned shrink")
+from ..data.dataset import DATA_YAML, ConvertedDataset
+from ..eval.detections import RawDetections
+from ..files import atomic_write_text
+from ..runtime.devices import Devices
+from .ablation_data import KaggleFolder, Split, check_fold_strata, split_patients, write_fold_inputs
+from .ablation_report import SeedRun, write_report
+from .ablation_stages import Tables, diagnostics, stage_rows
+from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_models
 
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """Sizes of the ablation; the defaults ran in 11.9 min (20.6 CPU-min) on 2 CPU cores."""
+    """What the ablation trains and how; the defaults are CPU sizes (``make ablation`` gives the split sizes)."""
 
-    n_train: int = 360
-    n_test: int = 150
-    dicom_size: int = 512
-    imgsz: int = 192
+    test_size: float = 0.1
     folds: int = 3
-    epochs: int = 20
-    classifier_epochs: int = 10
-    batch: int = 16
     model: str = "yolo11n.yaml"
     classifier: str = "yolo11n-cls.yaml"
-    preset: str = "hard"
-    seed: int = 0
+    imgsz: int = 160
+    epochs: int = 12
+    classifier_epochs: int = 10
+    batch: int = 16
+    seeds: tuple[int, ...] = (0,)
     device: str | None = None
+    online: bool = False
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One row of the ablation: its test score and what its post-processing was tuned on."""
-
-    stage: str
-    score: float
-    tuned_on: str
-    config: PostprocessConfig
-    result: MetricResult
-
-
-def stage_rows(
-    oof: list[RawDetections],
-    test: list[RawDetections],
-    oof_truth: dict,
-    test_truth: dict,
-    grid: TuneGrid = TuneGrid(),
-) -> list[Stage]:
-    """The six stages from out-of-fold (``oof[i]``: fold ``i``'s validation images) and test (``test[i]``: fold ``i``'s model) tables.
-
-    Every table holds two members (the plain and the flipped pass) and the fold classifier's
-    probability. ``grid`` is what tuning searches; every stage but the last keeps shrink at 1.
-    Pure: no model runs here.
-    """
-    first_oof, first_test = oof[0], test[0]
-    all_oof = stack_images(oof)
-    ensemble = combine_members(test)
-    plain_grid = replace(grid, shrink=NO_SHRINK)
-    base = PostprocessConfig(shrink=1.0)
-    fold0 = f"out-of-fold images of fold 0 ({len(first_oof)})"
-    everyone = f"out-of-fold images of every fold ({len(all_oof)})"
-    plans = [
-        (STAGES[0], None, first_test.only_members([0]).without_probability(), "nothing: the defaults"),
-        (STAGES[1], first_oof.only_members([0]).without_probability(), first_test.only_members([0]).without_probability(), fold0),
-        (STAGES[2], first_oof.only_members([0]), first_test.only_members([0]), fold0),
-        (STAGES[3], first_oof, first_test, fold0),
-        (STAGES[4], all_oof, ensemble, everyone),
-        (STAGES[5], all_oof, ensemble, everyone),
-    ]
-    stages = []
-    for name, tune_on, score_on, tuned_on in plans:
-        config = base
-        if tune_on is not None:
-            config = tune(tune_on, oof_truth, base, grid if name == STAGES[5] else plain_grid).best
-        stages.append(Stage(name, 0.0, tuned_on, config, score_config(score_on, test_truth, config)))
-    return [replace(stage, score=stage.result.score) for stage in stages]
+def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> dict:
+    """Run every seed of ``settings`` on the Kaggle folder ``rsna`` into ``out`` and write the report there; returns its JSON summary."""
+    started = time.perf_counter()
+    out = Path(out).absolute()
+    folder = KaggleFolder.read(rsna)
+    dropped = f" ({folder.left_out} left out: a DICOM or label rows missing, or unusable rows)" if folder.left_out else ""
+    log(f"{len(folder.boxes)} patients in {folder.root}{dropped}")
+    split = split_patients(folder.strata, settings.test_size)
+    check_fold_strata({pid: folder.strata[pid] for pid in split.folds}, settings.folds)
+    Devices.parse(settings.device).resolve()
+    runs = []
+    for seed in settings.seeds:
+        log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings, log))
+        log(f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(_cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)")
+    report = write_report(out, runs)
+    log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
+    return report
 
 
-def check_out_of_fold(patient_ids: list[str], run_dirs: list[Path]) -> None:
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children that have ended."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]) -> SeedRun:
+    """One seed's whole chain in ``out``: convert, train, predict, tune and score."""
+    atomic_write_text(out / "test_ids.txt", "".join(f"{pid}\n" for pid in split.test))
+    log(f"[1/4] converting the fold patients at {settings.imgsz} px into {settings.folds} folds")
+    dataset = _converted(folder, split, out, seed, settings)
+    log(f"[2/4] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier}, {settings.classifier_epochs})")
+    common = dict(runs=out / "runs", device=settings.device, online=settings.online, log=log)
+    sizes = dict(imgsz=settings.imgsz, batch=settings.batch, seed=seed)
+    folds = range(settings.folds)
+    detectors = train_models(dataset, folds, name="detector", model=settings.model, train_options={**sizes, "epochs": settings.epochs}, **common)
+    classifiers = train_models(
+        dataset, folds, name="classifier", model=settings.classifier, train_options={**sizes, "epochs": settings.classifier_epochs}, **common
+    )
+    log("[3/4] predicting each fold's images out of fold, and the test images with every fold's models")
+    oof, test = _predicted(dataset, folder, list(split.test), detectors, classifiers, out / "raw", settings, log)
+    log("[4/4] tuning on out-of-fold detections, scoring every stage on the test images")
+    tables = Tables(oof=oof, test=test, truth=folder.boxes)
+    stages, oracle = stage_rows(tables)
+    run = SeedRun(seed, stages, oracle, diagnostics(tables))
+    write_report(out, [run])
+    for stage in stages:
+        log(f"      {stage.stage:<28} {stage.result.score:.4f}   (tuned on {stage.tuned_on})")
+    log(f"      {'oracle (leakage)':<28} {oracle.result.score:.4f}")
+    return run
+
+
+def _converted(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings) -> ConvertedDataset:
+    """The fold patients converted into ``out/dataset`` (``convert --folds K``; a rerun converts only what is missing)."""
+    from converters.rsna import ConvertSettings, convert_rsna
+
+    images, labels_csv, class_csv = write_fold_inputs(folder, split.folds, out / "inputs")
+    convert_rsna(
+        images, labels_csv, out / "dataset", class_info=class_csv, overwrite=True, progress=False,
+        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=seed),
+    )  # fmt: skip
+    return ConvertedDataset.from_yaml(out / "dataset" / DATA_YAML)
+
+
+def _predicted(
+    dataset: ConvertedDataset, folder: KaggleFolder, test_ids: list[str], detectors: list[TrainedModel], classifiers: list[TrainedModel], raw: Path,
+    settings: AblationSettings, log: Callable[[str], None],
+) -> tuple[list[RawDetections], list[RawDetections]]:  # fmt: skip
+    """Per fold: its images by its own models (``oof-fold<i>``), and the test images by its models (``test-fold<i>``)."""
+    oof, test = [], []
+    original_sizes = dataset.original_sizes([path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")])
+    for fold, detector, classifier in zip(range(settings.folds), detectors, classifiers):
+        val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
+        check_out_of_fold(val_ids + test_ids, fold, [detector, classifier])
+        for kind, source, ids, tables in (("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", folder.images, test_ids, test)):
+            table = raw / f"{kind}-fold{fold}.parquet"
+            record = {"detector": detector.fingerprint, "classifier": classifier.fingerprint, "images": ids_digest(ids), "imgsz": settings.imgsz, "tta": True}
+
+            def predict(source: Path = source, ids: list[str] = ids, table: Path = table, kind: str = kind) -> None:
+                _predict(detector, classifier, source, ids, table, original_sizes if kind == "oof" else None, settings)
+
+            tables.append(predicted_table(table, record, predict, log))
+    return oof, test
+
+
+def _predict(
+    detector: TrainedModel, classifier: TrainedModel, source: Path, ids: list[str], table: Path, sizes: dict | None, settings: AblationSettings
+) -> None:
+    """Predict ``ids`` under ``source`` with one fold's detector (and its flipped pass) and classifier, into the raw table ``table``."""
+    from ..predict.run import predict_folder
+
+    report = predict_folder(
+        detector.best, source, table.with_suffix(".csv"), classifiers=[classifier.best], tta=True, save_raw=table,
+        imgsz=settings.imgsz, device=settings.device, expected_ids=ids, original_sizes=sizes, progress=False,
+    )  # fmt: skip
+    if report.errors:
+        raise AblationRunError(f"{len(report.errors)} image(s) could not be predicted, e.g. {report.errors[0][0]}: {report.errors[0][1]} (all in {report.errors_path})")
+
+
+class AblationRunError(RuntimeError):
+    """A step of the ablation that failed; the message says which and why."""
+
+
+def check_out_of_fold(patient_ids: list[str], fold: int, models: list[TrainedModel]) -> None:
     """Refuse to predict an image with a model whose ``trained_on.txt`` lists it."""
     from ..train.common import TRAINED_ON
 
-    for run_dir in run_dirs:
-        seen = set(patient_ids) & set((run_dir / TRAINED_ON).read_text().split())
+    for model in models:
+        seen = set(patient_ids) & set((model.run_dir / TRAINED_ON).read_text().split())
         if seen:
-            raise RuntimeError(f"{run_dir} trained on {len(seen)} image(s) it was about to be scored on, e.g. {sorted(seen)[0]}")
-
-
-def write_outputs(out: Path, stages: list[Stage], test_images: int) -> None:
-    """``ablation.json``, ``ablation.md`` and ``ablation.png`` (a bar chart) in ``out``."""
-    from ..report.plots import score_bars
-
-    summary = {
-        "test_images": test_images,
-        "stages": [
-            {"stage": s.stage, "score": round(s.score, 4), "tuned_on": s.tuned_on, "postprocess": asdict(s.config)} for s in stages
-        ],
-    }
-    atomic_write_text(out / "ablation.json", json.dumps(summary, indent=2) + "\n")
-    lines = ["| stage | RSNA score on the test set | change | tuned on |", "| --- | --- | --- | --- |"]
-    for previous, stage in zip([None, *stages], stages):
-        change = "" if previous is None else f"{stage.score - previous.score:+.4f}"
-        lines.append(f"| {stage.stage} | {stage.score:.4f} | {change} | {stage.tuned_on} |")
-    atomic_write_text(out / "ablation.md", "\n".join(lines) + f"\n\nScored on {test_images} held-out synthetic test images.\n")
-    chart = score_bars([s.stage for s in stages], [s.score for s in stages], f"RSNA score on {test_images} held-out test images")
-    atomic_write_bytes(out / "ablation.png", chart)
-
-
-def run_ablation(out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> list[Stage]:
-    """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the report there."""
-    from converters.rsna import ConvertSettings
-    from converters.synthetic import synthetic_dataset
-
-    from ..data.dataset import DATA_YAML, ConvertedDataset
-    from ..train.folds import fold_name, train_folds
-    from ..predict.run import predict_folder
-
-    started = time.perf_counter()
-    out = Path(out).absolute()
-    raw_dir = out / "raw"
-    rsna, dataset_root = synthetic_dataset(
-        out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
-        settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=settings.seed), steps=5, log=log,
-    )  # fmt: skip
-    dataset = ConvertedDataset.from_yaml(dataset_root / DATA_YAML)
-    folds = range(settings.folds)
-    common = dict(imgsz=settings.imgsz, batch=settings.batch, project=out / "runs", overrides={"exist_ok": True, "seed": settings.seed})
-    log(f"[3/5] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier})")
-    detectors = train_folds(dataset, settings.model, folds=folds, device=settings.device, name="detector", log=log, epochs=settings.epochs, **common)
-    classifiers = train_folds(
-        dataset, settings.classifier, folds=folds, device=settings.device, name="classifier", log=log, epochs=settings.classifier_epochs, **common
-    )
-    log("[4/5] predicting: each training image by the fold models that never trained on it, each test image by every fold model")
-    oof, test = [], []
-    sizes = dataset.original_sizes(dataset.images("fold0"))  # the manifest's sizes of every patient
-    for fold, detector, classifier in zip(folds, detectors, classifiers):
-        val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
-        check_out_of_fold(val_ids, [detector.run_dir, classifier.run_dir])
-        for kind, source, ids, tables in (("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", rsna / "stage_2_test_images", None, test)):
-            raw = raw_dir / f"{fold_name(kind, fold)}.parquet"
-            predict_folder(
-                detector.best, source, raw.with_suffix(".csv"), classifiers=[classifier.best], tta=True, save_raw=raw,
-                imgsz=settings.imgsz, device=settings.device, expected_ids=ids, original_sizes=sizes if kind == "oof" else None,
-            )  # fmt: skip
-            tables.append(read_raw(raw))
-    log("[5/5] tuning on out-of-fold detections and scoring every stage on the test set")
-    oof_truth = load_scoring_set(rsna / "stage_2_train_labels.csv").boxes
-    test_truth = load_scoring_set(rsna / "stage_2_test_labels.csv").boxes
-    stages = stage_rows(oof, test, oof_truth, test_truth)
-    write_outputs(out, stages, settings.n_test)
-    for stage in stages:
-        log(f"      {stage.stage:<28} {stage.score:.4f}   (tuned on {stage.tuned_on})")
-    log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
-    return stages
+            raise AblationRunError(f"{model.run_dir} (fold {fold}) trained on {len(seen)} image(s) it was about to be scored on, e.g. {sorted(seen)[0]}")

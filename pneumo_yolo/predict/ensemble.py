@@ -25,26 +25,26 @@ class Ensemble:
     """Detectors (each with its flipped pass under TTA) and image classifiers that see the same decoded images.
 
     Images are decoded once, at the largest size any detector was trained at; each model
-    resizes them to its own. The passes of an image are every detector's in order; its
-    probability of opacity is the classifiers' mean (NaN without one).
+    resizes them to its own. Every detector makes the same passes (one, or two under TTA), so a
+    box is known by its model and its pass. An image's probability of opacity is the
+    classifiers' mean (NaN without one).
     """
 
     def __init__(self, detectors: Sequence[Detector], classifiers: Sequence[ImageClassifier] = ()) -> None:
         self.detectors, self.classifiers = list(detectors), list(classifiers)
         self.imgsz = max(detector.imgsz for detector in self.detectors)
-        self.passes = sum(detector.passes for detector in self.detectors)
+        self.passes = max(detector.passes for detector in self.detectors)
 
-    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Every detector's ``(boxes, scores, pass)`` per image, the passes numbered across detectors."""
-        found = [([], [], []) for _ in images]
-        offset = 0
-        for detector in self.detectors:
-            for (boxes, scores, pass_index), (all_boxes, all_scores, all_passes) in zip(detector.detect(images), found):
+    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Every detector's ``(boxes, scores, model, pass)`` per image: which detector found each box, and in which of its passes."""
+        found = [([], [], [], []) for _ in images]
+        for model, detector in enumerate(self.detectors):
+            for (boxes, scores, pass_index), (all_boxes, all_scores, all_models, all_passes) in zip(detector.detect(images), found):
                 all_boxes.append(boxes)
                 all_scores.append(scores)
-                all_passes.append(pass_index + offset)
-            offset += detector.passes
-        return [(np.concatenate(b).reshape(-1, 4), np.concatenate(s), np.concatenate(p)) for b, s, p in found]
+                all_models.append(np.full(len(scores), model, np.int64))
+                all_passes.append(pass_index)
+        return [(np.concatenate(b).reshape(-1, 4), np.concatenate(s), np.concatenate(m), np.concatenate(p)) for b, s, m, p in found]
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """P(opacity) per image: the classifiers' mean, NaN without classifiers."""
@@ -95,11 +95,13 @@ def detect_files(
                 if image.pixels is None:
                     yield image, None
                     continue
-                (boxes, scores, pass_index), p_opacity = next(detections)
+                (boxes, scores, model, pass_index), p_opacity = next(detections)
                 width, height = image.width, image.height
                 if original_sizes is not None and not is_dicom(Path(image.path)):
                     width, height = original_sizes.get(image.patient_id, (width, height))
                 input_size = (image.pixels.shape[1], image.pixels.shape[0])
                 original = to_original_grid(boxes, input_size, (width, height))
-                yield image, RawImage(image.patient_id, original, scores, width, height, pass_index, ensemble.passes, float(p_opacity))
+                yield image, RawImage(
+                    image.patient_id, original, scores, width, height, model, pass_index, len(ensemble.detectors), ensemble.passes, float(p_opacity)
+                )
             bar.update(len(loaded))
