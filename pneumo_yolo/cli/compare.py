@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..pipelines.compare import MODELS, ROWS, CompareSettings
+from ..pipelines.compare_settings import MODELS, ROWS, CompareSettings
 from . import options
 from .app import app, fail
 
