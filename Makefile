@@ -31,7 +31,7 @@ $(ABLATION_DATA): | $(INSTALLED)
 ablation: $(ABLATION_DATA) | $(INSTALLED)
 	$(BIN)/pneumo-yolo ablation --rsna ablation/rsna --out ablation --test-size 600
 
-# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net on one split, scored on held-out synthetic images (about 25 min on 2 cores).
+# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, scored on held-out synthetic images (33 CPU-min; 45 min wall measured on 2 cores shared with another job).
 compare: $(INSTALLED)
 	$(BIN)/pneumo-yolo compare --out compare
 

@@ -45,15 +45,8 @@ from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
 from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
-from pneumo_yolo.dicom.read import DicomReadError, Radiograph, read_header, read_radiograph
-from pneumo_yolo.files import (
-    UnsafeIdError,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_patient_id,
-    remove_stale_temp_files,
-    write_errors_csv,
-)
+from pneumo_yolo.dicom.read import DicomReadError, Radiograph, find_dicoms, read_header, read_radiograph
+from pneumo_yolo.files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files, write_errors_csv
 
 MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
 """What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
@@ -211,26 +204,6 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Ite
         yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
 
 
-def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
-    """Map patientId (file stem) → DICOM path, searching ``images_dir`` recursively.
-
-    Returns the map and ``(file, problem)`` errors for unsafe or duplicated stems.
-    """
-    found: dict[str, Path] = {}
-    errors: list[tuple[str, str]] = []
-    for path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()):
-        try:
-            check_patient_id(path.stem)
-        except UnsafeIdError as error:
-            errors.append((str(path), str(error)))
-            continue
-        if path.stem in found:
-            errors.append((str(path), f"duplicate patientId {path.stem} (also {found[path.stem]})"))
-            continue
-        found[path.stem] = path
-    return found, errors
-
-
 def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
     """Whether ``out`` holds a dataset of other settings that ``overwrite`` lets us replace.
 
@@ -253,6 +226,18 @@ def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
     if out.exists() and any(out.iterdir()):
         raise ConvertError(f"{out} is not empty and was not written by pneumo-yolo convert: choose a new or empty --out.")
     return False
+
+
+def _refuse_inputs_in_outputs(out: Path, inputs: dict[str, Path | None]) -> None:
+    """Raise :class:`ConvertError` when an input lies in what ``convert`` writes in ``out`` (and ``--overwrite`` deletes)."""
+    managed = [path.resolve() for pattern in MANAGED for path in out.glob(pattern)]
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        for target in managed:
+            if resolved == target or target in resolved.parents:
+                raise ConvertError(f"{name} {path} lies inside {target}, which convert writes (and --overwrite deletes): move it, or choose another --out")
 
 
 def _clear_outputs(out: Path) -> None:
@@ -355,6 +340,7 @@ def convert_rsna(
     images_dir, labels_csv, out = Path(images_dir), Path(labels_csv), Path(out).absolute()
     if not images_dir.is_dir():
         raise ConvertError(f"--images {images_dir} is not a folder")
+    _refuse_inputs_in_outputs(out, {"--images": images_dir, "--labels": labels_csv, "--class-info": class_info})
     report = ConvertReport(out=out)
     clear = _must_clear(out, settings, overwrite)
     tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)

@@ -70,6 +70,15 @@ def scale_xyxy(boxes: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
     return as_boxes(boxes) * np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float64)
 
 
+def mirror_xyxy(boxes: np.ndarray, width: float) -> np.ndarray:
+    """Boxes of an image ``width`` pixels wide, as they lie in its left-right mirror image (dtype kept).
+
+    >>> mirror_xyxy(np.array([[10.0, 5.0, 30.0, 20.0]]), 100).tolist()
+    [[70.0, 5.0, 90.0, 20.0]]
+    """
+    return np.c_[width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]].reshape(-1, 4)
+
+
 def shrink_xyxy(boxes: np.ndarray, factor: float) -> np.ndarray:
     """Scale each box's width and height by ``factor`` about its own centre.
 

@@ -94,15 +94,7 @@ def remove_stale_parts(target: Path) -> int:
         return 0
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.\w+{re.escape(TEMP_SUFFIX)}")
     stale = [path for path in target.parent.iterdir() if (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
-    for path in stale:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:  # not ours to remove (another user's, a read-only place)
-                continue
-    return len(stale)
+    return sum(_removed(path) for path in stale)
 
 
 def process_alive(pid: int) -> bool:
@@ -119,11 +111,26 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folder: Path) -> int:
-    """Delete temporary files that an interrupted run left below ``folder``; return how many."""
-    stale = [p for p in folder.rglob(f"*{TEMP_SUFFIX}") if p.is_file()] if folder.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
+    """Delete the temporary files (:func:`temporary_sibling`) that runs whose process is gone left below ``folder``; return how many.
+
+    Those of a live process (another run writing there, or this one) are kept.
+    """
+    pattern = re.compile(rf"\..+\.(\d+)\.[0-9a-f]+{re.escape(TEMP_SUFFIX)}")
+    candidates = folder.rglob(f"*{TEMP_SUFFIX}") if folder.is_dir() else ()
+    stale = [path for path in candidates if path.is_file() and (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
+    return sum(_removed(path) for path in stale)
+
+
+def _removed(path: Path) -> bool:
+    """Remove a file, or a folder with what it holds; whether it is gone (another user's, or one in a read-only place, stays)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            return False
+    return not path.exists() and not path.is_symlink()
 
 
 def write_errors_csv(path: Path, errors: list[tuple[str, str]]) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.data.dataset import ConvertedDataset
+from pneumo_yolo.nets.archs import build_model
 from pneumo_yolo.nets.checkpoints import load_initial_weights, read_checkpoint, save_checkpoint
 from pneumo_yolo.nets.load import load_detector
 from pneumo_yolo.nets.torch_net import TorchDetector
@@ -21,15 +22,19 @@ from pneumo_yolo.nets.unet import boxes_from_probability, build_unet
 from pneumo_yolo.runtime.devices import Devices
 from pneumo_yolo.train.common import TrainConfigError
 from pneumo_yolo.train.data import BoxDataset, box_masks, read_label_boxes
-from pneumo_yolo.train.lightning import arch_options
+from pneumo_yolo.train.lightning import arch_options, resolve_model
 
 from .conftest import make_rsna_folder
 from .test_train import make_tiny_dataset
 
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 IMGSZ = 64
-RUNS = {"faster-rcnn": ["--arch", "faster-rcnn"], "mask-rcnn": ["--arch", "mask-rcnn"], "unet": ["--arch", "unet"], "yolov3": ["--model", "yolov3-tiny.yaml"]}
-"""Each arch as ``train`` is told it; YOLOv3 is Ultralytics' own config."""
+RUNS = {
+    "faster-rcnn": ["--arch", "faster-rcnn", "--model", "resnet18"], "mask-rcnn": ["--arch", "mask-rcnn"], "unet": ["--arch", "unet"],
+    "yolov3": ["--model", "yolov3-tiny.yaml"],
+}  # fmt: skip
+"""Each arch as ``train`` is told it (Faster R-CNN with a compact backbone, the others with their default); YOLOv3 is Ultralytics' own config."""
+BACKBONES = {"faster-rcnn": "resnet18", "mask-rcnn": "resnet50", "unet": "resnet18"}
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -55,9 +60,16 @@ def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) 
     assert (run / "weights" / "best.pt").is_file() and (run / "rsna_val.json").is_file()
     assert sorted((run / "trained_on.txt").read_text().split()) == sorted(p.stem for p in (trained / "dataset" / "images" / "train").glob("*.png"))
     summary = json.loads((run / "rsna_val.json").read_text())
-    assert summary["split"] == "val" and 0.0 <= (summary["tuned"]["score"] or 0.0) <= 1.0
+    val_images = sorted((trained / "dataset" / "images" / "val").glob("*.png"))
+    assert summary["split"] == "val" and summary["n_images"] == len(val_images) == 3
+    # One validation image is positive, so both scores are defined; the default post-processing is a point of the tuning grid.
+    assert 0.0 <= summary["default"]["score"] <= summary["tuned"]["score"] <= 1.0
     if name != "yolov3":
-        assert read_checkpoint(run / "weights" / "best.pt")["arch"] == name
+        checkpoint = read_checkpoint(run / "weights" / "best.pt")
+        assert (checkpoint["arch"], checkpoint["backbone"]) == (name, BACKBONES[name])
+        built = build_model(name, IMGSZ, BACKBONES[name]).state_dict()
+        assert {key: value.shape for key, value in checkpoint["state_dict"].items()} == {key: value.shape for key, value in built.items()}
+        assert load_detector(run / "weights" / "best.pt", device="cpu").backbone == BACKBONES[name]  # its weights load strictly into that network
         assert (run / "weights" / "last.ckpt").is_file()
         rows = list(csv.DictReader((run / "metrics.csv").open()))
         assert [row["epoch"] for row in rows] == ["0"] and float(rows[0]["train/loss"]) > 0 and float(rows[0]["train_minutes"]) > 0
@@ -177,6 +189,24 @@ class TestWeights:
         torch.save({key: rgb, "unrelated": torch.zeros(1)}, tmp_path / "rgb.pth")
         assert load_initial_weights(model, "unet", tmp_path / "rgb.pth").startswith("1 of")
         assert torch.equal(model.state_dict()[key], torch.full_like(model.state_dict()[key], 3.0))
+
+    def test_a_checkpoint_from_before_backbones_were_recorded_loads_with_the_default(self, tmp_path: Path) -> None:
+        best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
+        payload = torch.load(best, weights_only=True)
+        del payload["backbone"]
+        torch.save(payload, best)
+        assert read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device="cpu").backbone == "resnet18"
+
+    def test_model_names_a_backbone_or_a_weights_file(self, tmp_path: Path) -> None:
+        assert resolve_model("faster-rcnn", "resnet34", tmp_path, resume=False) == ("resnet34", None)
+        assert resolve_model("mask-rcnn", None, tmp_path, resume=False) == ("resnet50", None)
+        assert resolve_model("unet", "efficientnet-b0", tmp_path, resume=False) == ("efficientnet-b0", None)
+        best = save_checkpoint(tmp_path / "best.pt", "faster-rcnn", 64, build_model("faster-rcnn", 64, "resnet18"), "resnet18")
+        assert resolve_model("faster-rcnn", str(best), tmp_path, resume=False) == ("resnet18", best)  # a checkpoint starts its own backbone
+        torch.save({"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "coco.pth")
+        assert resolve_model("faster-rcnn", str(tmp_path / "coco.pth"), tmp_path, resume=False) == ("resnet50", tmp_path / "coco.pth")
+        with pytest.raises(TrainConfigError, match="--model resnet101: neither a backbone of faster-rcnn \\(resnet18, resnet34, resnet50\\) nor a weights file"):
+            resolve_model("faster-rcnn", "resnet101", tmp_path, resume=False)
 
     def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):

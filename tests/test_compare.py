@@ -1,46 +1,144 @@
-"""The comparison of archs: one table, every row tuned on validation images and scored on held-out test images."""
+"""The comparison of archs on an equal budget: one table, every row tuned on validation images and scored on held-out test images."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from pneumo_yolo.pipelines.compare import ROWS, CompareSettings, Row, check_rows, write_outputs
+from pneumo_yolo.cli import app
+from pneumo_yolo.data.dataset import ConvertedDataset
+from pneumo_yolo.eval.bootstrap import Interval
 from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.pipelines.compare import MODELS, ROWS, CompareSettings, check_rows, parse_models
+from pneumo_yolo.pipelines.compare_report import Row, write_outputs
+from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock, read_record
+from pneumo_yolo.train.run import train
+
+from .test_train import make_tiny_dataset
+
+SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 
 
-def test_rows_are_checked_and_kept_in_table_order() -> None:
+def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
     assert check_rows(["unet", "yolov3"]) == ("yolov3", "unet")
     with pytest.raises(ValueError, match="--archs retinanet: choose from yolo11, yolov3"):
         check_rows(["retinanet"])
-    assert [CompareSettings().plan(row)[0] for row in ROWS] == ["yolo", "yolo", "faster-rcnn", "mask-rcnn", "unet"]
+    assert [CompareSettings().plan(row) for row in ROWS] == [
+        ("yolo", "yolo11n.yaml"), ("yolo", "yolov3-tiny.yaml"), ("faster-rcnn", MODELS["faster-rcnn"]), ("mask-rcnn", MODELS["mask-rcnn"]), ("unet", MODELS["unet"]),
+    ]  # fmt: skip
+    assert parse_models(["unet=efficientnet-b0"]) == {**MODELS, "unet": "efficientnet-b0"}
+    with pytest.raises(ValueError, match="expected ROW=MODEL"):
+        parse_models(["retinanet=resnet18"])
 
 
-def test_the_table_has_one_row_per_arch(tmp_path: Path) -> None:
-    rows = [Row(row, f"model-{row}", 2, 0.1 * i, 0.2, 30.0, 5.0, PostprocessConfig()) for i, row in enumerate(ROWS)]
-    write_outputs(tmp_path, rows, CompareSettings(n_train=40, n_test=10), val_images=10)
+@pytest.mark.parametrize(("args", "message"), [(["--archs", "retinanet"], "--archs retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")])
+def test_bad_rows_or_models_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "c"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def _record(points: list[float | None]) -> dict:
+    curve = [{"epoch": i + 1, "step": 10 * (i + 1), "train_min": 0.5 * (i + 1), "wall_min": 0.3 * (i + 1), "val_score": s} for i, s in enumerate(points)]
+    return {"budget": {"minutes": 2.0, "clock": "cpu"}, "clock": "cpu", "epochs": len(points), "steps": 10 * len(points),
+            "train_s": 121.0, "train_wall_s": 70.0, "curve_scoring_s": 5.0, "curve": curve}  # fmt: skip
+
+
+def test_every_row_carries_its_interval_budget_curve_and_share_of_yolo11(tmp_path: Path) -> None:
+    scores = [0.2, 0.12, 0.05, float("nan"), 0.1]
+    rows = [
+        Row(row, f"model-{row}", Interval(score, score - 0.03, score + 0.03), 0.2, _record([0.0, 0.05 * i, None]), 5.0, PostprocessConfig())
+        for i, (row, score) in enumerate(zip(ROWS, scores))
+    ]
+    write_outputs(tmp_path, rows, CompareSettings(n_train=40, n_test=10), val_images=10, wall_min=3.0)
     summary = json.loads((tmp_path / "compare.json").read_text())
-    assert [row["arch"] for row in summary["rows"]] == list(ROWS)
-    assert {"arch", "model", "score", "train_s", "predict_img_s"} <= set(summary["rows"][0])
+    assert [row["arch"] for row in summary["rows"]] == list(ROWS) and summary["wall_min"] == 3.0
+    yolov3 = summary["rows"][1]
+    assert yolov3["interval"] == [0.09, 0.15] and yolov3["of_yolo11"] == 0.6
+    assert yolov3["budget"] == {"minutes": 2.0, "clock": "cpu"} and (yolov3["epochs"], yolov3["steps"]) == (3, 30)
+    assert [point["val_score"] for point in yolov3["curve"]] == [0.0, 0.05, None]
+    assert summary["rows"][3]["score"] is None and summary["rows"][3]["of_yolo11"] is None  # no test image counted
     table = (tmp_path / "compare.md").read_text()
-    assert table.count("\n| ") == 6 and "rank the methods only roughly" in table
-    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert table.count("\n| ") == 6
+    assert "| yolov3 | model-yolov3 | 0.1200 [0.0900, 0.1500] | 0.60 |" in table and "0.000 → 0.050 → n/a" in table
+    png = (tmp_path / "compare.png").read_bytes()
+    assert png[:4] == b"\x89PNG"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 2 * height > 0  # two panels side by side: the scores and the learning curves
+
+
+class TestBudget:
+    def test_the_cpu_clock_counts_work_only_while_running(self) -> None:
+        clock = TrainingClock("cpu")
+        clock.start()
+        time.sleep(0.3)  # waiting: wall time, no CPU time
+        busy_until = time.process_time() + 0.2
+        while time.process_time() < busy_until:
+            pass
+        clock.stop()
+        counted = clock.seconds()
+        sum(range(2_000_000))  # not counted: the clock is stopped
+        assert 0.19 <= counted < 0.3 and clock.seconds() == counted and clock.wall_seconds() >= 0.5
+
+    def test_a_budget_needs_minutes_and_a_known_clock(self) -> None:
+        assert Budget.for_device(2, on_cpu=False) == Budget(2, "wall") and Budget(0.5, "cpu").seconds == 30
+        with pytest.raises(ValueError, match="more than 0 minutes"):
+            Budget(0, "cpu")
+        with pytest.raises(ValueError, match="one of cpu, wall"):
+            TrainingClock("gpu")
+
+    def test_the_curve_scores_once_per_share_and_after_the_last_epoch(self) -> None:
+        curve = LearningCurve(points=3)
+        taken = [curve.due(progress, last=last) for progress, last in [(0.2, False), (0.7, False), (0.8, False), (0.95, True)]]
+        assert taken == [False, True, False, True]
+        assert not any(LearningCurve(points=0).due(p, last=True) for p in (0.5, 1.0))
+
+
+def check_budgeted_run(record: dict, budget_min: float, batches_per_epoch: int) -> None:
+    """The budget (CPU seconds here) ended the run at the first step past it, and ``curve.json`` says how far it got."""
+    assert record["budget"] == {"minutes": budget_min, "clock": "cpu"} and record["clock"] == "cpu"
+    assert budget_min * 60 <= record["train_s"] < budget_min * 60 * 3
+    assert record["epochs"] >= 1 and (record["epochs"] - 1) * batches_per_epoch < record["steps"] <= record["epochs"] * batches_per_epoch
+    curve = record["curve"]
+    assert 1 <= len(curve) <= 2 and curve[-1]["epoch"] == record["epochs"] and curve[-1]["step"] == record["steps"]
+    assert np.all(np.diff([point["train_min"] for point in curve]) > 0) and curve[-1]["train_min"] <= record["train_s"] / 60 + 1e-3
+    assert all(point["val_score"] is None or 0.0 <= point["val_score"] <= 1.0 for point in curve) and record["curve_scoring_s"] > 0
+
+
+def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_path: Path) -> None:
+    """Ultralytics' trainer, through the callbacks; Lightning's is the end-to-end test's (the U-Net)."""
+    data = ConvertedDataset.from_yaml(make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4, size=64))
+    result = train(data, "yolo11n.yaml", imgsz=64, batch=4, device="cpu", project=tmp_path, name="yolo", budget_min=0.05, curve_points=2,
+                   overrides={"val": False, "plots": False})  # fmt: skip
+    check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)
 
 
 def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path: Path) -> None:
-    script = Path(sys.executable).with_name("pneumo-yolo")
-    """The U-Net row only, to stay quick: every arch's own train → predict → tune → evaluate is tests/test_archs.py's."""
-    args = ["compare", "--out", "c", "--archs", "unet", "--n-train", "20", "--n-test", "8", "--dicom-size", "128", "--imgsz", "64",
-            "--unet-epochs", "1", "--batch", "8", "--device", "cpu"]  # fmt: skip
-    result = subprocess.run([str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    """The U-Net row only, to stay quick: every arch's own train → predict → tune → evaluate is tests/test_archs.py's.
+
+    Run as from a user's shell, without the ``YOLO_*`` variables this test session set: a row that
+    is not a YOLO must still set Ultralytics up offline before anything imports it.
+    """
+    args = ["compare", "--out", "c", "--archs", "unet", "--model", "unet=resnet18", "--n-train", "20", "--n-test", "8", "--dicom-size", "128",
+            "--imgsz", "64", "--budget-min", "0.05", "--curve-points", "2", "--batch", "8", "--device", "cpu"]  # fmt: skip
+    shell = {key: value for key, value in os.environ.items() if not key.startswith("YOLO_")}
+    result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=shell)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "c" / "compare.json").read_text())
     [row] = summary["rows"]
-    assert (row["arch"], row["model"]) == ("unet", "unet-resnet18") and row["train_s"] > 0 and row["predict_img_s"] > 0
-    assert row["score"] is None or 0.0 <= row["score"] <= 1.0  # None: no test image counted
-    tuned_on = set((tmp_path / "c" / "dataset" / "images" / "val").glob("*.png"))
-    assert tuned_on and not {p.stem for p in tuned_on} & set((tmp_path / "c" / "runs" / "unet" / "trained_on.txt").read_text().split())
+    assert (row["arch"], row["model"]) == ("unet", "unet-resnet18") and row["predict_img_s"] > 0
+    train_images = len(list((tmp_path / "c" / "dataset" / "images" / "train").glob("*.png")))
+    check_budgeted_run(row, 0.05, batches_per_epoch=train_images // 8)  # Lightning drops the last, incomplete batch
+    low, high = row["interval"]
+    assert row["score"] is not None and low <= row["score"] <= high  # 8 test images, half of them positive: the score is defined
+    tuned_on = {p.stem for p in (tmp_path / "c" / "dataset" / "images" / "val").glob("*.png")}
+    assert tuned_on and not tuned_on & set((tmp_path / "c" / "runs" / "unet" / "trained_on.txt").read_text().split())
+    assert "| unet | unet-resnet18 |" in (tmp_path / "c" / "compare.md").read_text()

@@ -204,6 +204,32 @@ def test_a_foreign_folder_is_not_written_into(rsna_folder, tmp_path):
     assert [p.name for p in out.iterdir()] == ["thesis.docx"] and (out / "thesis.docx").read_text() == "precious"
 
 
+def test_inputs_inside_what_convert_writes_are_refused_and_kept(tmp_path):
+    folder = make_rsna_folder(tmp_path / "rsna", n=3)
+    out = tmp_path / "out"
+    convert(folder, out)
+    folder.images = folder.images.rename(out / "images" / "dicoms")
+    before = snapshot(folder.images)
+    for overwrite in (False, True):
+        with pytest.raises(ConvertError, match=r"--images .*dicoms lies inside .*images, which convert writes"):
+            convert(folder, out, overwrite=overwrite, settings=ConvertSettings(imgsz=64))
+    assert snapshot(folder.images) == before
+
+
+def test_the_sweep_of_temporary_files_spares_live_runs(tmp_path):
+    from pneumo_yolo.files import remove_stale_temp_files
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    stale = tmp_path / "images" / f".a.png.{gone.stdout.strip()}.0badc0de.part"
+    live = tmp_path / f".b.png.{os.getpid()}.0badc0de.part"
+    other = tmp_path / "notes.part"
+    for path in (stale, live, other):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert remove_stale_temp_files(tmp_path) == 1
+    assert not stale.exists() and live.exists() and other.exists()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, stop):
     folder = make_rsna_folder(tmp_path / "rsna", n=60, size=512)

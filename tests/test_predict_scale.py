@@ -177,3 +177,9 @@ def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: P
     else:
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "joined.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
     assert not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize(("text", "problem"), [("0,cpu", "mixes cpu and gpu"), ("cpu,1", "mixes cpu and gpu"), ("cpu,mps", "mixes cpu and mps"), ("0,1,0", "names a GPU twice")])
+def test_a_device_list_of_mixed_kinds_or_repeated_gpus_is_refused(text: str, problem: str) -> None:
+    with pytest.raises(DeviceError, match=problem):
+        Devices.parse(text)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..pipelines.ablation import AblationSettings
+from ..pipelines.ablation_settings import AblationSettings
 from . import options
 from .app import app, fail
 

@@ -17,7 +17,7 @@ def convert(
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     out: Annotated[Path, typer.Option(help="Output dataset folder.")],
     class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(callback=options.convert_imgsz, help="Longest side of the written PNGs, 8 to 4096; train and predict at the same size.", show_default="original size", rich_help_panel="Images")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(callback=options.convert_imgsz, help="Longest side of the written PNGs, 8 to 4096; train and predict at the same size (train needs a multiple of 32, at least 32).", show_default="original size", rich_help_panel="Images")] = None,
     channels: Annotated[int, typer.Option(callback=options.channels, help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.", rich_help_panel="Images")] = 1,
     png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest).", show_default="OpenCV's fast default", rich_help_panel="Images")] = None,
     val_fraction: Annotated[float, typer.Option(callback=options.val_fraction, help="Share of patients in the validation split, in [0, 1).", rich_help_panel="Split")] = 0.1,
@@ -45,7 +45,7 @@ def convert(
     from ..files import OutputError, check_outputs
 
     try:
-        check_outputs({}, folders={"--out": out}, inputs={"--labels": labels, "--class-info": class_info})
+        check_outputs({}, folders={"--out": out}, inputs={"--images": images, "--labels": labels, "--class-info": class_info})
         settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, png_compression)
         report = convert_rsna(images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite)
     except (ConvertError, OutputError) as error:

@@ -29,12 +29,16 @@ def demo(
 
     Trains yolo11n from scratch (no download), so it runs offline; a few minutes on a laptop CPU.
     """
+    from converters.rsna import ConvertError
     from ..files import OutputError, check_outputs
     from ..pipelines.demo import run_demo
+    from ..runtime.devices import DeviceError
+    from ..synth import SynthError
+    from ..train.common import TrainConfigError
 
+    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device)
     try:
         check_outputs({}, folders={"--out": out})
-    except OutputError as error:
+        run_demo(out, settings, log=typer.echo)
+    except (ConvertError, DeviceError, OutputError, SynthError, TrainConfigError) as error:
         raise fail(f"error: {error}", code=2) from None
-    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device)
-    run_demo(out, settings, log=typer.echo)

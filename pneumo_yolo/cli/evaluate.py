@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app, fail, warn
-from .options import split_name
+from . import options
 
 _SCOPE = "Patients to score"
 
@@ -19,7 +19,7 @@ def evaluate(
     submission: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString).")],
     labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
     manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: score only its patients.", rich_help_panel=_SCOPE)] = None,
-    split: Annotated[Optional[str], typer.Option(callback=split_name, metavar="train|val|foldI", help="Score only this split of --manifest.", rich_help_panel=_SCOPE)] = None,
+    split: Annotated[Optional[str], typer.Option(callback=options.split_name, metavar="train|val|foldI", help="Score only this split of --manifest.", rich_help_panel=_SCOPE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
 ) -> None:
     """Score a submission with the RSNA leaderboard metric (mean over IoU 0.40-0.75).
@@ -32,8 +32,7 @@ def evaluate(
     from ..eval.scoring import evaluate_submission, load_scoring_set
     from ..eval.submission import SubmissionError
 
-    if split is not None and manifest is None:
-        raise typer.BadParameter("--split needs --manifest (the converter's OUT/manifest.csv)", param_hint="'--split'")
+    options.check_split_has_manifest(split, manifest)
     try:
         scoring = load_scoring_set(labels, manifest, split)
         result = evaluate_submission(submission, scoring)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 
@@ -48,6 +49,17 @@ def device(value: str | None) -> str | None:
     return value
 
 
+def raw_table(value: Path | None) -> Path | None:
+    """``--save-raw``: a ``.csv`` or ``.parquet`` file, checked before any model loads."""
+    from ..eval.detections import RawFileError, raw_format
+
+    try:
+        value is None or raw_format(value)
+    except RawFileError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 def workers(value: str) -> int | None:
     """``--workers``: ``auto`` (returned as ``None``) or a whole number ≥ 0.
 
@@ -85,6 +97,12 @@ def split_name(value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"train|val|fold\d+", value):
         raise typer.BadParameter(f"{value!r} is not one of 'train', 'val', 'fold0', 'fold1', …")
     return value
+
+
+def check_split_has_manifest(split: str | None, manifest: Path | None) -> None:
+    """``--split`` picks images by the converter's manifest, so it needs ``--manifest``."""
+    if split is not None and manifest is None:
+        raise typer.BadParameter("--split needs --manifest (the converter's OUT/manifest.csv)", param_hint="'--split'")
 
 
 def synth_preset(value: str) -> str:

@@ -75,7 +75,7 @@ def predict_command(
     tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass per model, fused with the plain one by WBF at the YAML's fusion_iou.", rich_help_panel=_POSTPROCESS)] = False,
     save_raw: Annotated[
         Optional[Path],
-        typer.Option(dir_okay=False, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
+        typer.Option(dir_okay=False, callback=options.raw_table, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
     ] = None,
     dicom_out: Annotated[
         Optional[Path],

@@ -36,17 +36,22 @@ def train_command(
             help="YOLO: checkpoint (.pt: a path, or a name such as yolo11s.pt placed in the weights folder) "
             "or model config (.yaml, e.g. yolo11s.yaml or yolov3.yaml: trained from scratch). A classification model "
             "(yolo11n-cls.yaml, a -cls checkpoint) trains the image-level opacity classifier. Not needed with --resume. "
-            "Other archs: optional weights file to start from (a torchvision .pth state dict or a best.pt of the same arch); "
-            "without it they train from scratch."
+            "Other archs: a backbone, or a weights file to start from. Backbones of faster-rcnn and mask-rcnn: resnet18, resnet34 "
+            "(compact pyramids for CPU budgets) or resnet50 (the default: torchvision's ResNet-50-FPN v2); of unet: any "
+            "segmentation-models-pytorch encoder, e.g. resnet18 (the default), resnet34, efficientnet-b0, mobilenet_v2, or tu-NAME for a timm model NAME. "
+            "A weights file is a path (write ./resnet18 for a file named like a backbone): a best.pt of the same arch, whose "
+            "backbone it keeps, or a torchvision .pth state dict for the default backbone. Without --model: the default "
+            "backbone from scratch."
         ),
     ] = None,
     arch: Annotated[
         str,
         typer.Option(
             callback=_arch,
-            help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision ResNet50-FPN v2), unet "
-            "(segmentation U-Net whose map is read as boxes). The last three train with PyTorch Lightning and "
-            "save weights/best.pt as plain tensors, which predict loads without running pickled code.",
+            help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision, on a ResNet-FPN that --model "
+            "chooses), unet (segmentation U-Net whose map is read as boxes; --model chooses its encoder). The last three "
+            "train with PyTorch Lightning and save weights/best.pt as plain tensors, with their backbone, which predict "
+            "loads without running pickled code.",
         ),
     ] = "yolo",
     imgsz: Annotated[
@@ -104,7 +109,7 @@ def train_command(
 ) -> None:
     """Train a YOLO detector (or an opacity classifier), or a Faster R-CNN, Mask R-CNN or U-Net, on a converted dataset, fully offline.
 
-    Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv, plots),
+    Outputs follow Ultralytics' layout in runs/NAME/ (weights/best.pt, results.csv or, for --arch, metrics.csv, plots),
     with rsna_val.json (the RSNA metric on the validation split; for a classifier,
     classifier_val.json: top-1 accuracy and ROC AUC of P(opacity)) and trained_on.txt (the
     patients the model must never be scored on). The augmentation defaults live in
@@ -124,18 +129,18 @@ def train_command(
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
     try:
         check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
-        options = dict(
+        train_options = dict(
             imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
             overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
         )  # fmt: skip
         dataset = ConvertedDataset.from_yaml(data)
         if folds is not None:
             check_fold_count(dataset, folds)
-            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **options)
+            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **train_options)
         elif fold is not None:
-            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **options)]
+            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **train_options)]
         else:
-            results = [train(dataset, model, device=device, name=name, **options)]
+            results = [train(dataset, model, device=device, name=name, **train_options)]
     except (DeviceError, OutputError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
     except (ClassifyViewError, DatasetError) as error:

@@ -51,8 +51,7 @@ def tune(
     from ..eval.tune import tune as run_tune
     from ..files import OutputError, check_outputs
 
-    if split is not None and manifest is None:
-        raise typer.BadParameter("--split needs --manifest (the converter's OUT/manifest.csv)", param_hint="'--split'")
+    options.check_split_has_manifest(split, manifest)
     out = out or raw[0].parent / "postprocess.yaml"
     try:
         check_outputs({"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config})

@@ -64,13 +64,6 @@ def assign_split(strata: Mapping[str, str], val_fraction: float = 0.1, seed: int
     return split
 
 
-def fold_split(strata: Mapping[str, str], k: int, fold: int, seed: int = 0) -> dict[str, str]:
-    """Train/val split for cross-validation: fold ``fold`` of :func:`assign_folds` is val."""
-    if not 0 <= fold < k:
-        raise ValueError(f"fold must be in 0..{k - 1}, got {fold}")
-    return {pid: "val" if f == fold else "train" for pid, f in assign_folds(strata, k, seed).items()}
-
-
 def pick_stratified(strata: Mapping[str, str], count: int, seed: int = 0) -> set[str]:
     """Exactly ``count`` patients, stratified by ``strata``: each stratum gives its share, rounded by largest remainder.
 

@@ -42,6 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..files import UnsafeIdError, check_patient_id
+
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
@@ -305,3 +307,23 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
         height=height,
         **header_fields(ds),
     )
+
+
+def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Map patientId (file stem) → DICOM path, searching ``images_dir`` recursively.
+
+    Returns the map and ``(file, problem)`` errors for unsafe or duplicated stems.
+    """
+    found: dict[str, Path] = {}
+    errors: list[tuple[str, str]] = []
+    for path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()):
+        try:
+            check_patient_id(path.stem)
+        except UnsafeIdError as error:
+            errors.append((str(path), str(error)))
+            continue
+        if path.stem in found:
+            errors.append((str(path), f"duplicate patientId {path.stem} (also {found[path.stem]})"))
+            continue
+        found[path.stem] = path
+    return found, errors

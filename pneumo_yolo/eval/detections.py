@@ -80,7 +80,8 @@ def _ids(values: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, np.int64) if values is None else np.asarray(values).reshape(-1).astype(np.int64)
 
 
-def _format(path: Path) -> str:
+def raw_format(path: Path) -> str:
+    """The format of a raw detections file, from its suffix (``.csv``, ``.parquet``); :class:`RawFileError` for any other."""
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise RawFileError(f"{path}: unknown raw detections format {path.suffix!r}; use .csv or .parquet")
@@ -135,7 +136,7 @@ class RawWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._format = _format(self.path)
+        self._format = raw_format(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
         self._tmp.touch(exist_ok=False)
@@ -222,7 +223,7 @@ def concatenate_raw(parts: Sequence[Path], path: Path) -> None:
 
     Streamed, so memory does not grow with the tables; written under a temporary name and renamed into place.
     """
-    kind = _format(Path(path))
+    kind = raw_format(Path(path))
     tmp = temporary_sibling(Path(path))
     try:
         if kind == ".csv":
@@ -342,7 +343,7 @@ class RawDetections:
 def read_raw(path: Path) -> RawDetections:
     """Read and check a raw detections table (``.csv`` or ``.parquet``)."""
     path = Path(path)
-    kind = _format(path)
+    kind = raw_format(path)
     try:
         if kind == ".csv":
             frame = pd.read_csv(path, dtype={"patientId": str}, encoding="utf-8")

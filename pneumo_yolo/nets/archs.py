@@ -5,6 +5,11 @@ other three are built here from their family module (:mod:`.rcnn`, :mod:`.unet`)
 :mod:`pneumo_yolo.train.lightning` and saved as a plain checkpoint (:mod:`.checkpoints`). Every
 family predicts behind the one interface of :class:`~.detector.Detector`, so ``predict``,
 ensembles of mixed archs, ``tune`` and ``evaluate`` treat every arch alike.
+
+Each of the three is built around a **backbone** that ``train --model NAME`` chooses
+(:func:`is_backbone`): a ResNet of the R-CNNs (:data:`.rcnn.BACKBONES`), an encoder of
+segmentation-models-pytorch for the U-Net. The checkpoint records it, so ``predict`` rebuilds the
+same network.
 """
 
 from __future__ import annotations
@@ -17,8 +22,14 @@ from .torch_net import TorchDetector
 YOLO = "yolo"
 TORCH_ARCHS = (*rcnn.RCNN_ARCHS, "unet")
 ARCHS = (YOLO, *TORCH_ARCHS)
-MODEL_NAMES = {**rcnn.RCNN_ARCHS, "unet": f"unet-{unet.ENCODER}"}
-"""What each non-YOLO arch builds, as the comparison table names it."""
+DEFAULT_BACKBONES = {"faster-rcnn": rcnn.DEFAULT_BACKBONE, "mask-rcnn": rcnn.DEFAULT_BACKBONE, "unet": unet.ENCODER}
+"""The backbone each non-YOLO arch builds when ``--model`` names none (and that a checkpoint without one was trained with)."""
+BACKBONE_HELP = {
+    "faster-rcnn": ", ".join(rcnn.BACKBONES),
+    "mask-rcnn": ", ".join(rcnn.BACKBONES),
+    "unet": "any encoder of segmentation-models-pytorch, e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2, or tu-NAME for a timm model NAME",
+}
+"""The backbones each non-YOLO arch takes, as the messages and the help name them."""
 DETECTORS: dict[str, type[TorchDetector]] = {"faster-rcnn": rcnn.RcnnDetector, "mask-rcnn": rcnn.RcnnDetector, "unet": unet.UnetDetector}
 """The detector class of each non-YOLO arch."""
 MASK_SHAPES = {"mask-rcnn": rcnn.MASK_SHAPE, "unet": unet.MASK_SHAPE}
@@ -32,9 +43,29 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def build_model(arch: str, imgsz: int) -> Any:
-    """A randomly initialised network of ``arch`` (not ``yolo``) for 1-channel ``imgsz`` squares."""
-    return unet.build_unet() if check_arch(arch) == "unet" else rcnn.build_rcnn(arch, imgsz)
+def is_backbone(arch: str, name: str) -> bool:
+    """Whether ``name`` is a backbone that ``arch`` builds (rather than, say, a weights file).
+
+    >>> is_backbone("faster-rcnn", "resnet18"), is_backbone("faster-rcnn", "efficientnet-b0"), is_backbone("unet", "efficientnet-b0")
+    (True, False, True)
+    """
+    return unet.is_encoder(name) if check_arch(arch) == "unet" else name in rcnn.BACKBONES
+
+
+def model_name(arch: str, backbone: str | None = None) -> str:
+    """What ``arch`` with ``backbone`` (default: :data:`DEFAULT_BACKBONES`) builds, as tables and messages name it.
+
+    >>> model_name("mask-rcnn"), model_name("faster-rcnn", "resnet18"), model_name("unet", "resnet34")
+    ('maskrcnn_resnet50_fpn_v2', 'fasterrcnn_resnet18_fpn', 'unet-resnet34')
+    """
+    backbone = backbone or DEFAULT_BACKBONES[check_arch(arch)]
+    return f"unet-{backbone}" if arch == "unet" else rcnn.model_name(arch, backbone)
+
+
+def build_model(arch: str, imgsz: int, backbone: str | None = None) -> Any:
+    """A randomly initialised network of ``arch`` (not ``yolo``) with ``backbone`` (default: :data:`DEFAULT_BACKBONES`) for 1-channel ``imgsz`` squares."""
+    backbone = backbone or DEFAULT_BACKBONES[check_arch(arch)]
+    return unet.build_unet(backbone) if arch == "unet" else rcnn.build_rcnn(arch, imgsz, backbone)
 
 
 def training_loss(arch: str, model: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[Any, dict[str, float]]:

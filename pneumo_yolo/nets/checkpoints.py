@@ -2,8 +2,12 @@
 
 ::
 
-    {"format": "pneumo-yolo-torch/1", "arch": "unet", "model": "unet-resnet18", "imgsz": 256,
-     "channels": 1, "state_dict": {...}}
+    {"format": "pneumo-yolo-torch/1", "arch": "unet", "backbone": "resnet18", "model": "unet-resnet18",
+     "imgsz": 256, "channels": 1, "state_dict": {...}}
+
+``backbone`` (what ``train --model`` chose) is what ``predict`` rebuilds; a checkpoint written
+before it was recorded holds none and was trained with the arch's default
+(:data:`~.archs.DEFAULT_BACKBONES`), which :func:`read_checkpoint` fills in.
 
 It holds only tensors, numbers and text, so it is read with ``torch.load(weights_only=True)``,
 which cannot run code (an Ultralytics ``.pt`` is a pickled model and can).
@@ -14,19 +18,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .archs import MODEL_NAMES
+from .archs import DEFAULT_BACKBONES, model_name
 
 CHECKPOINT_FORMAT = "pneumo-yolo-torch/1"
 
 
-def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any) -> Path:
-    """Write ``model``'s weights as a plain checkpoint at ``path`` (atomically) and return ``path``."""
+def checkpoint_of(arch: str, imgsz: int, model: Any, backbone: str | None = None) -> dict[str, Any]:
+    """The checkpoint of ``model``, an ``arch`` network with ``backbone`` (default: the arch's) for ``imgsz`` squares, its tensors copied to the CPU."""
+    backbone = backbone or DEFAULT_BACKBONES[arch]
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT, "arch": arch, "backbone": backbone, "model": model_name(arch, backbone),
+        "imgsz": int(imgsz), "channels": 1, "state_dict": state,
+    }  # fmt: skip
+
+
+def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any, backbone: str | None = None) -> Path:
+    """Write ``model``'s weights (see :func:`checkpoint_of`) as a plain checkpoint at ``path`` (atomically) and return ``path``."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    payload = {"format": CHECKPOINT_FORMAT, "arch": arch, "model": MODEL_NAMES[arch], "imgsz": int(imgsz), "channels": 1, "state_dict": state}
+    payload = checkpoint_of(arch, imgsz, model, backbone)
     partial = path.with_name(path.name + ".partial")
     torch.save(payload, partial)
     partial.replace(path)
@@ -46,16 +59,18 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
     except Exception:  # torch raises many types (KeyError, UnpicklingError, RuntimeError...) for a file it cannot read safely
         return None
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
+        if content.get("arch") in DEFAULT_BACKBONES:
+            content.setdefault("backbone", DEFAULT_BACKBONES[content["arch"]])
         return content
     return None
 
 
-def load_initial_weights(model: Any, arch: str, path: Path) -> str:
+def load_initial_weights(model: Any, arch: str, path: Path, backbone: str | None = None) -> str:
     """Start ``model`` from a weights file: one of our checkpoints, or a plain state dict (torchvision's ``.pth``).
 
     Tensors are matched by name and shape; a 3-channel first convolution is summed over its
     colour channels to fit the 1-channel input; the rest (the class heads of a COCO model) stay
-    random. Returns a line saying how many tensors were taken.
+    random. ``backbone`` names ``model``'s, for the messages. Returns a line saying how many tensors were taken.
     """
     import torch
 
@@ -77,6 +92,6 @@ def load_initial_weights(model: Any, arch: str, path: Path) -> str:
         if value.shape == own[key].shape:
             taken[key] = value
     if not taken:
-        raise ValueError(f"--model {path}: none of its tensors fits {MODEL_NAMES[arch]}")
+        raise ValueError(f"--model {path}: none of its tensors fits {model_name(arch, backbone)}")
     model.load_state_dict(taken, strict=False)
-    return f"{len(taken)} of {len(own)} tensors of {MODEL_NAMES[arch]} taken from {path}"
+    return f"{len(taken)} of {len(own)} tensors of {model_name(arch, backbone)} taken from {path}"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.classify_view import CLASS_NAMES
 from ..runtime.devices import Devices
-from .ultralytics_weights import load_ultralytics
+from .ultralytics_weights import load_ultralytics, trained_imgsz
 
 CLASSIFY_TASK = "classify"
 PREDICT_BATCH = 32
@@ -47,8 +47,7 @@ class ImageClassifier:
         if "opacity" not in names:
             raise ClassifierError(f"{weights}: its classes are {names}, not {list(CLASS_NAMES)}")
         self.opacity = names.index("opacity")
-        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
-        self.imgsz = int(imgsz or train_args.get("imgsz") or 224)
+        self.imgsz = int(imgsz or trained_imgsz(self.model) or 224)
         self.device = Devices.parse(device).resolve().first
         self.batch = max(1, batch)
 

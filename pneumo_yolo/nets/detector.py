@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..boxes import mirror_xyxy
+
 RAW_CONF = 0.05
 """Confidence floor of raw detections (the lowest threshold ``tune`` tries by default), unless the
 post-processing threshold is lower still."""
@@ -52,8 +54,7 @@ class Detector(ABC):
         flipped = self.run([np.ascontiguousarray(image[:, ::-1]) for image in images])
         found = []
         for image, (boxes, scores), (flip_boxes, flip_scores) in zip(images, plain, flipped):
-            width = image.shape[1]
-            unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
+            unflipped = mirror_xyxy(flip_boxes, image.shape[1])
             pass_index = np.r_[np.zeros(len(scores), np.int64), np.ones(len(flip_scores), np.int64)]
             found.append((np.r_[boxes, unflipped].reshape(-1, 4), np.r_[scores, flip_scores], pass_index))
         return found

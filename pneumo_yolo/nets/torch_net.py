@@ -30,12 +30,16 @@ def square_input(image: np.ndarray, imgsz: int) -> np.ndarray:
 
 
 class TorchDetector(Detector):
-    """A non-YOLO checkpoint (``checkpoint``: the dict :func:`~.checkpoints.read_checkpoint` returns) on ``device``."""
+    """A non-YOLO checkpoint (``checkpoint``: the dict :func:`~.checkpoints.read_checkpoint` returns) on ``device``.
+
+    :meth:`build` makes the network of the checkpoint's ``arch`` and ``backbone``.
+    """
 
     def __init__(
         self, checkpoint: dict[str, Any], *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
     ) -> None:
         self.arch = checkpoint["arch"]
+        self.backbone: str = checkpoint["backbone"]
         super().__init__(imgsz=imgsz or checkpoint["imgsz"], device=Devices.parse(device).resolve().torch, tta=tta, conf=conf)
         self.model = self.build(self.imgsz)
         self.model.load_state_dict(checkpoint["state_dict"])

@@ -28,3 +28,8 @@ def load_ultralytics(weights: Path, task: str, *, error: type[Exception], named:
     if model.task != task:
         raise error(f"{named}: a {model.task} model, not {kind} ({advice})")
     return model
+
+
+def trained_imgsz(model: Any) -> int | None:
+    """The image size an Ultralytics ``model`` was trained at, from its checkpoint; ``None`` when it does not say."""
+    return (getattr(model, "ckpt", None) or {}).get("train_args", {}).get("imgsz")

@@ -1,9 +1,10 @@
 """A segmentation U-Net (``segmentation-models-pytorch``) trained on box masks, read back as scored boxes.
 
-The network is ``smp.Unet`` with a ResNet-18 encoder, built with ``encoder_weights=None`` (no
-download) and ``in_channels=1``. ResNet-18 rather than a larger encoder: trained from scratch
-on a few thousand radiographs, the larger ones gain little and cost two to three times the
-time on a CPU. Its target is the union of the boxes, filled (:class:`pneumo_yolo.train.data.BoxDataset`
+The network is ``smp.Unet`` with an encoder of segmentation-models-pytorch (``train --arch unet
+--model resnet34``: :func:`check_encoder`), ResNet-18 by default, built with
+``encoder_weights=None`` (no download) and ``in_channels=1``. ResNet-18 by default rather than a
+larger encoder: trained from scratch on a few thousand radiographs, the larger ones gain little
+and cost two to three times the time on a CPU. Its target is the union of the boxes, filled (:class:`pneumo_yolo.train.data.BoxDataset`
 with ``masks="box"``); its loss is binary cross-entropy plus soft Dice, since opacities cover a
 small part of most images and none of 77 % of them.
 
@@ -23,6 +24,7 @@ from .detector import MAX_DETECTIONS, Found
 from .torch_net import TorchDetector
 
 ENCODER = "resnet18"
+"""The default encoder."""
 MASK_SHAPE = "box"
 """The mask the U-Net trains on, derived from each box: the box filled."""
 PIXEL_THRESHOLD = 0.5
@@ -31,18 +33,34 @@ MIN_AREA_FRACTION = 0.001
 """Components smaller than this share of the image are dropped as specks (RSNA's smallest box is 0.17 %)."""
 
 
-def build_unet() -> Any:
-    """A randomly initialised 1-channel, 1-class U-Net; its input side must be a multiple of 32.
+def _smp() -> Any:
+    """segmentation-models-pytorch, imported with ``HF_HUB_OFFLINE`` set (unless the user set it).
 
-    ``HF_HUB_OFFLINE`` is set (unless the user set it) because smp fetches pretrained encoders
-    through the Hugging Face hub; with ``encoder_weights=None`` it has nothing to fetch anyway.
+    smp fetches pretrained encoders through the Hugging Face hub; with ``encoder_weights=None``
+    it has nothing to fetch anyway.
     """
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import segmentation_models_pytorch as smp
 
-    return smp.Unet(encoder_name=ENCODER, encoder_weights=None, in_channels=1, classes=1)
+    return smp
+
+
+def is_encoder(name: str) -> bool:
+    """Whether ``name`` names an encoder of segmentation-models-pytorch: one of its own, or ``tu-`` and a timm model.
+
+    >>> is_encoder("resnet34"), is_encoder("tu-resnet10t"), is_encoder("weights/best.pt")
+    (True, True, False)
+    """
+    if name.startswith("tu-"):
+        return len(name) > 3 and "/" not in name and "." not in name
+    return name in _smp().encoders.get_encoder_names()
+
+
+def build_unet(encoder: str = ENCODER) -> Any:
+    """A randomly initialised 1-channel, 1-class U-Net with the smp ``encoder``; its input side must be a multiple of 32."""
+    return _smp().Unet(encoder_name=encoder, encoder_weights=None, in_channels=1, classes=1)
 
 
 def unet_loss(model: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[Any, dict[str, float]]:
@@ -102,7 +120,7 @@ class UnetDetector(TorchDetector):
     """A U-Net checkpoint, its probability map read as boxes (:func:`boxes_from_probability`)."""
 
     def build(self, imgsz: int) -> Any:
-        return build_unet()
+        return build_unet(self.backbone)
 
     def detect_squares(self, batch: Any) -> list[Found]:
         return unet_detect(self.model, batch, self.conf)

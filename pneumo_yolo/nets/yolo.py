@@ -9,7 +9,7 @@ import numpy as np
 
 from ..runtime.devices import Devices
 from .detector import MAX_DETECTIONS, RAW_CONF, Detector, DetectorError, Found
-from .ultralytics_weights import load_ultralytics
+from .ultralytics_weights import load_ultralytics, trained_imgsz
 
 DETECT_TASK = "detect"
 
@@ -27,8 +27,7 @@ class YoloDetector(Detector):
         self.model = load_ultralytics(
             weights, DETECT_TASK, error=DetectorError, named=f"--weights {weights}", kind="a detector", advice="an image classifier goes to --classifier"
         )
-        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args", {})
-        super().__init__(imgsz=imgsz or train_args.get("imgsz") or 640, device=Devices.parse(device).resolve().first, tta=tta, conf=conf)
+        super().__init__(imgsz=imgsz or trained_imgsz(self.model) or 640, device=Devices.parse(device).resolve().first, tta=tta, conf=conf)
         self.predictor_class = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
 
     def run(self, images: list[np.ndarray]) -> list[Found]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.dataset import DATA_YAML, ConvertedDataset
@@ -29,25 +28,9 @@ from ..files import atomic_write_text
 from ..runtime.devices import Devices
 from .ablation_data import KaggleFolder, Split, check_fold_strata, split_patients, write_fold_inputs
 from .ablation_report import SeedRun, write_report
+from .ablation_settings import AblationSettings
 from .ablation_stages import Tables, diagnostics, stage_rows
 from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_models
-
-
-@dataclass(frozen=True)
-class AblationSettings:
-    """What the ablation trains and how; the defaults are CPU sizes (``make ablation`` gives the split sizes)."""
-
-    test_size: float = 0.1
-    folds: int = 3
-    model: str = "yolo11n.yaml"
-    classifier: str = "yolo11n-cls.yaml"
-    imgsz: int = 192
-    epochs: int = 20
-    classifier_epochs: int = 10
-    batch: int = 16
-    seeds: tuple[int, ...] = (0,)
-    device: str | None = None
-    online: bool = False
 
 
 def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> dict:

@@ -1,194 +1,119 @@
-"""The comparison: YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net on one bench.
+"""The comparison: YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net on one bench, on an equal budget.
 
-Same data, same split, same post-processing, same metric, with the library's own stages:
+Same data, same split, same training budget, same post-processing, same metric, with the
+library's own stages:
 
 1. synth (training and test sets, the hard preset by default) → ``convert`` with one
    train/validation split;
-2. each arch trains on the training split (``train --arch``);
+2. each arch trains on the training split for the same budget of training time
+   (:mod:`pneumo_yolo.train.budget`: CPU minutes on the CPU, wall minutes on a GPU), its
+   learning curve scored on the validation split along the way;
 3. each predicts the validation images, and the post-processing (threshold, merge, shrink) is
    tuned on them with ``tune``'s grid;
 4. each predicts the held-out test images, which no training or tuning step saw, and is
-   scored there at its tuned post-processing.
+   scored there at its tuned post-processing, with a 95 % bootstrap interval over the test
+   images (:func:`pneumo_yolo.eval.bootstrap.score_interval`).
 
-Writes ``compare.json`` (``{"rows": [{"arch", "model", "score", "train_s", "predict_img_s", ...}]}``),
-``compare.md`` and ``compare.png``. ``predict_img_s`` is the images per second of ``predict``
-on the test images once the model is loaded (decoding, inference, post-processing, writing).
-At CPU sizes every arch trains for minutes from scratch, so the table ranks the methods only
-roughly.
+Writes ``compare.json``, ``compare.md`` and ``compare.png`` (:mod:`.compare_report`).
 """
 
 from __future__ import annotations
 
-import json
-import math
+import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-from ..eval.detections import read_raw
-from ..eval.postprocess import PostprocessConfig
-from ..eval.scoring import load_scoring_set
-from ..eval.tune import score_config, tune
-from ..files import atomic_write_bytes, atomic_write_text
+from .compare_report import Row, curve_text, write_outputs
+from .compare_settings import MODELS, ROWS, CompareSettings, check_rows, parse_models
 
-ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
-"""The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
-CPU_NOTE = (
-    "CPU-sized runs (small images, minutes of training from scratch) rank the methods only roughly: "
-    "the heavier networks are the furthest from converged."
-)
+__all__ = ["MODELS", "ROWS", "CompareSettings", "check_rows", "parse_models", "run_compare"]
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """Sizes of the comparison; the defaults ran in 11.0 min (19.6 CPU-min) on 2 CPU cores for all five rows.
+def model_label(arch: str, model: str) -> str:
+    """What a row trained, as the table names it: a YOLO config, or the network a backbone builds.
 
-    The batch is 16 for every arch because on a CPU a training step of the R-CNNs and the U-Net
-    costs nearly the same at 4 images as at 16 (the backward pass through their tens of millions
-    of weights dominates), so larger batches give more images per minute.
+    >>> model_label("yolo", "yolo11n.yaml"), model_label("unet", "resnet34")
+    ('yolo11n.yaml', 'unet-resnet34')
     """
+    from ..nets.archs import is_backbone, model_name
 
-    n_train: int = 200
-    n_test: int = 80
-    dicom_size: int = 256
-    imgsz: int = 128
-    val_fraction: float = 0.25
-    yolo_epochs: int = 30
-    rcnn_epochs: int = 3
-    unet_epochs: int = 10
-    batch: int = 16
-    yolo11_model: str = "yolo11n.yaml"
-    yolov3_model: str = "yolov3-tiny.yaml"
-    rows: tuple[str, ...] = ROWS
-    preset: str = "hard"
-    seed: int = 0
-    device: str | None = None
-
-    def plan(self, row: str) -> tuple[str, str | None, int, str]:
-        """``(arch, --model, epochs, model name)`` of one row."""
-        from ..nets.archs import MODEL_NAMES
-
-        if row == "yolo11":
-            return "yolo", self.yolo11_model, self.yolo_epochs, self.yolo11_model
-        if row == "yolov3":
-            return "yolo", self.yolov3_model, self.yolo_epochs, self.yolov3_model
-        if row in ("faster-rcnn", "mask-rcnn"):
-            return row, None, self.rcnn_epochs, MODEL_NAMES[row]
-        if row == "unet":
-            return row, None, self.unet_epochs, MODEL_NAMES[row]
-        raise ValueError(f"unknown row {row!r}: choose from {', '.join(ROWS)}")
-
-
-@dataclass(frozen=True)
-class Row:
-    """One arch's result: its test score at the post-processing tuned on the validation split."""
-
-    arch: str
-    model: str
-    epochs: int
-    score: float
-    """NaN where no test image counted (the metric leaves out negative images without a box)."""
-    val_score: float
-    train_s: float
-    predict_img_s: float
-    postprocess: PostprocessConfig
-
-
-def check_rows(rows: Sequence[str]) -> tuple[str, ...]:
-    """The rows asked for, checked and in the table's order.
-
-    >>> check_rows(["unet", "yolo11"])
-    ('yolo11', 'unet')
-    """
-    unknown = [row for row in rows if row not in ROWS]
-    if unknown or not rows:
-        raise ValueError(f"--archs {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
-    return tuple(row for row in ROWS if row in rows)
-
-
-def _rounded(score: float) -> float | None:
-    """A score for JSON: ``None`` where the metric had no image to count (every test image negative and left empty)."""
-    return round(score, 4) if math.isfinite(score) else None
-
-
-def _shown(score: float) -> str:
-    return f"{score:.4f}" if math.isfinite(score) else "n/a"
-
-
-def write_outputs(out: Path, rows: list[Row], settings: CompareSettings, val_images: int) -> None:
-    """``compare.json``, ``compare.md`` and ``compare.png`` (a bar chart of the test scores) in ``out``."""
-    from ..report.plots import score_bars
-
-    summary = {
-        "test_images": settings.n_test,
-        "val_images": val_images,
-        "settings": asdict(settings),
-        "note": CPU_NOTE,
-        "rows": [
-            {"arch": r.arch, "model": r.model, "score": _rounded(r.score), "train_s": round(r.train_s, 1), "predict_img_s": round(r.predict_img_s, 2),
-             "epochs": r.epochs, "val_score": _rounded(r.val_score), "postprocess": asdict(r.postprocess)}
-            for r in rows
-        ],
-    }  # fmt: skip
-    atomic_write_text(out / "compare.json", json.dumps(summary, indent=2) + "\n")
-    lines = [
-        "| arch | model | epochs | RSNA score, test | RSNA score, validation (tuned there) | training (s) | predict (images/s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        lines.append(f"| {r.arch} | {r.model} | {r.epochs} | {_shown(r.score)} | {_shown(r.val_score)} | {r.train_s:.0f} | {r.predict_img_s:.1f} |")
-    footer = (
-        f"\n\nTrained on {settings.n_train - val_images} and tuned on {val_images} synthetic radiographs ({settings.preset} preset), "
-        f"scored on {settings.n_test} held-out test images, at {settings.imgsz} px. {CPU_NOTE}\n"
-    )
-    atomic_write_text(out / "compare.md", "\n".join(lines) + footer)
-    chart = score_bars([f"{r.arch} ({r.model})" for r in rows], [r.score if math.isfinite(r.score) else 0.0 for r in rows], f"RSNA score on {settings.n_test} held-out test images")
-    atomic_write_bytes(out / "compare.png", chart)
+    return model_name(arch, model) if arch != "yolo" and is_backbone(arch, model) else model
 
 
 def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: Callable[[str], None] = print) -> list[Row]:
-    """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the table there."""
+    """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the table there.
+
+    OpenMP's threads are told to sleep rather than spin while they wait (``OMP_WAIT_POLICY=PASSIVE``,
+    unless set), before torch is first imported: on a CPU that other programs share, spinning
+    threads burned up to four times the CPU time of the same training steps, and the budget
+    counts CPU time.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from converters.rsna import ConvertSettings
     from converters.synthetic import synthetic_dataset
 
     from ..data.dataset import DATA_YAML, ConvertedDataset
-    from ..predict.run import predict_folder
-    from ..train.run import train
+    from ..eval.scoring import load_scoring_set
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     out = Path(out).absolute()
-    raw_dir = out / "raw"
     rows = check_rows(settings.rows)
     rsna, dataset_root = synthetic_dataset(
         out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
         settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed), steps=3, log=log,
     )  # fmt: skip
     dataset = ConvertedDataset.from_yaml(dataset_root / DATA_YAML)
-    val_images = dataset.listed("val")
-    sizes = dataset.original_sizes(val_images)
-    train_truth = load_scoring_set(rsna / "stage_2_train_labels.csv").boxes
-    test_truth = load_scoring_set(rsna / "stage_2_test_labels.csv").boxes
-    log(f"[3/3] training, tuning on {len(val_images)} validation images and scoring on {settings.n_test} test images: {', '.join(rows)}")
-    results = []
-    for row in rows:
-        arch, model, epochs, model_name = settings.plan(row)
-        log(f"      {row}: training {model_name} for {epochs} epochs")
-        clock = time.perf_counter()
-        trained = train(
-            dataset, model, arch=arch, imgsz=settings.imgsz, epochs=epochs, batch=settings.batch, device=settings.device,
-            name=row, project=out / "runs", overrides={"exist_ok": True, "seed": settings.seed},
-        )  # fmt: skip
-        train_s = time.perf_counter() - clock
-        common = dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, progress=False)
-        val_raw, test_raw = raw_dir / f"{row}-val.parquet", raw_dir / f"{row}-test.parquet"
-        predict_folder(trained.best, dataset_root / "images" / "val", val_raw.with_suffix(".csv"), save_raw=val_raw, original_sizes=sizes, **common)
-        report = predict_folder(trained.best, rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), save_raw=test_raw, **common)
-        tuned = tune(read_raw(val_raw), train_truth)
-        score = score_config(read_raw(test_raw), test_truth, tuned.best).score
-        val_score = tuned.best_result.score
-        results.append(Row(row, model_name, epochs, score, val_score, train_s, report.steady_images_per_s, tuned.best))
-        log(f"      {row}: test score {score:.4f} (validation {val_score:.4f}), trained in {train_s:.0f} s, predicts {report.steady_images_per_s:.1f} images/s")
-    write_outputs(out, results, settings, len(val_images))
-    log(f"comparison finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'compare.md'}")
+    val_images = len(dataset.listed("val"))
+    truth = {"val": load_scoring_set(rsna / "stage_2_train_labels.csv").boxes, "test": load_scoring_set(rsna / "stage_2_test_labels.csv").boxes}
+    log(
+        f"[3/3] training each for {settings.budget_min:g} min, tuning on {val_images} validation images and scoring on "
+        f"{settings.n_test} test images: {', '.join(rows)}"
+    )
+    results = [compare_row(row, settings, out, dataset, rsna, truth, log) for row in rows]
+    wall_min, cpu_min = (time.perf_counter() - started) / 60, (_cpu_seconds() - cpu_started) / 60
+    write_outputs(out, results, settings, val_images, wall_min=wall_min)
+    log(f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its decoding processes) -> {out / 'compare.md'}")
     return results
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its child processes that have ended (``predict``'s decoding processes)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, log: Callable[[str], None]) -> Row:
+    """Train, tune and score one row (see the module doc)."""
+    from ..eval.bootstrap import score_interval
+    from ..eval.detections import read_raw
+    from ..eval.tune import score_config, tune
+    from ..predict.run import predict_folder
+    from ..train.budget import read_record
+    from ..train.run import train
+
+    arch, model = settings.plan(row)
+    label = model_label(arch, model) + "".join(f", {key}={value}" for key, value in settings.options.get(row, {}).items())
+    log(f"      {row}: training {label} for {settings.budget_min:g} min")
+    overrides = settings.overrides(row)
+    trained = train(
+        dataset, model, arch=arch, imgsz=settings.imgsz, batch=settings.batch, device=settings.device, name=row, project=out / "runs",
+        overrides=overrides, budget_min=settings.budget_min, curve_points=settings.curve_points,
+    )  # fmt: skip
+    record = read_record(trained.run_dir)
+    common = dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, progress=False)
+    raw_dir = out / "raw"
+    val_raw, test_raw = raw_dir / f"{row}-val.parquet", raw_dir / f"{row}-test.parquet"
+    val_images = dataset.listed("val")
+    predict_folder(trained.best, dataset.root / "images" / "val", val_raw.with_suffix(".csv"), save_raw=val_raw, original_sizes=dataset.original_sizes(val_images), **common)
+    report = predict_folder(trained.best, rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), save_raw=test_raw, **common)
+    tuned = tune(read_raw(val_raw), truth["val"])
+    result = score_config(read_raw(test_raw), truth["test"], tuned.best)
+    interval = score_interval(result.image_scores, seed=settings.seed)
+    found = Row(row, label, interval, tuned.best_result.score, record, report.steady_images_per_s, tuned.best)
+    log(
+        f"      {row}: test score {interval.estimate:.4f} [{interval.low:.4f}, {interval.high:.4f}] (validation {found.val_score:.4f}), "
+        f"{record['epochs']:g} epochs, {record['steps']} steps in {record['train_s']:.0f} {record['clock']}-s; "
+        f"curve {curve_text(record['curve'])}"
+    )
+    return found

@@ -53,10 +53,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     from ..eval.postprocess import PostprocessConfig
     from ..predict.run import predict_folder
     from ..eval.scoring import evaluate_submission, load_scoring_set
+    from ..runtime.devices import Devices
     from ..synth import make_rsna_like
     from ..train.run import train
     from ..train.common import TUNED_YAML
 
+    Devices.parse(settings.device).resolve()  # a device this machine lacks stops the demo before any work
     started = time.perf_counter()
     out = Path(out).absolute()
     rsna, dataset = out / "rsna", out / "dataset"

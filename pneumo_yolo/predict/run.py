@@ -32,7 +32,7 @@ from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import errors_only, validate_submission, write_submission
 from ..files import remove_stale_parts, staging_folder, write_errors_csv
 from ..runtime.devices import Devices
-from ..runtime.lifetime import Janitor, remove_stale_shared_memory
+from ..runtime.lifetime import Janitor, interrupts_held_off, remove_stale_shared_memory
 from .decoding import InputError, is_dicom, list_inputs
 from .device import PredictSettings, predict_paths
 from .shards import predict_on_devices
@@ -165,10 +165,11 @@ def predict_folder(
         if not found.strings:
             return report
         rows = list(expected_ids) if expected_ids is not None else sorted(found.strings)
-        staged.commit()
-        write_submission(report.out, found.strings, rows)
-        write_errors_csv(report.errors_path, report.errors)
-        report.written = True
+        with interrupts_held_off():  # all of this run's outputs, or none
+            staged.commit()
+            write_submission(report.out, found.strings, rows)
+            write_errors_csv(report.errors_path, report.errors)
+            report.written = True
     report.invalid = [str(problem) for problem in errors_only(validate_submission(report.out, rows, found.sizes))]
     report.n_rows = len(rows)
     report.n_with_boxes = sum(bool(s) for s in found.strings.values())

@@ -1,1 +1,1 @@
-"""Where and how the networks run: Ultralytics set up offline (:mod:`.offline`), ``--device`` (:mod:`.devices`), ``--model`` (:mod:`.weights`)."""
+"""Where and how the networks run: Ultralytics set up offline (:mod:`.offline`), ``--device`` (:mod:`.devices`), ``--model`` (:mod:`.weights`), helper processes and shared memory that end with the run (:mod:`.lifetime`), the memory check before predicting (:mod:`.memory`)."""

@@ -44,6 +44,10 @@ class Devices:
     (('0', '1'), ('cpu',), ('2',), ())
     >>> Devices.parse("0,1").ultralytics, Devices.parse("1,0").torch, Devices.parse("cpu").torch
     ('0,1', 'cuda:1', 'cpu')
+    >>> Devices.parse("0,cpu")
+    Traceback (most recent call last):
+    ...
+    pneumo_yolo.runtime.devices.DeviceError: --device '0,cpu' mixes cpu and gpu: name GPUs only (0,1) or the CPU only (cpu)
     """
 
     names: tuple[str, ...] = ()
@@ -63,6 +67,12 @@ class Devices:
                 names.append(part)
             else:
                 raise DeviceError(f"--device {text!r}: {part!r} is not a device; use a GPU index (0, or 0,1,2,3 for several) or cpu")
+        kinds = {name if name in CPU_NAMES else "gpu" for name in names}
+        if len(kinds) > 1:
+            raise DeviceError(f"--device {text!r} mixes {' and '.join(sorted(kinds))}: name GPUs only (0,1) or the CPU only (cpu)")
+        gpus = [name for name in names if name not in CPU_NAMES]
+        if len(set(gpus)) < len(gpus):
+            raise DeviceError(f"--device {text!r} names a GPU twice: name each GPU once (0,1)")
         return cls(tuple(names))
 
     @property

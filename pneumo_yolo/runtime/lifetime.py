@@ -29,7 +29,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -95,6 +96,19 @@ def exit_with_parent(parent: int, ignore_interrupt: bool = False) -> None:
         threading.Thread(target=_watch_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
     if os.getppid() != parent:  # the parent ended before the signal was asked for
         os._exit(1)
+
+
+@contextmanager
+def interrupts_held_off() -> Iterator[None]:
+    """Ignore Ctrl-C (SIGINT) inside the block, so that outputs moving into place all move (a few ms); elsewhere than the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _kill_on_parent_death() -> bool:

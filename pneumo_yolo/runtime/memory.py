@@ -4,9 +4,9 @@ A typo such as ``--imgsz 100000`` once grew a decoding process to 23 GB until th
 after 105 s. The sizes now have upper bounds (``--imgsz`` at most 4096), and within them
 :func:`check_predict_memory` refuses a ``--batch`` whose images cannot fit, naming one that can.
 
-The estimate is a lower bound, from measurements of yolo11n on the CPU (docs/predict.md): about
-80 bytes of activations per pixel of each image of a batch (19 MB per image at 512 px, 75 MB at
-1024, 387 MB at 2048), plus 85 MB per decoding process and the shared-memory buffers that hand
+The estimate is a lower bound, from measurements of yolo11n on the CPU (docs/predict.md): 70 bytes
+of activations per pixel of each image of a batch, below each measured figure (19 MB per image at
+512 px, 72 bytes a pixel; 75 MB at 1024, 72; 387 MB at 2048, 92), plus 85 MB per decoding process and the shared-memory buffers that hand
 decoded images over, ``2W + 1`` of them for W decoding processes, each ``batch × side²`` bytes. Larger models need more, so a run
 this check lets through may still not fit; one it refuses cannot.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .devices import CPU_NAMES
 
-BYTES_PER_PIXEL = 80
+BYTES_PER_PIXEL = 70
 """Activations per input pixel of one image while the model runs (yolo11n, float32; measured on the CPU)."""
 HOST_BYTES_PER_PIXEL_ON_GPU = 6
 """What the host holds per input pixel of a batch bound for a GPU: the 3-channel uint8 copy and its letterboxed twin."""
@@ -41,7 +41,7 @@ def predict_memory(batch: int, workers: int, side: int, device: str) -> tuple[in
     """``(host, accelerator)`` bytes one batch needs at ``side`` px on ``device`` (a resolved name: ``"cpu"``, ``"0"``); the accelerator's is 0 on the CPU.
 
     >>> [round(n / 1e9, 2) for n in predict_memory(4, 1, 4096, "cpu")]
-    [5.66, 0.0]
+    [4.98, 0.0]
     """
     pixels = batch * side * side
     if device in CPU_NAMES:

@@ -89,10 +89,10 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def check_sizes(imgsz: int, epochs: int, batch: int) -> None:
-    """Reject sizes Ultralytics would only fail on later."""
+def check_sizes(imgsz: int, epochs: int, batch: int, imgsz_from: str = "--imgsz") -> None:
+    """Reject sizes Ultralytics would only fail on later; ``imgsz_from`` names where the size came from."""
     if imgsz < 32:
-        raise TrainConfigError(f"--imgsz {imgsz}: must be at least 32 (a multiple of 32)")
+        raise TrainConfigError(f"{imgsz_from} {imgsz}: must be at least 32 (a multiple of 32)")
     if epochs < 1:
         raise TrainConfigError(f"--epochs {epochs}: must be at least 1")
     if batch < 1 and batch != -1:

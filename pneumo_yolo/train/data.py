@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..boxes import ltwh_to_xyxy, yolo_to_ltwh
+from ..boxes import ltwh_to_xyxy, mirror_xyxy, yolo_to_ltwh
 from ..data.dataset import ConvertedDataset, label_path_of
 from ..nets.torch_net import square_input
 
@@ -84,7 +84,7 @@ class BoxDataset:
         boxes = read_label_boxes(path, self.imgsz)
         if self.flip and self.rng.random() < 0.5:
             image = np.ascontiguousarray(image[:, ::-1])
-            boxes = np.c_[self.imgsz - boxes[:, 2], boxes[:, 1], self.imgsz - boxes[:, 0], boxes[:, 3]].reshape(-1, 4)
+            boxes = mirror_xyxy(boxes, self.imgsz)
         target: dict[str, Any] = {
             "boxes": torch.as_tensor(boxes, dtype=torch.float32),
             "labels": torch.ones(len(boxes), dtype=torch.int64),

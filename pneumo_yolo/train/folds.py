@@ -10,12 +10,15 @@ process of its own, as the next fold waits for the first free device.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.managers import SyncManager
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
 from ..runtime.devices import Devices
+from ..runtime.lifetime import exit_with_parent
 from .common import TrainConfigError, TrainResult
 from .run import train
 
@@ -68,11 +71,13 @@ def train_folds(
         return results
     log(f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time")
     context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    free = manager.Queue()
-    for each in devices:
-        free.put(each)
-    with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1) as pool:
+    manager = SyncManager(ctx=context)
+    manager.start(exit_with_parent, (os.getpid(),))
+    helpers = dict(mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
+    with manager, ProcessPoolExecutor(len(devices), **helpers) as pool:  # after a kill -9 of this process, no training goes on
+        free = manager.Queue()
+        for each in devices:
+            free.put(each)
         pending = [pool.submit(_train_on_free_device, free, fold_set, model, run_name, train_options) for fold_set, run_name in jobs]
         return [job.result() for job in pending]
 

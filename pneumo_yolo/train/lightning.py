@@ -11,9 +11,14 @@ A run folder, as for YOLO (:mod:`.common`), plus::
     <project>/<name>/weights/best.pt     the model after the last epoch, as a plain checkpoint (:mod:`pneumo_yolo.nets.checkpoints`)
     <project>/<name>/weights/last.ckpt   Lightning's checkpoint (model, optimiser, epoch) for --resume
     <project>/<name>/metrics.csv         per epoch: mean training loss and its parts, learning rate, training minutes
+    <project>/<name>/curve.json          with a budget or a learning curve (:mod:`.budget`): how far it got, and the curve
 
 There is no per-epoch validation to pick a best epoch from, so ``best.pt`` is the last epoch's
 model; the name is kept so that every command finds a run's weights at the same place.
+
+``model`` (``--model``) names the backbone (:func:`~pneumo_yolo.nets.archs.is_backbone`) or a
+weights file to start from (:func:`resolve_model`). With a :class:`~.budget.Budget` the run
+has no epoch count: it stops after the first step past the budget (:class:`BudgetCallback`).
 """
 
 from __future__ import annotations
@@ -28,15 +33,21 @@ import lightning as L
 import torch
 
 from ..data.dataset import ConvertedDataset
-from ..nets.archs import MASK_SHAPES, build_model, training_loss
-from ..nets.checkpoints import load_initial_weights, save_checkpoint
+from ..nets.archs import BACKBONE_HELP, DEFAULT_BACKBONES, DETECTORS, MASK_SHAPES, build_model, is_backbone, training_loss
+from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
+from ..runtime.offline import import_ultralytics
+from .budget import BUDGET_EPOCHS, Budget, LearningCurve, TrainingClock, TrainingRecord, schedule_factor, watch_run, write_record
 from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
 
-LEARNING_RATES = {"faster-rcnn": 3e-4, "mask-rcnn": 3e-4, "unet": 1e-3}
-"""AdamW's peak learning rate per arch (``--set lr0=`` changes it), reached after a short warm-up and then lowered on a cosine."""
+LEARNING_RATE = 1e-3
+"""AdamW's peak learning rate (``--set lr0=`` changes it), reached after a short warm-up and then lowered on a cosine."""
+LARGE_LEARNING_RATE = 3e-4
+"""The peak rate of the R-CNNs' ResNet-50 v2 (43 million weights)."""
+WARMUP = 0.1
+"""The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
 OPTIONS = {"lr0": float, "weight_decay": float, "seed": int, "workers": int, "exist_ok": bool}
 """The ``--set`` keys these archs take, with their types."""
 METRICS_CSV = "metrics.csv"
@@ -45,12 +56,18 @@ LOGGER_CONNECTOR = "lightning.pytorch.trainer.connectors.logger_connector.logger
 
 
 class ArchModule(L.LightningModule):
-    """One non-YOLO network and its loss, optimiser and schedule."""
+    """One non-YOLO network and its loss, optimiser and schedule.
 
-    def __init__(self, arch: str, imgsz: int, lr: float, weight_decay: float) -> None:
+    The learning rate follows :func:`~.budget.schedule_factor` of :meth:`progress`: the share of
+    the steps taken, or, with a budget, the share of the budget spent (set by :class:`BudgetCallback`).
+    """
+
+    def __init__(self, arch: str, imgsz: int, lr: float, weight_decay: float, backbone: str, budgeted: bool = False) -> None:
         super().__init__()
-        self.arch, self.lr, self.weight_decay = arch, lr, weight_decay
-        self.model = build_model(arch, imgsz)
+        self.save_hyperparameters()
+        self.arch, self.imgsz, self.backbone, self.lr, self.weight_decay, self.budgeted = arch, imgsz, backbone, lr, weight_decay, budgeted
+        self.model = build_model(arch, imgsz, backbone)
+        self.budget_spent = 0.0
         self.started = time.perf_counter()
 
     def training_step(self, batch: tuple[list[Any], list[dict[str, Any]]], batch_index: int) -> Any:
@@ -65,28 +82,50 @@ class ArchModule(L.LightningModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
         self.log("train_minutes", (time.perf_counter() - self.started) / 60, sync_dist=True)
 
+    def progress(self, step: int) -> float:
+        """The share of the run done at optimiser step ``step``: of the budget spent, or of the steps."""
+        return self.budget_spent if self.budgeted else step / max(1, int(self.trainer.estimated_stepping_batches))
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = warmup_cosine(optimizer, int(self.trainer.estimated_stepping_batches))
+        warmup = WARMUP
+        if not self.budgeted:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            warmup = min(100, max(1, total // 10)) / total
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor(self.progress(step), warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """A linear warm-up from ``1/w`` of the rate to all of it over ``w`` steps (a tenth of them, 1 to 100), then a cosine decay to 0 at ``total_steps``.
+class BudgetCallback(L.Callback):
+    """Counts the budget over each epoch's training loop, stops the run past it, and scores the learning curve.
 
-    >>> optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> schedule = warmup_cosine(optimizer, 20)
-    >>> rates = [optimizer.param_groups[0]["lr"]] + [(optimizer.step(), schedule.step(), optimizer.param_groups[0]["lr"])[2] for _ in range(20)]
-    >>> round(rates[0], 2), round(rates[1], 2), round(rates[2], 2), round(rates[11], 2), round(rates[20], 2)
-    (0.5, 0.75, 1.0, 0.5, 0.0)
+    Rank 0's clock decides: the share spent is broadcast after every step, so every process of a
+    multi-GPU run follows the same schedule and stops at the same step.
     """
-    total = max(1, total_steps)
-    warmup = max(1, min(100, total // 10))
-    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
-    ramp = LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup)
-    decay = CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
-    return SequentialLR(optimizer, [ramp, decay], milestones=[warmup])
+    def __init__(self, budget: Budget | None, clock: TrainingClock, curve: LearningCurve, dataset: ConvertedDataset, *, device: str, batch: int) -> None:
+        self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = budget, clock, curve, dataset, device, batch
+        self.epochs = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: ArchModule) -> None:
+        self.clock.start()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: ArchModule, outputs: Any, batch: Any, batch_index: int) -> None:
+        if self.budget is None:
+            return
+        spent = trainer.strategy.broadcast(self.clock.seconds() / self.budget.seconds)
+        module.budget_spent = min(1.0, spent)
+        if spent >= 1.0:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: ArchModule) -> None:
+        self.clock.stop()
+        self.epochs = epochs_done = trainer.current_epoch + 1
+        progress = module.budget_spent if self.budget else epochs_done / max(1, trainer.max_epochs)
+        last = trainer.should_stop or (self.budget is None and epochs_done >= trainer.max_epochs)
+        if trainer.is_global_zero and self.curve.due(progress, last=last):
+            detector = DETECTORS[module.arch](checkpoint_of(module.arch, module.imgsz, module.model, module.backbone), device=self.device)
+            self.curve.score(detector, self.dataset, epoch=epochs_done, step=trainer.global_step, clock=self.clock, batch=self.batch)
 
 
 def arch_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,9 +146,34 @@ def run_folder(project: Path, name: str, *, exist_ok: bool, resume: bool) -> Pat
         if not (run_dir / "weights" / "last.ckpt").is_file():
             raise TrainConfigError(f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)")
         return run_dir
+    import_ultralytics()  # offline and private first: a later predict in this process refuses an Ultralytics imported without it
     from ultralytics.utils.files import increment_path
 
     return Path(increment_path(run_dir, exist_ok=exist_ok, sep=""))
+
+
+def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) -> tuple[str, Path | None]:
+    """``(backbone, weights file to start from or None)`` of ``--model``.
+
+    ``--model`` names a backbone of ``arch`` (``resnet18``…), or a weights file: one of our
+    checkpoints of ``arch`` starts its own backbone, any other file (a torchvision ``.pth`` state
+    dict) the arch's default. Nothing: the default backbone from scratch. A resumed run keeps the
+    backbone it was started with (recorded in Lightning's checkpoint).
+    """
+    if resume:
+        saved = torch.load(run_dir / "weights" / "last.ckpt", map_location="cpu", weights_only=False).get("hyper_parameters", {})
+        return saved.get("backbone", DEFAULT_BACKBONES[arch]), None
+    if model is None:
+        return DEFAULT_BACKBONES[arch], None
+    if is_backbone(arch, model):
+        return model, None
+    path = Path(model)
+    if not path.is_file():
+        raise TrainConfigError(f"--model {model}: neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists")
+    checkpoint = read_checkpoint(path)
+    if checkpoint is not None and checkpoint["arch"] == arch:
+        return checkpoint["backbone"], path
+    return DEFAULT_BACKBONES[arch], path
 
 
 def train_arch(
@@ -126,10 +190,15 @@ def train_arch(
     resume: bool = False,
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
+    budget_min: float | None = None,
+    curve_points: int = 0,
 ) -> TrainResult | None:
     """Train ``arch`` on ``dataset`` (see the module doc); ``None`` in the extra processes of DDP.
 
-    ``model`` is an optional weights file to start from (:func:`~pneumo_yolo.nets.checkpoints.load_initial_weights`).
+    ``model`` names the backbone or a weights file to start from (:func:`resolve_model`).
+    ``budget_min``: train for that many minutes (:class:`~.budget.Budget`: CPU minutes on the
+    CPU, wall minutes on a GPU) instead of ``epochs``; ``curve_points``: score that many points of
+    the learning curve; either writes ``curve.json``.
     """
     if imgsz % 32:
         raise TrainConfigError(f"--imgsz {imgsz}: {arch} needs a multiple of 32")
@@ -137,18 +206,20 @@ def train_arch(
         raise TrainConfigError(f"--batch {batch}: {arch} needs a fixed batch size (AutoBatch is Ultralytics' own)")
     options = arch_options(overrides or {})
     run_dir = run_folder(project, name, exist_ok=options.get("exist_ok", False), resume=resume)
+    backbone, initial_weights = resolve_model(arch, model, run_dir, resume=resume)
     devices = Devices.parse(device).resolve()
     hardware = devices.lightning()
     train_set = BoxDataset.of(dataset, "train", imgsz, flip=True, masks=MASK_SHAPES.get(arch), seed=options.get("seed", 0))
     if not len(train_set):
         raise TrainConfigError(f"{dataset.yaml}: no training images")
+    budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
     L.seed_everything(options.get("seed", 0), verbose=False)
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
     if devices.on_cpu:
         torch.set_num_threads(cpu_count())
-    module = ArchModule(arch, imgsz, options.get("lr0", LEARNING_RATES[arch]), options.get("weight_decay", 1e-4))
+    module = ArchModule(arch, imgsz, options.get("lr0", LARGE_LEARNING_RATE if arch != "unet" and backbone == DEFAULT_BACKBONES[arch] else LEARNING_RATE), options.get("weight_decay", 1e-4), backbone, budgeted=budget is not None)
     try:
-        initial = load_initial_weights(module.model, arch, Path(model)) if model and not resume else None
+        initial = load_initial_weights(module.model, arch, initial_weights, backbone) if initial_weights else None
     except (FileNotFoundError, ValueError) as error:
         raise TrainConfigError(str(error)) from error
     workers = options.get("workers", 0 if devices.on_cpu else min(8, cpu_count()))
@@ -158,18 +229,22 @@ def train_arch(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    watch = BudgetCallback(budget, clock, curve, dataset, device=devices.first, batch=batch)
     trainer = L.Trainer(
-        **hardware, max_epochs=epochs, default_root_dir=str(run_dir), logger=CSVLogger(run_dir, name="", version=""),
+        **hardware, max_epochs=BUDGET_EPOCHS if budget else epochs, default_root_dir=str(run_dir), logger=CSVLogger(run_dir, name="", version=""),
         enable_progress_bar=True, enable_model_summary=False, log_every_n_steps=1,
-        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "weights"), save_top_k=0, save_last=True)],
+        callbacks=[watch, ModelCheckpoint(dirpath=str(run_dir / "weights"), save_top_k=0, save_last=True)],
     )  # fmt: skip
     if trainer.is_global_zero and initial:
         print(initial)
     trainer.fit(module, loader, ckpt_path=str(run_dir / "weights" / "last.ckpt") if resume else None)
     if not trainer.is_global_zero:
         return None
-    best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model)
+    best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model, backbone)
     write_trained_on(run_dir, dataset)
+    if budget or curve_points:
+        record = TrainingRecord(budget, clock.clock, watch.epochs, trainer.global_step, clock.seconds(), clock.wall_seconds(), curve.scoring_s, curve.taken)
+        write_record(run_dir, record)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     rsna_val = None
     if score_val:

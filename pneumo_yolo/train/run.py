@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
-from .common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME, TrainResult, check_run_name, check_sizes
+from .common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME, TrainConfigError, TrainResult, check_run_name, check_sizes
 from .yolo import check_option_keys, train_yolo
 
 YOLO = "yolo"
@@ -33,6 +33,8 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
     arch: str = YOLO,
+    budget_min: float | None = None,
+    curve_points: int = 0,
 ) -> TrainResult | None:
     """Train (or resume) a model on ``dataset`` (a :class:`ConvertedDataset`, or the path of its YAML) and return where its outputs are.
 
@@ -41,6 +43,10 @@ def train(
     (:func:`.lightning.train_arch`), ``model`` then being an optional weights file to start
     from; that returns ``None`` in the extra processes of a multi-GPU run. ``score_val`` also
     scores ``best.pt`` on the validation split, as the ``train`` command does.
+
+    ``budget_min`` trains for that many minutes instead of ``epochs`` (CPU minutes on the CPU,
+    wall minutes on a GPU: :mod:`.budget`); ``curve_points`` scores the learning curve on the
+    validation split that many times along the run. Either writes ``curve.json`` to the run.
 
     Example::
 
@@ -54,11 +60,16 @@ def train(
     check_option_keys(overrides or {}, None, "--set")
     size_given = imgsz is not None
     imgsz = imgsz or dataset.imgsz or DEFAULT_IMGSZ
-    check_sizes(imgsz, epochs, batch)
-    options = dict(imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume, overrides=overrides, score_val=score_val)
+    check_sizes(imgsz, epochs, batch, "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)")
+    if budget_min is not None and (budget_min <= 0 or resume):
+        raise TrainConfigError(f"budget {budget_min} min: a budget must be more than 0 minutes, for a new run (not --resume)")
+    dataset.check_parts()
+    options = dict(
+        imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume, overrides=overrides,
+        score_val=score_val, budget_min=budget_min, curve_points=curve_points,
+    )  # fmt: skip
     if arch != YOLO:
         from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
 
-        dataset.check_parts()
         return train_arch(dataset, arch, model, **options)
     return train_yolo(dataset, model, size_given=size_given, online=online, **options)

@@ -15,14 +15,34 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ..data.dataset import ConvertedDataset
 from ..eval.detections import RawDetections
 from ..eval.tune import tune
 from ..files import atomic_write_text
+from ..nets.detector import Detector
 from ..nets.load import load_detector
 from ..predict.ensemble import Ensemble, detect_files
 from ..report import REPORT_DIR, Predictions, write_report
 from .common import DEFAULT_BATCH, TUNED_YAML, VAL_JSON
+
+
+def validation_detections(
+    detector: Detector, dataset: ConvertedDataset, *, batch: int = DEFAULT_BATCH, workers: int = 1, progress: bool = True
+) -> tuple[RawDetections, dict[str, np.ndarray]]:
+    """``detector``'s raw detections on ``dataset``'s validation images, in original pixels, and their ground truth.
+
+    ``workers`` decoding processes (:func:`~pneumo_yolo.predict.ensemble.detect_files`; 0: in this process).
+    """
+    images = dataset.listed("val")
+    if not images:
+        raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
+    sizes = dataset.original_sizes(images)
+    raw = RawDetections.from_images(
+        found for _, found in detect_files(Ensemble([detector]), images, batch=batch, workers=workers, original_sizes=sizes, progress=progress) if found
+    )
+    return raw, dataset.ground_truth(images, sizes)
 
 
 def score_validation(
@@ -38,14 +58,8 @@ def score_validation(
     """Score ``weights`` on ``dataset``'s validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
     root = dataset.root
     images = dataset.listed("val")
-    if not images:
-        raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
+    raw, truth = validation_detections(load_detector(weights, imgsz=imgsz, device=device), dataset, batch=batch, progress=progress)
     sizes = dataset.original_sizes(images)
-    truth = dataset.ground_truth(images, sizes)
-    detector = load_detector(weights, imgsz=imgsz, device=device)
-    raw = RawDetections.from_images(
-        found for _, found in detect_files(Ensemble([detector]), images, batch=batch, original_sizes=sizes, progress=progress) if found
-    )
     report = tune(raw, truth)
     title = f"Validation split of {root.name} (best.pt, tuned post-processing)"
     write_report(out_dir / REPORT_DIR, {p.stem: p for p in images}, Predictions.from_raw(raw, report.best), truth, sizes=sizes, title=title)

@@ -33,6 +33,7 @@ from ..runtime.devices import Devices
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
 from ..runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
 from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
+from .budget import BUDGET_EPOCHS, UltralyticsWatch, watch_run, write_record
 from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
 from .validation import score_validation
 
@@ -50,6 +51,7 @@ OPTION_FLAGS = {
 """Ultralytics keys that have their own option, so ``--set`` may not give them."""
 
 FIXED_KEYS = frozenset({"mode", "task"})
+
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 def cxr_defaults() -> dict[str, Any]:
     """The chest X-ray training defaults shipped in ``cfg/cxr_train.yaml``."""
@@ -155,6 +157,8 @@ def train_yolo(
     online: bool = False,
     overrides: Mapping[str, Any] | None = None,
     score_val: bool = False,
+    budget_min: float | None = None,
+    curve_points: int = 0,
 ) -> TrainResult:
     """Train (or resume) a YOLO detector or an opacity classifier (as ``model``'s task says) on ``dataset``.
 
@@ -164,6 +168,8 @@ def train_yolo(
     with the RSNA metric (:func:`.validation.score_validation`), a classifier by its top-1
     accuracy and ROC AUC (:func:`.classifier.score_classifier`). A resumed run keeps the
     arguments stored in its checkpoint; only ``dataset``, ``device`` and ``overrides`` apply.
+    ``budget_min`` and ``curve_points`` (a detector on one device) train for a budget instead of
+    ``epochs`` and score a learning curve (:class:`.budget.UltralyticsWatch`), into ``curve.json``.
     """
     overrides = dict(overrides or {})
     allow_download = online or downloads_allowed()
@@ -183,7 +189,6 @@ def train_yolo(
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")  # before the model is built: a typo fails in seconds
-    dataset.check_parts()
     devices = Devices.parse(device).resolve()
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
@@ -220,10 +225,13 @@ def train_yolo(
             f"another --name, or fine-tune from it with --model {Path(source.source).with_name('best.pt')}."
         )
     yolo.add_callback("on_pretrain_routine_start", prepare_process)
+    watch = _watch(yolo, args, budget_min, curve_points, devices, dataset, batch, classify=classify) if budget_min or curve_points else None
     yolo.train(**args)
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
     write_trained_on(run_dir, dataset)
+    if watch is not None:
+        write_record(run_dir, watch.record())
     metrics = {key: float(value) for key, value in (trainer.metrics or {}).items()}
     rsna_val = classifier_val = None
     if score_val:
@@ -242,6 +250,21 @@ def train_yolo(
         rsna_val=rsna_val,
         classifier_val=classifier_val,
     )
+
+
+def _watch(
+    yolo: Any, args: dict[str, Any], budget_min: float | None, curve_points: int, devices: Devices, dataset: ConvertedDataset, batch: int, *, classify: bool
+) -> UltralyticsWatch:
+    """Hook a budget and a learning curve into ``yolo``'s training; a budgeted run starts with :data:`BUDGET_EPOCHS` epochs, re-estimated after each."""
+    if classify or len(devices.names) > 1:
+        raise TrainConfigError("a training budget or a learning curve takes a YOLO detector on one device")
+    budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
+    watch = UltralyticsWatch(budget, clock, curve, dataset, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH)
+    for event, callback in watch.callbacks().items():
+        yolo.add_callback(event, callback)
+    if budget is not None:
+        args["epochs"] = BUDGET_EPOCHS
+    return watch
 
 
 def _warn_on_size_mismatch(dataset: ConvertedDataset, imgsz: int, resume: bool) -> None:
