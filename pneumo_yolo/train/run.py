@@ -63,12 +63,12 @@ def train(
     check_sizes(imgsz, epochs, batch, "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)")
     if budget_min is not None and (budget_min <= 0 or resume):
         raise TrainConfigError(f"budget {budget_min} min: a budget must be more than 0 minutes, for a new run (not --resume)")
-    dataset.check_parts()
     options = dict(
         imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume, overrides=overrides,
         score_val=score_val, budget_min=budget_min, curve_points=curve_points,
     )  # fmt: skip
     if arch != YOLO:
+        dataset.check_parts()
         from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
 
         return train_arch(dataset, arch, model, **options)

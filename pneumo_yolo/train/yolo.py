@@ -189,6 +189,7 @@ def train_yolo(
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")  # before the model is built: a typo fails in seconds
+    dataset.check_parts()  # after the options: a mistake in them is named first
     devices = Devices.parse(device).resolve()
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
