@@ -256,6 +256,8 @@ class UltralyticsWatch:
         self.epochs = epochs_done = trainer.epoch + 1
         if self.budget is not None:
             spent = self.clock.seconds()
+            if epochs_done >= trainer.epochs and spent < self.budget.seconds:
+                trainer.stop = False  # Ultralytics ended at the count estimated after an earlier, slower epoch: the budget decides
             trainer.epochs = trainer.args.epochs = max(epochs_done, math.ceil(self.budget.seconds * epochs_done / max(spent, 1e-9)))
             trainer._setup_scheduler()  # as Ultralytics' time mode does after each epoch
             trainer.scheduler.last_epoch = trainer.epoch
