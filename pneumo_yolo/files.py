@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 TEMP_SUFFIX = ".part"
@@ -93,8 +93,7 @@ def remove_stale_parts(target: Path) -> int:
     if not target.parent.is_dir():
         return 0
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.\w+{re.escape(TEMP_SUFFIX)}")
-    stale = [path for path in target.parent.iterdir() if (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
-    return sum(_removed(path) for path in stale)
+    return remove_left_by_gone_processes(target.parent.iterdir(), pattern)
 
 
 def process_alive(pid: int) -> bool:
@@ -117,7 +116,12 @@ def remove_stale_temp_files(folder: Path) -> int:
     """
     pattern = re.compile(rf"\..+\.(\d+)\.[0-9a-f]+{re.escape(TEMP_SUFFIX)}")
     candidates = folder.rglob(f"*{TEMP_SUFFIX}") if folder.is_dir() else ()
-    stale = [path for path in candidates if path.is_file() and (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
+    return remove_left_by_gone_processes((path for path in candidates if path.is_file()), pattern)
+
+
+def remove_left_by_gone_processes(paths: Iterable[Path], pattern: re.Pattern[str]) -> int:
+    """Remove the ``paths`` whose name ``pattern`` matches with the id of a process that is gone (its group 1); return how many went."""
+    stale = [path for path in paths if (match := pattern.fullmatch(path.name)) and not process_alive(int(match[1]))]
     return sum(_removed(path) for path in stale)
 
 

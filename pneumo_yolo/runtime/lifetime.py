@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-from ..files import process_alive, remove_stale_parts
+from ..files import remove_left_by_gone_processes, remove_stale_parts
 
 SHM_PREFIX = "pneumo-yolo"
 SHM_DIR = Path("/dev/shm")
@@ -70,18 +70,7 @@ def name_semaphores() -> None:
 
 def remove_stale_shared_memory(folder: Path = SHM_DIR) -> int:
     """Unlink the shared memory and semaphores of ours in ``folder`` whose process is gone; return how many."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.iterdir():
-        match = _STALE.fullmatch(path.name)
-        if match and not process_alive(int(match[1])):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:  # another user's: theirs to remove
-                continue
-            removed += 1
-    return removed
+    return remove_left_by_gone_processes(folder.iterdir(), _STALE) if folder.is_dir() else 0
 
 
 def exit_with_parent(parent: int, ignore_interrupt: bool = False) -> None:
