@@ -53,10 +53,11 @@ def raw_table(value: Path | None) -> Path | None:
     """``--save-raw``: a ``.csv`` or ``.parquet`` file, checked before any model loads."""
     from ..eval.detections import RawFileError, raw_format
 
-    try:
-        value is None or raw_format(value)
-    except RawFileError as error:
-        raise typer.BadParameter(str(error)) from None
+    if value is not None:
+        try:
+            raw_format(value)
+        except RawFileError as error:
+            raise typer.BadParameter(str(error)) from None
     return value
 
 
