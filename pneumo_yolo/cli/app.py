@@ -1,5 +1,9 @@
 """The Typer application that every command module registers on."""
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import typer
 
 app = typer.Typer(
@@ -16,6 +20,16 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     """Print ``message`` to stderr and return the ``typer.Exit`` to raise."""
     typer.secho(message, err=True, fg=typer.colors.RED)
     return typer.Exit(code=code)
+
+
+def refuse_bad_outputs(files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Any] = {}) -> None:
+    """:func:`pneumo_yolo.files.check_outputs`, its refusal printed as a usage error (exit 2)."""
+    from ..files import OutputError, check_outputs
+
+    try:
+        check_outputs(files, folders=folders, inputs=inputs)
+    except OutputError as error:
+        raise fail(f"error: {error}", code=2) from None
 
 
 def warn(message: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 
 @app.command("report")
@@ -41,12 +41,8 @@ def report(
     from ..report.inputs import list_images, read_predictions, read_truth
     from ..data.dataset import read_manifest
     from ..eval.submission import SubmissionError
-    from ..files import OutputError, check_outputs
 
-    try:
-        check_outputs({}, folders={"--out": out}, inputs={"--predictions": predictions, "--images": images, "--labels": labels, "--manifest": manifest, "--postprocess": postprocess})
-    except OutputError as error:
-        raise fail(f"error: {error}", code=2) from None
+    refuse_bad_outputs({}, folders={"--out": out}, inputs={"--predictions": predictions, "--images": images, "--labels": labels, "--manifest": manifest, "--postprocess": postprocess})
     try:
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         found = read_predictions(predictions, config)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import options
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 
 @app.command("synth")
@@ -27,13 +27,9 @@ def synth(
 
     Example: pneumo-yolo synth --out rsna --n-train 300 --n-test 60
     """
-    from ..files import OutputError, check_outputs
     from ..synth import SynthError, make_rsna_like
 
-    try:
-        check_outputs({}, folders={"--out": out})
-    except OutputError as error:
-        raise fail(f"error: {error}", code=2) from None
+    refuse_bad_outputs({}, folders={"--out": out})
     try:
         summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite)
     except SynthError as error:

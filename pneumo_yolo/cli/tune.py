@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import options
-from .app import app, fail, warn
+from .app import app, fail, refuse_bad_outputs, warn
 
 _SCOPE = "Patients to score"
 _GRID = "Search grid"
@@ -49,14 +49,10 @@ def tune(
     from ..eval.scoring import load_scoring_set
     from ..eval.tune import TuneError, TuneGrid, images_to_score
     from ..eval.tune import tune as run_tune
-    from ..files import OutputError, check_outputs
 
     options.check_split_has_manifest(split, manifest)
     out = out or raw[0].parent / "postprocess.yaml"
-    try:
-        check_outputs({"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config})
-    except OutputError as error:
-        raise fail(f"error: {error}", code=2) from None
+    refuse_bad_outputs({"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config})
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
         given = {"conf": conf, "merges": merges, "shrink": shrink, "fusion_iou": fusion, "gate_alpha": gate_alpha, "gate_threshold": gate_threshold}

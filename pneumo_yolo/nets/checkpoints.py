@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..files import temporary_sibling
 from .archs import DEFAULT_BACKBONES, model_name
 
 CHECKPOINT_FORMAT = "pneumo-yolo-torch/1"
@@ -40,9 +41,13 @@ def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any, backbone: str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = checkpoint_of(arch, imgsz, model, backbone)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    partial = temporary_sibling(path)
+    try:
+        torch.save(payload, partial)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -96,7 +96,7 @@ def _anchor_sizes(imgsz: int, levels: tuple[int, ...], scales: tuple[float, ...]
     return tuple(tuple(max(4, round(BASE_ANCHORS[level] * scale * imgsz / 800)) for scale in scales) for level in levels)
 
 
-def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE, *, max_detections: int = MAX_DETECTIONS) -> Any:
+def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE) -> Any:
     """A randomly initialised 2-class (background, opacity) detector of ``arch`` with ``backbone`` for 1-channel ``imgsz`` squares."""
     import torch
     import torchvision.models.detection as detection
@@ -109,7 +109,7 @@ def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE, *, max_d
         box_batch_size_per_image=TRAIN_REGIONS, box_positive_fraction=POSITIVE_FRACTION,
         rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
         rpn_pre_nms_top_n_test=5 * TEST_PROPOSALS, rpn_post_nms_top_n_test=TEST_PROPOSALS,
-        box_detections_per_img=max_detections,
+        box_detections_per_img=MAX_DETECTIONS,
     )  # fmt: skip
     if backbone == DEFAULT_BACKBONE:
         model = getattr(detection, model_name(arch, backbone))(weights=None, weights_backbone=None, **options)

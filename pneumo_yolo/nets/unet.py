@@ -78,12 +78,12 @@ def unet_loss(model: Any, images: list[Any], targets: list[dict[str, Any]]) -> t
     return bce + dice, {"loss_bce": float(bce.detach()), "loss_dice": float(dice.detach())}
 
 
-def unet_detect(model: Any, batch: Any, conf: float, max_detections: int = MAX_DETECTIONS) -> list[Found]:
+def unet_detect(model: Any, batch: Any, conf: float) -> list[Found]:
     """``(xyxy, scores)`` per image of a ``[N, 1, S, S]`` batch, in the pixels of the ``S`` square."""
     import torch
 
     maps = torch.sigmoid(model(batch).float())[:, 0].cpu().numpy()
-    return [boxes_from_probability(probability, conf=conf, max_detections=max_detections) for probability in maps]
+    return [boxes_from_probability(probability, conf=conf) for probability in maps]
 
 
 def boxes_from_probability(

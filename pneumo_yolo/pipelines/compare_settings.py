@@ -30,7 +30,7 @@ class CompareSettings:
     dicom_size: int = 256
     imgsz: int = 128
     val_fraction: float = 0.25
-    budget_min: float = 6.0
+    budget_min: float = 4.0
     curve_points: int = 6
     batch: int = 16
     models: Mapping[str, str] = field(default_factory=lambda: dict(MODELS))

@@ -38,7 +38,7 @@ from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpo
 from ..runtime.devices import Devices, cpu_count
 from ..runtime.offline import import_ultralytics
 from .budget import BUDGET_EPOCHS, Budget, LearningCurve, TrainingClock, TrainingRecord, schedule_factor, watch_run, write_record
-from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
+from .common import TrainConfigError, TrainResult, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
 
@@ -50,7 +50,6 @@ WARMUP = 0.1
 """The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
 OPTIONS = {"lr0": float, "weight_decay": float, "seed": int, "workers": int, "exist_ok": bool}
 """The ``--set`` keys these archs take, with their types."""
-METRICS_CSV = "metrics.csv"
 LOGGER_CONNECTOR = "lightning.pytorch.trainer.connectors.logger_connector.logger_connector"
 """Lightning's module that advertises its cloud logging service on every run: silenced."""
 
@@ -248,5 +247,5 @@ def train_arch(
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     rsna_val = None
     if score_val:
-        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH)
+        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices.first, batch=batch)
     return TrainResult(run_dir=run_dir, best=best, dataset=dataset, imgsz=imgsz, device=devices.first, metrics=metrics, rsna_val=rsna_val)

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
+from ..nets.archs import YOLO
 from .common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME, TrainConfigError, TrainResult, check_run_name, check_sizes
 from .yolo import check_option_keys, train_yolo
-
-YOLO = "yolo"
 
 
 def train(
