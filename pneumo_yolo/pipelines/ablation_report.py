@@ -170,14 +170,14 @@ def chart(report: Mapping[str, Any]) -> bytes:
             axes.plot(row["scores"], [i] * len(row["scores"]), "o", color="#dd8452", markersize=4)
     oracle = report["oracle"]["score"]
     axes.axvline(oracle, color="#c44e52", linestyle="--", label=f"oracle, tuned on the test images (leakage): {oracle:.3f}")
-    for i, value in enumerate(score):
-        axes.text(value, i, f"  {value:.3f}", va="bottom", fontsize=8)
+    for i, (value, above) in enumerate(zip(score, high)):
+        axes.text(value + above, i, f"  {value:.3f}", va="center", fontsize=8)
     axes.set_yticks(y, [row["stage"] for row in rows])
     seeds = len(report["seeds"])
     what = f"mean over {seeds} seeds, " if seeds > 1 else ""
     axes.set_xlabel(f"RSNA score on {report['test_images']} held-out test images ({what}95 % bootstrap interval)")
-    axes.set_xlim(0, max(float(np.nanmax(score + high)), oracle) * 1.15)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.set_xlim(0, max(float(np.nanmax(score + high)), oracle) * 1.25)
+    axes.legend(loc="upper right", fontsize=8)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()

@@ -135,14 +135,14 @@ def figure(rows: Sequence[Row], n_test: int) -> bytes:
     low = [s - r.test.low if math.isfinite(r.test.low) else 0.0 for s, r in zip(scores, rows[::-1])]
     high = [r.test.high - s if math.isfinite(r.test.high) else 0.0 for s, r in zip(scores, rows[::-1])]
     bars.barh(labels, scores, xerr=[low, high], capsize=3, color=[COLOURS.get(r.arch, "#4c72b0") for r in rows[::-1]])
-    for y, score in enumerate(scores):
-        bars.text(score, y, f" {score:.3f}", va="bottom", fontsize=8)
+    for y, (score, above) in enumerate(zip(scores, high)):
+        bars.text(score + above, y, f" {score:.3f}", va="center", fontsize=8)
     reference = next((r.test.estimate for r in rows if r.arch == "yolo11" and math.isfinite(r.test.estimate)), None)
     if reference:
         bars.axvline(reference / 2, color="grey", linestyle="--", linewidth=1, label="half of YOLO11's score")
         bars.legend(fontsize=8, loc="lower right")
     bars.set_xlabel(f"RSNA score on {n_test} held-out test images (95 % interval)")
-    bars.set_xlim(0, max(1e-6, *(s + h for s, h in zip(scores, high))) * 1.15)
+    bars.set_xlim(0, max(1e-6, *(s + h for s, h in zip(scores, high))) * 1.25)
     clocks = set()
     for r in rows:
         points = [(p["train_min"], p["val_score"] or 0.0) for p in r.record["curve"]]
