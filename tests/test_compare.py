@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -115,30 +116,43 @@ def check_budgeted_run(record: dict, budget_min: float, batches_per_epoch: int) 
 
 def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_path: Path) -> None:
     """Ultralytics' trainer, through the callbacks; Lightning's is the end-to-end test's (the U-Net)."""
+    import torch
+
     data = ConvertedDataset.from_yaml(make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4, size=64))
-    result = train(data, "yolo11n.yaml", imgsz=64, batch=4, device="cpu", project=tmp_path, name="yolo", budget_min=0.05, curve_points=2,
-                   overrides={"val": False, "plots": False})  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
+    try:
+        result = train(data, "yolo11n.yaml", imgsz=64, batch=4, device="cpu", project=tmp_path, name="yolo", budget_min=0.05, curve_points=2,
+                       overrides={"val": False, "plots": False})  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)
 
 
 def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path: Path) -> None:
-    """The U-Net row only, to stay quick: every arch's own train → predict → tune → evaluate is tests/test_archs.py's.
+    """Two rows at once, each in its own process (the CPU default): the U-Net and YOLO11, to stay quick.
 
-    Run as from a user's shell, without the ``YOLO_*`` variables this test session set: a row that
-    is not a YOLO must still set Ultralytics up offline before anything imports it.
+    Every arch's own train → predict → tune → evaluate is tests/test_archs.py's. Run as from a
+    user's shell, without the ``YOLO_*`` variables this test session set: a row that is not a
+    YOLO must still set Ultralytics up offline before anything imports it.
     """
-    args = ["compare", "--out", "c", "--archs", "unet", "--model", "unet=resnet18", "--n-train", "20", "--n-test", "8", "--dicom-size", "128",
-            "--imgsz", "64", "--budget-min", "0.05", "--curve-points", "2", "--batch", "8", "--device", "cpu"]  # fmt: skip
+    args = ["compare", "--out", "c", "--archs", "unet,yolo11", "--model", "unet=resnet18", "--n-train", "20", "--n-test", "8", "--dicom-size", "128",
+            "--imgsz", "64", "--budget-min", "0.05", "--curve-points", "2", "--batch", "8", "--device", "cpu", "--parallel", "2"]  # fmt: skip
     shell = {key: value for key, value in os.environ.items() if not key.startswith("YOLO_")}
     result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=shell)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 rows at a time, 1 thread each" in result.stdout
     summary = json.loads((tmp_path / "c" / "compare.json").read_text())
-    [row] = summary["rows"]
-    assert (row["arch"], row["model"]) == ("unet", "unet-resnet18") and row["predict_img_s"] > 0
+    rows = {row["arch"]: row for row in summary["rows"]}
+    assert list(rows) == ["yolo11", "unet"] and rows["unet"]["model"] == "unet-resnet18" and rows["unet"]["predict_img_s"] > 0
     train_images = len(list((tmp_path / "c" / "dataset" / "images" / "train").glob("*.png")))
-    check_budgeted_run(row, 0.05, batches_per_epoch=train_images // 8)  # Lightning drops the last, incomplete batch
-    low, high = row["interval"]
-    assert row["score"] is not None and low <= row["score"] <= high  # 8 test images, half of them positive: the score is defined
+    check_budgeted_run(rows["unet"], 0.05, batches_per_epoch=train_images // 8)  # Lightning drops the last, incomplete batch
+    check_budgeted_run(rows["yolo11"], 0.05, batches_per_epoch=math.ceil(train_images / 8))
+    low, high = rows["unet"]["interval"]
+    assert rows["unet"]["score"] is not None and low <= rows["unet"]["score"] <= high  # 8 test images, half of them positive: the score is defined
+    assert all(f"{row['arch']} ({row['model']}): test score" in result.stdout for row in rows.values())
+    assert "Epoch" in (tmp_path / "c" / "logs" / "yolo11.log").read_text()  # each row's own output went to its log, not to the terminal
+    assert "Epoch" not in result.stdout
     tuned_on = {p.stem for p in (tmp_path / "c" / "dataset" / "images" / "val").glob("*.png")}
     assert tuned_on and not tuned_on & set((tmp_path / "c" / "runs" / "unet" / "trained_on.txt").read_text().split())
     assert "| unet | unet-resnet18 |" in (tmp_path / "c" / "compare.md").read_text()

@@ -37,14 +37,18 @@ def compare(
     preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")] = _DEFAULTS.preset,
     device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the split and training.")] = _DEFAULTS.seed,
+    parallel: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Rows trained at once, each in its own process with its share of the cores as threads. Default: on the CPU one per core, on a GPU one."),
+    ] = None,
 ) -> None:
     """Train YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for the same budget on one split and score them on held-out synthetic images.
 
     Each arch's learning curve is scored on the validation split along the way (outside the
     budget), and its post-processing is tuned there, never on the test images. Writes
     OUT/compare.json, OUT/compare.md (the table, each score with its 95 % bootstrap interval)
-    and OUT/compare.png (the scores and the learning curves). At the defaults, 33 CPU-minutes
-    (45 minutes of wall time measured on 2 CPU cores shared with another job: docs/compare.md).
+    and OUT/compare.png (the scores and the learning curves). At the defaults, about 20 minutes
+    on 2 CPU cores (docs/compare.md).
     """
     from ..pipelines.compare import check_rows, parse_models, run_compare
 
@@ -55,6 +59,6 @@ def compare(
         raise fail(str(error), code=2) from error
     settings = CompareSettings(
         n_train=n_train, n_test=n_test, dicom_size=dicom_size, imgsz=imgsz, budget_min=budget_min, curve_points=curve_points,
-        batch=batch, models=models, rows=rows, preset=preset, seed=seed, device=device,
+        batch=batch, models=models, rows=rows, preset=preset, seed=seed, device=device, parallel=parallel,
     )  # fmt: skip
     run_compare(out, settings, log=typer.echo)

@@ -19,11 +19,15 @@ Writes ``compare.json``, ``compare.md`` and ``compare.png`` (:mod:`.compare_repo
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from ..runtime.lifetime import exit_with_parent
 from .compare_report import Row, curve_text, write_outputs
 from .compare_settings import MODELS, ROWS, CompareSettings, check_rows, parse_models
 
@@ -70,11 +74,60 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
         f"[3/3] training each for {settings.budget_min:g} min, tuning on {val_images} validation images and scoring on "
         f"{settings.n_test} test images: {', '.join(rows)}"
     )
-    results = [compare_row(row, settings, out, dataset, rsna, truth, log) for row in rows]
+    results = train_rows(rows, settings, out, dataset, rsna, truth, log)
     wall_min, cpu_min = (time.perf_counter() - started) / 60, (_cpu_seconds() - cpu_started) / 60
     write_outputs(out, results, settings, val_images, wall_min=wall_min)
-    log(f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its decoding processes) -> {out / 'compare.md'}")
+    log(f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its row and decoding processes) -> {out / 'compare.md'}")
     return results
+
+
+def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, log: Callable[[str], None]) -> list[Row]:
+    """Every row (:func:`compare_row`), in table order: one after another, or several at once in processes of their own.
+
+    On the CPU the rows train at once, one per core (:meth:`CompareSettings.rows_at_once`),
+    each with its share of the cores as PyTorch threads: a row's budget is the CPU time of its
+    own process, so it gets the same work either way, and the cores are not left idle while one
+    row waits on its data loading. Each such process writes its output to ``out/logs/<row>.log``.
+    """
+    from ..runtime.devices import Devices, cpu_count
+
+    cores = cpu_count()
+    at_once = settings.rows_at_once(len(rows), on_cpu=Devices.parse(settings.device).resolve().on_cpu, cores=cores)
+    if at_once == 1:
+        results = []
+        for row in rows:
+            log(f"      {row}: training for {settings.budget_min:g} min")
+            results.append(compare_row(row, settings, out, dataset, rsna, truth))
+            log(row_summary(results[-1]))
+        return results
+    threads = max(1, cores // at_once)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log(f"      {at_once} rows at a time, {threads} thread{'s' if threads > 1 else ''} each; each row's output in {logs}")
+    context = multiprocessing.get_context("spawn")
+    helpers = dict(mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
+    with ProcessPoolExecutor(at_once, **helpers) as pool:  # after a kill -9 of this process, no row trains on
+        pending = {pool.submit(_row_in_process, row, settings, out, dataset, rsna, truth, threads, logs / f"{row}.log"): row for row in rows}
+        found = {}
+        for job in as_completed(pending):
+            found[pending[job]] = job.result()
+            log(row_summary(found[pending[job]]))
+    return [found[row] for row in rows]
+
+
+def _row_in_process(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, threads: int, log_file: Path) -> Row:
+    """Worker process (not a daemon, so prediction may start decoding processes): one row with ``threads`` PyTorch threads, its output into ``log_file``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with open(log_file, "w") as output:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(output.fileno(), 1)
+        os.dup2(output.fileno(), 2)
+    try:
+        return compare_row(row, settings, out, dataset, rsna, truth)
+    finally:
+        sys.stdout.flush(), sys.stderr.flush()
 
 
 def _cpu_seconds() -> float:
@@ -83,7 +136,7 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, log: Callable[[str], None]) -> Row:
+def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict) -> Row:
     """Train, tune and score one row (see the module doc)."""
     from ..eval.bootstrap import score_interval
     from ..eval.detections import read_raw
@@ -93,8 +146,6 @@ def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: P
     from ..train.run import train
 
     arch, model = settings.plan(row)
-    label = model_label(arch, model) + "".join(f", {key}={value}" for key, value in settings.options.get(row, {}).items())
-    log(f"      {row}: training {label} for {settings.budget_min:g} min")
     overrides = settings.overrides(row)
     trained = train(
         dataset, model, arch=arch, imgsz=settings.imgsz, batch=settings.batch, device=settings.device, name=row, project=out / "runs",
@@ -110,10 +161,23 @@ def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: P
     tuned = tune(read_raw(val_raw), truth["val"])
     result = score_config(read_raw(test_raw), truth["test"], tuned.best)
     interval = score_interval(result.image_scores, seed=settings.seed)
-    found = Row(row, label, interval, tuned.best_result.score, record, report.steady_images_per_s, tuned.best)
-    log(
-        f"      {row}: test score {interval.estimate:.4f} [{interval.low:.4f}, {interval.high:.4f}] (validation {found.val_score:.4f}), "
-        f"{record['epochs']:g} epochs, {record['steps']} steps in {record['train_s']:.0f} {record['clock']}-s; "
-        f"curve {curve_text(record['curve'])}"
+    return Row(row, row_label(row, settings), interval, tuned.best_result.score, record, report.steady_images_per_s, tuned.best)
+
+
+def row_label(row: str, settings: CompareSettings) -> str:
+    """What a row trains, with its options, as the log and the table name it.
+
+    >>> row_label("mask-rcnn", CompareSettings())
+    'maskrcnn_resnet18_fpn, lr0=0.002'
+    """
+    arch, model = settings.plan(row)
+    return model_label(arch, model) + "".join(f", {key}={value}" for key, value in settings.options.get(row, {}).items())
+
+
+def row_summary(found: Row) -> str:
+    """One line of a finished row: its test score and interval, validation score, how far it trained, its curve."""
+    interval, record = found.test, found.record
+    return (
+        f"      {found.arch} ({found.model}): test score {interval.estimate:.4f} [{interval.low:.4f}, {interval.high:.4f}] (validation {found.val_score:.4f}), "
+        f"{record['epochs']:g} epochs, {record['steps']} steps in {record['train_s']:.0f} {record['clock']}-s; curve {curve_text(record['curve'])}"
     )
-    return found

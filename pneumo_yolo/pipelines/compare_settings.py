@@ -20,8 +20,8 @@ YOLO_OVERRIDES = {"val": False, "plots": False}
 class CompareSettings:
     """Sizes of the comparison (the defaults: docs/compare.md says what they took on 2 CPU cores).
 
-    ``budget_min`` is each row's training budget: CPU minutes (all cores together) on the CPU,
-    wall minutes on a GPU. The batch is 16 for every arch; ``options`` holds each row's
+    ``budget_min`` is each row's training budget: CPU minutes (all its threads together) on the
+    CPU, wall minutes on a GPU. The batch is 16 for every arch; ``options`` holds each row's
     other training settings (:data:`ROW_OPTIONS`).
     """
 
@@ -30,7 +30,7 @@ class CompareSettings:
     dicom_size: int = 256
     imgsz: int = 128
     val_fraction: float = 0.25
-    budget_min: float = 4.0
+    budget_min: float = 6.0
     curve_points: int = 6
     batch: int = 16
     models: Mapping[str, str] = field(default_factory=lambda: dict(MODELS))
@@ -39,6 +39,19 @@ class CompareSettings:
     preset: str = "hard"
     seed: int = 0
     device: str | None = None
+    parallel: int | None = None
+    """Rows trained at once, each in a process of its own; ``None``: on the CPU one per core (at most the rows), on a GPU one."""
+
+    def rows_at_once(self, rows: int, *, on_cpu: bool, cores: int) -> int:
+        """How many of ``rows`` rows train at once (see :attr:`parallel`).
+
+        >>> CompareSettings().rows_at_once(5, on_cpu=True, cores=2), CompareSettings().rows_at_once(5, on_cpu=False, cores=16)
+        (2, 1)
+        >>> CompareSettings(parallel=8).rows_at_once(5, on_cpu=True, cores=2)
+        5
+        """
+        wanted = self.parallel if self.parallel else (cores if on_cpu else 1)
+        return max(1, min(wanted, rows))
 
     def plan(self, row: str) -> tuple[str, str]:
         """``(arch, --model)`` of one row.
