@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_yolo.eval.detections import RawDetections
+from pneumo_yolo.eval.detections import RawDetections, RawImage
 from pneumo_yolo.eval.tune import TuneGrid
 from pneumo_yolo.pipelines.ablation_data import AblationDataError, split_patients
 from pneumo_yolo.pipelines.ablation_report import ORACLE, SeedRun, Stage, write_report
-from pneumo_yolo.pipelines.ablation_stages import STAGES, Tables, box_recall, diagnostics, stage_rows
+from pneumo_yolo.pipelines.ablation_stages import STAGES, Tables, box_recall, diagnostics, stage_rows, top_scores
 from pneumo_yolo.pipelines.ablation_steps import predicted_table
 
 from .test_gate import ensemble, jittered
@@ -89,6 +89,15 @@ class TestStages:
         found = diagnostics(tables())
         assert len(found["classifier_roc_auc"]) == 3 and all(0.5 < auc <= 1 for auc in found["classifier_roc_auc"])  # the probability knows the truth
         assert 0.5 < found["ensemble_classifier_roc_auc"] <= 1 and found["test_positive_images"] > 0
+        assert len(found["detector_roc_auc"]) == 3 and all(0.0 <= auc <= 1 for auc in found["detector_roc_auc"])
+
+    def test_an_images_top_score_is_its_best_box_of_any_pass_and_0_without_one(self) -> None:
+        boxes = np.array([[0, 0, 10, 10.0], [5, 5, 20, 20.0]])
+        raw = RawDetections.from_images([
+            RawImage("a", boxes, np.array([0.2, 0.7]), 64.0, 64.0, pass_index=np.array([0, 1]), passes=2),
+            RawImage("b", np.zeros((0, 4)), np.zeros(0), 64.0, 64.0, passes=2),
+        ])  # fmt: skip
+        assert top_scores(raw, ["b", "a"]).tolist() == [0.0, 0.7]
 
 
 class TestSplit:

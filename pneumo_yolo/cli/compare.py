@@ -19,7 +19,7 @@ _SIZES = "Sizes"
 def compare(
     out: Annotated[Path, typer.Option(file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md.")] = Path("compare"),
     archs: Annotated[str, typer.Option(help=f"Rows to run, comma-separated, from {','.join(ROWS)}.")] = ",".join(ROWS),
-    budget_min: Annotated[float, typer.Option(min=0.01, help="Training budget of every row, in minutes: of CPU time (all cores together) on the CPU, of wall time on a GPU.")] = _DEFAULTS.budget_min,
+    budget_min: Annotated[float, typer.Option(min=0.01, help="Training budget of every row, in minutes: of CPU time (all threads of its process together) on the CPU, of wall time on a GPU.")] = _DEFAULTS.budget_min,
     curve_points: Annotated[int, typer.Option(min=0, help="Points of each row's learning curve (validation score against training minutes); 0: none.")] = _DEFAULTS.curve_points,
     model: Annotated[
         Optional[list[str]],

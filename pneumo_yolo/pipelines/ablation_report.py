@@ -143,10 +143,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     for run in report["runs"]:
         diagnostics = run["diagnostics"]
         aucs = ", ".join(_shown(a) for a in diagnostics.get("classifier_roc_auc", []))
+        detector = ", ".join(_shown(a) for a in diagnostics.get("detector_roc_auc", []))
         recalls = ", ".join(f"{s['stage']} {_shown(s['recall'])}" for s in run["stages"])
         lines.append(
-            f"- seed {run['seed']}: classifier ROC AUC per fold {aucs}, their mean's {_shown(diagnostics.get('ensemble_classifier_roc_auc'))}; "
-            f"box recall at IoU 0.4 after each stage's post-processing: {recalls}."
+            f"- seed {run['seed']}: classifier ROC AUC per fold {aucs}, their mean's {_shown(diagnostics.get('ensemble_classifier_roc_auc'))}"
+            + (f" (each detector's highest box score: {detector})" if detector else "")
+            + f"; box recall at IoU 0.4 after each stage's post-processing: {recalls}."
         )
     return "\n".join(lines) + "\n"
 

@@ -130,14 +130,30 @@ def roc_auc(p_opacity: np.ndarray, positive: np.ndarray) -> float | None:
     return float(mannwhitneyu(p[positive], p[~positive]).statistic / (positive.sum() * (~positive).sum()))
 
 
+def top_scores(raw: RawDetections, patient_ids: Sequence[str]) -> np.ndarray:
+    """Each image's highest raw box score, any pass (0 without a box), in the order of ``patient_ids``."""
+    best = {image.patient_id: float(image.scores.max()) if len(image.scores) else 0.0 for image in raw.images()}
+    return np.array([best[pid] for pid in patient_ids])
+
+
 def diagnostics(tables: Tables) -> dict:
-    """Each fold classifier's ROC AUC on the test images, and that of their mean probability (the ensemble's gate)."""
+    """ROC AUCs on the test images of each fold's classifier, of their mean probability (the ensemble's gate), and of each fold detector's highest box score.
+
+    The detector's own AUC says how much an image-level signal there is to learn: a classifier
+    far below it gates with less than the detector already knows.
+    """
     ids = tables.test[0].patient_ids
     positive = np.array([len(tables.truth[pid]) > 0 for pid in ids])
     aucs = [roc_auc(table.p_opacity, positive) for table in tables.test]
     mean = roc_auc(combine_models(tables.test).p_opacity, positive)
+    detector = [roc_auc(top_scores(table, ids), positive) for table in tables.test]
     return {
-        "classifier_roc_auc": [None if a is None else round(a, 4) for a in aucs],
-        "ensemble_classifier_roc_auc": None if mean is None else round(mean, 4),
+        "classifier_roc_auc": [_rounded(a) for a in aucs],
+        "ensemble_classifier_roc_auc": _rounded(mean),
+        "detector_roc_auc": [_rounded(a) for a in detector],
         "test_positive_images": int(positive.sum()),
     }
+
+
+def _rounded(auc: float | None) -> float | None:
+    return None if auc is None else round(auc, 4)
