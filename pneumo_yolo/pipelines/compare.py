@@ -117,6 +117,7 @@ def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, data
 
 def _row_in_process(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, threads: int, log_file: Path) -> Row:
     """Worker process (not a daemon, so prediction may start decoding processes): one row with ``threads`` PyTorch threads, its output into ``log_file``."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported here; the trainers then keep the count
     import torch
 
     torch.set_num_threads(threads)

@@ -24,6 +24,7 @@ has no epoch count: it stops after the first step past the budget (:class:`Budge
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -214,7 +215,7 @@ def train_arch(
     budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
     L.seed_everything(options.get("seed", 0), verbose=False)
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
-    if devices.on_cpu:
+    if devices.on_cpu and "OMP_NUM_THREADS" not in os.environ:  # a count set for this process (compare's row processes) stands
         torch.set_num_threads(cpu_count())
     module = ArchModule(arch, imgsz, options.get("lr0", LARGE_LEARNING_RATE if arch != "unet" and backbone == DEFAULT_BACKBONES[arch] else LEARNING_RATE), options.get("weight_decay", 1e-4), backbone, budgeted=budget is not None)
     try:
