@@ -23,6 +23,7 @@ demo: $(INSTALLED)
 
 # Which of the RSNA winners' steps helps: a synthetic folder in the Kaggle layout, then the chain of
 # `pneumo-yolo ablation --rsna` on it, scored on 600 held-out test images (docs/ablation.md; a rerun reuses what finished).
+# 10.5 min measured on 2 idle cores.
 ABLATION_DATA := ablation/rsna/stage_2_train_labels.csv
 
 $(ABLATION_DATA): | $(INSTALLED)
@@ -31,7 +32,8 @@ $(ABLATION_DATA): | $(INSTALLED)
 ablation: $(ABLATION_DATA) | $(INSTALLED)
 	$(BIN)/pneumo-yolo ablation --rsna ablation/rsna --out ablation --test-size 600
 
-# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, scored on held-out synthetic images (33 CPU-min; 45 min wall measured on 2 cores shared with another job).
+# YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, two at a time on 2 cores, scored on held-out
+# synthetic images (docs/compare.md). 20.8 min measured on 2 idle cores.
 compare: $(INSTALLED)
 	$(BIN)/pneumo-yolo compare --out compare
 
