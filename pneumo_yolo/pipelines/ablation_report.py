@@ -169,11 +169,11 @@ def chart(report: Mapping[str, Any]) -> bytes:
     axes.barh(y, score, color="#4c72b0", xerr=[low, high], capsize=4, error_kw={"ecolor": "#333333"})
     if len(report["seeds"]) > 1:
         for i, row in enumerate(rows):
-            axes.plot(row["scores"], [i] * len(row["scores"]), "o", color="#dd8452", markersize=4)
+            axes.plot(row["scores"], [i] * len(row["scores"]), "o", color="#dd8452", markersize=4, label="one seed" if i == 0 else None)
     oracle = report["oracle"]["score"]
     axes.axvline(oracle, color="#c44e52", linestyle="--", label=f"oracle, tuned on the test images (leakage): {oracle:.3f}")
     for i, (value, above) in enumerate(zip(score, high)):
-        axes.text(value + above, i, f"  {value:.3f}", va="center", fontsize=8)
+        axes.text(max(value + above, *rows[i].get("scores", [])), i, f"  {value:.3f}", va="center", fontsize=8)
     axes.set_yticks(y, [row["stage"] for row in rows])
     seeds = len(report["seeds"])
     what = f"mean over {seeds} seeds, " if seeds > 1 else ""
