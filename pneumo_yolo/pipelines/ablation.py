@@ -17,7 +17,6 @@ run again. ``make ablation`` runs it on a synthetic folder written by ``pneumo-y
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..data.dataset import DATA_YAML, ConvertedDataset
 from ..eval.detections import RawDetections
 from ..files import atomic_write_text
 from ..runtime.devices import Devices
+from ..runtime.lifetime import cpu_seconds
 from .ablation_data import KaggleFolder, Split, check_fold_strata, split_patients, write_fold_inputs
 from .ablation_report import SeedRun, write_report
 from .ablation_settings import AblationSettings
@@ -46,18 +46,12 @@ def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSet
     runs = []
     for seed in settings.seeds:
         log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
-        wall, cpu = time.perf_counter(), _cpu_seconds()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings, log))
-        log(f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(_cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)")
+        log(f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)")
     report = write_report(out, runs)
     log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
     return report
-
-
-def _cpu_seconds() -> float:
-    """User and system CPU seconds of this process and of its children that have ended."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]) -> SeedRun:

@@ -19,15 +19,14 @@ Writes ``compare.json``, ``compare.md`` and ``compare.png`` (:mod:`.compare_repo
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
-from ..runtime.lifetime import exit_with_parent
+from ..runtime.lifetime import cpu_seconds, job_processes
 from .compare_report import Row, curve_text, write_outputs
 from .compare_settings import MODELS, ROWS, CompareSettings, check_rows, parse_models
 
@@ -60,7 +59,7 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
     from ..data.dataset import DATA_YAML, ConvertedDataset
     from ..eval.scoring import load_scoring_set
 
-    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     out = Path(out).absolute()
     rows = check_rows(settings.rows)
     rsna, dataset_root = synthetic_dataset(
@@ -75,7 +74,7 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
         f"{settings.n_test} test images: {', '.join(rows)}"
     )
     results = train_rows(rows, settings, out, dataset, rsna, truth, log)
-    wall_min, cpu_min = (time.perf_counter() - started) / 60, (_cpu_seconds() - cpu_started) / 60
+    wall_min, cpu_min = (time.perf_counter() - started) / 60, (cpu_seconds() - cpu_started) / 60
     write_outputs(out, results, settings, val_images, wall_min=wall_min)
     log(f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its row and decoding processes) -> {out / 'compare.md'}")
     return results
@@ -104,9 +103,7 @@ def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, data
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log(f"      {at_once} rows at a time, {threads} thread{'s' if threads > 1 else ''} each; each row's output in {logs}")
-    context = multiprocessing.get_context("spawn")
-    helpers = dict(mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
-    with ProcessPoolExecutor(at_once, **helpers) as pool:  # after a kill -9 of this process, no row trains on
+    with job_processes(at_once) as pool:  # after a kill -9 of this process, no row trains on
         pending = {pool.submit(_row_in_process, row, settings, out, dataset, rsna, truth, threads, logs / f"{row}.log"): row for row in rows}
         found = {}
         for job in as_completed(pending):
@@ -129,12 +126,6 @@ def _row_in_process(row: str, settings: CompareSettings, out: Path, dataset, rsn
         return compare_row(row, settings, out, dataset, rsna, truth)
     finally:
         sys.stdout.flush(), sys.stderr.flush()
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its child processes that have ended (``predict``'s decoding processes)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict) -> Row:

@@ -16,11 +16,8 @@ process ends with the run's process, even when that is killed.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +25,7 @@ from pathlib import Path
 from ..eval.detections import concatenate_raw
 from ..nets.detector import DetectorError
 from ..runtime.devices import DeviceError, Devices, auto_workers, cpu_count
-from ..runtime.lifetime import exit_with_parent, name_semaphores
+from ..runtime.lifetime import job_processes, name_semaphores
 from ..runtime.memory import ResourceError
 from .device import DeviceOutput, PredictError, PredictSettings, predict_paths
 
@@ -75,9 +72,8 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: De
         raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pneumo-yolo-shards-", dir=raw.parent if raw else None) as scratch:
         parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(devices))]
-        context = multiprocessing.get_context("spawn")
         name_semaphores()
-        with ProcessPoolExecutor(len(devices), mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:  # a process per device
+        with job_processes(len(devices)) as pool:  # a process per device
             jobs = [
                 pool.submit(predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part)
                 for index, (shard, device, part) in enumerate(zip(shards, devices, parts))

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
@@ -85,6 +86,21 @@ def exit_with_parent(parent: int, ignore_interrupt: bool = False) -> None:
         threading.Thread(target=_watch_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
     if os.getppid() != parent:  # the parent ended before the signal was asked for
         os._exit(1)
+
+
+def job_processes(count: int) -> ProcessPoolExecutor:
+    """A pool of ``count`` spawned processes, a fresh one for each job, that die with this process (:func:`exit_with_parent`).
+
+    Not daemons, so a job may start processes of its own (decoding processes, say).
+    """
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(count, mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its child processes that have ended (helpers included)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 @contextmanager

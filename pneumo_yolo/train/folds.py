@@ -12,13 +12,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
 from ..runtime.devices import Devices
-from ..runtime.lifetime import exit_with_parent
+from ..runtime.lifetime import exit_with_parent, job_processes
 from .common import TrainConfigError, TrainResult
 from .run import train
 
@@ -73,8 +72,7 @@ def train_folds(
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(exit_with_parent, (os.getpid(),))
-    helpers = dict(mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
-    with manager, ProcessPoolExecutor(len(devices), **helpers) as pool:  # after a kill -9 of this process, no training goes on
+    with manager, job_processes(len(devices)) as pool:  # after a kill -9 of this process, no training goes on
         free = manager.Queue()
         for each in devices:
             free.put(each)
