@@ -133,6 +133,19 @@ def parse_labels(table: pd.DataFrame) -> Labels:
     return labels
 
 
+def label_rows(patient_id: str, boxes: np.ndarray, decimals: int | None = None) -> list[str]:
+    """``stage_2_train_labels.csv`` rows of one patient's ``ltwh`` boxes: one per box, or one empty ``Target`` 0 row.
+
+    Each number is written with ``decimals`` places, or exactly (``None``).
+
+    >>> label_rows("p", np.array([[264, 152, 213, 379.25]])), label_rows("p", np.array([[1, 2, 3, 4.25]]), 1), label_rows("p", np.zeros((0, 4)))
+    (['p,264.0,152.0,213.0,379.25,1'], ['p,1.0,2.0,3.0,4.2,1'], ['p,,,,,0'])
+    """
+    number = repr if decimals is None else (lambda value: f"{value:.{decimals}f}")
+    rows = np.asarray(boxes, np.float64).reshape(-1, 4).tolist()
+    return [",".join([patient_id, *map(number, row), "1"]) for row in rows] or [f"{patient_id},,,,,0"]
+
+
 def read_labels(path: Path) -> Labels:
     """Read ``stage_2_train_labels.csv`` (or a ``;``/CRLF copy) into :class:`Labels`.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.labels import read_class_info, read_labels
+from ..data.labels import LABEL_COLUMNS, label_rows, read_class_info, read_labels
 from ..data.split import pick_stratified, smallest_stratum
 from ..files import atomic_write_text
 
@@ -119,18 +119,15 @@ def check_fold_strata(strata: Mapping[str, str], folds: int) -> None:
         raise AblationDataError(f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or lower --test-size")
 
 
-def label_rows(patients: Iterable[str], boxes: Mapping[str, np.ndarray]) -> str:
-    """``stage_2_train_labels.csv`` text for ``patients``: one row per box, one empty row with ``Target`` 0 for a negative patient.
+def label_text(patients: Iterable[str], boxes: Mapping[str, np.ndarray]) -> str:
+    """``stage_2_train_labels.csv`` text for ``patients``, their boxes written exactly.
 
-    >>> print(label_rows(["a", "b"], {"a": np.array([[1.0, 2.0, 30.0, 40.0]]), "b": np.zeros((0, 4))}), end="")
+    >>> print(label_text(["a", "b"], {"a": np.array([[1.0, 2.0, 30.0, 40.0]]), "b": np.zeros((0, 4))}), end="")
     patientId,x,y,width,height,Target
     a,1.0,2.0,30.0,40.0,1
     b,,,,,0
     """
-    lines = ["patientId,x,y,width,height,Target"]
-    for pid in patients:
-        rows = np.asarray(boxes[pid], np.float64).reshape(-1, 4)
-        lines += [f"{pid},{x!r},{y!r},{w!r},{h!r},1" for x, y, w, h in rows.tolist()] or [f"{pid},,,,,0"]
+    lines = [",".join(LABEL_COLUMNS), *(row for pid in patients for row in label_rows(pid, boxes[pid]))]
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +149,6 @@ def write_fold_inputs(folder: KaggleFolder, patients: Iterable[str], where: Path
         if not (images / name).is_symlink():
             (images / name).symlink_to(target)
     labels_csv, class_csv = Path(where) / TRAIN_LABELS, Path(where) / CLASS_INFO
-    atomic_write_text(labels_csv, label_rows(patients, folder.boxes))
+    atomic_write_text(labels_csv, label_text(patients, folder.boxes))
     atomic_write_text(class_csv, "patientId,class\n" + "".join(f"{pid},{folder.strata[pid]}\n" for pid in patients))
     return images, labels_csv, class_csv

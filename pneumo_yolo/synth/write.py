@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS
+from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS, label_rows
 from ..dicom.write import write_dicom
 from ..files import atomic_write_text
 from .render import render_chest
@@ -48,17 +48,6 @@ class SynthSummary:
     train_boxes: int
     test_images: int = 0
     test_positive: int = 0
-
-
-def label_rows(patient_id: str, boxes: np.ndarray) -> list[str]:
-    """``stage_2_train_labels.csv`` rows of one patient: one per box, or one empty Target-0 row.
-
-    >>> label_rows("p", np.array([[264, 152, 213, 379]])), label_rows("p", np.zeros((0, 4)))
-    (['p,264.0,152.0,213.0,379.0,1'], ['p,,,,,0'])
-    """
-    if not len(boxes):
-        return [f"{patient_id},,,,,0"]
-    return [f"{patient_id},{x:.1f},{y:.1f},{w:.1f},{h:.1f},1" for x, y, w, h in boxes]
 
 
 def _csv(header: str, rows: list[str]) -> str:
@@ -164,7 +153,7 @@ def make_rsna_like(
     if overwrite:
         _remove_stale(out, set(ids), n_test)
 
-    train_rows = [label_rows(pid, spec.boxes) for pid, spec in zip(train_ids, train)]
+    train_rows = [label_rows(pid, spec.boxes, decimals=1) for pid, spec in zip(train_ids, train)]
     texts = {
         TRAIN_LABELS: _csv(_LABEL_HEADER, [row for rows in train_rows for row in rows]),
         CLASS_INFO: _csv(
@@ -173,7 +162,7 @@ def make_rsna_like(
         ),
     }
     if n_test:
-        test_rows = [row for pid, spec in zip(test_ids, test) for row in label_rows(pid, spec.boxes)]
+        test_rows = [row for pid, spec in zip(test_ids, test) for row in label_rows(pid, spec.boxes, decimals=1)]
         texts[TEST_LABELS] = _csv(_LABEL_HEADER, test_rows)
         texts[SAMPLE_SUBMISSION] = _csv("patientId,PredictionString", [f"{pid},0.5 0 0 100 100" for pid in test_ids])
     for name, text in texts.items():
