@@ -54,9 +54,9 @@ def random_weights(row: str, imgsz: int) -> Path:
 
 def measure(row: str, n: int, imgsz: int, batch: int) -> dict:
     """Model-only and end-to-end images/s of one arch."""
+    from pneumo_yolo.nets.load import load_detector
     from pneumo_yolo.predict.decoding import list_inputs, load_image
     from pneumo_yolo.predict.run import predict_folder
-    from pneumo_yolo.nets.load import load_detector
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(row, imgsz)
@@ -68,8 +68,17 @@ def measure(row: str, n: int, imgsz: int, batch: int) -> dict:
         detector.detect(images[start : start + batch])
     model_only = len(images) / (time.perf_counter() - started)
     with tempfile.TemporaryDirectory() as scratch:
-        report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", progress=False)
-    return {"arch": row, "n": n, "imgsz": imgsz, "model_only": model_only, "steady": report.steady_images_per_s, "startup_s": report.startup_s}
+        report = predict_folder(
+            weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", progress=False
+        )
+    return {
+        "arch": row,
+        "n": n,
+        "imgsz": imgsz,
+        "model_only": model_only,
+        "steady": report.steady_images_per_s,
+        "startup_s": report.startup_s,
+    }
 
 
 def main() -> None:
@@ -84,7 +93,9 @@ def main() -> None:
     from pneumo_yolo.runtime.devices import cpu_count
 
     torch.set_num_threads(cpu_count())
-    print(f"{'arch':<12} {'model only':>12} {'end to end':>12}  (images/s, {args.n} DICOMs at {args.imgsz} px, batch {args.batch}, {cpu_count()} CPU threads)")
+    print(
+        f"{'arch':<12} {'model only':>12} {'end to end':>12}  (images/s, {args.n} DICOMs at {args.imgsz} px, batch {args.batch}, {cpu_count()} CPU threads)"
+    )
     rows = []
     for row in args.archs:
         result = measure(row, args.n, args.imgsz, args.batch)

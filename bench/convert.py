@@ -32,7 +32,9 @@ def naive_loop(dicoms: list[Path], out: Path, imgsz: int) -> None:
     for path in dicoms:
         pixels = pydicom.dcmread(path).pixel_array
         scale = imgsz / max(pixels.shape)
-        resized = cv2.resize(pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(
+            pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
         cv2.imwrite(str(out / f"{path.stem}.png"), resized)
 
 
@@ -50,9 +52,13 @@ def main() -> None:
             with PeakMemory() as memory:
                 started = time.perf_counter()
                 report = convert_rsna(
-                    rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", scratch / "converted",
-                    settings=ConvertSettings(imgsz=args.imgsz), workers=args.workers, progress=False,
-                )  # fmt: skip
+                    rsna / "stage_2_train_images",
+                    rsna / "stage_2_train_labels.csv",
+                    scratch / "converted",
+                    settings=ConvertSettings(imgsz=args.imgsz),
+                    workers=args.workers,
+                    progress=False,
+                )
                 ours = time.perf_counter() - started
             assert report.failed == 0 and report.converted == n, report.errors[:3]
             (scratch / "naive").mkdir()

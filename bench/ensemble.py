@@ -47,15 +47,24 @@ def random_classifier(imgsz: int) -> Path:
     return path
 
 
-def steady_ms(source: Path, weights: list[Path], classifiers: list[Path], imgsz: int, batch: int, workers: int) -> float:
+def steady_ms(
+    source: Path, weights: list[Path], classifiers: list[Path], imgsz: int, batch: int, workers: int
+) -> float:
     """Milliseconds per image of ``predict_folder`` once its models are loaded."""
     from pneumo_yolo.predict.run import predict_folder
 
     with tempfile.TemporaryDirectory() as scratch:
         report = predict_folder(
-            weights, source, Path(scratch) / "submission.csv", classifiers=classifiers, imgsz=imgsz, batch=batch,
-            device="cpu", workers=workers, progress=False,
-        )  # fmt: skip
+            weights,
+            source,
+            Path(scratch) / "submission.csv",
+            classifiers=classifiers,
+            imgsz=imgsz,
+            batch=batch,
+            device="cpu",
+            workers=workers,
+            progress=False,
+        )
     return 1000 / report.steady_images_per_s
 
 
@@ -63,14 +72,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="synthetic 1024² DICOMs to predict")
     parser.add_argument("--imgsz", type=int, default=512, help="the detectors' size")
-    parser.add_argument("--classifier-imgsz", type=int, default=512, help="the classifier's size (train's default: the dataset's, as the detector's)")
+    parser.add_argument(
+        "--classifier-imgsz",
+        type=int,
+        default=512,
+        help="the classifier's size (train's default: the dataset's, as the detector's)",
+    )
     parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 3], help="ensemble sizes to time")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="decoding processes beside inference")
     args = parser.parse_args()
 
-    from pneumo_yolo.predict.decoding import list_inputs, load_image
     from pneumo_yolo.nets.yolo import YoloDetector
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
 
     source = synthetic_dicoms(args.n) / "stage_2_train_images"
     detector_weights, classifier_weights = random_weights(args.imgsz), random_classifier(args.classifier_imgsz)
@@ -78,18 +92,24 @@ def main() -> None:
     images = [load_image(path, args.imgsz).pixels for path in list_inputs(source)[:64]]
     detector = YoloDetector(detector_weights, imgsz=args.imgsz, device="cpu")
     model_ms = model_only_ms(detector, images, args.batch)
-    print(f"{args.n} DICOMs (1024²), CPU, batch {args.batch}, {args.workers} decoding worker(s): "
-          f"decode {decode_ms:.1f} ms/image, one detector at {args.imgsz} px {model_ms:.1f} ms/image (model only)")
+    print(
+        f"{args.n} DICOMs (1024²), CPU, batch {args.batch}, {args.workers} decoding worker(s): "
+        f"decode {decode_ms:.1f} ms/image, one detector at {args.imgsz} px {model_ms:.1f} ms/image (model only)"
+    )
 
     one = steady_ms(source, [detector_weights], [], args.imgsz, args.batch, args.workers)
     gated = steady_ms(source, [detector_weights], [classifier_weights], args.imgsz, args.batch, args.workers)
-    print(f"gate: detector {one:.1f} ms/image, + classifier at {args.classifier_imgsz} px {gated:.1f} ms/image: "
-          f"{100 * (gated / one - 1):+.0f} % (goal: at most +30 %)")
+    print(
+        f"gate: detector {one:.1f} ms/image, + classifier at {args.classifier_imgsz} px {gated:.1f} ms/image: "
+        f"{100 * (gated / one - 1):+.0f} % (goal: at most +30 %)"
+    )
     for members in args.members:
         ensemble = steady_ms(source, [detector_weights] * members, [], args.imgsz, args.batch, args.workers)
         bound = members * model_ms + decode_ms
-        print(f"ensemble of {members}: {ensemble:.1f} ms/image end to end; bound {members} x {model_ms:.1f} + {decode_ms:.1f} = "
-              f"{bound:.1f} ms/image: {ensemble / bound:.2f} of the bound (goal: at most 1.00)")
+        print(
+            f"ensemble of {members}: {ensemble:.1f} ms/image end to end; bound {members} x {model_ms:.1f} + {decode_ms:.1f} = "
+            f"{bound:.1f} ms/image: {ensemble / bound:.2f} of the bound (goal: at most 1.00)"
+        )
 
 
 if __name__ == "__main__":

@@ -63,9 +63,13 @@ def main() -> None:
     gt_image, gt_boxes, _ = flatten_ground_truth(list(gt.values()))
     pred_image = np.repeat([index[p] for p in predictions], [len(p) for p in predictions.values()])
     flat = np.concatenate(list(predictions.values()))
-    kernel = best_of(args.repeats, lambda: score_images(len(gt), gt_image, gt_boxes, pred_image, flat[:, 0], flat[:, 1:]))
+    kernel = best_of(
+        args.repeats, lambda: score_images(len(gt), gt_image, gt_boxes, pred_image, flat[:, 0], flat[:, 1:])
+    )
 
-    print(f"images {args.images:,}, ground-truth boxes {n_gt:,}, predictions {n_pred:,} (up to {args.max_predictions} per image)")
+    print(
+        f"images {args.images:,}, ground-truth boxes {n_gt:,}, predictions {n_pred:,} (up to {args.max_predictions} per image)"
+    )
     print(f"score {result.score:.4f} over {result.n_images:,} scored images")
     print(f"evaluate(dicts):          {full:.3f} s (best of {args.repeats})")
     print(f"score_images(flat arrays): {kernel:.3f} s (best of {args.repeats})")

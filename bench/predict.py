@@ -73,7 +73,9 @@ class NullEnsemble:
         self.imgsz = imgsz
 
     def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return [(NULL_BOXES * image.shape[1] / 1024, NULL_SCORES, np.zeros(len(NULL_SCORES), np.int64)) for image in images]
+        return [
+            (NULL_BOXES * image.shape[1] / 1024, NULL_SCORES, np.zeros(len(NULL_SCORES), np.int64)) for image in images
+        ]
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         return np.full(len(images), np.nan)
@@ -104,14 +106,26 @@ def decode_rate(source: Path, imgsz: int, n: int = 200) -> float:
 
 def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
     """One N: model-only and end-to-end images/s, and the end-to-end peak memory."""
-    from pneumo_yolo.predict.decoding import list_inputs, load_image
     from pneumo_yolo.nets.yolo import YoloDetector
+    from pneumo_yolo.predict.decoding import list_inputs, load_image
     from pneumo_yolo.predict.run import predict_folder
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(imgsz)
-    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:  # first, so that nothing of the model-only run counts
-        report = predict_folder(weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", workers=workers, progress=False)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        PeakMemory() as memory,
+    ):  # first, so that nothing of the model-only run counts
+        report = predict_folder(
+            weights,
+            source,
+            Path(scratch) / "submission.csv",
+            imgsz=imgsz,
+            batch=batch,
+            device="cpu",
+            workers=workers,
+            progress=False,
+        )
     detector = YoloDetector(weights, imgsz=imgsz, device="cpu")
     images = [load_image(path, imgsz).pixels for path in list_inputs(source)[: min(n, 256)]]
     model_only = 1000 / model_only_ms(detector, images, batch or CPU_BATCH)
@@ -136,13 +150,22 @@ def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     one_device.load_ensemble = lambda *args, imgsz=None, **kwargs: NullEnsemble(imgsz)
-    rate = decode_rate(source, imgsz)  # just before, in this process: the load of a shared machine changes by the minute
+    rate = decode_rate(
+        source, imgsz
+    )  # just before, in this process: the load of a shared machine changes by the minute
     before = os.times()
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         report = predict_folder(
-            Path("null.pt"), source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch or GPU_BATCH, device="cpu", workers=workers,
-            save_raw=Path(scratch) / "raw.parquet", progress=False,
-        )  # fmt: skip
+            Path("null.pt"),
+            source,
+            Path(scratch) / "submission.csv",
+            imgsz=imgsz,
+            batch=batch or GPU_BATCH,
+            device="cpu",
+            workers=workers,
+            save_raw=Path(scratch) / "raw.parquet",
+            progress=False,
+        )
     after = os.times()
     return {
         "n": n,
@@ -177,7 +200,9 @@ def ceiling(args: argparse.Namespace) -> None:
         )
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for workers in args.ceiling_workers:
-            result = run_one(["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch])
+            result = run_one(
+                ["--one", str(n), "--imgsz", str(args.imgsz), "--workers", str(workers), "--null-model", *batch]
+            )
             ratio = result["steady"] / (max(1, workers) * result["decode_rate"])
             busy = (result["cpu_s"] + result["children_cpu_s"]) / (result["elapsed_s"] * cores)
             print(
@@ -192,15 +217,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--imgsz", type=int, default=512)
-    parser.add_argument("--batch", type=int, help="images per model call (default: predict's, 4 on the CPU; 32 with --null-model, as on a GPU)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        help="images per model call (default: predict's, 4 on the CPU; 32 with --null-model, as on a GPU)",
+    )
     parser.add_argument("--workers", default="auto", help="decoding processes beside inference: auto or a number")
-    parser.add_argument("--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once")
-    parser.add_argument("--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)")
+    parser.add_argument(
+        "--null-model", action="store_true", help="the pipeline's ceiling: a detector that returns at once"
+    )
+    parser.add_argument(
+        "--ceiling-workers", type=int, nargs="+", help="W values of --null-model (default: 0 to the number of cores)"
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     workers = None if args.workers == "auto" else int(args.workers)
     if args.one:
-        print(json.dumps(measure_null(args.one, args.imgsz, args.batch, workers) if args.null_model else measure(args.one, args.imgsz, args.batch, workers)))
+        print(
+            json.dumps(
+                measure_null(args.one, args.imgsz, args.batch, workers)
+                if args.null_model
+                else measure(args.one, args.imgsz, args.batch, workers)
+            )
+        )
         return
     if args.null_model:
         from pneumo_yolo.runtime.devices import cpu_count

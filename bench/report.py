@@ -78,7 +78,7 @@ def checker_summary(dciodvfy: str, paths: list[Path]) -> str:
     warnings = [line for lines in results for line in lines if line.startswith("Warning")]
     kinds = Counter(re.sub(r"= <[^>]*>", "= <…>", line) for line in warnings)
     lines = [
-        f"dciodvfy on {len(paths):,} objects: {sum(any(l.startswith('Error') for l in r) for r in results)} with errors, "
+        f"dciodvfy on {len(paths):,} objects: {sum(any(line.startswith('Error') for line in r) for r in results)} with errors, "
         f"{len(errors)} error lines, {len(warnings):,} warning lines"
     ]
     lines += [f"  error: {line}" for line in sorted(set(errors))[:10]]
@@ -92,15 +92,17 @@ def main() -> None:
     parser.add_argument("--no-dciodvfy", action="store_true", help="skip the dciodvfy check")
     args = parser.parse_args()
 
-    from pneumo_yolo.dicom.results import ResultsWriter
     from pneumo_yolo.data.labels import read_labels
+    from pneumo_yolo.dicom.results import ResultsWriter
 
     root = synthetic_dicoms(args.n)
     truth = read_labels(root / "stage_2_train_labels.csv").boxes
     images = {path.stem: path for path in sorted((root / "stage_2_train_images").glob("*.dcm"))}
     predictions = simulated_predictions(truth)
     n_boxes = sum(len(rows) for rows in predictions.values())
-    print(f"{len(images):,} DICOMs 1024², {sum(len(b) for b in truth.values()):,} true boxes, {n_boxes:,} predicted boxes")
+    print(
+        f"{len(images):,} DICOMs 1024², {sum(len(b) for b in truth.values()):,} true boxes, {n_boxes:,} predicted boxes"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -42,13 +42,30 @@ import numpy as np
 import pandas as pd
 
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
-from pneumo_yolo.data.dataset import DATA_YAML, MANIFEST_COLUMNS, MANIFEST_FILE, SETTINGS_FILE, ConvertedDataset, split_names
+from pneumo_yolo.data.dataset import (
+    DATA_YAML,
+    MANIFEST_COLUMNS,
+    MANIFEST_FILE,
+    SETTINGS_FILE,
+    ConvertedDataset,
+    split_names,
+)
 from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, find_dicoms, read_header, read_radiograph
 from pneumo_yolo.files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files, write_errors_csv
 
-MANAGED = ("images", "labels", "folds", "classify", DATA_YAML, "data_fold*.yaml", MANIFEST_FILE, "errors.csv", SETTINGS_FILE)
+MANAGED = (
+    "images",
+    "labels",
+    "folds",
+    "classify",
+    DATA_YAML,
+    "data_fold*.yaml",
+    MANIFEST_FILE,
+    "errors.csv",
+    SETTINGS_FILE,
+)
 """What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
 
 
@@ -219,12 +236,18 @@ def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
         wanted = asdict(settings)
         if previous == wanted:
             return False
-        differences = ", ".join(f"{k}={previous.get(k)!r} (now {v!r})" for k, v in wanted.items() if previous.get(k) != v)
+        differences = ", ".join(
+            f"{k}={previous.get(k)!r} (now {v!r})" for k, v in wanted.items() if previous.get(k) != v
+        )
         if not overwrite:
-            raise ConvertError(f"{out} was converted with other settings: {differences}. Use --overwrite to replace it, or choose another --out.")
+            raise ConvertError(
+                f"{out} was converted with other settings: {differences}. Use --overwrite to replace it, or choose another --out."
+            )
         return True
     if out.exists() and any(out.iterdir()):
-        raise ConvertError(f"{out} is not empty and was not written by pneumo-yolo convert: choose a new or empty --out.")
+        raise ConvertError(
+            f"{out} is not empty and was not written by pneumo-yolo convert: choose a new or empty --out."
+        )
     return False
 
 
@@ -237,7 +260,9 @@ def _refuse_inputs_in_outputs(out: Path, inputs: dict[str, Path | None]) -> None
         resolved = Path(path).resolve()
         for target in managed:
             if resolved == target or target in resolved.parents:
-                raise ConvertError(f"{name} {path} lies inside {target}, which convert writes (and --overwrite deletes): move it, or choose another --out")
+                raise ConvertError(
+                    f"{name} {path} lies inside {target}, which convert writes (and --overwrite deletes): move it, or choose another --out"
+                )
 
 
 def _clear_outputs(out: Path) -> None:
@@ -260,16 +285,25 @@ def _remove_unplanned(out: Path, tasks: Iterable[Task], splits: tuple[str, ...])
 
 
 def _plan(
-    images_dir: Path, labels_csv: Path, out: Path, class_info: Path | None, settings: ConvertSettings, report: ConvertReport
+    images_dir: Path,
+    labels_csv: Path,
+    out: Path,
+    class_info: Path | None,
+    settings: ConvertSettings,
+    report: ConvertReport,
 ) -> tuple[list[Task], dict[str, str]]:
     """Match DICOMs with labels, split patients, and list the work; problems go to ``report``."""
     dicoms, scan_errors = find_dicoms(images_dir)
     if not dicoms:
-        raise ConvertError(f"--images {images_dir} holds no usable .dcm file (searched recursively): give the folder of the DICOMs")
+        raise ConvertError(
+            f"--images {images_dir} holds no usable .dcm file (searched recursively): give the folder of the DICOMs"
+        )
     report.errors.extend(scan_errors)
     labels = read_labels(labels_csv)
     classes = read_class_info(class_info) if class_info else {}
-    report.errors.extend((str(labels_csv), f"line {p.line}: patient {p.patient_id!r}: {p.problem}") for p in labels.problems)
+    report.errors.extend(
+        (str(labels_csv), f"line {p.line}: patient {p.patient_id!r}: {p.problem}") for p in labels.problems
+    )
     report.warnings.extend(f"{labels_csv} line {p.line}: patient {p.patient_id}: {p.problem}" for p in labels.dropped)
     report.errors.extend(
         (str(labels_csv), f"patient {pid} has label rows but no DICOM under {images_dir}")
@@ -283,13 +317,19 @@ def _plan(
     )
     usable = sorted(set(dicoms) & set(labels.boxes))
     if not usable:
-        raise ConvertError(f"no patient has both a DICOM under --images {images_dir} and label rows in --labels {labels_csv}: check that they belong together")
+        raise ConvertError(
+            f"no patient has both a DICOM under --images {images_dir} and label rows in --labels {labels_csv}: check that they belong together"
+        )
     strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
     if settings.folds:
         smallest, size = smallest_stratum(strata)
         if size < settings.folds:  # every fold must hold some patients of every class
-            advice = f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
-            raise ConvertError(f"--folds {settings.folds}: only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}")
+            advice = (
+                f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
+            )
+            raise ConvertError(
+                f"--folds {settings.folds}: only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}"
+            )
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
@@ -366,7 +406,9 @@ def convert_rsna(
         records.append(outcome.record)  # type: ignore[arg-type]
         report.converted += outcome.status == "converted"
         report.skipped += outcome.status == "skipped"
-    enlarged = [record for record in records if settings.imgsz and max(record["width"], record["height"]) < settings.imgsz]
+    enlarged = [
+        record for record in records if settings.imgsz and max(record["width"], record["height"]) < settings.imgsz
+    ]
     if enlarged:
         example = enlarged[0]
         report.warnings.append(

@@ -11,7 +11,15 @@ from .rsna import ConvertSettings, convert_rsna
 
 
 def synthetic_dataset(
-    out: Path, *, n_train: int, n_test: int, dicom_size: int, preset: str, settings: ConvertSettings, steps: int, log: Callable[[str], None] = print
+    out: Path,
+    *,
+    n_train: int,
+    n_test: int,
+    dicom_size: int,
+    preset: str,
+    settings: ConvertSettings,
+    steps: int,
+    log: Callable[[str], None] = print,
 ) -> tuple[Path, Path]:
     """Synthesise training and test radiographs into ``out/rsna`` and convert the training ones into ``out/dataset``.
 
@@ -24,7 +32,11 @@ def synthetic_dataset(
     split = f"into {settings.folds} folds" if settings.folds else f"{settings.val_fraction:.0%} for validation"
     log(f"[2/{steps}] converting at {settings.imgsz} px, {split}")
     convert_rsna(
-        rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", dataset,
-        class_info=rsna / "stage_2_detailed_class_info.csv", settings=settings, overwrite=True,
-    )  # fmt: skip
+        rsna / "stage_2_train_images",
+        rsna / "stage_2_train_labels.csv",
+        dataset,
+        class_info=rsna / "stage_2_detailed_class_info.csv",
+        settings=settings,
+        overwrite=True,
+    )
     return rsna, dataset

@@ -163,7 +163,9 @@ def first_line(path: Path) -> str:
 Paths = Path | Sequence[Path] | None
 
 
-def check_outputs(files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Paths] = {}) -> None:
+def check_outputs(
+    files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Paths] = {}
+) -> None:
     """Refuse, before any work, outputs that cannot be written or that would overwrite something the command needs.
 
     ``files`` and ``folders`` are the outputs by option name (``{"--out": Path("sub.csv")}``;
@@ -181,18 +183,29 @@ def check_outputs(files: Mapping[str, Path | None], folders: Mapping[str, Path |
     pneumo_yolo.files.OutputError: --save-raw a.csv is the same file as --out: choose another --save-raw
     """
     given = [(name, Path(path)) for name, path in inputs.items() if isinstance(path, (str, Path))]
-    given += [(name, Path(path)) for name, paths in inputs.items() if paths is not None and not isinstance(paths, (str, Path)) for path in paths]
+    given += [
+        (name, Path(path))
+        for name, paths in inputs.items()
+        if paths is not None and not isinstance(paths, (str, Path))
+        for path in paths
+    ]
     outputs = [(name, Path(path), False) for name, path in files.items() if path is not None]
     outputs += [(name, Path(path), True) for name, path in folders.items() if path is not None]
     for index, (name, path, is_folder) in enumerate(outputs):
         for other, taken, _ in outputs[:index]:
             if _same(path, taken):
-                raise OutputError(f"{name} {path} is the same {'folder' if is_folder else 'file'} as {other}: choose another {name}")
+                raise OutputError(
+                    f"{name} {path} is the same {'folder' if is_folder else 'file'} as {other}: choose another {name}"
+                )
         for other, source in given:
             if _same(path, source):
-                raise OutputError(f"{name} {path} is also {other}: writing it would destroy that input; choose another {name}")
+                raise OutputError(
+                    f"{name} {path} is also {other}: writing it would destroy that input; choose another {name}"
+                )
             if is_folder and source.is_dir() and source.resolve() in path.resolve().parents:
-                raise OutputError(f"{name} {path} lies inside {other} {source}: its files would be read as inputs; choose a folder outside it")
+                raise OutputError(
+                    f"{name} {path} lies inside {other} {source}: its files would be read as inputs; choose a folder outside it"
+                )
     for name, path, is_folder in outputs:
         _check_writable(f"{name} {path}", path if is_folder else path.parent)
 
@@ -218,5 +231,7 @@ def _check_writable(output: str, folder: Path) -> None:
     try:
         probe.touch(exist_ok=False)
     except OSError as error:
-        raise OutputError(f"{output}: cannot write in {place} ({error.strerror or error}); choose a place you can write to") from None
+        raise OutputError(
+            f"{output}: cannot write in {place} ({error.strerror or error}); choose a place you can write to"
+        ) from None
     probe.unlink(missing_ok=True)

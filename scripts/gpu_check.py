@@ -40,7 +40,9 @@ def utilisation_reader(device: str) -> tuple[Callable[[], float], str] | None:
         pass
     if shutil.which("nvidia-smi"):
         command = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
-        return (lambda: float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip())), "nvidia-smi"
+        return (
+            lambda: float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip())
+        ), "nvidia-smi"
     return None
 
 
@@ -59,7 +61,7 @@ class UtilisationSampler:
             except Exception:  # a failed read is a lost sample, not a failed check
                 continue
 
-    def __enter__(self) -> "UtilisationSampler":
+    def __enter__(self) -> UtilisationSampler:
         self._thread.start()
         return self
 
@@ -81,8 +83,8 @@ def main() -> None:
     work = (args.work or Path(tempfile.mkdtemp(prefix="pneumo-gpu-check-"))).absolute()
 
     from converters.rsna import ConvertSettings, convert_rsna
-    from pneumo_yolo.runtime.offline import import_ultralytics
     from pneumo_yolo.predict.run import predict_folder
+    from pneumo_yolo.runtime.offline import import_ultralytics
     from pneumo_yolo.synth import make_rsna_like
     from pneumo_yolo.train.run import train
 
@@ -99,41 +101,64 @@ def main() -> None:
     print(f"synth: {args.n} + {args.n_test} DICOMs in {time.perf_counter() - started:.1f} s")
 
     report = convert_rsna(
-        work / "rsna" / "stage_2_train_images", work / "rsna" / "stage_2_train_labels.csv", work / "dataset",
-        settings=ConvertSettings(imgsz=args.imgsz), overwrite=True, progress=False,
-    )  # fmt: skip
+        work / "rsna" / "stage_2_train_images",
+        work / "rsna" / "stage_2_train_labels.csv",
+        work / "dataset",
+        settings=ConvertSettings(imgsz=args.imgsz),
+        overwrite=True,
+        progress=False,
+    )
     print(f"convert: {report.converted + report.skipped} images at {report.images_per_s:.1f} images/s")
 
     result = train(
-        work / "dataset" / "data.yaml", "yolo11n.yaml", imgsz=args.imgsz, epochs=args.epochs, batch=args.batch,
-        device=args.device, project=work / "runs", name="gpu_check", overrides={"amp": True, "exist_ok": True},
-    )  # fmt: skip
+        work / "dataset" / "data.yaml",
+        "yolo11n.yaml",
+        imgsz=args.imgsz,
+        epochs=args.epochs,
+        batch=args.batch,
+        device=args.device,
+        project=work / "runs",
+        name="gpu_check",
+        overrides={"amp": True, "exist_ok": True},
+    )
     with (result.run_dir / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     train_seconds = float(rows[-1]["time"])
     n_train = len(list((work / "dataset" / "images" / "train").glob("*.png")))
-    print(f"train: {args.epochs} epochs x {n_train} images in {train_seconds:.1f} s (validation included): "
-          f"{args.epochs * n_train / train_seconds:.1f} training images/s, AMP requested")
+    print(
+        f"train: {args.epochs} epochs x {n_train} images in {train_seconds:.1f} s (validation included): "
+        f"{args.epochs * n_train / train_seconds:.1f} training images/s, AMP requested"
+    )
     print(result.final_line())
 
     reader = utilisation_reader(args.device) if args.device != "cpu" else None
     sampler = UtilisationSampler(reader[0]) if reader else contextlib.nullcontext()
     with sampler:
         predicted = predict_folder(
-            result.best, work / "rsna" / "stage_2_test_images", work / "submission.csv",
-            imgsz=args.imgsz, device=args.device, progress=False,
-        )  # fmt: skip
-    print(f"predict (--workers auto: {predicted.workers} decoding processes per device, batches of {predicted.batch}): "
-          f"{predicted.n_images} DICOMs -> CSV at {predicted.steady_images_per_s:.1f} images/s once the model is loaded, "
-          f"{predicted.images_per_s:.1f} images/s with the {predicted.startup_s:.1f} s start-up ({len(predicted.errors)} errors)")
+            result.best,
+            work / "rsna" / "stage_2_test_images",
+            work / "submission.csv",
+            imgsz=args.imgsz,
+            device=args.device,
+            progress=False,
+        )
+    print(
+        f"predict (--workers auto: {predicted.workers} decoding processes per device, batches of {predicted.batch}): "
+        f"{predicted.n_images} DICOMs -> CSV at {predicted.steady_images_per_s:.1f} images/s once the model is loaded, "
+        f"{predicted.images_per_s:.1f} images/s with the {predicted.startup_s:.1f} s start-up ({len(predicted.errors)} errors)"
+    )
     if args.device == "cpu":
         print("GPU utilisation: not measured (CPU run)")
     elif reader is None or not sampler.samples:
-        print("GPU utilisation: not available (neither torch.cuda.utilization, which needs pynvml, nor nvidia-smi worked)")
+        print(
+            "GPU utilisation: not available (neither torch.cuda.utilization, which needs pynvml, nor nvidia-smi worked)"
+        )
     else:
         samples = sampler.samples
-        print(f"GPU utilisation during predict, start-up included ({reader[1]}, {len(samples)} samples every 0.2 s): "
-              f"mean {sum(samples) / len(samples):.0f}%, max {max(samples):.0f}%")
+        print(
+            f"GPU utilisation during predict, start-up included ({reader[1]}, {len(samples)} samples every 0.2 s): "
+            f"mean {sum(samples) / len(samples):.0f}%, max {max(samples):.0f}%"
+        )
     print(f"outputs in {work}")
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from pneumo_yolo.data.labels import LABEL_COLUMNS
-from pneumo_yolo.runtime import offline
 from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.runtime import offline
 
 LABEL_HEADER = ",".join(LABEL_COLUMNS)
 RSNA_ENV = "PNEUMO_YOLO_RSNA_DIR"
@@ -27,7 +27,9 @@ def real_csv(name: str) -> Path:
     """The real challenge CSV ``name``, or skip the test with how to provide it."""
     path = RSNA_DIR / name
     if not path.is_file():
-        pytest.skip(f"needs the real RSNA CSV {name}, not found in {RSNA_DIR}: set {RSNA_ENV} to the folder that holds it")
+        pytest.skip(
+            f"needs the real RSNA CSV {name}, not found in {RSNA_DIR}: set {RSNA_ENV} to the folder that holds it"
+        )
     return path
 
 
@@ -60,9 +62,21 @@ def make_rsna_folder(root: Path, n: int, seed: int = 0, size: int = 256) -> Rsna
         width, height = (400, 300) if index == n else (size, size)
         pixels = cv2.GaussianBlur(rng.integers(40, 200, (height, width), dtype=np.uint8), (0, 0), 2)
         n_boxes = [0, 0, 1, 2][index % 4]
-        boxes = np.array(
-            [[rng.uniform(0, width / 2), rng.uniform(0, height / 2), rng.uniform(20, width / 2), rng.uniform(20, height / 2)] for _ in range(n_boxes)]
-        ).reshape(-1, 4).round(1)
+        boxes = (
+            np.array(
+                [
+                    [
+                        rng.uniform(0, width / 2),
+                        rng.uniform(0, height / 2),
+                        rng.uniform(20, width / 2),
+                        rng.uniform(20, height / 2),
+                    ]
+                    for _ in range(n_boxes)
+                ]
+            )
+            .reshape(-1, 4)
+            .round(1)
+        )
         write_dicom(folder.images / f"{pid}.dcm", pixels, view_position=["PA", "AP"][index % 2])
         folder.boxes[pid] = boxes
         folder.sizes[pid] = (width, height)

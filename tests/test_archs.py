@@ -30,9 +30,11 @@ from .test_train import make_tiny_dataset
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 IMGSZ = 64
 RUNS = {
-    "faster-rcnn": ["--arch", "faster-rcnn", "--model", "resnet18"], "mask-rcnn": ["--arch", "mask-rcnn"], "unet": ["--arch", "unet"],
+    "faster-rcnn": ["--arch", "faster-rcnn", "--model", "resnet18"],
+    "mask-rcnn": ["--arch", "mask-rcnn"],
+    "unet": ["--arch", "unet"],
     "yolov3": ["--model", "yolov3-tiny.yaml"],
-}  # fmt: skip
+}
 """Each arch as ``train`` is told it (Faster R-CNN with a compact backbone, the others with their default); YOLOv3 is Ultralytics' own config."""
 BACKBONES = {"faster-rcnn": "resnet18", "mask-rcnn": "resnet50", "unet": "resnet18"}
 
@@ -48,9 +50,32 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny converted dataset (4 training, 3 validation images) and one run per arch, each one step, through the console script."""
     root = tmp_path_factory.mktemp("archs")
     folder = make_rsna_folder(root / "rsna", n=6, size=128)
-    convert_rsna(folder.images, folder.labels, root / "dataset", settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.4), workers=1, progress=False)
+    convert_rsna(
+        folder.images,
+        folder.labels,
+        root / "dataset",
+        settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.4),
+        workers=1,
+        progress=False,
+    )
     for name, how in RUNS.items():
-        cli(root, "train", "--data", "dataset/data.yaml", *how, "--imgsz", str(IMGSZ), "--epochs", "1", "--batch", "4", "--device", "cpu", "--name", name)
+        cli(
+            root,
+            "train",
+            "--data",
+            "dataset/data.yaml",
+            *how,
+            "--imgsz",
+            str(IMGSZ),
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--device",
+            "cpu",
+            "--name",
+            name,
+        )
     return root
 
 
@@ -58,7 +83,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) -> None:
     run = trained / "runs" / name
     assert (run / "weights" / "best.pt").is_file() and (run / "rsna_val.json").is_file()
-    assert sorted((run / "trained_on.txt").read_text().split()) == sorted(p.stem for p in (trained / "dataset" / "images" / "train").glob("*.png"))
+    assert sorted((run / "trained_on.txt").read_text().split()) == sorted(
+        p.stem for p in (trained / "dataset" / "images" / "train").glob("*.png")
+    )
     summary = json.loads((run / "rsna_val.json").read_text())
     val_images = sorted((trained / "dataset" / "images" / "val").glob("*.png"))
     assert summary["split"] == "val" and summary["n_images"] == len(val_images) == 3
@@ -68,15 +95,25 @@ def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) 
         checkpoint = read_checkpoint(run / "weights" / "best.pt")
         assert (checkpoint["arch"], checkpoint["backbone"]) == (name, BACKBONES[name])
         built = build_model(name, IMGSZ, BACKBONES[name]).state_dict()
-        assert {key: value.shape for key, value in checkpoint["state_dict"].items()} == {key: value.shape for key, value in built.items()}
-        assert load_detector(run / "weights" / "best.pt", device="cpu").backbone == BACKBONES[name]  # its weights load strictly into that network
+        assert {key: value.shape for key, value in checkpoint["state_dict"].items()} == {
+            key: value.shape for key, value in built.items()
+        }
+        assert (
+            load_detector(run / "weights" / "best.pt", device="cpu").backbone == BACKBONES[name]
+        )  # its weights load strictly into that network
         assert (run / "weights" / "last.ckpt").is_file()
         rows = list(csv.DictReader((run / "metrics.csv").open()))
-        assert [row["epoch"] for row in rows] == ["0"] and float(rows[0]["train/loss"]) > 0 and float(rows[0]["train_minutes"]) > 0
+        assert (
+            [row["epoch"] for row in rows] == ["0"]
+            and float(rows[0]["train/loss"]) > 0
+            and float(rows[0]["train_minutes"]) > 0
+        )
 
 
 @pytest.mark.parametrize("name", list(RUNS))
-def test_predictions_of_every_arch_pass_through_tune_and_evaluate(trained: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
+    trained: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """In this process (the console script is exercised by training and by the ensemble below)."""
     from typer.testing import CliRunner
 
@@ -85,11 +122,24 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(trained: Path,
     monkeypatch.chdir(trained)
     scoring = ["--labels", "rsna/stage_2_train_labels.csv", "--manifest", "dataset/manifest.csv", "--split", "val"]
     for args in (
-        ["predict", "--weights", f"runs/{name}/weights/best.pt", "--source", "dataset/images/val", "--manifest", "dataset/manifest.csv",
-         "--out", f"{name}.csv", "--save-raw", f"{name}.parquet", "--device", "cpu"],
+        [
+            "predict",
+            "--weights",
+            f"runs/{name}/weights/best.pt",
+            "--source",
+            "dataset/images/val",
+            "--manifest",
+            "dataset/manifest.csv",
+            "--out",
+            f"{name}.csv",
+            "--save-raw",
+            f"{name}.parquet",
+            "--device",
+            "cpu",
+        ],
         ["tune", "--raw", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
         ["evaluate", "--submission", f"{name}.csv", *scoring, "--json"],
-    ):  # fmt: skip
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output[-3000:]
     assert 0.0 <= json.loads(result.stdout)["score"] <= 1.0
@@ -99,7 +149,22 @@ def test_models_of_different_archs_ensemble(trained: Path) -> None:
     from pneumo_yolo.eval.detections import read_raw
 
     weights = [arg for name in RUNS for arg in ("--weights", f"runs/{name}/weights/best.pt")]
-    cli(trained, "predict", *weights, "--source", "dataset/images/val", "--manifest", "dataset/manifest.csv", "--out", "mixed.csv", "--save-raw", "mixed.parquet", "--device", "cpu", "--tta")
+    cli(
+        trained,
+        "predict",
+        *weights,
+        "--source",
+        "dataset/images/val",
+        "--manifest",
+        "dataset/manifest.csv",
+        "--out",
+        "mixed.csv",
+        "--save-raw",
+        "mixed.parquet",
+        "--device",
+        "cpu",
+        "--tta",
+    )
     raw = read_raw(trained / "mixed.parquet")
     assert set(raw.models) == {len(RUNS)} and set(raw.passes) == {2}  # each arch's plain and flipped pass
     assert set(np.unique(raw.model)) <= set(range(len(RUNS))) and set(np.unique(raw.pass_index)) <= {0, 1}
@@ -114,7 +179,9 @@ class TestData:
         assert target["boxes"].shape == (1, 4) and target["masks"].shape == (1, 128, 128)
         assert np.allclose(target["boxes"][0, 2] - target["boxes"][0, 0], 0.25 * 128, atol=0.1)
         _, empty = dataset[1]
-        assert empty["boxes"].shape == (0, 4) and empty["mask"].shape == (1, 128, 128) and float(empty["mask"].sum()) == 0
+        assert (
+            empty["boxes"].shape == (0, 4) and empty["mask"].shape == (1, 128, 128) and float(empty["mask"].sum()) == 0
+        )
 
     def test_a_fold_list_file_is_read_like_a_folder(self, tmp_path: Path) -> None:
         data = make_tiny_dataset(tmp_path, n_train=3, n_val=1, size=64)
@@ -195,17 +262,30 @@ class TestWeights:
         payload = torch.load(best, weights_only=True)
         del payload["backbone"]
         torch.save(payload, best)
-        assert read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device="cpu").backbone == "resnet18"
+        assert (
+            read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device="cpu").backbone == "resnet18"
+        )
 
     def test_model_names_a_backbone_or_a_weights_file(self, tmp_path: Path) -> None:
         assert resolve_model("faster-rcnn", "resnet34", tmp_path, resume=False) == ("resnet34", None)
         assert resolve_model("mask-rcnn", None, tmp_path, resume=False) == ("resnet50", None)
         assert resolve_model("unet", "efficientnet-b0", tmp_path, resume=False) == ("efficientnet-b0", None)
-        best = save_checkpoint(tmp_path / "best.pt", "faster-rcnn", 64, build_model("faster-rcnn", 64, "resnet18"), "resnet18")
-        assert resolve_model("faster-rcnn", str(best), tmp_path, resume=False) == ("resnet18", best)  # a checkpoint starts its own backbone
+        best = save_checkpoint(
+            tmp_path / "best.pt", "faster-rcnn", 64, build_model("faster-rcnn", 64, "resnet18"), "resnet18"
+        )
+        assert resolve_model("faster-rcnn", str(best), tmp_path, resume=False) == (
+            "resnet18",
+            best,
+        )  # a checkpoint starts its own backbone
         torch.save({"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "coco.pth")
-        assert resolve_model("faster-rcnn", str(tmp_path / "coco.pth"), tmp_path, resume=False) == ("resnet50", tmp_path / "coco.pth")
-        with pytest.raises(TrainConfigError, match="--model resnet101: neither a backbone of faster-rcnn \\(resnet18, resnet34, resnet50\\) nor a weights file"):
+        assert resolve_model("faster-rcnn", str(tmp_path / "coco.pth"), tmp_path, resume=False) == (
+            "resnet50",
+            tmp_path / "coco.pth",
+        )
+        with pytest.raises(
+            TrainConfigError,
+            match="--model resnet101: neither a backbone of faster-rcnn \\(resnet18, resnet34, resnet50\\) nor a weights file",
+        ):
             resolve_model("faster-rcnn", "resnet101", tmp_path, resume=False)
 
     def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
@@ -218,8 +298,18 @@ class TestWeights:
 
 class TestOptions:
     def test_devices(self) -> None:
-        assert Devices.parse("cpu").lightning() == {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"}
-        assert Devices.parse("1").lightning() == {"accelerator": "gpu", "devices": [1], "strategy": "auto", "precision": "16-mixed"}
+        assert Devices.parse("cpu").lightning() == {
+            "accelerator": "cpu",
+            "devices": 1,
+            "strategy": "auto",
+            "precision": "32-true",
+        }
+        assert Devices.parse("1").lightning() == {
+            "accelerator": "gpu",
+            "devices": [1],
+            "strategy": "auto",
+            "precision": "16-mixed",
+        }
 
     def test_set_keys_are_checked(self) -> None:
         assert arch_options({"lr0": "0.01", "seed": 3}) == {"lr0": 0.01, "seed": 3}

@@ -46,11 +46,15 @@ class World:
     def __getitem__(self, name: str) -> str:
         """A path of the world by short name, as a command-line argument."""
         places = {
-            "W": self.detector, "C": self.classifier, "S": self.root / "rsna" / "stage_2_test_images",
-            "I": self.root / "rsna" / "stage_2_train_images", "L": self.root / "rsna" / "stage_2_train_labels.csv",
-            "SAMPLE": self.root / "rsna" / "stage_2_sample_submission.csv", "D": self.root / "dataset" / "data.yaml",
+            "W": self.detector,
+            "C": self.classifier,
+            "S": self.root / "rsna" / "stage_2_test_images",
+            "I": self.root / "rsna" / "stage_2_train_images",
+            "L": self.root / "rsna" / "stage_2_train_labels.csv",
+            "SAMPLE": self.root / "rsna" / "stage_2_sample_submission.csv",
+            "D": self.root / "dataset" / "data.yaml",
             "DS": self.root / "dataset",
-        }  # fmt: skip
+        }
         return str(places[name])
 
 
@@ -69,7 +73,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("world")
     rsna = root / "rsna"
     make_rsna_like(rsna, 24, n_test=6, size=256, progress=False)
-    convert_rsna(rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", root / "dataset", settings=ConvertSettings(imgsz=IMGSZ), workers=1, progress=False)
+    convert_rsna(
+        rsna / "stage_2_train_images",
+        rsna / "stage_2_train_labels.csv",
+        root / "dataset",
+        settings=ConvertSettings(imgsz=IMGSZ),
+        workers=1,
+        progress=False,
+    )
     import_ultralytics()
     from ultralytics.nn.tasks import ClassificationModel, DetectionModel
 
@@ -79,12 +90,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     classifier.names = {0: "no_opacity", 1: "opacity"}
     (root / "weights").mkdir()
     torch.save({"model": detector, "train_args": {"imgsz": IMGSZ, "task": "detect"}}, root / "weights" / "detector.pt")
-    torch.save({"model": classifier, "train_args": {"imgsz": IMGSZ // 2, "task": "classify"}}, root / "weights" / "classifier.pt")
+    torch.save(
+        {"model": classifier, "train_args": {"imgsz": IMGSZ // 2, "task": "classify"}},
+        root / "weights" / "classifier.pt",
+    )
     return World(root, root / "weights" / "detector.pt", root / "weights" / "classifier.pt")
 
 
 def pneumo_yolo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -108,50 +130,181 @@ RO = "/sys/pneumo-yolo" if os.geteuid() == 0 else "ro/sub"
 """A place where nothing can be written: a folder without write permission, or sysfs, which even root cannot write."""
 CASES = {
     # bad: tracebacks or wrong results
-    "1-text-as-weights": Case("predict --weights x.pt --source {S} --out keep.csv", 1, "cannot be loaded as YOLO weights", ("keep.csv",), {"x.pt": "hello\n"}, slow=True),
-    "2-classifier-as-weights": Case("predict --weights {C} --source {S} --out keep.csv", 1, "not a detector", ("keep.csv",), slow=True),
-    "2-detector-as-classifier": Case("predict --weights {W} --classifier {W} --source {S} --out keep.csv", 1, "not an image classifier", ("keep.csv",), slow=True),
-    "3-predict-imgsz": Case("predict --weights {W} --source {S} --imgsz 100000 --out keep.csv", 2, "4096", ("keep.csv",)),
+    "1-text-as-weights": Case(
+        "predict --weights x.pt --source {S} --out keep.csv",
+        1,
+        "cannot be loaded as YOLO weights",
+        ("keep.csv",),
+        {"x.pt": "hello\n"},
+        slow=True,
+    ),
+    "2-classifier-as-weights": Case(
+        "predict --weights {C} --source {S} --out keep.csv", 1, "not a detector", ("keep.csv",), slow=True
+    ),
+    "2-detector-as-classifier": Case(
+        "predict --weights {W} --classifier {W} --source {S} --out keep.csv",
+        1,
+        "not an image classifier",
+        ("keep.csv",),
+        slow=True,
+    ),
+    "3-predict-imgsz": Case(
+        "predict --weights {W} --source {S} --imgsz 100000 --out keep.csv", 2, "4096", ("keep.csv",)
+    ),
     "3-convert-imgsz": Case("convert --images {I} --labels {L} --out out --imgsz 100000", 2, "4096"),
     "3-train-imgsz": Case("train --data {D} --model yolo11n.yaml --imgsz 8192", 2, "4096"),
     "3-synth-size": Case("synth --out out --dicom-size 100000", 2, "4096"),
-    "3-batch-memory": Case("predict --weights {W} --source many --imgsz 4096 --batch 400 --out keep.csv", 2, "memory", ("keep.csv",), slow=True),
-    "4-device-7": Case("predict --weights {W} --source {S} --device 7 --out keep.csv", 2, "GPU 7 is not available", ("keep.csv",), slow=True),
-    "4-device-banana": Case("predict --weights {W} --source {S} --device banana --out keep.csv", 2, "is not a device", ("keep.csv",)),
+    "3-batch-memory": Case(
+        "predict --weights {W} --source many --imgsz 4096 --batch 400 --out keep.csv",
+        2,
+        "memory",
+        ("keep.csv",),
+        slow=True,
+    ),
+    "4-device-7": Case(
+        "predict --weights {W} --source {S} --device 7 --out keep.csv",
+        2,
+        "GPU 7 is not available",
+        ("keep.csv",),
+        slow=True,
+    ),
+    "4-device-banana": Case(
+        "predict --weights {W} --source {S} --device banana --out keep.csv", 2, "is not a device", ("keep.csv",)
+    ),
     "4-train-device-banana": Case("train --data {D} --model yolo11n.yaml --device banana", 2, "is not a device"),
     "4-train-device-mixed": Case("train --data {D} --model yolo11n.yaml --device 0,cpu", 2, "mixes cpu and gpu"),
     "4-demo-device-7": Case("demo --out out --device 7", 2, "GPU 7 is not available", slow=True),
-    "5-read-only-out": Case(f"predict --weights {{W}} --source {{S}} --out {RO}/sub.csv", 2, "cannot write in", folders=("ro",)),
-    "5-read-only-raw": Case(f"predict --weights {{W}} --source {{S}} --out keep.csv --save-raw {RO}/raw.parquet", 2, "cannot write in", ("keep.csv",), folders=("ro",)),
-    "6-every-file-fails": Case("predict --weights {W} --source bad --out keep.csv --save-raw keep.parquet", 1, "nothing was written", ("keep.csv", "keep.parquet"), {"bad/a.dcm": "junk", "bad/b.dcm": "junk"}, slow=True),
-    "7-sample-without-header": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "no patientId column", ("keep.csv",), {"sample.csv": "abc,\n"}),
-    "7-sample-wrong-header": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "no patientId column", ("keep.csv",), {"sample.csv": "id,foo\nabc,1\n"}),
-    "7-sample-unsafe-id": Case("predict --weights {W} --source {S} --sample sample.csv --out keep.csv", 1, "not a safe file name", ("keep.csv",), {"sample.csv": "patientId,PredictionString\n../../etc/passwd,\n"}),
-    "8-save-raw-format": Case("predict --weights {W} --source {S} --out keep.csv --save-raw raw.txt", 2, "use .csv or .parquet", ("keep.csv",)),
-    "8-out-is-save-raw": Case("predict --weights {W} --source {S} --out keep.csv --save-raw keep.csv", 2, "same file", ("keep.csv",)),
-    "8-out-is-sample": Case("predict --weights {W} --source {S} --sample keep.csv --out keep.csv", 2, "is also --sample", ("keep.csv",), {"keep.csv": "patientId,PredictionString\n"}),
+    "5-read-only-out": Case(
+        f"predict --weights {{W}} --source {{S}} --out {RO}/sub.csv", 2, "cannot write in", folders=("ro",)
+    ),
+    "5-read-only-raw": Case(
+        f"predict --weights {{W}} --source {{S}} --out keep.csv --save-raw {RO}/raw.parquet",
+        2,
+        "cannot write in",
+        ("keep.csv",),
+        folders=("ro",),
+    ),
+    "6-every-file-fails": Case(
+        "predict --weights {W} --source bad --out keep.csv --save-raw keep.parquet",
+        1,
+        "nothing was written",
+        ("keep.csv", "keep.parquet"),
+        {"bad/a.dcm": "junk", "bad/b.dcm": "junk"},
+        slow=True,
+    ),
+    "7-sample-without-header": Case(
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        1,
+        "no patientId column",
+        ("keep.csv",),
+        {"sample.csv": "abc,\n"},
+    ),
+    "7-sample-wrong-header": Case(
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        1,
+        "no patientId column",
+        ("keep.csv",),
+        {"sample.csv": "id,foo\nabc,1\n"},
+    ),
+    "7-sample-unsafe-id": Case(
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        1,
+        "not a safe file name",
+        ("keep.csv",),
+        {"sample.csv": "patientId,PredictionString\n../../etc/passwd,\n"},
+    ),
+    "8-save-raw-format": Case(
+        "predict --weights {W} --source {S} --out keep.csv --save-raw raw.txt", 2, "use .csv or .parquet", ("keep.csv",)
+    ),
+    "8-out-is-save-raw": Case(
+        "predict --weights {W} --source {S} --out keep.csv --save-raw keep.csv", 2, "same file", ("keep.csv",)
+    ),
+    "8-out-is-sample": Case(
+        "predict --weights {W} --source {S} --sample keep.csv --out keep.csv",
+        2,
+        "is also --sample",
+        ("keep.csv",),
+        {"keep.csv": "patientId,PredictionString\n"},
+    ),
     "8-convert-out-is-images": Case("convert --images {I} --labels {L} --out {I}", 2, "is also --images"),
     "8-tune-out-is-raw": Case("tune --raw keep.csv --labels {L} --out keep.csv", 2, "is also --raw", ("keep.csv",)),
-    "9-header-only-labels": Case("convert --images {I} --labels labels.csv --out out", 1, "no label rows", files={"labels.csv": "patientId,x,y,width,height,Target\n"}),
+    "9-header-only-labels": Case(
+        "convert --images {I} --labels labels.csv --out out",
+        1,
+        "no label rows",
+        files={"labels.csv": "patientId,x,y,width,height,Target\n"},
+    ),
     "10-more-folds-than-patients": Case("convert --images {I} --labels {L} --out out --folds 50", 2, "--folds 50"),
     "10-train-a-fold-it-lacks": Case("train --data {D} --model yolo11n.yaml --fold 30", 2, "not a k-fold dataset"),
-    "11-unknown-model-config": Case("train --data {D} --model nonsense.yaml --project runs", 2, "nonsense.yaml", slow=True),
-    "12-moved-dataset": Case("train --data moved/data.yaml --model yolo11n.yaml --project runs", 1, "was the dataset folder moved"),
+    "11-unknown-model-config": Case(
+        "train --data {D} --model nonsense.yaml --project runs", 2, "nonsense.yaml", slow=True
+    ),
+    "12-moved-dataset": Case(
+        "train --data moved/data.yaml --model yolo11n.yaml --project runs", 1, "was the dataset folder moved"
+    ),
     # weak: the wrong exit code, or a message that could say more
-    "w-empty-source": Case("predict --weights {W} --source empty --out keep.csv", 2, "holds no .dcm", ("keep.csv",), folders=("empty",)),
-    "w-dicom-out-with-pngs": Case("predict --weights {W} --source pngs --dicom-out dicom --out keep.csv", 2, "needs DICOM inputs", ("keep.csv",), {"pngs/a.png": ""}),
-    "w-convert-imgsz-0": Case("convert --images {I} --labels {L} --out {DS} --imgsz 0", 2, "from 8 to 4096", ("{DS}/data.yaml",)),
+    "w-empty-source": Case(
+        "predict --weights {W} --source empty --out keep.csv", 2, "holds no .dcm", ("keep.csv",), folders=("empty",)
+    ),
+    "w-dicom-out-with-pngs": Case(
+        "predict --weights {W} --source pngs --dicom-out dicom --out keep.csv",
+        2,
+        "needs DICOM inputs",
+        ("keep.csv",),
+        {"pngs/a.png": ""},
+    ),
+    "w-convert-imgsz-0": Case(
+        "convert --images {I} --labels {L} --out {DS} --imgsz 0", 2, "from 8 to 4096", ("{DS}/data.yaml",)
+    ),
     "w-convert-imgsz-negative": Case("convert --images {I} --labels {L} --out out --imgsz -5", 2, "from 8 to 4096"),
     "w-train-epochs-0": Case("train --data {D} --model yolo11n.yaml --epochs 0", 2, "--epochs"),
-    "w-set-unknown-key": Case("train --data {D} --model yolo11n.yaml --set lr00=0.1 --device cpu --project runs", 2, "did you mean 'lr0'", slow=True),
+    "w-set-unknown-key": Case(
+        "train --data {D} --model yolo11n.yaml --set lr00=0.1 --device cpu --project runs",
+        2,
+        "did you mean 'lr0'",
+        slow=True,
+    ),
     "w-set-without-value": Case("train --data {D} --model yolo11n.yaml --set lr0", 2, "expected key=value"),
-    "w-set-wrong-type": Case("train --data {D} --model yolo11n.yaml --set lr0=abc --device cpu --project runs", 2, "lr0", slow=True),
-    "w-tune-split-without-manifest": Case("tune --raw raw.csv --labels {L} --split val --out keep.yaml", 2, "--split needs --manifest", ("keep.yaml",), {"raw.csv": "x\n"}),
-    "w-tune-conf-not-a-number": Case("tune --raw raw.csv --labels {L} --conf 0.1,abc --out keep.yaml", 2, "--conf", ("keep.yaml",), {"raw.csv": "x\n"}),
-    "w-tune-merge-unknown": Case("tune --raw raw.csv --labels {L} --merges soft:0.5 --out keep.yaml", 2, "'soft:0.5' is not a merge", ("keep.yaml",), {"raw.csv": "x\n"}),
-    "w-convert-empty-images": Case("convert --images empty --labels {L} --out {DS} --imgsz 64", 2, "holds no usable .dcm", ("{DS}/data.yaml",), folders=("empty",)),
-    "w-validate-sample-without-header": Case("validate-submission {SAMPLE} --sample sample.csv", 1, "no patientId column", files={"sample.csv": "abc,\n"}),
-    "w-report-header-only": Case("report --predictions sub.csv --images {S} --out report", 1, "holds no patient", files={"sub.csv": "patientId,PredictionString\n"}),
+    "w-set-wrong-type": Case(
+        "train --data {D} --model yolo11n.yaml --set lr0=abc --device cpu --project runs", 2, "lr0", slow=True
+    ),
+    "w-tune-split-without-manifest": Case(
+        "tune --raw raw.csv --labels {L} --split val --out keep.yaml",
+        2,
+        "--split needs --manifest",
+        ("keep.yaml",),
+        {"raw.csv": "x\n"},
+    ),
+    "w-tune-conf-not-a-number": Case(
+        "tune --raw raw.csv --labels {L} --conf 0.1,abc --out keep.yaml",
+        2,
+        "--conf",
+        ("keep.yaml",),
+        {"raw.csv": "x\n"},
+    ),
+    "w-tune-merge-unknown": Case(
+        "tune --raw raw.csv --labels {L} --merges soft:0.5 --out keep.yaml",
+        2,
+        "'soft:0.5' is not a merge",
+        ("keep.yaml",),
+        {"raw.csv": "x\n"},
+    ),
+    "w-convert-empty-images": Case(
+        "convert --images empty --labels {L} --out {DS} --imgsz 64",
+        2,
+        "holds no usable .dcm",
+        ("{DS}/data.yaml",),
+        folders=("empty",),
+    ),
+    "w-validate-sample-without-header": Case(
+        "validate-submission {SAMPLE} --sample sample.csv", 1, "no patientId column", files={"sample.csv": "abc,\n"}
+    ),
+    "w-report-header-only": Case(
+        "report --predictions sub.csv --images {S} --out report",
+        1,
+        "holds no patient",
+        files={"sub.csv": "patientId,PredictionString\n"},
+    ),
 }
 
 
@@ -221,12 +374,21 @@ def test_a_moved_dataset_is_read_from_where_it_is_now(world: World, tmp_path: Pa
     """convert's YAMLs and fold lists name no absolute path, so the folder can move (or be copied)."""
     dataset = tmp_path / "folds"
     rsna = Path(world["I"]).parent
-    convert_rsna(rsna / "stage_2_train_images", rsna / "stage_2_train_labels.csv", dataset, settings=ConvertSettings(imgsz=IMGSZ, folds=2), workers=1, progress=False)
+    convert_rsna(
+        rsna / "stage_2_train_images",
+        rsna / "stage_2_train_labels.csv",
+        dataset,
+        settings=ConvertSettings(imgsz=IMGSZ, folds=2),
+        workers=1,
+        progress=False,
+    )
     dataset.rename(tmp_path / "moved")
     moved = ConvertedDataset.from_yaml(tmp_path / "moved" / "data_fold1.yaml")
     assert moved.root == tmp_path / "moved"
     listed = moved.listed("train") + moved.listed("val")
-    assert len(listed) == 24 and all(path.is_file() and (tmp_path / "moved") in path.resolve().parents for path in listed)
+    assert len(listed) == 24 and all(
+        path.is_file() and (tmp_path / "moved") in path.resolve().parents for path in listed
+    )
 
 
 # Interrupts: predict killed while it writes, with --save-raw and --dicom-out.
@@ -252,7 +414,11 @@ def killing_ground(world: World, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def previous_outputs(folder: Path) -> dict[Path, bytes]:
-    return {path: path.read_bytes() for path in [*(folder / name for name in PREVIOUS), *(folder / "dicom").rglob("*")] if path.is_file()}
+    return {
+        path: path.read_bytes()
+        for path in [*(folder / name for name in PREVIOUS), *(folder / "dicom").rglob("*")]
+        if path.is_file()
+    }
 
 
 def family(pid: int) -> set[int]:
@@ -282,7 +448,11 @@ def running(pid: int) -> bool:
 def leftovers(pids: set[int], folder: Path) -> list[str]:
     """What the processes ``pids`` left: themselves, their shared memory and semaphores, temporary files below ``folder``."""
     alive = [f"process {pid}" for pid in pids if running(pid)]
-    shared = [path.name for path in SHM_DIR.glob(f"*{SHM_PREFIX}-*") if any(f"{SHM_PREFIX}-{pid}-" in path.name for pid in pids)]
+    shared = [
+        path.name
+        for path in SHM_DIR.glob(f"*{SHM_PREFIX}-*")
+        if any(f"{SHM_PREFIX}-{pid}-" in path.name for pid in pids)
+    ]
     return alive + shared + [str(path) for path in folder.rglob("*.part")]
 
 
@@ -294,17 +464,29 @@ def wait_for(check, seconds: float) -> list[str]:
     return found
 
 
-@pytest.mark.skipif(not SHM_DIR.is_dir() or not Path("/proc/self/stat").is_file(), reason="needs Linux: /proc and /dev/shm")
-@pytest.mark.parametrize("kill", ["SIGKILL to the main process", "SIGKILL to the process group", "SIGINT to the process group (Ctrl-C)"])
+@pytest.mark.skipif(
+    not SHM_DIR.is_dir() or not Path("/proc/self/stat").is_file(), reason="needs Linux: /proc and /dev/shm"
+)
+@pytest.mark.parametrize(
+    "kill", ["SIGKILL to the main process", "SIGKILL to the process group", "SIGINT to the process group (Ctrl-C)"]
+)
 def test_an_interrupted_predict_leaves_nothing_behind(kill: str, world: World, killing_ground: Path) -> None:
     folder = killing_ground
     before = previous_outputs(folder)
-    with open(folder / "log.txt", "w") as log:  # Ctrl-C as in a shell: a test runner's worker (pytest-xdist) may ignore SIGINT, and children inherit that
+    with (
+        open(folder / "log.txt", "w") as log
+    ):  # Ctrl-C as in a shell: a test runner's worker (pytest-xdist) may ignore SIGINT, and children inherit that
         process = subprocess.Popen(
-            [str(SCRIPT), *RUN.format_map(world).split()], cwd=folder, stdout=log, stderr=log, start_new_session=True,
+            [str(SCRIPT), *RUN.format_map(world).split()],
+            cwd=folder,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
-    staged = wait_for(lambda: not list(folder.glob(".dicom.*.part/sr/*.dcm")) and process.poll() is None and ["waiting"], 120)
+        )
+    staged = wait_for(
+        lambda: not list(folder.glob(".dicom.*.part/sr/*.dcm")) and process.poll() is None and ["waiting"], 120
+    )
     assert not staged and process.poll() is None, "predict ended before it wrote its first result"
     pids = family(process.pid)
     assert len(pids) >= 3, f"expected predict, its decoding process and its janitor: {pids}"
@@ -317,7 +499,9 @@ def test_an_interrupted_predict_leaves_nothing_behind(kill: str, world: World, k
     assert previous_outputs(folder) == before
     if kill.startswith("SIGINT"):
         assert process.returncode == 130
-        assert "Traceback" not in (log := (folder / "log.txt").read_text()) and "interrupted: nothing was written" in log
+        assert (
+            "Traceback" not in (log := (folder / "log.txt").read_text()) and "interrupted: nothing was written" in log
+        )
 
 
 def test_a_rerun_removes_what_dead_runs_left_and_writes_everything(world: World, killing_ground: Path) -> None:
@@ -340,7 +524,9 @@ def test_a_rerun_removes_what_dead_runs_left_and_writes_everything(world: World,
     assert [line.split(",")[0] for line in (folder / "sub.csv").read_text().splitlines()] == ["patientId", "p00", "p01"]
     for name in ("p00.dcm", "p01.dcm"):
         assert (folder / "dicom" / "sr" / name).read_bytes()[128:132] == b"DICM"
-    written = {folder / name for name in PREVIOUS} | {folder / "dicom" / kind / name for kind in ("sr", "gsps") for name in ("p00.dcm", "p01.dcm")}
+    written = {folder / name for name in PREVIOUS} | {
+        folder / "dicom" / kind / name for kind in ("sr", "gsps") for name in ("p00.dcm", "p01.dcm")
+    }
     assert {path: content for path, content in previous_outputs(folder).items() if path not in written} == {
         path: content for path, content in before.items() if path not in written
     }  # the results of images outside this run stay as they were

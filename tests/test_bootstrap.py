@@ -18,7 +18,12 @@ def image_scores(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_estimate_is_the_metric_of_the_scored_images() -> None:
-    truth = {"a": np.array([[0, 0, 100, 100.0]]), "b": np.zeros((0, 4)), "c": np.zeros((0, 4)), "d": np.array([[10, 10, 50, 50.0]])}
+    truth = {
+        "a": np.array([[0, 0, 100, 100.0]]),
+        "b": np.zeros((0, 4)),
+        "c": np.zeros((0, 4)),
+        "d": np.array([[10, 10, 50, 50.0]]),
+    }
     predictions = {"a": np.array([[0.9, 0, 0, 100, 100.0]]), "c": np.array([[0.5, 0, 0, 10, 10.0]])}
     result = evaluate(truth, predictions)
     assert np.isnan(result.image_scores[1]) and result.image_scores.tolist()[2:] == [0.0, 0.0]

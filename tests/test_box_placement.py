@@ -46,7 +46,9 @@ PNG_SIDE = 256
 class RectangleFinder(Detector):
     """The network replaced: the box around the pixels brighter than mid-grey in each image, scoring :data:`SCORE`."""
 
-    def __init__(self, weights: Path, *, imgsz: int, device: str | None = None, tta: bool = False, conf: float = RAW_CONF) -> None:
+    def __init__(
+        self, weights: Path, *, imgsz: int, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+    ) -> None:
         super().__init__(imgsz=imgsz, device=device or "cpu", tta=tta, conf=conf)
         self.calls = 0
 
@@ -104,7 +106,15 @@ def predicted(
 ) -> dict[str, np.ndarray]:
     """Run :func:`predict_folder` with boxes kept as they are; the submission's ``conf x y w h`` rows per patient."""
     report = predict_folder(
-        Path("stub.pt"), source, out, config=KEEP_AS_IS, imgsz=imgsz, tta=tta, workers=0, original_sizes=original_sizes, progress=False
+        Path("stub.pt"),
+        source,
+        out,
+        config=KEEP_AS_IS,
+        imgsz=imgsz,
+        tta=tta,
+        workers=0,
+        original_sizes=original_sizes,
+        progress=False,
     )
     assert report.errors == [] and report.invalid == []
     return read_submission(out)
@@ -127,7 +137,9 @@ def assert_placed(rows: np.ndarray, truth: tuple[float, float, float, float], at
 
 @pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
 @pytest.mark.parametrize("imgsz", [1024, 400, 256])
-def test_dicom_boxes_land_on_the_drawn_rectangle(dicoms: Path, detectors: list[RectangleFinder], tmp_path: Path, imgsz: int, tta: bool) -> None:
+def test_dicom_boxes_land_on_the_drawn_rectangle(
+    dicoms: Path, detectors: list[RectangleFinder], tmp_path: Path, imgsz: int, tta: bool
+) -> None:
     """DICOMs at their original size (1024: square, 400: wide), decoded smaller (400: square, 256: both) or enlarged (1024: wide)."""
     boxes = predicted(dicoms, tmp_path / "sub.csv", imgsz=imgsz, tta=tta)
     assert [detector.calls for detector in detectors] == [2 if tta else 1]
@@ -137,7 +149,9 @@ def test_dicom_boxes_land_on_the_drawn_rectangle(dicoms: Path, detectors: list[R
 
 @pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
 @pytest.mark.parametrize("imgsz", [PNG_SIDE, 128])
-def test_resized_png_boxes_map_to_the_original_size(pngs: Path, detectors: list[RectangleFinder], tmp_path: Path, imgsz: int, tta: bool) -> None:
+def test_resized_png_boxes_map_to_the_original_size(
+    pngs: Path, detectors: list[RectangleFinder], tmp_path: Path, imgsz: int, tta: bool
+) -> None:
     """PNGs fed at their own size (256) or resized again (128) map through ``original_sizes`` onto the original rectangle."""
     sizes = {pid: size for pid, (size, _) in IMAGES.items()}
     boxes = predicted(pngs, tmp_path / "sub.csv", imgsz=imgsz, tta=tta, original_sizes=sizes)
@@ -146,7 +160,9 @@ def test_resized_png_boxes_map_to_the_original_size(pngs: Path, detectors: list[
         assert_placed(boxes[pid], truth, tolerance(pngs / f"{pid}.png", imgsz))
 
 
-def test_without_original_sizes_png_boxes_stay_in_png_pixels(pngs: Path, detectors: list[RectangleFinder], tmp_path: Path) -> None:
+def test_without_original_sizes_png_boxes_stay_in_png_pixels(
+    pngs: Path, detectors: list[RectangleFinder], tmp_path: Path
+) -> None:
     """Negative control: without ``original_sizes`` the boxes are the rectangle scaled by PNG/original, which the check rejects."""
     boxes = predicted(pngs, tmp_path / "sub.csv", imgsz=PNG_SIDE, tta=False)
     for pid, ((width, height), truth) in IMAGES.items():

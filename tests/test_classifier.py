@@ -63,7 +63,11 @@ class TestClassifyView:
         dataset, yaml_name = which.split("/")
         data_yaml = request.getfixturevalue(dataset) / yaml_name
         view = build_classify_view(ConvertedDataset.from_yaml(data_yaml))
-        assert view == data_yaml.parent / "classify" / data_yaml.stem == classify_view_dir(ConvertedDataset.from_yaml(data_yaml))
+        assert (
+            view
+            == data_yaml.parent / "classify" / data_yaml.stem
+            == classify_view_dir(ConvertedDataset.from_yaml(data_yaml))
+        )
         for split in ("train", "val"):
             wanted = expected_view(data_yaml, split)
             assert {name.parent.name for name in wanted} == set(CLASS_NAMES)  # both classes, so the labels are tested
@@ -80,7 +84,9 @@ class TestClassifyView:
         assert build_classify_view(ConvertedDataset.from_yaml(data_yaml)) == view
         assert {path: (path.lstat().st_ino, path.readlink()) for path in view.rglob("*.png")} == before
 
-        negative = next(image for name, image in expected_view(data_yaml, "train").items() if name.parent.name == "no_opacity")
+        negative = next(
+            image for name, image in expected_view(data_yaml, "train").items() if name.parent.name == "no_opacity"
+        )
         label_path_of(negative).write_text("0 0.5 0.5 0.2 0.2\n")
         ghost = view / "val" / "opacity" / "ghost.png"
         ghost.symlink_to(negative)
@@ -133,12 +139,18 @@ class TestTraining:
             val = manifest[manifest.split == f"fold{fold}"]
             assert figures["n_images"] == len(val) and figures["n_opacity"] == (val.n_boxes > 0).sum()
             assert figures["classes"] == ["no_opacity", "opacity"]
-            assert 0.0 <= figures["top1_accuracy"] <= 1.0 and (figures["roc_auc"] is None or 0.0 <= figures["roc_auc"] <= 1.0)
+            assert 0.0 <= figures["top1_accuracy"] <= 1.0 and (
+                figures["roc_auc"] is None or 0.0 <= figures["roc_auc"] <= 1.0
+            )
             assert f"{figures['top1_accuracy']:.3f}" in line
-            assert set((run_dir / "trained_on.txt").read_text().split()) == set(manifest.patientId[manifest.split != f"fold{fold}"])
+            assert set((run_dir / "trained_on.txt").read_text().split()) == set(
+                manifest.patientId[manifest.split != f"fold{fold}"]
+            )
             assert not (run_dir / "rsna_val.json").exists()  # the detector's scoring is not run for a classifier
             args = yaml.safe_load((run_dir / "args.yaml").read_text())
-            assert args["task"] == "classify" and args["data"] == str(root / "dataset" / "classify" / f"data_fold{fold}")
+            assert args["task"] == "classify" and args["data"] == str(
+                root / "dataset" / "classify" / f"data_fold{fold}"
+            )
             assert args["auto_augment"] is None and args["erasing"] == 0.0
 
     def test_trains_on_links_not_copies(self, trained):
@@ -158,7 +170,9 @@ def best(trained: tuple[Path, subprocess.CompletedProcess]) -> Path:
 
 class TestImageClassifier:
     def test_p_opacity_per_image_in_batches(self, best, folds):
-        images = [load_image(path, 64).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")]
+        images = [
+            load_image(path, 64).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
+        ]
         assert len(images) >= 3
         gate = ImageClassifier(best, device="cpu", batch=2)
         assert gate.opacity == 1 and gate.imgsz == 64
@@ -173,7 +187,10 @@ class TestImageClassifier:
         """Computed here without Ultralytics' predictor: 64 px images at 64 px need no resizing, only gray → 3 channels."""
         import torch
 
-        images = [load_image(path, None).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")]
+        images = [
+            load_image(path, None).pixels
+            for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
+        ]
         gate = ImageClassifier(best, device="cpu")
         network = gate.model.model.float().eval()
         batch = torch.from_numpy(np.stack(images)).float().div(255)[:, None].expand(-1, 3, -1, -1)
@@ -196,7 +213,9 @@ class TestImageClassifier:
         offline.import_ultralytics()
         for name, module in list(sys.modules.items()):
             if name.startswith("ultralytics") and hasattr(module, "ARGV"):
-                monkeypatch.setattr(module, "ARGV", ["/venv/bin/yolo", "predict"])  # Ultralytics' own CLI, as it would see it
+                monkeypatch.setattr(
+                    module, "ARGV", ["/venv/bin/yolo", "predict"]
+                )  # Ultralytics' own CLI, as it would see it
         p = ImageClassifier(best, device="cpu").probabilities([np.zeros((64, 64), np.uint8)])
         assert isinstance(p, np.ndarray) and p.shape == (1,)
 

@@ -32,7 +32,19 @@ SMALLER = {
     "--device 0": "--device cpu",
 }
 """README value → the value the tests run with (tiny synthetic data, the CPU)."""
-PIPELINE_ORDER = ["synth", "convert", "train", "predict", "tune", "evaluate", "validate-submission", "report", "demo", "ablation", "compare"]
+PIPELINE_ORDER = [
+    "synth",
+    "convert",
+    "train",
+    "predict",
+    "tune",
+    "evaluate",
+    "validate-submission",
+    "report",
+    "demo",
+    "ablation",
+    "compare",
+]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -49,9 +61,13 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
-def run(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``args`` in ``cwd``, as a user's shell would, capturing its output."""
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env
+    )
 
 
 def pneumo_yolo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -91,7 +107,9 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
             line = line.replace(readme_value, test_value)
         command = shlex.split(line)
         result = pneumo_yolo(*command[1:], cwd=cwd)
-        assert result.returncode == 0, f"`{line}` exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        assert result.returncode == 0, (
+            f"`{line}` exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
         commands.append(command)
         results.append(result)
     return Walkthrough(cwd, commands, results)
@@ -106,7 +124,17 @@ def test_the_walkthrough_covers_every_stage_and_each_output_reads_back_as_what_i
 
     cwd = walkthrough.cwd
     names = [command[1] for command in walkthrough.commands]
-    assert names == ["synth", "convert", "train", "predict", "tune", "evaluate", "predict", "validate-submission", "report"]
+    assert names == [
+        "synth",
+        "convert",
+        "train",
+        "predict",
+        "tune",
+        "evaluate",
+        "predict",
+        "validate-submission",
+        "report",
+    ]
     dataset = ConvertedDataset.from_yaml(cwd / "datasets/rsna/data.yaml")
     val_ids = sorted(path.stem for path in dataset.listed("val"))
     test_ids = read_patient_ids(cwd / "rsna/stage_2_sample_submission.csv").ids
@@ -166,7 +194,9 @@ def test_evaluate_prints_the_metric_of_the_validation_submission(walkthrough: Wa
 
     command, result = walkthrough.result("evaluate")
     cwd = walkthrough.cwd
-    scoring = load_scoring_set(cwd / option(command, "--labels"), cwd / option(command, "--manifest"), option(command, "--split"))
+    scoring = load_scoring_set(
+        cwd / option(command, "--labels"), cwd / option(command, "--manifest"), option(command, "--split")
+    )
     expected = evaluate_submission(cwd / option(command, "--submission"), scoring)
     assert result.stdout.startswith(f"score {expected.score:.4f} on {expected.n_images} image(s)"), result.stdout
 
@@ -189,7 +219,10 @@ def test_dicom_results_and_the_report_are_written(walkthrough: Walkthrough) -> N
     _, tuned = walkthrough.result("tune")
     best = re.search(r"^best +(\d\.\d{4}) ", tuned.stdout, re.M)
     _, reported = walkthrough.result("report")
-    assert best and f", score {best.group(1)}," in reported.stdout, (tuned.stdout, reported.stdout)  # the same raw table and YAML
+    assert best and f", score {best.group(1)}," in reported.stdout, (
+        tuned.stdout,
+        reported.stdout,
+    )  # the same raw table and YAML
 
 
 def test_python_dash_m_runs_the_same_commands(walkthrough: Walkthrough) -> None:
@@ -209,9 +242,19 @@ def test_predict_sample_gives_every_patient_a_row_even_unreadable_or_missing_one
     dicoms[0].write_bytes(b"not a dicom")
     dicoms[1].unlink()
     result = pneumo_yolo(
-        "predict", "--weights", "runs/exp/weights/best.pt", "--source", str(source), "--sample",
-        "rsna/stage_2_sample_submission.csv", "--out", "partial.csv", "--conf", "0.01", cwd=cwd,
-    )  # fmt: skip
+        "predict",
+        "--weights",
+        "runs/exp/weights/best.pt",
+        "--source",
+        str(source),
+        "--sample",
+        "rsna/stage_2_sample_submission.csv",
+        "--out",
+        "partial.csv",
+        "--conf",
+        "0.01",
+        cwd=cwd,
+    )
     assert result.returncode == 1
     submission = pd.read_csv(cwd / "partial.csv", keep_default_na=False)
     sample = pd.read_csv(cwd / "rsna/stage_2_sample_submission.csv")
@@ -229,11 +272,23 @@ def test_predict_sample_gives_every_patient_a_row_even_unreadable_or_missing_one
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", "README.md", "--imgsz", "100"], "100 is not a multiple of 32; the nearest valid size is 96"),
+        (
+            ["train", "--data", "README.md", "--imgsz", "100"],
+            "100 is not a multiple of 32; the nearest valid size is 96",
+        ),
         (["predict", "--weights", "README.md", "--source", ".", "--imgsz", "10"], "the nearest valid size is 32"),
-        (["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--channels", "2"], "2 is not valid; use 1 or 3"),
-        (["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--val-fraction", "1"], "1.0 is not in [0, 1)"),
-        (["evaluate", "--submission", "README.md", "--labels", "README.md", "--split", "test"], "'test' is not one of 'train', 'val', 'fold0'"),
+        (
+            ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--channels", "2"],
+            "2 is not valid; use 1 or 3",
+        ),
+        (
+            ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--val-fraction", "1"],
+            "1.0 is not in [0, 1)",
+        ),
+        (
+            ["evaluate", "--submission", "README.md", "--labels", "README.md", "--split", "test"],
+            "'test' is not one of 'train', 'val', 'fold0'",
+        ),
         (["validate-submission", "README.md"], "give exactly one of --sample or --ids"),
     ],
     ids=["train-imgsz", "predict-imgsz", "channels", "val-fraction", "split", "ids"],
@@ -249,7 +304,9 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
     assert result.returncode == 0
     listed = [name for name in re.findall(r"│ (\S+)\s", result.stdout) if name in PIPELINE_ORDER]
     assert listed == PIPELINE_ORDER
-    assert "synth → convert → train → predict → tune → evaluate → validate-submission → report" in " ".join(result.stdout.split())
+    assert "synth → convert → train → predict → tune → evaluate → validate-submission → report" in " ".join(
+        result.stdout.split()
+    )
 
 
 @pytest.mark.parametrize("command", PIPELINE_ORDER)
@@ -265,12 +322,27 @@ def test_help_shows_every_option_text_whole(command: str) -> None:
     params = typer.main.get_command(app).commands[command].params
     for param in params:
         if param.param_type_name == "option" and getattr(param, "help", None):
-            assert " ".join(param.help.replace("`", "").split()) in shown, f"{command} {param.opts[0]}: help text altered"
+            assert " ".join(param.help.replace("`", "").split()) in shown, (
+                f"{command} {param.opts[0]}: help text altered"
+            )
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = pneumo_yolo(
-        "demo", "--out", "demo", "--n-train", "20", "--n-test", "4", "--imgsz", "64", "--epochs", "1", "--device", "cpu", cwd=tmp_path
+        "demo",
+        "--out",
+        "demo",
+        "--n-train",
+        "20",
+        "--n-test",
+        "4",
+        "--imgsz",
+        "64",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RSNA score on the synthetic test set" in result.stdout

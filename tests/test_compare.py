@@ -33,14 +33,21 @@ def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
     with pytest.raises(ValueError, match="--archs retinanet: choose from yolo11, yolov3"):
         check_rows(["retinanet"])
     assert [CompareSettings().plan(row) for row in ROWS] == [
-        ("yolo", "yolo11n.yaml"), ("yolo", "yolov3-tiny.yaml"), ("faster-rcnn", MODELS["faster-rcnn"]), ("mask-rcnn", MODELS["mask-rcnn"]), ("unet", MODELS["unet"]),
-    ]  # fmt: skip
+        ("yolo", "yolo11n.yaml"),
+        ("yolo", "yolov3-tiny.yaml"),
+        ("faster-rcnn", MODELS["faster-rcnn"]),
+        ("mask-rcnn", MODELS["mask-rcnn"]),
+        ("unet", MODELS["unet"]),
+    ]
     assert parse_models(["unet=efficientnet-b0"]) == {**MODELS, "unet": "efficientnet-b0"}
     with pytest.raises(ValueError, match="expected ROW=MODEL"):
         parse_models(["retinanet=resnet18"])
 
 
-@pytest.mark.parametrize(("args", "message"), [(["--archs", "retinanet"], "--archs retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--archs", "retinanet"], "--archs retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")],
+)
 def test_bad_rows_or_models_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "c"), *args])
     assert result.exit_code == 2 and message in result.output
@@ -48,15 +55,34 @@ def test_bad_rows_or_models_are_usage_errors(tmp_path: Path, args: list[str], me
 
 
 def _record(points: list[float | None]) -> dict:
-    curve = [{"epoch": i + 1, "step": 10 * (i + 1), "train_min": 0.5 * (i + 1), "wall_min": 0.3 * (i + 1), "val_score": s} for i, s in enumerate(points)]
-    return {"budget": {"minutes": 2.0, "clock": "cpu"}, "clock": "cpu", "epochs": len(points), "steps": 10 * len(points),
-            "train_s": 121.0, "train_wall_s": 70.0, "curve_scoring_s": 5.0, "curve": curve}  # fmt: skip
+    curve = [
+        {"epoch": i + 1, "step": 10 * (i + 1), "train_min": 0.5 * (i + 1), "wall_min": 0.3 * (i + 1), "val_score": s}
+        for i, s in enumerate(points)
+    ]
+    return {
+        "budget": {"minutes": 2.0, "clock": "cpu"},
+        "clock": "cpu",
+        "epochs": len(points),
+        "steps": 10 * len(points),
+        "train_s": 121.0,
+        "train_wall_s": 70.0,
+        "curve_scoring_s": 5.0,
+        "curve": curve,
+    }
 
 
 def test_every_row_carries_its_interval_budget_curve_and_share_of_yolo11(tmp_path: Path) -> None:
     scores = [0.2, 0.12, 0.05, float("nan"), 0.1]
     rows = [
-        Row(row, f"model-{row}", Interval(score, score - 0.03, score + 0.03), 0.2, _record([0.0, 0.05 * i, None]), 5.0, PostprocessConfig())
+        Row(
+            row,
+            f"model-{row}",
+            Interval(score, score - 0.03, score + 0.03),
+            0.2,
+            _record([0.0, 0.05 * i, None]),
+            5.0,
+            PostprocessConfig(),
+        )
         for i, (row, score) in enumerate(zip(ROWS, scores))
     ]
     write_outputs(tmp_path, rows, CompareSettings(n_train=40, n_test=10), val_images=10, wall_min=3.0)
@@ -98,7 +124,10 @@ class TestBudget:
 
     def test_the_curve_scores_once_per_share_and_after_the_last_epoch(self) -> None:
         curve = LearningCurve(points=3)
-        taken = [curve.due(progress, last=last) for progress, last in [(0.2, False), (0.7, False), (0.8, False), (0.95, True)]]
+        taken = [
+            curve.due(progress, last=last)
+            for progress, last in [(0.2, False), (0.7, False), (0.8, False), (0.95, True)]
+        ]
         assert taken == [False, True, False, True]
         assert not any(LearningCurve(points=0).due(p, last=True) for p in (0.5, 1.0))
 
@@ -107,11 +136,20 @@ def check_budgeted_run(record: dict, budget_min: float, batches_per_epoch: int) 
     """The budget (CPU seconds here) ended the run at the first step past it, and ``curve.json`` says how far it got."""
     assert record["budget"] == {"minutes": budget_min, "clock": "cpu"} and record["clock"] == "cpu"
     assert budget_min * 60 <= record["train_s"] < budget_min * 60 * 3
-    assert record["epochs"] >= 1 and (record["epochs"] - 1) * batches_per_epoch < record["steps"] <= record["epochs"] * batches_per_epoch
+    assert (
+        record["epochs"] >= 1
+        and (record["epochs"] - 1) * batches_per_epoch < record["steps"] <= record["epochs"] * batches_per_epoch
+    )
     curve = record["curve"]
     assert 1 <= len(curve) <= 2 and curve[-1]["epoch"] == record["epochs"] and curve[-1]["step"] == record["steps"]
-    assert np.all(np.diff([point["train_min"] for point in curve]) > 0) and curve[-1]["train_min"] <= record["train_s"] / 60 + 1e-3
-    assert all(point["val_score"] is None or 0.0 <= point["val_score"] <= 1.0 for point in curve) and record["curve_scoring_s"] > 0
+    assert (
+        np.all(np.diff([point["train_min"] for point in curve]) > 0)
+        and curve[-1]["train_min"] <= record["train_s"] / 60 + 1e-3
+    )
+    assert (
+        all(point["val_score"] is None or 0.0 <= point["val_score"] <= 1.0 for point in curve)
+        and record["curve_scoring_s"] > 0
+    )
 
 
 def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_path: Path) -> None:
@@ -120,10 +158,22 @@ def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_pat
 
     data = ConvertedDataset.from_yaml(make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4, size=64))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
+    torch.set_num_threads(
+        1
+    )  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
     try:
-        result = train(data, "yolo11n.yaml", imgsz=64, batch=4, device="cpu", project=tmp_path, name="yolo", budget_min=0.05, curve_points=2,
-                       overrides={"val": False, "plots": False})  # fmt: skip
+        result = train(
+            data,
+            "yolo11n.yaml",
+            imgsz=64,
+            batch=4,
+            device="cpu",
+            project=tmp_path,
+            name="yolo",
+            budget_min=0.05,
+            curve_points=2,
+            overrides={"val": False, "plots": False},
+        )
     finally:
         torch.set_num_threads(threads)
     check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)
@@ -136,22 +186,57 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
     user's shell, without the ``YOLO_*`` variables this test session set: a row that is not a
     YOLO must still set Ultralytics up offline before anything imports it.
     """
-    args = ["compare", "--out", "c", "--archs", "unet,yolo11", "--model", "unet=resnet18", "--n-train", "20", "--n-test", "8", "--dicom-size", "128",
-            "--imgsz", "64", "--budget-min", "0.05", "--curve-points", "2", "--batch", "8", "--device", "cpu", "--parallel", "2"]  # fmt: skip
+    args = [
+        "compare",
+        "--out",
+        "c",
+        "--archs",
+        "unet,yolo11",
+        "--model",
+        "unet=resnet18",
+        "--n-train",
+        "20",
+        "--n-test",
+        "8",
+        "--dicom-size",
+        "128",
+        "--imgsz",
+        "64",
+        "--budget-min",
+        "0.05",
+        "--curve-points",
+        "2",
+        "--batch",
+        "8",
+        "--device",
+        "cpu",
+        "--parallel",
+        "2",
+    ]
     shell = {key: value for key, value in os.environ.items() if not key.startswith("YOLO_")}
     result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=shell)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 rows at a time, 1 thread each" in result.stdout
     summary = json.loads((tmp_path / "c" / "compare.json").read_text())
     rows = {row["arch"]: row for row in summary["rows"]}
-    assert list(rows) == ["yolo11", "unet"] and rows["unet"]["model"] == "unet-resnet18" and rows["unet"]["predict_img_s"] > 0
+    assert (
+        list(rows) == ["yolo11", "unet"]
+        and rows["unet"]["model"] == "unet-resnet18"
+        and rows["unet"]["predict_img_s"] > 0
+    )
     train_images = len(list((tmp_path / "c" / "dataset" / "images" / "train").glob("*.png")))
-    check_budgeted_run(rows["unet"], 0.05, batches_per_epoch=train_images // 8)  # Lightning drops the last, incomplete batch
+    check_budgeted_run(
+        rows["unet"], 0.05, batches_per_epoch=train_images // 8
+    )  # Lightning drops the last, incomplete batch
     check_budgeted_run(rows["yolo11"], 0.05, batches_per_epoch=math.ceil(train_images / 8))
     low, high = rows["unet"]["interval"]
-    assert rows["unet"]["score"] is not None and low <= rows["unet"]["score"] <= high  # 8 test images, half of them positive: the score is defined
+    assert (
+        rows["unet"]["score"] is not None and low <= rows["unet"]["score"] <= high
+    )  # 8 test images, half of them positive: the score is defined
     assert all(f"{row['arch']} ({row['model']}): test score" in result.stdout for row in rows.values())
-    assert "Epoch" in (tmp_path / "c" / "logs" / "yolo11.log").read_text()  # each row's own output went to its log, not to the terminal
+    assert (
+        "Epoch" in (tmp_path / "c" / "logs" / "yolo11.log").read_text()
+    )  # each row's own output went to its log, not to the terminal
     assert "Epoch" not in result.stdout
     tuned_on = {p.stem for p in (tmp_path / "c" / "dataset" / "images" / "val").glob("*.png")}
     assert tuned_on and not tuned_on & set((tmp_path / "c" / "runs" / "unet" / "trained_on.txt").read_text().split())

@@ -58,7 +58,17 @@ def test_manifest_carries_header_fields_and_no_patient_name(rsna_folder, tmp_pat
     out = tmp_path / "out"
     convert(rsna_folder, out)
     manifest = pd.read_csv(out / "manifest.csv")
-    assert list(manifest.columns) == ["patientId", "split", "width", "height", "n_boxes", "class", "view_position", "sex", "age"]
+    assert list(manifest.columns) == [
+        "patientId",
+        "split",
+        "width",
+        "height",
+        "n_boxes",
+        "class",
+        "view_position",
+        "sex",
+        "age",
+    ]
     assert set(manifest.view_position) == {"PA", "AP"} and set(manifest.age) == {51}
     png = (out / "images" / manifest.split[0] / f"{manifest.patientId[0]}.png").read_bytes()
     chunks, offset = [], 8
@@ -148,7 +158,8 @@ def test_bad_inputs_are_named_and_the_rest_converts(rsna_folder, tmp_path):
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        app, ["convert", "--images", str(images), "--labels", str(rsna_folder.labels), "--out", str(out), "--workers", "2"]
+        app,
+        ["convert", "--images", str(images), "--labels", str(rsna_folder.labels), "--out", str(out), "--workers", "2"],
     )
     assert result.exit_code == 1
     errors = pd.read_csv(out / "errors.csv")
@@ -219,7 +230,9 @@ def test_inputs_inside_what_convert_writes_are_refused_and_kept(tmp_path):
 def test_the_sweep_of_temporary_files_spares_live_runs(tmp_path):
     from pneumo_yolo.files import remove_stale_temp_files
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     stale = tmp_path / "images" / f".a.png.{gone.stdout.strip()}.0badc0de.part"
     live = tmp_path / f".b.png.{os.getpid()}.0badc0de.part"
     other = tmp_path / "notes.part"
@@ -234,7 +247,20 @@ def test_the_sweep_of_temporary_files_spares_live_runs(tmp_path):
 def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, stop):
     folder = make_rsna_folder(tmp_path / "rsna", n=60, size=512)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pneumo_yolo", "convert", "--images", str(folder.images), "--labels", str(folder.labels), "--out", str(out), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "pneumo_yolo",
+        "convert",
+        "--images",
+        str(folder.images),
+        "--labels",
+        str(folder.labels),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    ]
     subprocess.run(command, check=True, capture_output=True)
     clean = snapshot(out)
 
@@ -275,10 +301,14 @@ def test_a_rerun_picks_up_changed_labels(rsna_folder, tmp_path):
     report = convert(rsna_folder, out)
     assert (report.converted, report.skipped) == (0, 13)
     split = pd.read_csv(out / "manifest.csv").set_index("patientId").loc[pid, "split"]
-    np.testing.assert_allclose(yolo_to_ltwh(read_yolo_labels(out, split, pid), *rsna_folder.sizes[pid]), [[10, 20, 50, 60]], atol=1e-3)
+    np.testing.assert_allclose(
+        yolo_to_ltwh(read_yolo_labels(out, split, pid), *rsna_folder.sizes[pid]), [[10, 20, 50, 60]], atol=1e-3
+    )
     fresh = tmp_path / "fresh"
     convert(rsna_folder, fresh)
-    assert {k: v for k, v in snapshot(out).items() if k != "data.yaml"} == {k: v for k, v in snapshot(fresh).items() if k != "data.yaml"}
+    assert {k: v for k, v in snapshot(out).items() if k != "data.yaml"} == {
+        k: v for k, v in snapshot(fresh).items() if k != "data.yaml"
+    }
 
 
 def test_overwrite_keeps_the_old_dataset_when_the_new_labels_are_unreadable(rsna_folder, tmp_path):

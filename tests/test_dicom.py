@@ -4,7 +4,6 @@ Expected pixels come from the DICOM standard's formulas written out here (PS3.3 
 C.11.2), independently of the reader, with the output range mapped to 0..255.
 """
 
-
 import cv2
 import numpy as np
 import pydicom
@@ -37,7 +36,9 @@ def linear_window(values, center, width):
     """PS3.3 C.11.2.1.2.1 LINEAR: below c - 0.5 - (w-1)/2 black, above c - 0.5 + (w-1)/2 white."""
     x = np.asarray(values, float)
     inside = (x - (center - 0.5)) / (width - 1) + 0.5
-    return to_gray(np.where(x <= center - 0.5 - (width - 1) / 2, 0, np.where(x > center - 0.5 + (width - 1) / 2, 1, inside)))
+    return to_gray(
+        np.where(x <= center - 0.5 - (width - 1) / 2, 0, np.where(x > center - 0.5 + (width - 1) / 2, 1, inside))
+    )
 
 
 def linear_exact_window(values, center, width):
@@ -79,8 +80,16 @@ VARIANTS = {
     ),
     # scaled by 2**12 - 1, not stretched (a stretch gives 0, 64, 127, 128, 134, 255)
     "STORED_12_BY_BIT_DEPTH": (STORED_12, explicit(bits_stored=12), np.array([[62, 93, 124, 125, 128, 187]], np.uint8)),
-    "MOD_12_BY_BIT_DEPTH": (STORED_12, explicit(bits_stored=12, rescale=(1.0, -1024.0)), scale(STORED_12 - 1024.0, -1024, 3071)),
-    "MOD_12_NEGATIVE_SLOPE": (STORED_12, explicit(bits_stored=12, rescale=(-1.0, 4095.0)), scale(4095 - STORED_12, 0, 4095)),
+    "MOD_12_BY_BIT_DEPTH": (
+        STORED_12,
+        explicit(bits_stored=12, rescale=(1.0, -1024.0)),
+        scale(STORED_12 - 1024.0, -1024, 3071),
+    ),
+    "MOD_12_NEGATIVE_SLOPE": (
+        STORED_12,
+        explicit(bits_stored=12, rescale=(-1.0, 4095.0)),
+        scale(4095 - STORED_12, 0, 4095),
+    ),
     "MOD_12_NEGATIVE_SLOPE_WIN": (
         STORED_12,
         explicit(bits_stored=12, rescale=(-1.0, 4095.0), window=(2000.0, 1001.0)),
@@ -93,7 +102,11 @@ VARIANTS = {
         linear_window(np.asarray(MODALITY_LUT_16[2])[STORED_12], 16000.0, 20001.0),
     ),
     "SIGNED_12_BY_BIT_DEPTH": (SIGNED_12, explicit(bits_stored=12, signed=True), scale(SIGNED_12, -2048, 2047)),
-    "SIGNED_12_WIN": (SIGNED_12, explicit(bits_stored=12, signed=True, window=(0.0, 1001.0)), linear_window(SIGNED_12, 0.0, 1001.0)),
+    "SIGNED_12_WIN": (
+        SIGNED_12,
+        explicit(bits_stored=12, signed=True, window=(0.0, 1001.0)),
+        linear_window(SIGNED_12, 0.0, 1001.0),
+    ),
     "WIN_12_MULTI_VALUED_FIRST": (
         STORED_12,
         explicit(bits_stored=12, window=([1500.0, 3000.0], [1001.0, 10.0])),
@@ -198,7 +211,10 @@ def test_missing_decoder_names_the_package(tmp_path):
     ds = pydicom.dcmread(path)
     ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGLosslessSV1
     ds.save_as(path)
-    with pytest.raises(DicomReadError, match=r"lossless\.dcm: no decoder installed for transfer syntax JPEG Lossless.*Install one of: .*pylibjpeg"):
+    with pytest.raises(
+        DicomReadError,
+        match=r"lossless\.dcm: no decoder installed for transfer syntax JPEG Lossless.*Install one of: .*pylibjpeg",
+    ):
         read_radiograph(path)
 
 
@@ -240,7 +256,12 @@ def test_bits_above_bits_stored_are_masked_not_clipped(tmp_path):
         ({"modality_lut": MODALITY_LUT_16, "rescale": (1.0, 0.0)}, r"both a Modality LUT Sequence and Rescale"),
         ({"window": (2000.0, 0.5)}, r"Window Width must be greater than or equal to 1"),
     ],
-    ids=["VOI_LUT_ABOVE_ITS_BITS", "VOI_LUT_8_BIT_LONGER_THAN_256", "MOD_LUT_AND_RESCALE", "WIN_LINEAR_NARROWER_THAN_1"],
+    ids=[
+        "VOI_LUT_ABOVE_ITS_BITS",
+        "VOI_LUT_8_BIT_LONGER_THAN_256",
+        "MOD_LUT_AND_RESCALE",
+        "WIN_LINEAR_NARROWER_THAN_1",
+    ],
 )
 def test_luts_and_windows_that_cannot_be_applied(tmp_path, options, message):
     path = tmp_path / "lut.dcm"

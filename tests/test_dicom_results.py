@@ -71,7 +71,9 @@ def gsps_boxes(path: Path) -> tuple[np.ndarray, list[str], str]:
     """Polylines, texts and the referenced SOP Instance UID of a GSPS."""
     ds = pydicom.dcmread(path)
     (annotation,) = ds.GraphicAnnotationSequence
-    lines = np.array([np.asarray(item.GraphicData, dtype=float).reshape(-1, 2) for item in annotation.GraphicObjectSequence])
+    lines = np.array(
+        [np.asarray(item.GraphicData, dtype=float).reshape(-1, 2) for item in annotation.GraphicObjectSequence]
+    )
     texts = [item.UnformattedTextValue for item in annotation.TextObjectSequence]
     return lines, texts, annotation.ReferencedImageSequence[0].ReferencedSOPInstanceUID
 
@@ -86,7 +88,11 @@ def rsna(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], Pat
         write_dicom(path, pixels)
     writer = ResultsWriter(root / "out")
     written = writer.write(sources["positive"], ROWS) + writer.write(sources["negative"], np.zeros((0, 5)))
-    assert [p.relative_to(root / "out").as_posix() for p in written] == ["sr/positive.dcm", "gsps/positive.dcm", "sr/negative.dcm"]
+    assert [p.relative_to(root / "out").as_posix() for p in written] == [
+        "sr/positive.dcm",
+        "gsps/positive.dcm",
+        "sr/negative.dcm",
+    ]
     return sources, root / "out"
 
 
@@ -97,7 +103,9 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from pydicom.dataelem import DataElement
 
     root = tmp_path_factory.mktemp("odd")
-    ds = build_dataset(np.full((128, 128), 1000, np.uint16), "odd", transfer_syntax="explicit", bits_stored=12, age="51")
+    ds = build_dataset(
+        np.full((128, 128), 1000, np.uint16), "odd", transfer_syntax="explicit", bits_stored=12, age="51"
+    )
     for keyword, vr, value in (
         ("PixelSpacing", "DS", ["0.14300000000000002", "0.14300000000000002"]),
         ("WindowCenter", "DS", "2048.00000000000001"),
@@ -118,7 +126,15 @@ def monochrome1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Results of a 12-bit MONOCHROME1 source with rescale and window."""
     root = tmp_path_factory.mktemp("m1")
     source = root / "m1.dcm"
-    write_dicom(source, np.full((64, 80), 300, np.uint16), transfer_syntax="explicit", bits_stored=12, photometric="MONOCHROME1", window=(2048, 4096), rescale=(1.0, -1024.0))
+    write_dicom(
+        source,
+        np.full((64, 80), 300, np.uint16),
+        transfer_syntax="explicit",
+        bits_stored=12,
+        photometric="MONOCHROME1",
+        window=(2048, 4096),
+        rescale=(1.0, -1024.0),
+    )
     ResultsWriter(root / "out").write(source, np.array([[0.9, 0, 0, 80, 64]]))
     return root / "out"
 
@@ -149,7 +165,12 @@ def test_objects_join_the_source_study_and_copy_only_what_the_standard_requires(
         assert ds.Modality == modality
         assert ds.StudyInstanceUID == source.StudyInstanceUID
         assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.SOPInstanceUID != source.SOPInstanceUID
-        assert (ds.PatientID, ds.PatientName, ds.PatientSex, ds.StudyDate) == (source.PatientID, source.PatientName, "M", "19010101")
+        assert (ds.PatientID, ds.PatientName, ds.PatientSex, ds.StudyDate) == (
+            source.PatientID,
+            source.PatientName,
+            "M",
+            "19010101",
+        )
         for keyword in ("PatientAge", "PixelSpacing", "ViewPosition", "BodyPartExamined", "ConversionType"):
             assert keyword not in ds, (kind, keyword)
         assert ds.SeriesDescription.startswith("pneumo-yolo")
@@ -157,7 +178,9 @@ def test_objects_join_the_source_study_and_copy_only_what_the_standard_requires(
     (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence
     assert evidence.StudyInstanceUID == source.StudyInstanceUID
     assert evidence.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
-    assert evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert (
+        evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    )
 
 
 def test_every_run_makes_new_series_and_instances(rsna, tmp_path):
@@ -201,7 +224,9 @@ def test_monochrome1_sources_keep_their_look(monochrome1):
 
 def test_dciodvfy_finds_no_error_in_any_object(rsna, odd, monochrome1, dciodvfy):
     source, odd_out = odd
-    assert any("PatientAge" in line for line in checker_errors(dciodvfy, source))  # the checker sees the source's faults
+    assert any(
+        "PatientAge" in line for line in checker_errors(dciodvfy, source)
+    )  # the checker sees the source's faults
     objects = sorted(p for folder in (rsna[1], odd_out, monochrome1) for p in folder.rglob("*.dcm"))
     assert len(objects) == 7
     for path in objects:
@@ -250,16 +275,33 @@ def confident(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def predicted(confident, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, subprocess.CompletedProcess]:
+def predicted(
+    confident, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Path, subprocess.CompletedProcess]:
     """``pneumo-yolo predict --dicom-out`` run by the installed console script on six RSNA-format DICOMs."""
     root = tmp_path_factory.mktemp("cli")
     folder = make_rsna_folder(root / "rsna", n=5)
     out, results = root / "sub.csv", root / "dicom"
     run = subprocess.run(
-        [console_script(), "predict", "--weights", str(confident), "--source", str(folder.images), "--out", str(out),
-         "--device", "cpu", "--dicom-out", str(results)],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        [
+            console_script(),
+            "predict",
+            "--weights",
+            str(confident),
+            "--source",
+            str(folder.images),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--dicom-out",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     return folder.images, out, results, run
 
 
@@ -302,6 +344,19 @@ def test_dicom_out_refuses_picture_inputs(confident, tmp_path):
 
     (tmp_path / "pictures").mkdir()
     cv2.imwrite(str(tmp_path / "pictures" / "case.png"), np.zeros((64, 64), np.uint8))
-    result = CliRunner().invoke(app, ["predict", "--weights", str(confident), "--source", str(tmp_path / "pictures"), "--out", str(tmp_path / "s.csv"), "--dicom-out", str(tmp_path / "d")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "predict",
+            "--weights",
+            str(confident),
+            "--source",
+            str(tmp_path / "pictures"),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--dicom-out",
+            str(tmp_path / "d"),
+        ],
+    )
     assert result.exit_code == 2
     assert "--dicom-out needs DICOM inputs" in result.output and "case.png is not a .dcm file" in result.output

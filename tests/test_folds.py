@@ -22,13 +22,24 @@ TINY = ["--model", "yolo11n.yaml", "--imgsz", "64", "--epochs", "1", "--batch", 
 def fold_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("folds")
     folder = make_rsna_folder(root / "rsna", n=11)
-    convert_rsna(folder.images, folder.labels, root / "dataset", settings=ConvertSettings(imgsz=64, folds=2), workers=1, progress=False)
+    convert_rsna(
+        folder.images,
+        folder.labels,
+        root / "dataset",
+        settings=ConvertSettings(imgsz=64, folds=2),
+        workers=1,
+        progress=False,
+    )
     return root
 
 
 def train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(SCRIPT), "train", "--data", "dataset/data.yaml", *TINY, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+        [str(SCRIPT), "train", "--data", "dataset/data.yaml", *TINY, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

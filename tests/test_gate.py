@@ -42,7 +42,9 @@ class TestGate:
         image = RawImage("a", np.array([[10, 10, 50, 50.0]]), np.array([0.99]), 100, 100, p_opacity=0.05)
         boxes, _ = postprocess_image(image, PostprocessConfig(conf=0.0, gate_threshold=0.1))
         assert len(boxes) == 0
-        kept, scores = postprocess_image(image._replace(p_opacity=0.5), PostprocessConfig(conf=0.0, gate_threshold=0.1, shrink=1.0))
+        kept, scores = postprocess_image(
+            image._replace(p_opacity=0.5), PostprocessConfig(conf=0.0, gate_threshold=0.1, shrink=1.0)
+        )
         assert len(kept) == 1 and scores[0] == pytest.approx(0.495)
 
 
@@ -58,7 +60,9 @@ class TestPasses:
         xy = rng.uniform(0, 500, (6, 2))
         boxes = np.c_[xy, xy + rng.uniform(20, 300, (6, 2))]
         scores, pass_index = rng.uniform(0.1, 1, 6), np.array([0, 0, 1, 1, 2, 2])
-        expected = fuse([boxes[pass_index == k] for k in range(3)], [scores[pass_index == k] for k in range(3)], (1024, 1024), 0.5)
+        expected = fuse(
+            [boxes[pass_index == k] for k in range(3)], [scores[pass_index == k] for k in range(3)], (1024, 1024), 0.5
+        )
         for got, want in zip(fuse_passes(boxes, scores, pass_index, 3, (1024, 1024), 0.5), expected):
             np.testing.assert_array_equal(got, want)
 
@@ -76,7 +80,9 @@ def ensemble(n: int, seed: int) -> tuple[dict[str, np.ndarray], RawDetections]:
     for image in images:
         keep = rng.random(len(image.scores)) < 0.8
         second = image.boxes[keep] + rng.normal(0, 5, (int(keep.sum()), 4))
-        boxes = np.r_[image.boxes, np.c_[np.minimum(second[:, :2], second[:, 2:]), np.maximum(second[:, :2], second[:, 2:])]]
+        boxes = np.r_[
+            image.boxes, np.c_[np.minimum(second[:, :2], second[:, 2:]), np.maximum(second[:, :2], second[:, 2:])]
+        ]
         scores = np.r_[image.scores, np.clip(image.scores[keep] + rng.normal(0, 0.05, int(keep.sum())), 0.01, 1)]
         pass_index = np.r_[np.zeros(len(image.scores)), np.ones(int(keep.sum()))]
         p = float(np.clip((0.8 if len(truth[image.patient_id]) else 0.2) + rng.normal(0, 0.15), 0, 1))
@@ -86,21 +92,40 @@ def ensemble(n: int, seed: int) -> tuple[dict[str, np.ndarray], RawDetections]:
 
 def test_tuning_passes_and_gate_scores_what_postprocess_then_evaluate_gives() -> None:
     truth, raw = ensemble(80, seed=4)
-    grid = TuneGrid(conf=(0.1, 0.4), merges=(("none", 0.0), ("wbf", 0.5)), shrink=(1.0, 0.875), fusion_iou=(0.4, 0.6), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.5))
+    grid = TuneGrid(
+        conf=(0.1, 0.4),
+        merges=(("none", 0.0), ("wbf", 0.5)),
+        shrink=(1.0, 0.875),
+        fusion_iou=(0.4, 0.6),
+        gate_alpha=(0.0, 1.0),
+        gate_threshold=(0.0, 0.5),
+    )
     report = tune(raw, truth, PostprocessConfig(max_boxes=3), grid)
     assert len(report.table) == 8 * 2 * 2 * 2
     assert set(report.table.fusion_iou) == {0.4, 0.6} and set(report.table.gate_threshold) == {0.0, 0.5}
     for row in report.table.sample(12, random_state=0).itertuples():
         config = PostprocessConfig(
-            conf=row.conf, merge=row.merge, merge_iou=0.4 if row.merge == "none" else row.merge_iou, shrink=row.shrink,
-            fusion_iou=row.fusion_iou, gate_alpha=row.gate_alpha, gate_threshold=row.gate_threshold,
-        )  # fmt: skip
+            conf=row.conf,
+            merge=row.merge,
+            merge_iou=0.4 if row.merge == "none" else row.merge_iou,
+            shrink=row.shrink,
+            fusion_iou=row.fusion_iou,
+            gate_alpha=row.gate_alpha,
+            gate_threshold=row.gate_threshold,
+        )
         assert score_config(raw, truth, config).score == pytest.approx(row.score, abs=1e-12), config
 
 
 def test_a_gate_that_knows_the_truth_beats_no_gate() -> None:
     truth, raw = ensemble(150, seed=5)
-    grid = TuneGrid(conf=(0.05, 0.3), merges=(("wbf", 0.5),), shrink=(1.0,), fusion_iou=(0.5,), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.5))
+    grid = TuneGrid(
+        conf=(0.05, 0.3),
+        merges=(("wbf", 0.5),),
+        shrink=(1.0,),
+        fusion_iou=(0.5,),
+        gate_alpha=(0.0, 1.0),
+        gate_threshold=(0.0, 0.5),
+    )
     table = tune(raw, truth, grid=grid).table
     gated = table[table.gate_threshold == 0.5].score.max()
     ungated = table[(table.gate_threshold == 0.0) & (table.gate_alpha == 0.0)].score.max()
@@ -109,7 +134,9 @@ def test_a_gate_that_knows_the_truth_beats_no_gate() -> None:
 
 def test_without_passes_or_probability_the_extra_axes_are_not_searched() -> None:
     truth, images = generated(40, seed=6)
-    report = tune(RawDetections.from_images(images), truth, grid=TuneGrid(conf=(0.3,), merges=(("none", 0.0),), shrink=(1.0,)))
+    report = tune(
+        RawDetections.from_images(images), truth, grid=TuneGrid(conf=(0.3,), merges=(("none", 0.0),), shrink=(1.0,))
+    )
     assert len(report.table) == 1 and report.best.fusion_iou == PostprocessConfig().fusion_iou
 
 
@@ -132,7 +159,9 @@ def test_tables_of_different_images_stack_and_the_same_image_twice_is_refused() 
     halves = [raw.select(np.arange(len(raw)) < 4), raw.select(np.arange(len(raw)) >= 4)]
     stacked = stack_images(halves)
     assert stacked.patient_ids == raw.patient_ids
-    assert score_config(stacked, truth, PostprocessConfig()).score == score_config(raw, truth, PostprocessConfig()).score
+    assert (
+        score_config(stacked, truth, PostprocessConfig()).score == score_config(raw, truth, PostprocessConfig()).score
+    )
     with pytest.raises(RawFileError, match="is in more than one raw table"):
         stack_images([raw, halves[0]])
 
@@ -144,7 +173,14 @@ def jittered(raw: RawDetections, seed: int) -> RawDetections:
     boxes = np.c_[np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])]
     scores = np.clip(raw.scores * rng.uniform(0.8, 1.2, len(raw.scores)), 0, 1)
     kept = rng.random(len(raw.scores)) < 0.85
-    return replace(raw, image=raw.image[kept], scores=scores[kept], boxes=boxes[kept], model=raw.model[kept], pass_index=raw.pass_index[kept])
+    return replace(
+        raw,
+        image=raw.image[kept],
+        scores=scores[kept],
+        boxes=boxes[kept],
+        model=raw.model[kept],
+        pass_index=raw.pass_index[kept],
+    )
 
 
 def models_of(raw: RawDetections, k: int, seed: int) -> RawDetections:
@@ -169,7 +205,9 @@ class TestVote:
         flat = postprocess_image(image, PostprocessConfig(conf=0.0, shrink=1.0))[1]
         voted = postprocess_image(image, PostprocessConfig(conf=0.0, shrink=1.0, model_fusion="vote", model_votes=1))[1]
         assert flat.tolist() == pytest.approx([0.3]) and voted.tolist() == pytest.approx([0.9])
-        assert len(postprocess_image(image, PostprocessConfig(conf=0.0, model_fusion="vote"))[1]) == 0  # one model of three is no majority
+        assert (
+            len(postprocess_image(image, PostprocessConfig(conf=0.0, model_fusion="vote"))[1]) == 0
+        )  # one model of three is no majority
 
     def test_a_box_fewer_models_found_than_the_votes_is_dropped(self) -> None:
         a = (np.array([[0, 0, 10, 10.0], [50, 50, 60, 60.0]]), np.array([0.8, 0.7]))
@@ -177,7 +215,9 @@ class TestVote:
         c = (np.zeros((0, 4)), np.zeros(0))
         findings = cluster_models([a, b, c], 0.4)
         assert sorted(findings.votes.tolist()) == [1, 2]
-        assert vote_models([a, b, c], 0.4, votes=1)[1].tolist() == pytest.approx([0.7, 0.7])  # the mean of 0.8 and 0.6, and 0.7 alone
+        assert vote_models([a, b, c], 0.4, votes=1)[1].tolist() == pytest.approx(
+            [0.7, 0.7]
+        )  # the mean of 0.8 and 0.6, and 0.7 alone
         assert vote_models([a, b, c], 0.4, votes="majority")[1].tolist() == pytest.approx([0.7])  # 2 of 3
         assert len(vote_models([a, b, c], 0.4, votes=3)[1]) == 0
         assert len(vote_models([a, b], 0.4, votes=3)[1]) == 1  # more votes than models: all of them
@@ -188,20 +228,41 @@ class TestVote:
         grid = TuneGrid(conf=(0.1, 0.4), shrink=(1.0, 0.875), model_iou=(0.3, 0.5))
         base = PostprocessConfig(model_fusion="vote", fusion_iou=0.5, gate_threshold=0.2)
         report = tune(three, truth, base, grid)
-        assert len(report.table) == 2 * 2 * 2 * 3 and set(report.table.model_fusion) == {"vote"} and set(report.table.model_votes) == {1, 2, 3}
+        assert (
+            len(report.table) == 2 * 2 * 2 * 3
+            and set(report.table.model_fusion) == {"vote"}
+            and set(report.table.model_votes) == {1, 2, 3}
+        )
         for row in report.table.sample(10, random_state=1).itertuples():
             config = PostprocessConfig(
-                conf=row.conf, shrink=row.shrink, fusion_iou=0.5, gate_threshold=0.2, model_fusion="vote", model_iou=row.model_iou, model_votes=row.model_votes,
-            )  # fmt: skip
+                conf=row.conf,
+                shrink=row.shrink,
+                fusion_iou=0.5,
+                gate_threshold=0.2,
+                model_fusion="vote",
+                model_iou=row.model_iou,
+                model_votes=row.model_votes,
+            )
             assert score_config(three, truth, config).score == pytest.approx(row.score, abs=1e-12), config
         assert report.best_result.score == pytest.approx(report.table.score.iloc[0], abs=1e-12)
         assert "models voted" in report.summary()
 
-    def test_out_of_fold_tuning_with_a_vote_base_gives_one_models_settings_that_the_vote_applies_to_each_model(self) -> None:
+    def test_out_of_fold_tuning_with_a_vote_base_gives_one_models_settings_that_the_vote_applies_to_each_model(
+        self,
+    ) -> None:
         truth, raw = ensemble(40, seed=14)
-        grid = TuneGrid(conf=(0.1, 0.3, 0.5), merges=(("none", 0.0), ("wbf", 0.5)), shrink=(1.0,), fusion_iou=(0.5,), gate_alpha=(0.0, 1.0), gate_threshold=(0.0, 0.2))
+        grid = TuneGrid(
+            conf=(0.1, 0.3, 0.5),
+            merges=(("none", 0.0), ("wbf", 0.5)),
+            shrink=(1.0,),
+            fusion_iou=(0.5,),
+            gate_alpha=(0.0, 1.0),
+            gate_threshold=(0.0, 0.2),
+        )
         flat = tune(raw, truth, PostprocessConfig(), grid).best
-        voted = tune(raw, truth, PostprocessConfig(model_fusion="vote"), grid).best  # one model per image: the same search
+        voted = tune(
+            raw, truth, PostprocessConfig(model_fusion="vote"), grid
+        ).best  # one model per image: the same search
         assert voted == replace(flat, model_fusion="vote") and voted.model_votes == "majority"
         three = combine_models([raw] * 3)  # three models that agree: the vote submits what one model would
         for image, alone in zip(three.images(), raw.images()):

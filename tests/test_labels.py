@@ -37,12 +37,15 @@ def test_real_label_excerpt_parses_to_its_known_boxes():
     assert {n: counts.count(n) for n in range(5)} == {0: 25, 1: 2, 2: 13, 3: 1, 4: 1}
     assert len(labels.boxes["0004cfab-14fd-4e49-80ba-63a80b6bddd6"]) == 0
     np.testing.assert_array_equal(
-        labels.boxes["00436515-870c-4b36-a041-de91049b9ab4"], [[264.0, 152.0, 213.0, 379.0], [562.0, 152.0, 256.0, 453.0]]
+        labels.boxes["00436515-870c-4b36-a041-de91049b9ab4"],
+        [[264.0, 152.0, 213.0, 379.0], [562.0, 152.0, 256.0, 453.0]],
     )
     assert labels.problems == [] and labels.dropped == []
     classes = read_class_info(EXCERPT_DIR / "stage_2_detailed_class_info.csv")
     assert sorted(classes) == sorted(labels.boxes)
-    assert {pid for pid, name in classes.items() if name == "Lung Opacity"} == {pid for pid, n in zip(labels.boxes, counts) if n}
+    assert {pid for pid, name in classes.items() if name == "Lung Opacity"} == {
+        pid for pid, n in zip(labels.boxes, counts) if n
+    }
     assert list(classes.values()).count("Normal") == 11
 
 
@@ -110,4 +113,3 @@ def test_conflicting_classes_are_refused(tmp_path):
     path = write(tmp_path, "patientId,class\na,Normal\na,Lung Opacity\n", "classes.csv")
     with pytest.raises(LabelFileError, match="two different classes"):
         read_class_info(path)
-

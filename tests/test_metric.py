@@ -99,7 +99,9 @@ class TestRules:
         assert one_image(gt, preds([0.5, *q], [0.5, *p])) == pytest.approx(0.75)
 
     def test_image_without_truth_or_prediction_is_left_out(self) -> None:
-        result = evaluate({"a": boxes([0, 0, 100, 100]), "b": EMPTY}, {"a": preds([0.9, 0, 0, 100, 100]), "b": NO_PREDICTION})
+        result = evaluate(
+            {"a": boxes([0, 0, 100, 100]), "b": EMPTY}, {"a": preds([0.9, 0, 0, 100, 100]), "b": NO_PREDICTION}
+        )
         assert result.score == 1.0
         assert result.n_images == 1
         assert result.n_negative == 0
@@ -115,7 +117,9 @@ class TestRules:
         assert result.negative_fp_share == 0.5
 
     def test_missing_prediction_on_a_positive_image_scores_zero(self) -> None:
-        result = evaluate({"a": boxes([0, 0, 100, 100]), "b": boxes([0, 0, 100, 100])}, {"a": preds([0.9, 0, 0, 100, 100])})
+        result = evaluate(
+            {"a": boxes([0, 0, 100, 100]), "b": boxes([0, 0, 100, 100])}, {"a": preds([0.9, 0, 0, 100, 100])}
+        )
         assert result.score == 0.5
         assert result.n_images == 2
 
@@ -162,7 +166,10 @@ def image_truth(draw: st.DrawFn) -> np.ndarray:
 @st.composite
 def image_predictions(draw: st.DrawFn) -> np.ndarray:
     n = draw(st.integers(0, 6))
-    rows = [[draw(st.sampled_from([0.1, 0.5, 0.9]) | st.floats(0, 1)), *draw(cell_box(draw(st.sampled_from(CELLS))))] for _ in range(n)]
+    rows = [
+        [draw(st.sampled_from([0.1, 0.5, 0.9]) | st.floats(0, 1)), *draw(cell_box(draw(st.sampled_from(CELLS))))]
+        for _ in range(n)
+    ]
     return preds(*rows)
 
 
@@ -185,7 +192,9 @@ class TestProperties:
     @settings(max_examples=200, deadline=None)
     @given(dataset)
     def test_score_is_between_zero_and_one(self, images: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        result = evaluate({str(i): g for i, (g, _) in enumerate(images)}, {str(i): p for i, (_, p) in enumerate(images)})
+        result = evaluate(
+            {str(i): g for i, (g, _) in enumerate(images)}, {str(i): p for i, (_, p) in enumerate(images)}
+        )
         assume(result.n_images > 0)
         assert 0.0 <= result.score <= 1.0
         assert ((result.per_threshold >= 0) & (result.per_threshold <= 1)).all()
@@ -205,7 +214,9 @@ class TestProperties:
         prediction = {str(i): p for i, (_, p) in enumerate(images)}
         before = evaluate(gt, prediction)
         target = data.draw(st.sampled_from(sorted(gt)))
-        free = [c for c in CELLS if not any(g[0] // 200 * 200 == c[0] and g[1] // 200 * 200 == c[1] for g in gt[target])]
+        free = [
+            c for c in CELLS if not any(g[0] // 200 * 200 == c[0] and g[1] // 200 * 200 == c[1] for g in gt[target])
+        ]
         assume(free)
         box = data.draw(cell_box(data.draw(st.sampled_from(free))))
         lowest = prediction[target][:, 0].min() if len(prediction[target]) else 1.0

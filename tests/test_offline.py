@@ -89,10 +89,18 @@ class TestEnvironment:
             "from pneumo_yolo.runtime.offline import ImportedElsewhereError, import_ultralytics\n"
             "try:\n    import_ultralytics()\nexcept ImportedElsewhereError as error:\n    print(error)\n"
         )
-        env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "user"), "YOLO_OFFLINE": "1", offline.ENV_HOME: str(tmp_path / "ours")}
+        env = {
+            **os.environ,
+            "YOLO_CONFIG_DIR": str(tmp_path / "user"),
+            "YOLO_OFFLINE": "1",
+            offline.ENV_HOME: str(tmp_path / "ours"),
+        }
         result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
-        assert "restart the kernel" in result.stdout and "offline.configure()` before `from ultralytics import YOLO`" in result.stdout
+        assert (
+            "restart the kernel" in result.stdout
+            and "offline.configure()` before `from ultralytics import YOLO`" in result.stdout
+        )
         assert str(tmp_path / "user") in result.stdout
 
 

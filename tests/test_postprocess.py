@@ -46,15 +46,24 @@ class TestToOriginalGrid:
 
     def test_postprocess_maps_then_clips(self) -> None:
         config = PostprocessConfig(conf=0, merge="none", max_boxes=None, shrink=1)
-        boxes, scores = postprocess(xyxy([-10, 5, 100, 600], [50, 50, 60, 60]), np.array([0.4, 0.9]), config,
-                                    input_size=(512, 512), original_size=SIZE)
+        boxes, scores = postprocess(
+            xyxy([-10, 5, 100, 600], [50, 50, 60, 60]),
+            np.array([0.4, 0.9]),
+            config,
+            input_size=(512, 512),
+            original_size=SIZE,
+        )
         np.testing.assert_array_equal(boxes, xyxy([100, 100, 120, 120], [0, 10, 200, 1024]))
         np.testing.assert_array_equal(scores, [0.9, 0.4])
 
 
 class TestSteps:
     def test_clean_drops_boxes_left_without_area_and_sorts(self) -> None:
-        boxes, scores = clean(xyxy([0, 0, 10, 10], [1100, 0, 1200, 10], [5, 5, 5, 50], [0, 0, 20, 20]), np.array([0.2, 0.9, 0.8, 0.5]), SIZE)
+        boxes, scores = clean(
+            xyxy([0, 0, 10, 10], [1100, 0, 1200, 10], [5, 5, 5, 50], [0, 0, 20, 20]),
+            np.array([0.2, 0.9, 0.8, 0.5]),
+            SIZE,
+        )
         np.testing.assert_array_equal(boxes, xyxy([0, 0, 20, 20], [0, 0, 10, 10]))
         np.testing.assert_array_equal(scores, [0.5, 0.2])
 
@@ -130,7 +139,10 @@ class TestWeightedBoxesFusion:
             "fuse([np.array([[0, 0, 10, 10.0]])], [np.array([0.9])], (100, 100), 0.5)\n"
             "print('numba' in sys.modules)"
         )
-        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+        assert (
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+            == "False"
+        )
 
     def test_tta_fusion_of_two_passes(self) -> None:
         plain = (xyxy([100, 100, 300, 300], [600, 600, 700, 700]), np.array([0.8, 0.6]))
@@ -186,7 +198,14 @@ class TestPredictionString:
 class TestConfig:
     def test_yaml_round_trip(self, tmp_path: Path) -> None:
         config = PostprocessConfig(
-            conf=0.45, merge="nms", merge_iou=0.3, max_boxes=None, min_relative_score=0.2, shrink=0.83, model_fusion="vote", model_votes=2
+            conf=0.45,
+            merge="nms",
+            merge_iou=0.3,
+            max_boxes=None,
+            min_relative_score=0.2,
+            shrink=0.83,
+            model_fusion="vote",
+            model_votes=2,
         )
         config.to_yaml(tmp_path / "pp.yaml", comment="tuned")
         assert (tmp_path / "pp.yaml").read_text().startswith("# tuned\n")

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli import app
+from pneumo_yolo.eval.detections import read_raw
+from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess
+from pneumo_yolo.eval.submission import prediction_string, read_submission, validate_submission
 from pneumo_yolo.nets.detector import RAW_CONF
 from pneumo_yolo.nets.yolo import YoloDetector
 from pneumo_yolo.predict.decoding import list_inputs, load_image
 from pneumo_yolo.runtime.offline import LIBRARY_ARGV
-from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess
-from pneumo_yolo.eval.detections import read_raw
-from pneumo_yolo.eval.submission import prediction_string, read_submission, validate_submission
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -35,8 +35,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path,
     root = tmp_path_factory.mktemp("predict")
     folder = make_rsna_folder(root / "rsna", n=11)
     dataset = root / "dataset"
-    convert_rsna(folder.images, folder.labels, dataset, settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.3), workers=1, progress=False)
-    result = train(dataset / "data.yaml", "yolo11n.yaml", imgsz=IMGSZ, epochs=1, batch=4, device="cpu", project=root / "runs", name="tiny")
+    convert_rsna(
+        folder.images,
+        folder.labels,
+        dataset,
+        settings=ConvertSettings(imgsz=IMGSZ, val_fraction=0.3),
+        workers=1,
+        progress=False,
+    )
+    result = train(
+        dataset / "data.yaml",
+        "yolo11n.yaml",
+        imgsz=IMGSZ,
+        epochs=1,
+        batch=4,
+        device="cpu",
+        project=root / "runs",
+        name="tiny",
+    )
     return folder, dataset, result.best
 
 
@@ -72,7 +88,20 @@ def test_predict_writes_a_valid_submission_and_raw_detections(trained, tmp_path,
     folder, _, best = trained
     out = tmp_path / "submission.csv"
     raw = tmp_path / "raw.parquet"
-    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--save-raw", str(raw), "--batch", "5")
+    result = run(
+        "--weights",
+        str(best),
+        "--source",
+        str(folder.images),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--save-raw",
+        str(raw),
+        "--batch",
+        "5",
+    )
     assert result.exit_code == 0, result.output
     assert "predicted 12 images" in result.stdout and "images/s" in result.stdout
     ids = sorted(folder.boxes)
@@ -96,7 +125,19 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
     config_path = tmp_path / "pp.yaml"
     config_path.write_text("conf: 0.0\nmerge: nms\nmerge_iou: 0.5\nmax_boxes: 2\nshrink: 1.0\n")
     out = tmp_path / "tta.csv"
-    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "cpu", "--tta", "--postprocess", str(config_path))
+    result = run(
+        "--weights",
+        str(best),
+        "--source",
+        str(folder.images),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--tta",
+        "--postprocess",
+        str(config_path),
+    )
     assert result.exit_code == 0, result.output
     config = PostprocessConfig.from_yaml(config_path)
     detector = YoloDetector(best, device="cpu", conf=min(RAW_CONF, config.conf))
@@ -109,12 +150,16 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
         sizes = {"original_size": (image.width, image.height), "input_size": (width, height)}
         unflipped = np.c_[width - flip_boxes[:, 2], flip_boxes[:, 1], width - flip_boxes[:, 0], flip_boxes[:, 3]]
         pass_index = np.r_[np.zeros(len(scores)), np.ones(len(flip_scores))]
-        both = postprocess(np.r_[boxes, unflipped], np.r_[scores, flip_scores], config, **sizes, pass_index=pass_index, passes=2)
+        both = postprocess(
+            np.r_[boxes, unflipped], np.r_[scores, flip_scores], config, **sizes, pass_index=pass_index, passes=2
+        )
         expected[image.patient_id] = prediction_string(*both)
         plain_only[image.patient_id] = prediction_string(*postprocess(boxes, scores, config, **sizes))
     submission = pd.read_csv(out, keep_default_na=False)
     assert dict(zip(submission.patientId, submission.PredictionString)) == expected
-    assert expected != plain_only, "the fused boxes equal the plain pass's: this check could not tell --tta from no --tta"
+    assert expected != plain_only, (
+        "the fused boxes equal the plain pass's: this check could not tell --tta from no --tta"
+    )
     assert any(expected.values()), "no box at all: the YAML's settings would go unchecked"
     assert validate_submission(out, sorted(folder.boxes), image_sizes=folder.sizes) == []
 
@@ -138,7 +183,9 @@ def test_one_corrupt_dicom_is_listed_and_the_rest_predicted(trained, tmp_path):
 def test_png_folders_are_accepted_in_their_own_pixels_with_a_warning(trained, tmp_path):
     _, dataset, best = trained
     out = tmp_path / "png.csv"
-    result = run("--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--device", "cpu")
+    result = run(
+        "--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out)) == len(list((dataset / "images" / "val").glob("*.png")))
     assert "boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest" in result.stderr
@@ -150,7 +197,16 @@ def test_a_png_missing_from_the_manifest_is_a_problem(trained, tmp_path):
     val = manifest[manifest.split == "val"]
     val.iloc[1:].to_csv(tmp_path / "manifest.csv", index=False)
     out = tmp_path / "png.csv"
-    result = run("--weights", str(best), "--source", str(dataset / "images" / "val"), "--out", str(out), "--manifest", str(tmp_path / "manifest.csv"))
+    result = run(
+        "--weights",
+        str(best),
+        "--source",
+        str(dataset / "images" / "val"),
+        "--out",
+        str(out),
+        "--manifest",
+        str(tmp_path / "manifest.csv"),
+    )
     assert result.exit_code == 1
     assert f"{val.patientId.iloc[0]}.png: not in --manifest: its original image size is unknown" in result.stderr
     assert pd.read_csv(out).patientId.tolist() == sorted(val.patientId.iloc[1:])
@@ -159,7 +215,18 @@ def test_a_png_missing_from_the_manifest_is_a_problem(trained, tmp_path):
 def test_a_threshold_below_the_raw_floor_is_honoured(trained, tmp_path):
     folder, _, best = trained
     raw = tmp_path / "raw.csv"
-    result = run("--weights", str(best), "--source", str(folder.images), "--out", str(tmp_path / "s.csv"), "--conf", "0.001", "--save-raw", str(raw))
+    result = run(
+        "--weights",
+        str(best),
+        "--source",
+        str(folder.images),
+        "--out",
+        str(tmp_path / "s.csv"),
+        "--conf",
+        "0.001",
+        "--save-raw",
+        str(raw),
+    )
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(raw).conf.dropna()
     assert scores.min() >= 0.001
@@ -175,7 +242,11 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
     [(boxes, scores, pass_index)] = detector.detect([image])
     assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0}
-    argvs = {name: module.ARGV for name, module in sys.modules.items() if name.startswith("ultralytics") and hasattr(module, "ARGV")}
+    argvs = {
+        name: module.ARGV
+        for name, module in sys.modules.items()
+        if name.startswith("ultralytics") and hasattr(module, "ARGV")
+    }
     assert "ultralytics.engine.model" in argvs
     assert all(argv == list(LIBRARY_ARGV) for argv in argvs.values())
 
@@ -198,21 +269,30 @@ print(all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in 
 def test_cpu_prediction_leaves_torchvision_unimported_and_finds_the_same_boxes(trained):
     """Without the CPU warm-up (which only imports torchvision) Ultralytics' own NMS keeps the very boxes of torchvision's."""
     _, dataset, best = trained
-    result = subprocess.run([sys.executable, "-c", NMS_CHECK, str(best), str(dataset / "images" / "val")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", NMS_CHECK, str(best), str(dataset / "images" / "val")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     imported, boxes, same = result.stdout.split()
     assert imported == "False" and int(boxes) > 0 and same == "True"
 
 
 def test_weights_that_do_not_exist_are_refused(tmp_path):
-    result = CliRunner().invoke(app, ["predict", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["predict", "--weights", str(tmp_path / "nope.pt"), "--source", str(tmp_path)], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2
     assert "Invalid value for '--weights'" in result.output and "nope.pt' does not exist" in result.output
 
 
 def predict_script(*args: str) -> subprocess.CompletedProcess:
     """The installed console script, as users run it."""
-    return subprocess.run([str(SCRIPT), "predict", *args], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(SCRIPT), "predict", *args], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
+    )
 
 
 def test_two_device_processes_write_the_submission_and_raw_table_of_one(trained, tmp_path):
@@ -228,7 +308,20 @@ def test_two_device_processes_write_the_submission_and_raw_table_of_one(trained,
     for device in ("cpu", "cpu,cpu"):
         out = tmp_path / device.replace(",", "_") / "submission.csv"
         raw = out.with_name("raw.parquet")
-        result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", device, "--save-raw", str(raw), "--conf", "0.01")
+        result = predict_script(
+            "--weights",
+            str(best),
+            "--source",
+            str(folder.images),
+            "--out",
+            str(out),
+            "--device",
+            device,
+            "--save-raw",
+            str(raw),
+            "--conf",
+            "0.01",
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         runs[device] = out, raw
     assert "on each of 2 devices" in result.stdout
@@ -250,9 +343,22 @@ def test_two_device_processes_write_the_submission_and_raw_table_of_one(trained,
 def test_a_failing_device_process_is_named_and_nothing_is_written(trained, tmp_path):
     folder, _, best = trained
     out = tmp_path / "submission.csv"
-    result = predict_script("--weights", str(best), "--source", str(folder.images), "--out", str(out), "--device", "0,99", "--save-raw", str(tmp_path / "raw.csv"))
+    result = predict_script(
+        "--weights",
+        str(best),
+        "--source",
+        str(folder.images),
+        "--out",
+        str(out),
+        "--device",
+        "0,99",
+        "--save-raw",
+        str(tmp_path / "raw.csv"),
+    )
     assert result.returncode == 2  # a usage error, the same on every device
-    assert "--device 0: GPU 0 is not available" in result.stderr or "--device 99: GPU 99 is not available" in result.stderr
+    assert (
+        "--device 0: GPU 0 is not available" in result.stderr or "--device 99: GPU 99 is not available" in result.stderr
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -18,7 +18,7 @@ from pneumo_yolo.predict import decoding
 from pneumo_yolo.predict.decoding import iterate_batches, list_inputs, load_batch_shared
 from pneumo_yolo.predict.device import DeviceOutput
 from pneumo_yolo.predict.shards import join_predictions, shard_paths
-from pneumo_yolo.runtime.devices import MAX_WORKERS_PER_DEVICE, Devices, DeviceError, auto_workers
+from pneumo_yolo.runtime.devices import MAX_WORKERS_PER_DEVICE, DeviceError, Devices, auto_workers
 
 from .conftest import RsnaFolder
 
@@ -42,7 +42,9 @@ SHM = Path("/dev/shm")
         (128, ["0", "1"], MAX_WORKERS_PER_DEVICE),
     ],
 )
-def test_auto_workers_feeds_gpus_from_the_spare_cores_and_leaves_the_cpu_to_the_model(cores: int, devices: list[str], expected: int) -> None:
+def test_auto_workers_feeds_gpus_from_the_spare_cores_and_leaves_the_cpu_to_the_model(
+    cores: int, devices: list[str], expected: int
+) -> None:
     assert auto_workers(cores, devices) == expected
 
 
@@ -86,7 +88,9 @@ def test_decoding_processes_hand_over_the_same_images_in_the_same_order(rsna_fol
             assert (pixels is None and expected is None) or np.array_equal(pixels, expected)
 
 
-def test_an_image_too_big_for_what_is_left_of_the_shared_buffer_comes_back_in_its_record(rsna_folder: RsnaFolder) -> None:
+def test_an_image_too_big_for_what_is_left_of_the_shared_buffer_comes_back_in_its_record(
+    rsna_folder: RsnaFolder,
+) -> None:
     paths = list_inputs(rsna_folder.images)[:3]
     buffer = SharedMemory(create=True, size=2 * 64 * 64 + 10)
     try:
@@ -101,7 +105,9 @@ def test_an_image_too_big_for_what_is_left_of_the_shared_buffer_comes_back_in_it
 
 
 @pytest.mark.skipif(not SHM.is_dir(), reason="shared memory is listed in /dev/shm on Linux only")
-def test_shared_buffers_are_removed_when_the_reading_stops_early(rsna_folder: RsnaFolder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shared_buffers_are_removed_when_the_reading_stops_early(
+    rsna_folder: RsnaFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     created: list[str] = []
 
     class Recorded(SharedMemory):
@@ -160,7 +166,14 @@ def test_joined_predictions_keep_shard_order_and_wait_for_the_slowest_device() -
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: Path, suffix: str) -> None:
     images = [
-        RawImage(f"p{i}", np.array([[1.0, 2.0, 30.0, 40.0 + i]] * (i % 3)), np.linspace(0.9, 0.5, i % 3), 100.0, 80.0, np.zeros(i % 3, np.int64))
+        RawImage(
+            f"p{i}",
+            np.array([[1.0, 2.0, 30.0, 40.0 + i]] * (i % 3)),
+            np.linspace(0.9, 0.5, i % 3),
+            100.0,
+            80.0,
+            np.zeros(i % 3, np.int64),
+        )
         for i in range(7)
     ]
     write_raw(tmp_path / f"whole{suffix}", images)
@@ -175,11 +188,21 @@ def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: P
     if suffix == ".csv":
         assert (tmp_path / "joined.csv").read_text() == (tmp_path / "whole.csv").read_text()
     else:
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "joined.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "joined.parquet"), pd.read_parquet(tmp_path / "whole.parquet")
+        )
     assert not list(tmp_path.glob(".*"))
 
 
-@pytest.mark.parametrize(("text", "problem"), [("0,cpu", "mixes cpu and gpu"), ("cpu,1", "mixes cpu and gpu"), ("cpu,mps", "mixes cpu and mps"), ("0,1,0", "names a GPU twice")])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("0,cpu", "mixes cpu and gpu"),
+        ("cpu,1", "mixes cpu and gpu"),
+        ("cpu,mps", "mixes cpu and mps"),
+        ("0,1,0", "names a GPU twice"),
+    ],
+)
 def test_a_device_list_of_mixed_kinds_or_repeated_gpus_is_refused(text: str, problem: str) -> None:
     with pytest.raises(DeviceError, match=problem):
         Devices.parse(text)

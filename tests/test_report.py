@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 
 from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.eval.detections import RawImage, read_raw, write_raw
 from pneumo_yolo.eval.metric import evaluate
 from pneumo_yolo.eval.postprocess import PostprocessConfig
-from pneumo_yolo.eval.detections import RawImage, read_raw, write_raw
 from pneumo_yolo.report import ReportError, write_report
 from pneumo_yolo.report.analysis import Predictions, analyse, labelled_galleries, match_image
 from pneumo_yolo.report.overlay import to_picture
 
 from .conftest import assert_self_contained
-
 
 GREEN = (0, 255, 0)
 RED = (0, 0, 255)
@@ -32,7 +31,12 @@ def overlay(index: Path, patient_id: str) -> np.ndarray:
 def edge_colours(picture: np.ndarray, corners: np.ndarray) -> set[tuple[int, ...]]:
     """Colours along the four edges of an inclusive ``x1 y1 x2 y2`` rectangle, corners left out."""
     x1, y1, x2, y2 = (int(v) for v in corners)
-    edges = [picture[y1, x1 + 2 : x2 - 1], picture[y2, x1 + 2 : x2 - 1], picture[y1 + 2 : y2 - 1, x1], picture[y1 + 2 : y2 - 1, x2]]
+    edges = [
+        picture[y1, x1 + 2 : x2 - 1],
+        picture[y2, x1 + 2 : x2 - 1],
+        picture[y1 + 2 : y2 - 1, x1],
+        picture[y1 + 2 : y2 - 1, x2],
+    ]
     return {tuple(int(c) for c in pixel) for edge in edges for pixel in edge}
 
 
@@ -61,7 +65,9 @@ def test_a_truth_box_is_drawn_where_it_belongs(tmp_path):
 def test_a_large_dicom_is_drawn_at_half_size(tmp_path):
     write_dicom(tmp_path / "images" / "big.dcm", np.full((1024, 1024), 90, np.uint8))
     truth = {"big": np.array([[264.0, 152.0, 213.0, 379.0]])}
-    summary = write_report(tmp_path / "report", {"big": tmp_path / "images" / "big.dcm"}, Predictions({"big": np.zeros((0, 5))}), truth)
+    summary = write_report(
+        tmp_path / "report", {"big": tmp_path / "images" / "big.dcm"}, Predictions({"big": np.zeros((0, 5))}), truth
+    )
     picture = overlay(summary.index, "big")
     assert picture.shape[:2] == (512, 512)
     assert to_picture(truth["big"], (1024, 1024), (512, 512)).tolist() == [[132, 76, 237, 265]]
@@ -77,7 +83,14 @@ def test_the_page_holds_every_section_and_only_existing_files(tmp_path):
     (tmp_path / "report" / "overlays" / "stale.png").write_bytes(b"left by an earlier report")
     summary = write_report(tmp_path / "report", images, Predictions(predictions), truth, sizes=sizes)
     html = summary.index.read_text(encoding="utf-8")
-    for heading in ("Per IoU threshold", "Score against the confidence threshold", "Boxes per image", "Worst false positives", "Worst missed opacities", "Best hits"):
+    for heading in (
+        "Per IoU threshold",
+        "Score against the confidence threshold",
+        "Boxes per image",
+        "Worst false positives",
+        "Worst missed opacities",
+        "Best hits",
+    ):
         assert heading in html
     assert summary.score == pytest.approx(evaluate(truth, predictions).score)
     assert not (tmp_path / "report" / "overlays" / "stale.png").exists()
@@ -107,7 +120,9 @@ def test_matching_follows_the_metric():
     rows = np.array([[0.3, 0, 0, 10, 10.0], [0.9, 1, 0, 10, 10.0], [0.5, 200, 200, 5, 5.0]])
     match = match_image(truth, rows)
     assert match.predicted.tolist() == [False, True, False] and match.truth.tolist() == [True, False]
-    galleries = labelled_galleries({"a": truth, "b": np.zeros((0, 4))}, {"a": rows, "b": np.array([[0.95, 0, 0, 5, 5.0]])}, size=5)
+    galleries = labelled_galleries(
+        {"a": truth, "b": np.zeros((0, 4))}, {"a": rows, "b": np.array([[0.95, 0, 0, 5, 5.0]])}, size=5
+    )
     assert [t.patient_id for t in galleries.false_positives] == ["b", "a"]
     assert [t.patient_id for t in galleries.missed] == ["a"] and [t.patient_id for t in galleries.best] == ["a"]
 
@@ -137,12 +152,30 @@ def test_report_from_the_console_script(tmp_path):
     folder = tmp_path / "dicoms"
     for i in range(4):
         write_dicom(folder / f"case{i}.dcm", np.full((256, 256), 120, np.uint8), patient_id="Doe^Secret")
-    (tmp_path / "labels.csv").write_text("patientId,x,y,width,height,Target\ncase0,10,10,50,50,1\ncase1,,,,,0\ncase2,100,100,60,80,1\ncase3,,,,,0\n")
-    (tmp_path / "sub.csv").write_text("patientId,PredictionString\ncase0,0.9 12 10 50 50\ncase1,0.7 30 30 40 40\ncase2,\ncase3,\n")
+    (tmp_path / "labels.csv").write_text(
+        "patientId,x,y,width,height,Target\ncase0,10,10,50,50,1\ncase1,,,,,0\ncase2,100,100,60,80,1\ncase3,,,,,0\n"
+    )
+    (tmp_path / "sub.csv").write_text(
+        "patientId,PredictionString\ncase0,0.9 12 10 50 50\ncase1,0.7 30 30 40 40\ncase2,\ncase3,\n"
+    )
     run = subprocess.run(
-        [console_script(), "report", "--predictions", str(tmp_path / "sub.csv"), "--images", str(folder), "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "report")],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            console_script(),
+            "report",
+            "--predictions",
+            str(tmp_path / "sub.csv"),
+            "--images",
+            str(folder),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "report of 4 images, score 0.3333" in run.stdout
     index = tmp_path / "report" / "index.html"
@@ -157,6 +190,8 @@ def test_report_names_a_file_that_is_neither_kind(tmp_path):
 
     (tmp_path / "images").mkdir()
     (tmp_path / "odd.csv").write_text("a,b\n1,2\n")
-    result = CliRunner().invoke(app, ["report", "--predictions", str(tmp_path / "odd.csv"), "--images", str(tmp_path / "images")])
+    result = CliRunner().invoke(
+        app, ["report", "--predictions", str(tmp_path / "odd.csv"), "--images", str(tmp_path / "images")]
+    )
     assert result.exit_code == 1
     assert "odd.csv: neither a submission" in result.output

@@ -12,10 +12,9 @@ from typer.testing import CliRunner
 from pneumo_yolo.boxes import ltwh_to_xyxy
 from pneumo_yolo.cli import app
 from pneumo_yolo.data.labels import read_labels
-from pneumo_yolo.eval.postprocess import PostprocessConfig
-from pneumo_yolo.eval.submission import prediction_string
 from pneumo_yolo.eval.detections import write_raw
-from pneumo_yolo.eval.submission import write_submission
+from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.eval.submission import prediction_string, write_submission
 
 from .conftest import RSNA_DIR as RSNA
 from .conftest import RSNA_ENV
@@ -23,7 +22,9 @@ from .test_tune import generated
 
 LABELS = RSNA / "stage_2_train_labels.csv"
 SAMPLE = RSNA / "stage_2_sample_submission.csv"
-needs_rsna = pytest.mark.skipif(not LABELS.exists(), reason=f"needs the real RSNA label CSVs, not found in {RSNA}: set {RSNA_ENV} to their folder")
+needs_rsna = pytest.mark.skipif(
+    not LABELS.exists(), reason=f"needs the real RSNA label CSVs, not found in {RSNA}: set {RSNA_ENV} to their folder"
+)
 
 
 def run(*args: str):
@@ -83,9 +84,21 @@ class TestEvaluate:
     def test_manifest_split_and_missing_patients(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
         # neg-1 carries a false positive; pos-2 is in the train split and ignored.
-        (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.9 100 100 200 300\nneg-1,0.2 5 5 10 10\npos-2,\n")
-        result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv",
-                     "--manifest", tmp_path / "manifest.csv", "--split", "val", "--json")
+        (tmp_path / "sub.csv").write_text(
+            "patientId,PredictionString\npos-1,0.9 100 100 200 300\nneg-1,0.2 5 5 10 10\npos-2,\n"
+        )
+        result = run(
+            "evaluate",
+            "--submission",
+            tmp_path / "sub.csv",
+            "--labels",
+            tmp_path / "labels.csv",
+            "--manifest",
+            tmp_path / "manifest.csv",
+            "--split",
+            "val",
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert (data["score"], data["n_images"], data["score_positive"], data["score_negative"]) == (0.5, 2, 1.0, 0.0)
@@ -111,14 +124,26 @@ class TestEvaluate:
     def test_unknown_split_is_an_error(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\n")
-        result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv",
-                     "--manifest", tmp_path / "manifest.csv", "--split", "valid")
+        result = run(
+            "evaluate",
+            "--submission",
+            tmp_path / "sub.csv",
+            "--labels",
+            tmp_path / "labels.csv",
+            "--manifest",
+            tmp_path / "manifest.csv",
+            "--split",
+            "valid",
+        )
         assert result.exit_code == 2
         assert "'valid' is not one of 'train', 'val', 'fold0'" in " ".join(result.stderr.replace("│", " ").split())
 
 
 class TestValidateSubmission:
-    @pytest.mark.skipif(not SAMPLE.exists(), reason=f"needs the real sample submission, not found in {RSNA}: set {RSNA_ENV} to its folder")
+    @pytest.mark.skipif(
+        not SAMPLE.exists(),
+        reason=f"needs the real sample submission, not found in {RSNA}: set {RSNA_ENV} to its folder",
+    )
     def test_real_sample_is_valid(self) -> None:
         result = run("validate-submission", SAMPLE, "--sample", SAMPLE)
         assert result.exit_code == 0, result.output
@@ -130,7 +155,9 @@ class TestValidateSubmission:
         result = run("validate-submission", tmp_path / "sub.csv", "--ids", tmp_path / "ids.txt", "--max-problems", "3")
         assert result.exit_code == 1
         errors = result.stderr.splitlines()
-        assert errors[0].endswith("line 2: a-1: PredictionString has 4 numbers, not a multiple of 5 (conf x y w h per box)")
+        assert errors[0].endswith(
+            "line 2: a-1: PredictionString has 4 numbers, not a multiple of 5 (conf x y w h per box)"
+        )
         assert errors[1].endswith("line 3: a-1: duplicate patientId (lines 2, 3)")
         assert errors[3:] == ["… and 2 more (see --max-problems)", f"invalid: 5 problem(s) in {tmp_path / 'sub.csv'}"]
 
@@ -139,7 +166,14 @@ class TestValidateSubmission:
         (tmp_path / "small.csv").write_text("patientId,split,width,height\npos-1,val,300,300\n")
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.5 250 0 100 100\n")
         assert run("validate-submission", tmp_path / "sub.csv", "--ids", tmp_path / "small.csv").exit_code == 0
-        result = run("validate-submission", tmp_path / "sub.csv", "--ids", tmp_path / "small.csv", "--manifest", tmp_path / "small.csv")
+        result = run(
+            "validate-submission",
+            tmp_path / "sub.csv",
+            "--ids",
+            tmp_path / "small.csv",
+            "--manifest",
+            tmp_path / "small.csv",
+        )
         assert result.exit_code == 0
         assert "warning: line 2: pos-1: box 1 reaches outside the 300×300 image" in result.stderr
         assert result.stdout.startswith(f"valid: {tmp_path / 'sub.csv'} covers the 1 expected patients (1 warning(s))")
@@ -147,7 +181,9 @@ class TestValidateSubmission:
     def test_needs_exactly_one_list_of_ids(self, tmp_path: Path) -> None:
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\n")
         assert "exactly one of --sample or --ids" in run("validate-submission", tmp_path / "sub.csv").stderr
-        both = run("validate-submission", tmp_path / "sub.csv", "--sample", tmp_path / "sub.csv", "--ids", tmp_path / "sub.csv")
+        both = run(
+            "validate-submission", tmp_path / "sub.csv", "--sample", tmp_path / "sub.csv", "--ids", tmp_path / "sub.csv"
+        )
         assert both.exit_code == 2
 
 
@@ -162,8 +198,23 @@ class TestTune:
         write_raw(tmp_path / "raw.parquet", images)
         PostprocessConfig(max_boxes=2).to_yaml(tmp_path / "base.yaml")
 
-        result = run("tune", "--raw", tmp_path / "raw.parquet", "--labels", tmp_path / "labels.csv", "--config", tmp_path / "base.yaml",
-                     "--conf", "0.1,0.5,0.7", "--merges", "none,wbf:0.5", "--shrink", "1,0.875", "--top", "4")
+        result = run(
+            "tune",
+            "--raw",
+            tmp_path / "raw.parquet",
+            "--labels",
+            tmp_path / "labels.csv",
+            "--config",
+            tmp_path / "base.yaml",
+            "--conf",
+            "0.1,0.5,0.7",
+            "--merges",
+            "none,wbf:0.5",
+            "--shrink",
+            "1,0.875",
+            "--top",
+            "4",
+        )
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
         assert lines[0].startswith("scored 12 configurations on 120 image(s)")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_yolo.data.labels import LabelFileError
 from pneumo_yolo.data.dataset import read_manifest
+from pneumo_yolo.data.labels import LabelFileError
 from pneumo_yolo.eval.scoring import ScoringSet, evaluate_submission, load_scoring_set
 from pneumo_yolo.eval.submission import (
     SubmissionError,
@@ -69,13 +69,35 @@ GOOD = ["c-3,0.5 0 0 100 100", "a-1,", "b-2,0.9 10 10 20 20 0.1 1000 1000 24 24"
         (GOOD + [","], "line 5: patientId is empty"),
         (["c-3,0.5 0 0 100", *GOOD[1:]], "line 2: c-3: PredictionString has 4 numbers, not a multiple of 5"),
         (["c-3,0.5 0 0 abc 100", *GOOD[1:]], "line 2: c-3: PredictionString value 'abc' is not a number"),
-        (["c-3,0.5 0 0 nan 100", *GOOD[1:]], "line 2: c-3: PredictionString box 1 (0.5 0 0 nan 100) has a NaN or infinite value"),
-        (["c-3,0.5 0 0 100 -1", *GOOD[1:]], "line 2: c-3: PredictionString box 1 (0.5 0 0 100 -1) has a negative width or height"),
-        (["c-3,0.5 0 0 100 100 1.2 0 0 5 5", *GOOD[1:]], "line 2: c-3: PredictionString box 2 (1.2 0 0 5 5) has a confidence outside [0, 1]"),
+        (
+            ["c-3,0.5 0 0 nan 100", *GOOD[1:]],
+            "line 2: c-3: PredictionString box 1 (0.5 0 0 nan 100) has a NaN or infinite value",
+        ),
+        (
+            ["c-3,0.5 0 0 100 -1", *GOOD[1:]],
+            "line 2: c-3: PredictionString box 1 (0.5 0 0 100 -1) has a negative width or height",
+        ),
+        (
+            ["c-3,0.5 0 0 100 100 1.2 0 0 5 5", *GOOD[1:]],
+            "line 2: c-3: PredictionString box 2 (1.2 0 0 5 5) has a confidence outside [0, 1]",
+        ),
         (["c-3,0.5 -3 0 100 100", *GOOD[1:]], "line 2: c-3: box 1 reaches outside the 1024×1024 image"),
         (["c-3,0.5 0 0 100 100 0.4 1000 0 25 10", *GOOD[1:]], "line 2: c-3: box 2 reaches outside the 1024×1024 image"),
     ],
-    ids=["missing", "duplicate", "extra", "unsafe-id", "empty-id", "count", "not-a-number", "nan", "negative-size", "confidence", "outside-left", "outside-right"],
+    ids=[
+        "missing",
+        "duplicate",
+        "extra",
+        "unsafe-id",
+        "empty-id",
+        "count",
+        "not-a-number",
+        "nan",
+        "negative-size",
+        "confidence",
+        "outside-left",
+        "outside-right",
+    ],
 )
 def test_each_bad_submission_has_its_own_message(tmp_path: Path, rows: list[str], message: str) -> None:
     (tmp_path / "sub.csv").write_text("\n".join(["patientId,PredictionString", *rows]) + "\n")
@@ -107,7 +129,9 @@ def test_bad_header_is_an_error(tmp_path: Path) -> None:
 
 def test_read_submission_lists_the_problems(tmp_path: Path) -> None:
     (tmp_path / "sub.csv").write_text("patientId,PredictionString\na-1,0.5 0 0 1\nb-2,2 0 0 1 1\n")
-    with pytest.raises(SubmissionError, match=r"sub.csv: 2 problem\(s\):\n  line 2: a-1: .*\n  line 3: b-2: .*confidence"):
+    with pytest.raises(
+        SubmissionError, match=r"sub.csv: 2 problem\(s\):\n  line 2: a-1: .*\n  line 3: b-2: .*confidence"
+    ):
         read_submission(tmp_path / "sub.csv")
 
 
@@ -133,7 +157,10 @@ def test_read_patient_ids_from_csv_or_list(tmp_path: Path) -> None:
     [
         ("abc,\n", "no patientId column in its header 'abc,'"),
         ("id,foo\nabc,1\n", "no patientId column in its header 'id,foo'"),
-        ("patientId,PredictionString\nok-1,\n../../etc/passwd,\n", "line 3: patientId '../../etc/passwd' is not a safe file name"),
+        (
+            "patientId,PredictionString\nok-1,\n../../etc/passwd,\n",
+            "line 3: patientId '../../etc/passwd' is not a safe file name",
+        ),
         ("patientId,PredictionString\n", "lists no patientId"),
     ],
     ids=["no-header", "wrong-header", "unsafe-id", "header-only"],
@@ -144,7 +171,10 @@ def test_read_patient_ids_refuses_what_it_cannot_use(tmp_path: Path, text: str, 
         read_patient_ids(tmp_path / "ids.csv")
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason=f"needs the real sample submission, not found in {RSNA_DIR}: set {RSNA_ENV} to its folder")
+@pytest.mark.skipif(
+    not SAMPLE.exists(),
+    reason=f"needs the real sample submission, not found in {RSNA_DIR}: set {RSNA_ENV} to its folder",
+)
 def test_real_sample_submission_is_valid_against_itself() -> None:
     ids, duplicates = read_patient_ids(SAMPLE)
     assert len(ids) == 3000 and not duplicates
@@ -202,7 +232,9 @@ class TestScoring:
         write_labels(tmp_path / "labels.csv")
         write_manifest(tmp_path / "manifest.csv")
         # pos-1 found exactly; pos-2 (train) is ignored; neg-1 has no row: no prediction.
-        (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.9 100 100 200 300 0.8 600 100 200 300\npos-2,\n")
+        (tmp_path / "sub.csv").write_text(
+            "patientId,PredictionString\npos-1,0.9 100 100 200 300 0.8 600 100 200 300\npos-2,\n"
+        )
         scoring = load_scoring_set(tmp_path / "labels.csv", tmp_path / "manifest.csv", "val")
         result = evaluate_submission(tmp_path / "sub.csv", scoring)
         assert result.score == 1.0 and result.n_images == 1

@@ -14,8 +14,8 @@ from pydicom.encaps import generate_frames
 from typer.testing import CliRunner
 
 from pneumo_yolo.cli import app
-from pneumo_yolo.dicom.write import write_dicom
 from pneumo_yolo.data.labels import read_class_info, read_labels
+from pneumo_yolo.dicom.write import write_dicom
 from pneumo_yolo.synth import (
     CLASSES,
     NORMAL,
@@ -121,7 +121,11 @@ class TestLabels:
         negatives = classes[NORMAL] + classes[NOT_NORMAL]
         assert 0.45 < classes[NOT_NORMAL] / negatives < 0.69
         per_image = Counter(len(b) for b in positive)
-        assert set(per_image) <= {1, 2, 3, 4} and per_image[1] > 0.25 * len(positive) and per_image[2] > 0.4 * len(positive)
+        assert (
+            set(per_image) <= {1, 2, 3, 4}
+            and per_image[1] > 0.25 * len(positive)
+            and per_image[2] > 0.4 * len(positive)
+        )
         boxes = np.concatenate(positive)
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] > 0).all()
         assert (boxes[:, 0] + boxes[:, 2] <= 64).all() and (boxes[:, 1] + boxes[:, 3] <= 64).all()
@@ -211,7 +215,11 @@ class TestPresets:
         changed = 0
         for seed in range(40):
             easy, hard = (sample_chest(np.random.default_rng(seed), 128, preset=name) for name in ("easy", "hard"))
-            assert (easy.class_name, easy.view_position, easy.texture_seed) == (hard.class_name, hard.view_position, hard.texture_seed)
+            assert (easy.class_name, easy.view_position, easy.texture_seed) == (
+                hard.class_name,
+                hard.view_position,
+                hard.texture_seed,
+            )
             assert (easy.boxes == hard.boxes).all() and easy.findings == hard.findings
             differs = bool((render_chest(easy) != render_chest(hard)).any())
             assert differs == bool(hard.opacities or hard.mimics)
@@ -221,7 +229,9 @@ class TestPresets:
     def test_hard_opacities_are_fainter_but_visible(self):
         easy_contrast, hard_contrast, hard_gain = [], [], []
         for seed in range(12):
-            easy, hard = (sample_chest(np.random.default_rng(seed), 512, OPACITY, preset=name) for name in ("easy", "hard"))
+            easy, hard = (
+                sample_chest(np.random.default_rng(seed), 512, OPACITY, preset=name) for name in ("easy", "hard")
+            )
             easy_image, hard_image = render_chest(easy), render_chest(hard)
             without = render_chest(dataclasses.replace(hard, opacities=())).astype(float)
             for box in hard.boxes:
@@ -266,7 +276,18 @@ class TestPresets:
 
     def test_easy_specs_are_pinned(self):
         """The easy preset draws exactly what it drew before presets existed: same labels, anatomy and seeds."""
-        fields = ("size", "view_position", "sex", "age", "class_name", "anatomy", "opacities", "findings", "marker", "texture_seed")
+        fields = (
+            "size",
+            "view_position",
+            "sex",
+            "age",
+            "class_name",
+            "anatomy",
+            "opacities",
+            "findings",
+            "marker",
+            "texture_seed",
+        )
         specs = [sample_chest(np.random.default_rng(seed), 1024) for seed in range(40)]
         assert not any(s.mimics for s in specs)
         digest = hashlib.sha256(repr([[getattr(s, f) for f in fields] for s in specs]).encode()).hexdigest()
@@ -308,9 +329,21 @@ class TestWriteDicom:
         [
             (SMOOTH, {"transfer_syntax": "explicit"}, "1.2.840.10008.1.2.1"),
             (SMOOTH, {"transfer_syntax": "implicit", "photometric": "MONOCHROME1"}, "1.2.840.10008.1.2"),
-            (SMOOTH.astype(np.uint16) * 16, {"transfer_syntax": "explicit", "bits_stored": 12, "rescale": (2.0, -1024.0)}, "1.2.840.10008.1.2.1"),
-            (SMOOTH.astype(np.uint16) * 257, {"transfer_syntax": "implicit", "window": (30000.0, 40000.0)}, "1.2.840.10008.1.2"),
-            (SMOOTH[:95, :127], {"transfer_syntax": "explicit", "view_position": "AP", "sex": "F", "age": "155"}, "1.2.840.10008.1.2.1"),
+            (
+                SMOOTH.astype(np.uint16) * 16,
+                {"transfer_syntax": "explicit", "bits_stored": 12, "rescale": (2.0, -1024.0)},
+                "1.2.840.10008.1.2.1",
+            ),
+            (
+                SMOOTH.astype(np.uint16) * 257,
+                {"transfer_syntax": "implicit", "window": (30000.0, 40000.0)},
+                "1.2.840.10008.1.2",
+            ),
+            (
+                SMOOTH[:95, :127],
+                {"transfer_syntax": "explicit", "view_position": "AP", "sex": "F", "age": "155"},
+                "1.2.840.10008.1.2.1",
+            ),
         ],
         ids=["EXPLICIT_8", "IMPLICIT_8_MONO1", "EXPLICIT_12_RESCALE", "IMPLICIT_16_WINDOW", "ODD_LENGTH_AP"],
     )
@@ -328,7 +361,9 @@ class TestWriteDicom:
             assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == options["rescale"]
         if "window" in options:
             assert (float(ds.WindowCenter), float(ds.WindowWidth)) == options["window"]
-        assert ds.ViewPosition == options.get("view_position", "PA") and ds.SeriesDescription == f"view: {ds.ViewPosition}"
+        assert (
+            ds.ViewPosition == options.get("view_position", "PA") and ds.SeriesDescription == f"view: {ds.ViewPosition}"
+        )
         assert (ds.PatientSex, ds.PatientAge) == (options.get("sex", "M"), options.get("age", "51"))
         assert ds.PatientID == str(ds.PatientName) == "case-1"
 
@@ -349,7 +384,11 @@ class TestWriteDicom:
         "pixels, options, message",
         [
             (SMOOTH.astype(np.uint16), {}, "JPEG Baseline holds 8-bit"),
-            (SMOOTH.astype(np.uint16) * 64, {"transfer_syntax": "explicit", "bits_stored": 12}, "does not fit in 12 bits"),
+            (
+                SMOOTH.astype(np.uint16) * 64,
+                {"transfer_syntax": "explicit", "bits_stored": 12},
+                "does not fit in 12 bits",
+            ),
             (np.zeros((2, 2, 3), np.uint8), {}, "2-D uint8 or uint16"),
             (SMOOTH.astype(np.int16), {"transfer_syntax": "explicit"}, "2-D uint8 or uint16"),
             (SMOOTH, {"transfer_syntax": "jpeg2000"}, "transfer_syntax must be one of"),
@@ -371,7 +410,12 @@ class TestCommand:
         assert str(out) in result.output.strip().splitlines()[-1]
         assert len(list((out / "stage_2_train_images").glob("*.dcm"))) == 6
         assert len(list((out / "stage_2_test_images").glob("*.dcm"))) == 2
-        for name in ("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv", "stage_2_sample_submission.csv", "stage_2_test_labels.csv"):
+        for name in (
+            "stage_2_train_labels.csv",
+            "stage_2_detailed_class_info.csv",
+            "stage_2_sample_submission.csv",
+            "stage_2_test_labels.csv",
+        ):
             assert (out / name).is_file()
 
     def test_synth_refuses_existing_set(self, tmp_path: Path):
@@ -383,7 +427,19 @@ class TestCommand:
 
     def test_synth_preset(self, tmp_path: Path):
         for name in PRESETS:
-            args = ["synth", "--out", str(tmp_path / name), "--n-train", "8", "--dicom-size", "64", "--seed", "2", "--preset", name]
+            args = [
+                "synth",
+                "--out",
+                str(tmp_path / name),
+                "--n-train",
+                "8",
+                "--dicom-size",
+                "64",
+                "--seed",
+                "2",
+                "--preset",
+                name,
+            ]
             assert CliRunner().invoke(app, args).exit_code == 0
         easy, hard = files(tmp_path / "easy"), files(tmp_path / "hard")
         assert easy.keys() == hard.keys() and easy["stage_2_train_labels.csv"] == hard["stage_2_train_labels.csv"]

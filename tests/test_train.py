@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
@@ -17,10 +18,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from pneumo_yolo.runtime import offline
-from pneumo_yolo.runtime.devices import cpu_count
 from pneumo_yolo.cli import app
 from pneumo_yolo.eval.postprocess import PostprocessConfig
+from pneumo_yolo.runtime import offline
+from pneumo_yolo.runtime.devices import cpu_count
 from pneumo_yolo.train.common import TrainConfigError
 from pneumo_yolo.train.yolo import check_option_keys, cxr_defaults, parse_overrides, training_arguments
 
@@ -217,13 +218,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
         mp.setenv("YOLO_OFFLINE", "0")
         mp.setenv("ULTRALYTICS_API_KEY", "ul_" + "0" * 40)
         for event, key in (("on_train_batch_end", "train"), ("on_val_batch_end", "val")):
-            record = (lambda key: lambda _: threads[key].add(torch.get_num_threads()))(key)
+            record = functools.partial(lambda key, _: threads[key].add(torch.get_num_threads()), key)
             mp.setitem(base.default_callbacks, event, [*base.default_callbacks[event], record])
         torch.set_num_threads(1)
         result = run_cli(
-            "--data", "tiny/data.yaml", "--model", "yolo11n.yaml", "--imgsz", "64", "--epochs", "2", "--batch", "8",
-            "--device", "cpu", "--name", "tiny", "--set", "save_period=1",
-        )  # fmt: skip
+            "--data",
+            "tiny/data.yaml",
+            "--model",
+            "yolo11n.yaml",
+            "--imgsz",
+            "64",
+            "--epochs",
+            "2",
+            "--batch",
+            "8",
+            "--device",
+            "cpu",
+            "--name",
+            "tiny",
+            "--set",
+            "save_period=1",
+        )
     created = user_settings.exists() and not existed
     return TinyRun(result, cwd, data, threads, attempts, _site_snapshot() - before, created)
 
@@ -245,7 +260,9 @@ class TestTinyRun:
             assert set(summary[which]["per_threshold"]) == {f"{t / 100:.2f}" for t in range(40, 80, 5)}
             assert summary[which]["score"] is None or 0.0 <= summary[which]["score"] <= 1.0
         assert (summary["tuned"]["score"] or 0) >= (summary["default"]["score"] or 0)
-        assert PostprocessConfig.from_yaml(run_dir / "postprocess_tuned.yaml") == PostprocessConfig(**summary["tuned"]["postprocess"])
+        assert PostprocessConfig.from_yaml(run_dir / "postprocess_tuned.yaml") == PostprocessConfig(
+            **summary["tuned"]["postprocess"]
+        )
 
     def test_the_validation_gallery_is_written_beside_the_scores(self, tiny_run):
         index = tiny_run.cwd / "runs" / "tiny" / "report" / "index.html"

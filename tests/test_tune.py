@@ -12,8 +12,16 @@ import pytest
 import typer
 
 from pneumo_yolo.cli import options
+from pneumo_yolo.eval.detections import (
+    RAW_COLUMNS,
+    RawDetections,
+    RawFileError,
+    RawImage,
+    RawWriter,
+    read_raw,
+    write_raw,
+)
 from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess_image
-from pneumo_yolo.eval.detections import RAW_COLUMNS, RawDetections, RawFileError, RawImage, RawWriter, read_raw, write_raw
 from pneumo_yolo.eval.scoring import ScoringSet
 from pneumo_yolo.eval.tune import TuneGrid, images_to_score, score_config, tune
 
@@ -61,7 +69,13 @@ class TestRawTable:
         assert [f for f in tmp_path.iterdir()] == [tmp_path / f"raw{suffix}"]
 
     def test_csv_layout(self, tmp_path: Path) -> None:
-        write_raw(tmp_path / "raw.csv", [RawImage("a-1", np.array([[1, 2, 3, 4.5]]), np.array([0.5]), 1024, 1024), RawImage("b-2", np.zeros((0, 4)), np.zeros(0), 1024, 1024)])
+        write_raw(
+            tmp_path / "raw.csv",
+            [
+                RawImage("a-1", np.array([[1, 2, 3, 4.5]]), np.array([0.5]), 1024, 1024),
+                RawImage("b-2", np.zeros((0, 4)), np.zeros(0), 1024, 1024),
+            ],
+        )
         assert (tmp_path / "raw.csv").read_text().splitlines() == [
             ",".join(RAW_COLUMNS),
             "a-1,0.5,1.0,2.0,3.0,4.5,1024.0,1024.0,0.0,0.0,1.0,1.0,",
@@ -69,8 +83,22 @@ class TestRawTable:
         ]
 
     def test_models_passes_and_the_classifier_probability_round_trip(self, tmp_path: Path) -> None:
-        image = RawImage("a-1", np.array([[1, 2, 3, 4.5], [1, 2, 3, 5], [2, 2, 3, 5]]), np.array([0.5, 0.4, 0.3]), 64, 32, np.array([2, 0, 1]), np.array([1, 0, 1]), 3, 2, 0.25)
-        write_raw(tmp_path / "raw.parquet", [image, RawImage("b-2", np.zeros((0, 4)), np.zeros(0), 64, 32, models=3, passes=2, p_opacity=0.75)])
+        image = RawImage(
+            "a-1",
+            np.array([[1, 2, 3, 4.5], [1, 2, 3, 5], [2, 2, 3, 5]]),
+            np.array([0.5, 0.4, 0.3]),
+            64,
+            32,
+            np.array([2, 0, 1]),
+            np.array([1, 0, 1]),
+            3,
+            2,
+            0.25,
+        )
+        write_raw(
+            tmp_path / "raw.parquet",
+            [image, RawImage("b-2", np.zeros((0, 4)), np.zeros(0), 64, 32, models=3, passes=2, p_opacity=0.75)],
+        )
         raw = read_raw(tmp_path / "raw.parquet")
         assert raw.model.tolist() == [2, 0, 1] and raw.pass_index.tolist() == [1, 0, 1]
         assert raw.models.tolist() == [3, 3] and raw.passes.tolist() == [2, 2]
@@ -82,19 +110,33 @@ class TestRawTable:
     def test_first_format_tables_read_as_one_model_and_pass_without_classifier(self, tmp_path: Path) -> None:
         (tmp_path / "raw.csv").write_text(f"{LEGACY_HEADER}\na-1,0.5,1,2,3,4,10,10\nb-2,,,,,,10,10\n")
         raw = read_raw(tmp_path / "raw.csv")
-        assert raw.model.tolist() == [0] and raw.pass_index.tolist() == [0] and raw.models.tolist() == [1, 1] and raw.passes.tolist() == [1, 1]
+        assert (
+            raw.model.tolist() == [0]
+            and raw.pass_index.tolist() == [0]
+            and raw.models.tolist() == [1, 1]
+            and raw.passes.tolist() == [1, 1]
+        )
         assert np.isnan(raw.p_opacity).all()
 
     def test_second_format_members_read_as_the_passes_of_one_model(self, tmp_path: Path) -> None:
         header = f"{LEGACY_HEADER},member,members,p_opacity"
         (tmp_path / "raw.csv").write_text(f"{header}\na-1,0.5,1,2,3,4,10,10,5,6,0.5\nb-2,,,,,,10,10,,6,0.1\n")
         raw = read_raw(tmp_path / "raw.csv")
-        assert raw.models.tolist() == [1, 1] and raw.passes.tolist() == [6, 6] and raw.pass_index.tolist() == [5] and raw.model.tolist() == [0]
+        assert (
+            raw.models.tolist() == [1, 1]
+            and raw.passes.tolist() == [6, 6]
+            and raw.pass_index.tolist() == [5]
+            and raw.model.tolist() == [0]
+        )
         image = next(raw.images())
         config = PostprocessConfig(conf=0.0, shrink=1.0, gate_alpha=0.0)
-        assert postprocess_image(image, config)[1].tolist() == pytest.approx([0.5 / 6])  # one of six passes found it, as before
+        assert postprocess_image(image, config)[1].tolist() == pytest.approx(
+            [0.5 / 6]
+        )  # one of six passes found it, as before
 
-    def test_writer_appends_in_groups_and_from_a_dataframe(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_writer_appends_in_groups_and_from_a_dataframe(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.setattr("pneumo_yolo.eval.detections._ROWS_PER_FLUSH", 5)
         _, images = generated(40)
         with RawWriter(tmp_path / "raw.parquet") as writer:
@@ -129,13 +171,19 @@ class TestRawTable:
             ("b-2,0.5,3,2,1,4,10,10", "row 2 (patient b-2): x2 < x1 or y2 < y1"),
             ("b-2,0.5,1,2,3,inf,10,10", "row 2 (patient b-2): conf or box value is infinite"),
             ("b-2,0.5,1,2,3,4,0,10", "row 2 (patient b-2): width and height must be positive"),
-            ("a-1,0.5,1,2,3,4,20,10", "row 2 (patient a-1): width, height, models, passes or p_opacity differ between rows of one patient"),
+            (
+                "a-1,0.5,1,2,3,4,20,10",
+                "row 2 (patient a-1): width, height, models, passes or p_opacity differ between rows of one patient",
+            ),
             ("b-2,0.5,1,2,3,4,10,10,2,0,2,1,", "row 2 (patient b-2): model must be a whole number in [0, models)"),
             ("b-2,0.5,1,2,3,4,10,10,0,1,1,1,", "row 2 (patient b-2): pass must be a whole number in [0, passes)"),
             ("b-2,0.5,1,2,3,4,10,10,0,0,0.5,1,", "row 2 (patient b-2): models must be a whole number ≥ 1"),
             ("b-2,0.5,1,2,3,4,10,10,0,0,1,0,", "row 2 (patient b-2): passes must be a whole number ≥ 1"),
             ("b-2,0.5,1,2,3,4,10,10,0,0,1,1,1.5", "row 2 (patient b-2): p_opacity outside [0, 1]"),
-            ("a-1,0.5,1,2,3,4,10,10,0,0,2,1,", "row 2 (patient a-1): width, height, models, passes or p_opacity differ between rows of one patient"),
+            (
+                "a-1,0.5,1,2,3,4,10,10,0,0,2,1,",
+                "row 2 (patient a-1): width, height, models, passes or p_opacity differ between rows of one patient",
+            ),
             ("../x,0.5,1,2,3,4,10,10", "row 2 (patient ../x): patientId '../x' is not a safe file name"),
             ("b-2,high,1,2,3,4,10,10", "a value column holds something that is not a number"),
         ],
@@ -162,7 +210,9 @@ class TestRawTable:
             np.testing.assert_array_equal(c.boxes, images[i].boxes)
 
 
-SMALL_GRID = TuneGrid(conf=(0.05, 0.3, 0.5, 0.7), merges=(("none", 0.0), ("nms", 0.4), ("wbf", 0.5)), shrink=(1.0, 0.875))
+SMALL_GRID = TuneGrid(
+    conf=(0.05, 0.3, 0.5, 0.7), merges=(("none", 0.0), ("nms", 0.4), ("wbf", 0.5)), shrink=(1.0, 0.875)
+)
 
 
 class TestTune:
@@ -210,7 +260,10 @@ class TestTune:
         scoring = ScoringSet(boxes, frozenset(ids + ["extra-1"]))
         chosen, notes = images_to_score(raw, scoring)
         assert chosen.patient_ids == tuple(ids[:3])
-        assert notes == ["3 raw patient(s) outside the scored set left out", "1 scored patient(s) have no raw rows and are left out"]
+        assert notes == [
+            "3 raw patient(s) outside the scored set left out",
+            "1 scored patient(s) have no raw rows and are left out",
+        ]
         with pytest.raises(ValueError, match="not in the labels"):
             images_to_score(raw, ScoringSet({}, frozenset(ids[:5])))
 

@@ -25,25 +25,88 @@ def _size(value: float) -> float:
 def _seeds(value: str) -> str:
     items = [item.strip() for item in value.split(",")]
     if not all(item.isdigit() for item in items) or len(set(map(int, items))) != len(items):
-        raise typer.BadParameter(f"{value!r} is not valid; give distinct whole numbers ≥ 0 separated by commas, e.g. 0,1,2")
+        raise typer.BadParameter(
+            f"{value!r} is not valid; give distinct whole numbers ≥ 0 separated by commas, e.g. 0,1,2"
+        )
     return value
 
 
 @app.command("ablation")
 def ablation(
-    rsna: Annotated[Path, typer.Option(exists=True, file_okay=False, help="A folder in the Kaggle layout: stage_2_train_images/, stage_2_train_labels.csv (and stage_2_detailed_class_info.csv, for the strata).")],
-    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for everything it writes; a rerun reuses what finished there. The report is OUT/ablation.md.")] = Path("ablation"),
-    test_size: Annotated[float, typer.Option(callback=_size, rich_help_panel=_SPLIT, help="Test patients, never trained or tuned on: a fraction of all patients, or a count. The same for every seed.")] = _DEFAULTS.test_size,
-    folds: Annotated[int, typer.Option(min=2, rich_help_panel=_SPLIT, help="Cross-validation folds of the rest: one detector and one classifier each.")] = _DEFAULTS.folds,
-    model: Annotated[str, typer.Option(rich_help_panel=_MODELS, help="Detector, as for train: a .yaml to train from scratch, or a .pt (e.g. yolo11s.pt in the weights folder, or with --online).")] = _DEFAULTS.model,
-    classifier: Annotated[str, typer.Option(rich_help_panel=_MODELS, help="Image classifier (the gate), as for train, e.g. yolo11s-cls.pt.")] = _DEFAULTS.classifier,
-    imgsz: Annotated[int, typer.Option(callback=options.model_imgsz, rich_help_panel=_MODELS, help="Image size for conversion, training and prediction (multiple of 32).")] = _DEFAULTS.imgsz,
-    epochs: Annotated[int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training epochs of each detector.")] = _DEFAULTS.epochs,
-    classifier_epochs: Annotated[int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training epochs of each image classifier.")] = _DEFAULTS.classifier_epochs,
+    rsna: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="A folder in the Kaggle layout: stage_2_train_images/, stage_2_train_labels.csv (and stage_2_detailed_class_info.csv, for the strata).",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            file_okay=False,
+            help="Folder for everything it writes; a rerun reuses what finished there. The report is OUT/ablation.md.",
+        ),
+    ] = Path("ablation"),
+    test_size: Annotated[
+        float,
+        typer.Option(
+            callback=_size,
+            rich_help_panel=_SPLIT,
+            help="Test patients, never trained or tuned on: a fraction of all patients, or a count. The same for every seed.",
+        ),
+    ] = _DEFAULTS.test_size,
+    folds: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            rich_help_panel=_SPLIT,
+            help="Cross-validation folds of the rest: one detector and one classifier each.",
+        ),
+    ] = _DEFAULTS.folds,
+    model: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_MODELS,
+            help="Detector, as for train: a .yaml to train from scratch, or a .pt (e.g. yolo11s.pt in the weights folder, or with --online).",
+        ),
+    ] = _DEFAULTS.model,
+    classifier: Annotated[
+        str,
+        typer.Option(rich_help_panel=_MODELS, help="Image classifier (the gate), as for train, e.g. yolo11s-cls.pt."),
+    ] = _DEFAULTS.classifier,
+    imgsz: Annotated[
+        int,
+        typer.Option(
+            callback=options.model_imgsz,
+            rich_help_panel=_MODELS,
+            help="Image size for conversion, training and prediction (multiple of 32).",
+        ),
+    ] = _DEFAULTS.imgsz,
+    epochs: Annotated[
+        int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training epochs of each detector.")
+    ] = _DEFAULTS.epochs,
+    classifier_epochs: Annotated[
+        int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training epochs of each image classifier.")
+    ] = _DEFAULTS.classifier_epochs,
     batch: Annotated[int, typer.Option(min=1, rich_help_panel=_MODELS, help="Training batch size.")] = _DEFAULTS.batch,
-    seeds: Annotated[str, typer.Option(callback=_seeds, help="Seeds to repeat the whole run with (folds, training, tuning) on the same test images, e.g. 0,1,2: the report gives the mean and spread.")] = "0",
-    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu', a GPU index, or several ('0,1,2,3': one fold per GPU at a time). Default: GPU 0 if there is one, else CPU.")] = None,
-    online: Annotated[bool, typer.Option("--online", help="Allow downloading pretrained weights named by --model or --classifier.")] = False,
+    seeds: Annotated[
+        str,
+        typer.Option(
+            callback=_seeds,
+            help="Seeds to repeat the whole run with (folds, training, tuning) on the same test images, e.g. 0,1,2: the report gives the mean and spread.",
+        ),
+    ] = "0",
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.device,
+            help="'cpu', a GPU index, or several ('0,1,2,3': one fold per GPU at a time). Default: GPU 0 if there is one, else CPU.",
+        ),
+    ] = None,
+    online: Annotated[
+        bool, typer.Option("--online", help="Allow downloading pretrained weights named by --model or --classifier.")
+    ] = False,
 ) -> None:
     """Score raw detector → tuned threshold → gate → flip TTA → fold ensemble → shrink on held-out test images of a Kaggle-layout folder.
 
@@ -67,9 +130,18 @@ def ablation(
     from ..train.common import TrainConfigError
 
     settings = AblationSettings(
-        test_size=test_size, folds=folds, model=model, classifier=classifier, imgsz=imgsz, epochs=epochs,
-        classifier_epochs=classifier_epochs, batch=batch, seeds=tuple(int(item) for item in seeds.split(',')), device=device, online=online,
-    )  # fmt: skip
+        test_size=test_size,
+        folds=folds,
+        model=model,
+        classifier=classifier,
+        imgsz=imgsz,
+        epochs=epochs,
+        classifier_epochs=classifier_epochs,
+        batch=batch,
+        seeds=tuple(int(item) for item in seeds.split(",")),
+        device=device,
+        online=online,
+    )
     try:
         check_outputs({}, folders={"--out": out}, inputs={"--rsna": rsna})
         run_ablation(rsna, out, settings, log=typer.echo)

@@ -22,7 +22,9 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
     return typer.Exit(code=code)
 
 
-def refuse_bad_outputs(files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Any] = {}) -> None:
+def refuse_bad_outputs(
+    files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Any] = {}
+) -> None:
     """:func:`pneumo_yolo.files.check_outputs`, its refusal printed as a usage error (exit 2)."""
     from ..files import OutputError, check_outputs
 
@@ -47,7 +49,9 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Pneumonia detection on chest X-rays (RSNA challenge) with Ultralytics YOLO.
 

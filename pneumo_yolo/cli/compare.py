@@ -17,10 +17,26 @@ _SIZES = "Sizes"
 
 @app.command("compare")
 def compare(
-    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md.")] = Path("compare"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md."
+        ),
+    ] = Path("compare"),
     archs: Annotated[str, typer.Option(help=f"Rows to run, comma-separated, from {','.join(ROWS)}.")] = ",".join(ROWS),
-    budget_min: Annotated[float, typer.Option(min=0.01, help="Training budget of every row, in minutes: of CPU time (all threads of its process together) on the CPU, of wall time on a GPU.")] = _DEFAULTS.budget_min,
-    curve_points: Annotated[int, typer.Option(min=0, help="Points of each row's learning curve (validation score against training minutes); 0: none.")] = _DEFAULTS.curve_points,
+    budget_min: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Training budget of every row, in minutes: of CPU time (all threads of its process together) on the CPU, of wall time on a GPU.",
+        ),
+    ] = _DEFAULTS.budget_min,
+    curve_points: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Points of each row's learning curve (validation score against training minutes); 0: none."
+        ),
+    ] = _DEFAULTS.curve_points,
     model: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -29,17 +45,48 @@ def compare(
             "Defaults: " + ", ".join(f"{row}={name}" for row, name in MODELS.items()) + ".",
         ),
     ] = None,
-    n_train: Annotated[int, typer.Option(min=20, help="Synthetic training radiographs (split into training and validation).", rich_help_panel=_SIZES)] = _DEFAULTS.n_train,
-    n_test: Annotated[int, typer.Option(min=1, help="Synthetic test radiographs: every score is measured on them, and nothing is trained or tuned on them.", rich_help_panel=_SIZES)] = _DEFAULTS.n_test,
-    dicom_size: Annotated[int, typer.Option(min=64, help="Side of the synthetic DICOMs in pixels.", rich_help_panel=_SIZES)] = _DEFAULTS.dicom_size,
-    imgsz: Annotated[int, typer.Option(callback=options.model_imgsz, help="Image size for conversion, training and prediction (multiple of 32).", rich_help_panel=_SIZES)] = _DEFAULTS.imgsz,
-    batch: Annotated[int, typer.Option(min=1, help="Batch size of every arch.", rich_help_panel=_SIZES)] = _DEFAULTS.batch,
-    preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")] = _DEFAULTS.preset,
-    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
+    n_train: Annotated[
+        int,
+        typer.Option(
+            min=20, help="Synthetic training radiographs (split into training and validation).", rich_help_panel=_SIZES
+        ),
+    ] = _DEFAULTS.n_train,
+    n_test: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Synthetic test radiographs: every score is measured on them, and nothing is trained or tuned on them.",
+            rich_help_panel=_SIZES,
+        ),
+    ] = _DEFAULTS.n_test,
+    dicom_size: Annotated[
+        int, typer.Option(min=64, help="Side of the synthetic DICOMs in pixels.", rich_help_panel=_SIZES)
+    ] = _DEFAULTS.dicom_size,
+    imgsz: Annotated[
+        int,
+        typer.Option(
+            callback=options.model_imgsz,
+            help="Image size for conversion, training and prediction (multiple of 32).",
+            rich_help_panel=_SIZES,
+        ),
+    ] = _DEFAULTS.imgsz,
+    batch: Annotated[
+        int, typer.Option(min=1, help="Batch size of every arch.", rich_help_panel=_SIZES)
+    ] = _DEFAULTS.batch,
+    preset: Annotated[
+        str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")
+    ] = _DEFAULTS.preset,
+    device: Annotated[
+        Optional[str],
+        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the split and training.")] = _DEFAULTS.seed,
     parallel: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Rows trained at once, each in its own process with its share of the cores as threads. Default: on the CPU one per core, on a GPU one."),
+        typer.Option(
+            min=1,
+            help="Rows trained at once, each in its own process with its share of the cores as threads. Default: on the CPU one per core, on a GPU one.",
+        ),
     ] = None,
 ) -> None:
     """Train YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for the same budget on one split and score them on held-out synthetic images.
@@ -58,7 +105,18 @@ def compare(
     except ValueError as error:
         raise fail(str(error), code=2) from error
     settings = CompareSettings(
-        n_train=n_train, n_test=n_test, dicom_size=dicom_size, imgsz=imgsz, budget_min=budget_min, curve_points=curve_points,
-        batch=batch, models=models, rows=rows, preset=preset, seed=seed, device=device, parallel=parallel,
-    )  # fmt: skip
+        n_train=n_train,
+        n_test=n_test,
+        dicom_size=dicom_size,
+        imgsz=imgsz,
+        budget_min=budget_min,
+        curve_points=curve_points,
+        batch=batch,
+        models=models,
+        rows=rows,
+        preset=preset,
+        seed=seed,
+        device=device,
+        parallel=parallel,
+    )
     run_compare(out, settings, log=typer.echo)

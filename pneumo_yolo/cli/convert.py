@@ -13,22 +13,68 @@ from .app import app, fail, warn
 
 @app.command("convert")
 def convert(
-    images: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of .dcm files, searched recursively; the file stem is the patientId.")],
-    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
+    images: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Folder of .dcm files, searched recursively; the file stem is the patientId.",
+        ),
+    ],
+    labels: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")
+    ],
     out: Annotated[Path, typer.Option(help="Output dataset folder.")],
-    class_info: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes.")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(callback=options.convert_imgsz, help="Longest side of the written PNGs, 8 to 4096; train and predict at the same size (train needs a multiple of 32, at least 32).", show_default="original size", rich_help_panel="Images")] = None,
-    channels: Annotated[int, typer.Option(callback=options.channels, help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.", rich_help_panel="Images")] = 1,
-    png_compression: Annotated[Optional[int], typer.Option(min=0, max=9, help="PNG zlib level 0-9 (9 is smallest and slowest).", show_default="OpenCV's fast default", rich_help_panel="Images")] = None,
-    val_fraction: Annotated[float, typer.Option(callback=options.val_fraction, help="Share of patients in the validation split, in [0, 1).", rich_help_panel="Split")] = 0.1,
+    class_info: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True, dir_okay=False, help="stage_2_detailed_class_info.csv: stratify the split by its 3 classes."
+        ),
+    ] = None,
+    imgsz: Annotated[
+        Optional[int],
+        typer.Option(
+            callback=options.convert_imgsz,
+            help="Longest side of the written PNGs, 8 to 4096; train and predict at the same size (train needs a multiple of 32, at least 32).",
+            show_default="original size",
+            rich_help_panel="Images",
+        ),
+    ] = None,
+    channels: Annotated[
+        int,
+        typer.Option(
+            callback=options.channels,
+            help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.",
+            rich_help_panel="Images",
+        ),
+    ] = 1,
+    png_compression: Annotated[
+        Optional[int],
+        typer.Option(
+            min=0,
+            max=9,
+            help="PNG zlib level 0-9 (9 is smallest and slowest).",
+            show_default="OpenCV's fast default",
+            rich_help_panel="Images",
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            callback=options.val_fraction,
+            help="Share of patients in the validation split, in [0, 1).",
+            rich_help_panel="Split",
+        ),
+    ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split.", rich_help_panel="Split")] = 0,
     folds: Annotated[
         Optional[int],
         typer.Option(
-            min=2, rich_help_panel="Split",
+            min=2,
+            rich_help_panel="Split",
             help="K-fold cross-validation: every image written once, in its fold; data_foldI.yaml trains on the other folds and validates on fold I (data.yaml is fold 0). Replaces --val-fraction.",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes.", show_default="all cores")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
 ) -> None:
@@ -41,13 +87,18 @@ def convert(
     --class-info stage_2_detailed_class_info.csv --out datasets/rsna --imgsz 512
     """
     from converters.rsna import ConvertError, ConvertSettings, convert_rsna
+
     from ..data.labels import LabelFileError
     from ..files import OutputError, check_outputs
 
     try:
-        check_outputs({}, folders={"--out": out}, inputs={"--images": images, "--labels": labels, "--class-info": class_info})
+        check_outputs(
+            {}, folders={"--out": out}, inputs={"--images": images, "--labels": labels, "--class-info": class_info}
+        )
         settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, png_compression)
-        report = convert_rsna(images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite)
+        report = convert_rsna(
+            images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite
+        )
     except (ConvertError, OutputError) as error:
         raise fail(f"error: {error}", code=2) from None
     except LabelFileError as error:

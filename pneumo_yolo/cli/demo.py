@@ -16,27 +16,46 @@ _DEFAULTS = DemoSettings()
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for everything the demo writes (replaced on a rerun).")] = Path("demo"),
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="Folder for everything the demo writes (replaced on a rerun).")
+    ] = Path("demo"),
     n_train: Annotated[int, typer.Option(min=20, help="Synthetic training radiographs.")] = _DEFAULTS.n_train,
     n_test: Annotated[int, typer.Option(min=1, help="Synthetic test radiographs.")] = _DEFAULTS.n_test,
-    imgsz: Annotated[int, typer.Option(callback=options.model_imgsz, help="Image size for conversion, training and prediction (multiple of 32).")] = _DEFAULTS.imgsz,
+    imgsz: Annotated[
+        int,
+        typer.Option(
+            callback=options.model_imgsz, help="Image size for conversion, training and prediction (multiple of 32)."
+        ),
+    ] = _DEFAULTS.imgsz,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _DEFAULTS.epochs,
-    device: Annotated[Optional[str], typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.")] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = _DEFAULTS.seed,
-    preset: Annotated[str, typer.Option(callback=options.synth_preset, help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).")] = _DEFAULTS.preset,
+    preset: Annotated[
+        str,
+        typer.Option(
+            callback=options.synth_preset,
+            help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).",
+        ),
+    ] = _DEFAULTS.preset,
 ) -> None:
     """Run synth → convert → train → predict → submission.csv → evaluate, and print the RSNA score.
 
     Trains yolo11n from scratch (no download), so it runs offline; a few minutes on a laptop CPU.
     """
     from converters.rsna import ConvertError
+
     from ..files import OutputError, check_outputs
     from ..pipelines.demo import run_demo
     from ..runtime.devices import DeviceError
     from ..synth import SynthError
     from ..train.common import TrainConfigError
 
-    settings = DemoSettings(n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device)
+    settings = DemoSettings(
+        n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device
+    )
     try:
         check_outputs({}, folders={"--out": out})
         run_demo(out, settings, log=typer.echo)

@@ -8,18 +8,38 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, fail, warn
 from . import options
+from .app import app, fail, warn
 
 _SCOPE = "Patients to score"
 
 
 @app.command("evaluate")
 def evaluate(
-    submission: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString).")],
-    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
-    manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: score only its patients.", rich_help_panel=_SCOPE)] = None,
-    split: Annotated[Optional[str], typer.Option(callback=options.split_name, metavar="train|val|foldI", help="Score only this split of --manifest.", rich_help_panel=_SCOPE)] = None,
+    submission: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString).")
+    ],
+    labels: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")
+    ],
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="OUT/manifest.csv of `convert`: score only its patients.",
+            rich_help_panel=_SCOPE,
+        ),
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.split_name,
+            metavar="train|val|foldI",
+            help="Score only this split of --manifest.",
+            rich_help_panel=_SCOPE,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the report.")] = False,
 ) -> None:
     """Score a submission with the RSNA leaderboard metric (mean over IoU 0.40-0.75).
@@ -46,9 +66,24 @@ def evaluate(
 @app.command("validate-submission")
 def validate_submission(
     submission: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Submission CSV to check.")],
-    sample: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_sample_submission.csv: the patients to cover.")] = None,
-    ids: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="The patients to cover: a CSV with a patientId column, or one id per line.")] = None,
-    manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="manifest.csv with the image sizes.", show_default="every image 1024×1024")] = None,
+    sample: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="stage_2_sample_submission.csv: the patients to cover."),
+    ] = None,
+    ids: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="The patients to cover: a CSV with a patientId column, or one id per line.",
+        ),
+    ] = None,
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True, dir_okay=False, help="manifest.csv with the image sizes.", show_default="every image 1024×1024"
+        ),
+    ] = None,
     max_problems: Annotated[int, typer.Option(min=0, help="Print at most this many problems (0: all).")] = 50,
 ) -> None:
     """Check a submission before uploading it: exit code 0 when valid, 1 with the list of problems.
@@ -57,8 +92,8 @@ def validate_submission(
 
     Example: pneumo-yolo validate-submission sub.csv --sample stage_2_sample_submission.csv
     """
-    from ..data.labels import LabelFileError
     from ..data.dataset import read_manifest
+    from ..data.labels import LabelFileError
     from ..eval.submission import SubmissionError, errors_only, read_patient_ids
     from ..eval.submission import validate_submission as check
 
@@ -71,7 +106,9 @@ def validate_submission(
     except (LabelFileError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     if duplicates:
-        warn(f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each is expected once")
+        warn(
+            f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each is expected once"
+        )
     shown = problems if max_problems == 0 else problems[:max_problems]
     for problem in shown:
         typer.echo(f"{submission}: {'warning: ' if problem.warning else ''}{problem}", err=True)

@@ -34,7 +34,9 @@ def model_imgsz(value: int | None) -> int | None:
 def convert_imgsz(value: int | None) -> int | None:
     """``--imgsz`` of convert: the longest side of the written PNGs, from 8 to 4096 (``None``: the original size)."""
     if value is not None and not MIN_CONVERT_IMGSZ <= value <= MAX_IMGSZ:
-        raise typer.BadParameter(f"{value} is not valid; give a size from {MIN_CONVERT_IMGSZ} to {MAX_IMGSZ} pixels (train at a multiple of {STRIDE}), or leave it out to keep the original size")
+        raise typer.BadParameter(
+            f"{value} is not valid; give a size from {MIN_CONVERT_IMGSZ} to {MAX_IMGSZ} pixels (train at a multiple of {STRIDE}), or leave it out to keep the original size"
+        )
     return value
 
 
@@ -71,7 +73,9 @@ def workers(value: str) -> int | None:
     if text == "auto":
         return None
     if not text.isdigit():
-        raise typer.BadParameter(f"{value!r} is not valid; use auto or a whole number ≥ 0 (0: decode in the predicting process)")
+        raise typer.BadParameter(
+            f"{value!r} is not valid; use auto or a whole number ≥ 0 (0: decode in the predicting process)"
+        )
     return int(text)
 
 
@@ -128,7 +132,9 @@ def numbers(value: str | None) -> tuple[float, ...] | None:
         try:
             found.append(float(item))
         except ValueError:
-            raise typer.BadParameter(f"{item.strip()!r} is not a number; give a comma-separated list like 0.1,0.2") from None
+            raise typer.BadParameter(
+                f"{item.strip()!r} is not a number; give a comma-separated list like 0.1,0.2"
+            ) from None
     return tuple(found)
 
 
@@ -158,7 +164,9 @@ def merges(value: str | None) -> tuple[tuple[str, float], ...] | None:
     for item in (part.strip() for part in value.split(",")):
         method, _, iou = item.partition(":")
         if method not in MERGE_METHODS or (method != "none" and not iou):
-            raise typer.BadParameter(f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)")
+            raise typer.BadParameter(
+                f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)"
+            )
         iou_value = numbers(iou)[0] if iou else 0.0
         if method != "none":
             _postprocess_setting(merge=method, merge_iou=iou_value)

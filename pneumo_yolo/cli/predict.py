@@ -17,32 +17,60 @@ def predict_command(
     weights: Annotated[
         list[Path],
         typer.Option(
-            exists=True, dir_okay=False,
+            exists=True,
+            dir_okay=False,
             help="Trained detector weights (.pt); repeat for an ensemble (--weights a.pt --weights b.pt): each image is decoded once and every model runs on it. Only load weights you trust: .pt files are pickles.",
         ),
     ],
-    source: Annotated[Path, typer.Option(exists=True, help="Folder of .dcm files (searched recursively), or of PNG/JPEG files, or one file.")],
-    out: Annotated[Path, typer.Option(dir_okay=False, help="Submission CSV to write (patientId,PredictionString).")] = Path("submission.csv"),
+    source: Annotated[
+        Path,
+        typer.Option(
+            exists=True, help="Folder of .dcm files (searched recursively), or of PNG/JPEG files, or one file."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(dir_okay=False, help="Submission CSV to write (patientId,PredictionString).")
+    ] = Path("submission.csv"),
     sample: Annotated[
         Optional[Path],
-        typer.Option(exists=True, dir_okay=False, help="stage_2_sample_submission.csv: predict exactly its patients, one row each.", rich_help_panel=_PATIENTS),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="stage_2_sample_submission.csv: predict exactly its patients, one row each.",
+            rich_help_panel=_PATIENTS,
+        ),
     ] = None,
     ids: Annotated[
         Optional[Path],
-        typer.Option(exists=True, dir_okay=False, help="Predict exactly these patients: a CSV with a patientId column, or one id per line.", rich_help_panel=_PATIENTS),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Predict exactly these patients: a CSV with a patientId column, or one id per line.",
+            rich_help_panel=_PATIENTS,
+        ),
     ] = None,
     manifest: Annotated[
         Optional[Path],
         typer.Option(
-            exists=True, dir_okay=False, rich_help_panel=_PATIENTS,
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_PATIENTS,
             help="manifest.csv of `convert`: map boxes found on its resized PNGs to the original images' pixels.",
         ),
-    ] = None,  # fmt: skip
-    imgsz: Annotated[Optional[int], typer.Option(callback=options.model_imgsz, help="Longest image side fed to the model (multiple of 32).", show_default="the size it was trained at")] = None,
+    ] = None,
+    imgsz: Annotated[
+        Optional[int],
+        typer.Option(
+            callback=options.model_imgsz,
+            help="Longest image side fed to the model (multiple of 32).",
+            show_default="the size it was trained at",
+        ),
+    ] = None,
     batch: Annotated[
         Optional[int],
         typer.Option(
-            min=1, show_default="32 on a GPU, 4 on the CPU",
+            min=1,
+            show_default="32 on a GPU, 4 on the CPU",
             help="Images per inference batch. On the CPU each image of a batch holds about 20 MB (yolo11n at 512 px).",
         ),
     ] = None,
@@ -56,30 +84,58 @@ def predict_command(
     workers: Annotated[
         str,
         typer.Option(
-            callback=options.workers, metavar="auto|N",
+            callback=options.workers,
+            metavar="auto|N",
             help="Decoding processes per device, running beside inference (0: decode in the predicting process). auto: on the CPU 1 (the model itself uses every core); on GPUs the cores but one per GPU, shared equally between the GPUs, at most 8 per GPU and at least 1.",
         ),
     ] = "auto",
     postprocess: Annotated[
         Optional[Path],
-        typer.Option(exists=True, dir_okay=False, help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.", rich_help_panel=_POSTPROCESS),
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Post-processing YAML, e.g. runs/exp/postprocess_tuned.yaml from train or tune.",
+            rich_help_panel=_POSTPROCESS,
+        ),
     ] = None,
-    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel=_POSTPROCESS)] = None,
+    conf: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0, max=1.0, help="Confidence threshold; overrides the YAML's conf.", rich_help_panel=_POSTPROCESS
+        ),
+    ] = None,
     classifier: Annotated[
         Optional[list[Path]],
         typer.Option(
-            exists=True, dir_okay=False, rich_help_panel=_POSTPROCESS,
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_POSTPROCESS,
             help="Image classifier weights from `train --model yolo11n-cls.yaml` (repeatable: their probabilities are averaged): each box scores box × p(opacity)^gate_alpha, and no box where p < gate_threshold (see --postprocess).",
         ),
     ] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Add a horizontally flipped pass per model, fused with the plain one by WBF at the YAML's fusion_iou.", rich_help_panel=_POSTPROCESS)] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Add a horizontally flipped pass per model, fused with the plain one by WBF at the YAML's fusion_iou.",
+            rich_help_panel=_POSTPROCESS,
+        ),
+    ] = False,
     save_raw: Annotated[
         Optional[Path],
-        typer.Option(dir_okay=False, callback=options.raw_table, help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.", rich_help_panel=_POSTPROCESS),
+        typer.Option(
+            dir_okay=False,
+            callback=options.raw_table,
+            help="Also write raw detections (.csv or .parquet) for `pneumo-yolo tune`.",
+            rich_help_panel=_POSTPROCESS,
+        ),
     ] = None,
     dicom_out: Annotated[
         Optional[Path],
-        typer.Option(file_okay=False, help="Also write a DICOM SR per image and a GSPS per image with boxes (DICOM inputs only) into DIR/sr and DIR/gsps."),
+        typer.Option(
+            file_okay=False,
+            help="Also write a DICOM SR per image and a GSPS per image with boxes (DICOM inputs only) into DIR/sr and DIR/gsps.",
+        ),
     ] = None,
 ) -> None:
     """Predict a folder of DICOMs into a Kaggle submission CSV, fully offline.
@@ -93,54 +149,91 @@ def predict_command(
     """
     from dataclasses import replace
 
+    from ..data.dataset import read_manifest
     from ..data.labels import LabelFileError
+    from ..eval.detections import RawFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
+    from ..eval.submission import SubmissionError, read_patient_ids
+    from ..files import OutputError, check_outputs
     from ..nets.classifier import ClassifierError
     from ..nets.detector import DetectorError
     from ..predict.decoding import InputError
     from ..predict.device import PredictError
-    from ..predict.run import predict_folder
+    from ..predict.run import errors_path_for, predict_folder
     from ..runtime.devices import DeviceError
-    from ..eval.detections import RawFileError
-    from ..data.dataset import read_manifest
-    from ..eval.submission import SubmissionError, read_patient_ids
-    from ..files import OutputError, check_outputs
-    from ..predict.run import errors_path_for
     from ..runtime.memory import ResourceError
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
     try:
         check_outputs(
-            {"--out": out, "--save-raw": save_raw, f"the errors file of --out ({errors_path_for(out).name})": errors_path_for(out)},
+            {
+                "--out": out,
+                "--save-raw": save_raw,
+                f"the errors file of --out ({errors_path_for(out).name})": errors_path_for(out),
+            },
             folders={"--dicom-out": dicom_out},
-            inputs={"--weights": weights, "--classifier": classifier, "--source": source, "--sample": sample, "--ids": ids, "--manifest": manifest, "--postprocess": postprocess},
-        )  # fmt: skip
+            inputs={
+                "--weights": weights,
+                "--classifier": classifier,
+                "--source": source,
+                "--sample": sample,
+                "--ids": ids,
+                "--manifest": manifest,
+                "--postprocess": postprocess,
+            },
+        )
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
         expected, duplicates = read_patient_ids(sample or ids) if (sample or ids) else (None, [])
         if duplicates:
-            warn(f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row")
+            warn(
+                f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row"
+            )
         sizes = read_manifest(manifest) if manifest else None
         report = predict_folder(
-            weights, source, out, classifiers=classifier or [], config=config, imgsz=imgsz, batch=batch, device=device, tta=tta,
-            save_raw=save_raw, dicom_out=dicom_out, workers=workers, expected_ids=expected, original_sizes=sizes,
-        )  # fmt: skip
+            weights,
+            source,
+            out,
+            classifiers=classifier or [],
+            config=config,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            tta=tta,
+            save_raw=save_raw,
+            dicom_out=dicom_out,
+            workers=workers,
+            expected_ids=expected,
+            original_sizes=sizes,
+        )
     except KeyboardInterrupt:
         raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
     except (DeviceError, InputError, OutputError, ResourceError) as error:
         raise fail(f"error: {error}", code=2) from None
-    except (ClassifierError, ConfigError, DetectorError, LabelFileError, PredictError, RawFileError, SubmissionError) as error:
+    except (
+        ClassifierError,
+        ConfigError,
+        DetectorError,
+        LabelFileError,
+        PredictError,
+        RawFileError,
+        SubmissionError,
+    ) as error:
         raise fail(f"error: {error}") from None
     for file, problem in report.errors:
         typer.secho(f"failed: {file}: {problem}", err=True, fg=typer.colors.RED)
     if not report.written:
-        raise fail(f"error: no image was predicted ({len(report.errors)} problem(s) above), so nothing was written: {out} and the other outputs are as they were")
+        raise fail(
+            f"error: no image was predicted ({len(report.errors)} problem(s) above), so nothing was written: {out} and the other outputs are as they were"
+        )
     if report.n_not_asked:
         warn(f"{report.n_not_asked} image(s) in {source} are not among the expected patients and were not predicted")
     if report.picture_pixels:
-        warn("boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest to map them to the original images")
+        warn(
+            "boxes on PNG/JPEG inputs are in the pictures' own pixels; give --manifest to map them to the original images"
+        )
     typer.echo(
         f"predicted {report.n_images} images ({report.n_with_boxes} with boxes) in {report.elapsed_s:.1f} s "
         f"({report.images_per_s:.1f} images/s; batches of {report.batch}, {report.workers} decoding process(es)"

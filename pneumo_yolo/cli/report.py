@@ -13,17 +13,46 @@ from .app import app, fail, refuse_bad_outputs
 @app.command("report")
 def report(
     predictions: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString), or raw detections (.parquet or .csv) from `predict --save-raw`.")
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Submission CSV (patientId,PredictionString), or raw detections (.parquet or .csv) from `predict --save-raw`.",
+        ),
     ],
-    images: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of the images: DICOMs, or converted PNGs (searched recursively).")],
-    labels: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv: adds the metric, the true boxes and the error galleries.")] = None,
+    images: Annotated[
+        Path,
+        typer.Option(
+            exists=True, file_okay=False, help="Folder of the images: DICOMs, or converted PNGs (searched recursively)."
+        ),
+    ],
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="stage_2_train_labels.csv: adds the metric, the true boxes and the error galleries.",
+        ),
+    ] = None,
     manifest: Annotated[
-        Optional[Path], typer.Option(exists=True, dir_okay=False, help="manifest.csv of `convert`: original image sizes, for converted PNGs smaller than the originals.")
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="manifest.csv of `convert`: original image sizes, for converted PNGs smaller than the originals.",
+        ),
     ] = None,
     postprocess: Annotated[
-        Optional[Path], typer.Option(exists=True, dir_okay=False, help="Post-processing YAML applied to raw detections (default: predict's defaults).")
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Post-processing YAML applied to raw detections (default: predict's defaults).",
+        ),
     ] = None,
-    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder; the page is OUT/index.html.")] = Path("report"),
+    out: Annotated[Path, typer.Option(file_okay=False, help="Report folder; the page is OUT/index.html.")] = Path(
+        "report"
+    ),
     gallery: Annotated[int, typer.Option(min=1, help="Pictures per gallery.")] = 12,
 ) -> None:
     """Write an offline HTML report (OUT/index.html) of predictions on a folder of images.
@@ -34,22 +63,41 @@ def report(
 
     Example: pneumo-yolo report --predictions submission.csv --images rsna/stage_2_train_images --labels rsna/stage_2_train_labels.csv
     """
+    from ..data.dataset import read_manifest
     from ..data.labels import LabelFileError
-    from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.detections import RawFileError
+    from ..eval.postprocess import ConfigError, PostprocessConfig
+    from ..eval.submission import SubmissionError
     from ..report import ReportError, write_report
     from ..report.inputs import list_images, read_predictions, read_truth
-    from ..data.dataset import read_manifest
-    from ..eval.submission import SubmissionError
 
-    refuse_bad_outputs({}, folders={"--out": out}, inputs={"--predictions": predictions, "--images": images, "--labels": labels, "--manifest": manifest, "--postprocess": postprocess})
+    refuse_bad_outputs(
+        {},
+        folders={"--out": out},
+        inputs={
+            "--predictions": predictions,
+            "--images": images,
+            "--labels": labels,
+            "--manifest": manifest,
+            "--postprocess": postprocess,
+        },
+    )
     try:
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         found = read_predictions(predictions, config)
         pictures, notes = list_images(images)
         truth, label_notes = read_truth(labels) if labels else (None, [])
         sizes = read_manifest(manifest) if manifest else None
-        summary = write_report(out, pictures, found, truth, sizes=sizes, gallery_size=gallery, title=f"pneumo-yolo report: {predictions.name}", notes=notes + label_notes)
+        summary = write_report(
+            out,
+            pictures,
+            found,
+            truth,
+            sizes=sizes,
+            gallery_size=gallery,
+            title=f"pneumo-yolo report: {predictions.name}",
+            notes=notes + label_notes,
+        )
     except (ConfigError, LabelFileError, RawFileError, ReportError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for note in summary.notes:

@@ -15,10 +15,25 @@ from .app import app, fail, refuse_bad_outputs
 def synth(
     out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, laid out like the RSNA download.")],
     n_train: Annotated[int, typer.Option(min=1, help="Training radiographs.")] = 200,
-    n_test: Annotated[int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")] = 0,
-    dicom_size: Annotated[int, typer.Option(min=64, max=options.MAX_IMGSZ, help="Side of the DICOM images in pixels (RSNA's are 1024); boxes scale with it.")] = 1024,
+    n_test: Annotated[
+        int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")
+    ] = 0,
+    dicom_size: Annotated[
+        int,
+        typer.Option(
+            min=64,
+            max=options.MAX_IMGSZ,
+            help="Side of the DICOM images in pixels (RSNA's are 1024); boxes scale with it.",
+        ),
+    ] = 1024,
     seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same bytes.")] = 0,
-    preset: Annotated[str, typer.Option(callback=options.synth_preset, help="easy: clear opacities. hard: faint opacities, and opacity look-alikes without a box on half of the 'Not Normal' images (same patients and boxes as easy).")] = "easy",
+    preset: Annotated[
+        str,
+        typer.Option(
+            callback=options.synth_preset,
+            help="easy: clear opacities. hard: faint opacities, and opacity look-alikes without a box on half of the 'Not Normal' images (same patients and boxes as easy).",
+        ),
+    ] = "easy",
     overwrite: Annotated[bool, typer.Option(help="Replace a data set already in OUT.")] = False,
 ) -> None:
     """Write synthetic chest radiographs in the exact RSNA format, with labels (for tests and demos).
@@ -31,7 +46,9 @@ def synth(
 
     refuse_bad_outputs({}, folders={"--out": out})
     try:
-        summary = make_rsna_like(out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite)
+        summary = make_rsna_like(
+            out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite
+        )
     except SynthError as error:
         raise fail(f"error: {error}") from None
     except OSError as error:

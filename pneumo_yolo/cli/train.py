@@ -56,13 +56,20 @@ def train_command(
     ] = "yolo",
     imgsz: Annotated[
         Optional[int],
-        typer.Option(callback=options.model_imgsz, help="Training image size (pixels, multiple of 32).", show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}; half that for a classifier"),
+        typer.Option(
+            callback=options.model_imgsz,
+            help="Training image size (pixels, multiple of 32).",
+            show_default=f"the dataset's convert --imgsz, else {DEFAULT_IMGSZ}; half that for a classifier",
+        ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Number of epochs.")] = DEFAULT_EPOCHS,
     batch: Annotated[int, typer.Option(help="Batch size (all GPUs together); -1 for AutoBatch.")] = DEFAULT_BATCH,
     device: Annotated[
         Optional[str],
-        typer.Option(callback=options.device, help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(
+            callback=options.device,
+            help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU.",
+        ),
     ] = None,
     name: Annotated[
         str, typer.Option(help="Run name: outputs go to PROJECT/NAME.", rich_help_panel=_RUN)
@@ -90,13 +97,18 @@ def train_command(
     folds: Annotated[
         Optional[int],
         typer.Option(
-            min=2, rich_help_panel=_FOLDS,
+            min=2,
+            rich_help_panel=_FOLDS,
             help="Train every fold of a `convert --folds K` dataset (K as converted) into NAME-foldI, one after another, or one per device at a time with --device 0,1.",
         ),
     ] = None,
     fold: Annotated[
         Optional[int],
-        typer.Option(min=0, rich_help_panel=_FOLDS, help="Train only this fold of a `convert --folds K` dataset, into NAME-foldI."),
+        typer.Option(
+            min=0,
+            rich_help_panel=_FOLDS,
+            help="Train only this fold of a `convert --folds K` dataset, into NAME-foldI.",
+        ),
     ] = None,
     online: Annotated[
         bool,
@@ -130,15 +142,26 @@ def train_command(
     try:
         check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
         train_options = dict(
-            imgsz=imgsz, epochs=epochs, batch=batch, project=project, resume=resume, online=online,
-            overrides=parse_overrides(set_ or []), score_val=True, arch=arch,
-        )  # fmt: skip
+            imgsz=imgsz,
+            epochs=epochs,
+            batch=batch,
+            project=project,
+            resume=resume,
+            online=online,
+            overrides=parse_overrides(set_ or []),
+            score_val=True,
+            arch=arch,
+        )
         dataset = ConvertedDataset.from_yaml(data)
         if folds is not None:
             check_fold_count(dataset, folds)
-            results = train_folds(dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **train_options)
+            results = train_folds(
+                dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **train_options
+            )
         elif fold is not None:
-            results = [train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **train_options)]
+            results = [
+                train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **train_options)
+            ]
         else:
             results = [train(dataset, model, device=device, name=name, **train_options)]
     except (DeviceError, OutputError, TrainConfigError, WeightsError) as error:
@@ -148,4 +171,3 @@ def train_command(
     for result in results:
         if result is not None:  # None: an extra process of a multi-GPU run
             typer.echo(result.final_line())
-

@@ -19,21 +19,100 @@ def tune(
     raw: Annotated[
         list[Path],
         typer.Option(
-            exists=True, dir_okay=False,
+            exists=True,
+            dir_okay=False,
             help="Raw detections (.csv or .parquet) from `predict --save-raw`; repeat to tune on several tables of other images together, e.g. each fold's out-of-fold detections.",
         ),
     ],
-    labels: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")],
-    manifest: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="OUT/manifest.csv of `convert`: tune only on its patients.", rich_help_panel=_SCOPE)] = None,
-    split: Annotated[Optional[str], typer.Option(callback=options.split_name, metavar="train|val|foldI", help="Tune only on this split of --manifest.", rich_help_panel=_SCOPE)] = None,
-    config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Base post-processing YAML: the default to compare with and the settings outside the grid.")] = None,
-    out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Where to write the best configuration.", show_default="postprocess.yaml next to --raw")] = None,
-    conf: Annotated[Optional[str], typer.Option(callback=options.postprocess_values("conf"), help="Confidence thresholds, e.g. 0.1,0.2,0.3.", show_default="0.05 to 0.95 by 0.05", rich_help_panel=_GRID)] = None,
-    merges: Annotated[Optional[str], typer.Option(callback=options.merges, help="Merges, e.g. none,nms:0.4,wbf:0.5.", show_default="none,nms:0.3,nms:0.4,nms:0.5,wbf:0.4,wbf:0.5,wbf:0.6", rich_help_panel=_GRID)] = None,
-    shrink: Annotated[Optional[str], typer.Option(callback=options.postprocess_values("shrink"), help="Shrink factors, e.g. 1,0.875.", show_default="1,0.95,0.9,0.875,0.85,0.83,0.8", rich_help_panel=_GRID)] = None,
-    fusion: Annotated[Optional[str], typer.Option(callback=options.postprocess_values("fusion_iou"), help="Fusion IoUs of several members per image (an ensemble, TTA), e.g. 0.4,0.5.", show_default="0.4,0.5,0.6", rich_help_panel=_GRID)] = None,
-    gate_alpha: Annotated[Optional[str], typer.Option(callback=options.postprocess_values("gate_alpha"), help="Gate exponents α of score × p^α, with a classifier's p, e.g. 0,1.", show_default="0,0.5,1", rich_help_panel=_GRID)] = None,
-    gate_threshold: Annotated[Optional[str], typer.Option(callback=options.postprocess_values("gate_threshold"), help="Gate thresholds: no box where p is below, e.g. 0,0.2.", show_default="0,0.1,0.2,0.3,0.4", rich_help_panel=_GRID)] = None,
+    labels: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")
+    ],
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="OUT/manifest.csv of `convert`: tune only on its patients.",
+            rich_help_panel=_SCOPE,
+        ),
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.split_name,
+            metavar="train|val|foldI",
+            help="Tune only on this split of --manifest.",
+            rich_help_panel=_SCOPE,
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Base post-processing YAML: the default to compare with and the settings outside the grid.",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            dir_okay=False, help="Where to write the best configuration.", show_default="postprocess.yaml next to --raw"
+        ),
+    ] = None,
+    conf: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.postprocess_values("conf"),
+            help="Confidence thresholds, e.g. 0.1,0.2,0.3.",
+            show_default="0.05 to 0.95 by 0.05",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
+    merges: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.merges,
+            help="Merges, e.g. none,nms:0.4,wbf:0.5.",
+            show_default="none,nms:0.3,nms:0.4,nms:0.5,wbf:0.4,wbf:0.5,wbf:0.6",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
+    shrink: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.postprocess_values("shrink"),
+            help="Shrink factors, e.g. 1,0.875.",
+            show_default="1,0.95,0.9,0.875,0.85,0.83,0.8",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
+    fusion: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.postprocess_values("fusion_iou"),
+            help="Fusion IoUs of several members per image (an ensemble, TTA), e.g. 0.4,0.5.",
+            show_default="0.4,0.5,0.6",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
+    gate_alpha: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.postprocess_values("gate_alpha"),
+            help="Gate exponents α of score × p^α, with a classifier's p, e.g. 0,1.",
+            show_default="0,0.5,1",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
+    gate_threshold: Annotated[
+        Optional[str],
+        typer.Option(
+            callback=options.postprocess_values("gate_threshold"),
+            help="Gate thresholds: no box where p is below, e.g. 0,0.2.",
+            show_default="0,0.1,0.2,0.3,0.4",
+            rich_help_panel=_GRID,
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(min=1, help="Rows of the table of best configurations.")] = 10,
 ) -> None:
     """Search the confidence threshold, merge method and IoU, shrink factor, fusion IoU and gate that maximise the metric.
@@ -43,19 +122,28 @@ def tune(
     Example: pneumo-yolo tune --raw runs/val_raw.parquet --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
     from ..data.labels import LabelFileError
-    from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.combine import stack_images
     from ..eval.detections import RawFileError, read_raw
+    from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.scoring import load_scoring_set
     from ..eval.tune import TuneError, TuneGrid, images_to_score
     from ..eval.tune import tune as run_tune
 
     options.check_split_has_manifest(split, manifest)
     out = out or raw[0].parent / "postprocess.yaml"
-    refuse_bad_outputs({"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config})
+    refuse_bad_outputs(
+        {"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config}
+    )
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
-        given = {"conf": conf, "merges": merges, "shrink": shrink, "fusion_iou": fusion, "gate_alpha": gate_alpha, "gate_threshold": gate_threshold}
+        given = {
+            "conf": conf,
+            "merges": merges,
+            "shrink": shrink,
+            "fusion_iou": fusion,
+            "gate_alpha": gate_alpha,
+            "gate_threshold": gate_threshold,
+        }
         grid = TuneGrid(**{axis: values for axis, values in given.items() if values is not None})
         scoring = load_scoring_set(labels, manifest, split)
         detections, notes = images_to_score(stack_images([read_raw(path) for path in raw]), scoring)
@@ -66,5 +154,8 @@ def tune(
         warn(note)
     typer.echo(report.summary(top))
     names = ", ".join(path.name for path in raw)
-    report.best.to_yaml(out, comment=f"pneumo-yolo tune: score {report.best_result.score:.4f} on the {report.n_images} images it was tuned on ({names})")
+    report.best.to_yaml(
+        out,
+        comment=f"pneumo-yolo tune: score {report.best_result.score:.4f} on the {report.n_images} images it was tuned on ({names})",
+    )
     typer.echo(f"wrote the best configuration to {out}")

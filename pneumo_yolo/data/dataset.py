@@ -120,7 +120,11 @@ class ConvertedDataset:
             return sorted(entry.glob("*.png"))
         if not entry.is_file():
             raise DatasetError(f"{self.yaml}: its {part} part, {entry}, does not exist (convert the dataset again)")
-        images = [entry.parent / line[2:] if line.startswith("./") else Path(line) for line in entry.read_text().splitlines() if line.strip()]
+        images = [
+            entry.parent / line[2:] if line.startswith("./") else Path(line)
+            for line in entry.read_text().splitlines()
+            if line.strip()
+        ]
         missing = [image for image in images if not image.is_file()]
         if missing:
             raise DatasetError(
@@ -181,10 +185,16 @@ class ConvertedDataset:
         for fold in range(folds):
             for part, members in (("train", [f for f in range(folds) if f != fold]), ("val", [fold])):
                 listing = self.fold_list(fold, part)
-                paths = [Path(os.path.relpath(path, listing.parent)).as_posix() for member in members for path in self.images(f"fold{member}")]
+                paths = [
+                    Path(os.path.relpath(path, listing.parent)).as_posix()
+                    for member in members
+                    for path in self.images(f"fold{member}")
+                ]
                 atomic_write_text(listing, "".join(f"./{path}\n" for path in paths))
             text = data_yaml_text(
-                self.fold_list(fold, "train").relative_to(self.root).as_posix(), self.fold_list(fold, "val").relative_to(self.root).as_posix(), channels
+                self.fold_list(fold, "train").relative_to(self.root).as_posix(),
+                self.fold_list(fold, "val").relative_to(self.root).as_posix(),
+                channels,
             )
             atomic_write_text(self.fold_yaml(fold), text)
             if fold == 0:

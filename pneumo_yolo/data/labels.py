@@ -157,7 +157,9 @@ def read_labels(path: Path) -> Labels:
     """
     table = read_csv_table(path, LABEL_COLUMNS)
     if table.empty:
-        raise LabelFileError(f"{path}: holds no label rows, only a header (expected one row per box, or per patient without one)")
+        raise LabelFileError(
+            f"{path}: holds no label rows, only a header (expected one row per box, or per patient without one)"
+        )
     return parse_labels(table)
 
 

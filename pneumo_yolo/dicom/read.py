@@ -82,7 +82,11 @@ def header_fields(ds) -> dict:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Invalid value for VR AS")
         age = ds.get("PatientAge", "")
-    return {"view_position": str(ds.get("ViewPosition", "")), "sex": str(ds.get("PatientSex", "")), "age": parse_age(age)}
+    return {
+        "view_position": str(ds.get("ViewPosition", "")),
+        "sex": str(ds.get("PatientSex", "")),
+        "age": parse_age(age),
+    }
 
 
 def parse_age(value: object) -> int | None:
@@ -201,7 +205,10 @@ def _check_decodable(ds, path: Path) -> None:
         raise DicomReadError(path, "DICOM has no pixel data")
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric not in MONOCHROME:
-        raise DicomReadError(path, f"PhotometricInterpretation {photometric or '(missing)'} is not supported: expected MONOCHROME1 or MONOCHROME2")
+        raise DicomReadError(
+            path,
+            f"PhotometricInterpretation {photometric or '(missing)'} is not supported: expected MONOCHROME1 or MONOCHROME2",
+        )
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise DicomReadError(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported")
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
@@ -296,7 +303,9 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
         try:
             pixels = to_uint8(pixels, ds)
         except Exception as error:  # pydicom raises several types on malformed LUTs and windows
-            raise DicomReadError(path, f"pixel values cannot be mapped to 8 bits ({type(error).__name__}: {error})") from None
+            raise DicomReadError(
+                path, f"pixel values cannot be mapped to 8 bits ({type(error).__name__}: {error})"
+            ) from None
         if ds.PhotometricInterpretation == "MONOCHROME1":
             pixels = 255 - pixels
     if pixels.ndim != 2:

@@ -146,7 +146,9 @@ def reference_header(ds, path: Path | str):
         for keyword in REFERENCE_UIDS:
             uid = str(ds.get(keyword, "") or "")
             if not uid or not _is_valid("UI", uid):
-                raise DicomResultsError(path, f"{keyword} {uid!r} is not a valid UID, so no result can reference the image")
+                raise DicomResultsError(
+                    path, f"{keyword} {uid!r} is not a valid UID, so no result can reference the image"
+                )
             setattr(header, keyword, uid)
         for keyword in PATIENT_STUDY:
             setattr(header, keyword, repair_text(keyword, ds.get(keyword)))
@@ -235,7 +237,9 @@ def _observation_context():
         uid=generate_uid(entropy_srcs=[ALGORITHM]), name=ALGORITHM, model_name=f"{ALGORITHM} {__version__}"
     )
     return hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(observer_type=codes.cid270.Device, observer_identifying_attributes=device)
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.cid270.Device, observer_identifying_attributes=device
+        )
     )
 
 
@@ -265,7 +269,10 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
             source_image=hd.sr.SourceImageForRegion.from_source_image(reference),
         )
         certainty = hd.sr.Measurement(
-            name=codes.DCM.CertaintyOfFinding, value=round(float(conf) * 100, 2), unit=codes.UCUM.Percent, algorithm_id=algorithm
+            name=codes.DCM.CertaintyOfFinding,
+            value=round(float(conf) * 100, 2),
+            unit=codes.UCUM.Percent,
+            algorithm_id=algorithm,
         )
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -308,7 +315,11 @@ def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series
         outline = polyline(x, y, w, h, size)
         boxes.append(
             hd.pr.GraphicObject(
-                graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=outline, units=pixel, tracking_id=f"opacity {k}", tracking_uid=uid
+                graphic_type=hd.pr.GraphicTypeValues.POLYLINE,
+                graphic_data=outline,
+                units=pixel,
+                tracking_id=f"opacity {k}",
+                tracking_uid=uid,
             )
         )
         labels.append(
@@ -320,7 +331,9 @@ def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series
                 text_justification=hd.pr.TextJustificationValues.LEFT,
             )
         )
-    annotation = hd.pr.GraphicAnnotation(referenced_images=[reference], graphic_layer=layer, graphic_objects=boxes, text_objects=labels)
+    annotation = hd.pr.GraphicAnnotation(
+        referenced_images=[reference], graphic_layer=layer, graphic_objects=boxes, text_objects=labels
+    )
     shape = "INVERSE" if reference.get("PhotometricInterpretation") == "MONOCHROME1" else "IDENTITY"
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[reference],
@@ -381,7 +394,9 @@ class ResultsWriter:
                     warnings.filterwarnings("ignore", message=".*person name.*")  # RSNA names are single-component ids
                     data = _encode(build(reference, rows, tracking, series_uid, instance))
             except (ValueError, TypeError, AttributeError, KeyError) as error:
-                raise DicomResultsError(source, f"{folder.upper()} cannot be built ({type(error).__name__}: {error})") from None
+                raise DicomResultsError(
+                    source, f"{folder.upper()} cannot be built ({type(error).__name__}: {error})"
+                ) from None
             path = self.out / folder / f"{patient_id}.dcm"
             atomic_write_bytes(path, data)
             written.append(path)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .read import JPEG_BASELINE
 from ..files import atomic_write_bytes
+from .read import JPEG_BASELINE
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -59,7 +59,9 @@ def encode_jpeg_baseline(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> byt
     return buffer.getvalue()
 
 
-def _check_pixels(pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None, signed: bool) -> int:
+def _check_pixels(
+    pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None, signed: bool
+) -> int:
     """Validate the arguments of :func:`write_dicom`; return the bits stored."""
     if transfer_syntax not in TRANSFER_SYNTAXES:
         raise ValueError(f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, not {transfer_syntax!r}")

@@ -52,16 +52,27 @@ def _score(image_scores: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.nanmean(image_scores, axis=axis)
 
 
-def _interval(data: tuple[np.ndarray, ...], statistic, *, paired: bool, level: float, resamples: int, seed: int) -> Interval:
+def _interval(
+    data: tuple[np.ndarray, ...], statistic, *, paired: bool, level: float, resamples: int, seed: int
+) -> Interval:
     from scipy.stats import bootstrap
 
     estimate = float(statistic(*data, axis=-1))
     if len(data[0]) < 2 or not np.isfinite(estimate):
         return Interval(estimate, float("nan"), float("nan"))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SciPy warns when resamples of few images have no score; the interval is then nan
+        warnings.simplefilter(
+            "ignore"
+        )  # SciPy warns when resamples of few images have no score; the interval is then nan
         found = bootstrap(
-            data, statistic, paired=paired, vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile", random_state=seed
+            data,
+            statistic,
+            paired=paired,
+            vectorized=True,
+            n_resamples=resamples,
+            confidence_level=level,
+            method="percentile",
+            random_state=seed,
         )
     return Interval(estimate, float(found.confidence_interval.low), float(found.confidence_interval.high))
 
@@ -79,7 +90,9 @@ def _mean_score(*runs: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean([_score(run, axis) for run in runs], axis=0)
 
 
-def score_interval(image_scores: np.ndarray, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> Interval:
+def score_interval(
+    image_scores: np.ndarray, *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> Interval:
     """The RSNA score of ``image_scores`` (one per test image, ``nan``: left out) and its ``level`` bootstrap interval.
 
     With ``(runs, images)`` scores of several runs on the same images: the mean of their scores.

@@ -21,7 +21,9 @@ def combine_models(tables: Sequence[RawDetections]) -> RawDetections:
         if table.patient_ids != first.patient_ids or not np.array_equal(table.sizes, first.sizes):
             raise RawFileError("the tables to combine hold other patients or image sizes")
         if not np.array_equal(table.passes, first.passes):
-            raise RawFileError("the tables to combine were predicted with other passes per model (all with --tta, or none)")
+            raise RawFileError(
+                "the tables to combine were predicted with other passes per model (all with --tta, or none)"
+            )
     offsets = np.cumsum([0] + [int(table.models.max(initial=1)) for table in tables[:-1]])
     probabilities = np.vstack([table.p_opacity for table in tables])
     counts = (~np.isnan(probabilities)).sum(axis=0)

@@ -43,7 +43,16 @@ from ..boxes import as_boxes
 from ..files import check_patient_id, temporary_sibling
 from .raw_format import RAW_COLUMNS, VALUE_COLUMNS, RawFileError, parse_frame
 
-__all__ = ["RAW_COLUMNS", "RawDetections", "RawFileError", "RawImage", "RawWriter", "concatenate_raw", "read_raw", "write_raw"]
+__all__ = [
+    "RAW_COLUMNS",
+    "RawDetections",
+    "RawFileError",
+    "RawImage",
+    "RawWriter",
+    "concatenate_raw",
+    "read_raw",
+    "write_raw",
+]
 
 _FORMATS = (".csv", ".parquet")
 _ROWS_PER_FLUSH = 8_192
@@ -203,7 +212,9 @@ class RawWriter:
     def __enter__(self) -> RawWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if kind is None:
             self.close()
         else:
@@ -306,7 +317,12 @@ class RawDetections:
     def _rows(self, rows: np.ndarray) -> RawDetections:
         """The same images with only the detections where ``rows`` is true."""
         return replace(
-            self, image=self.image[rows], scores=self.scores[rows], boxes=self.boxes[rows], model=self.model[rows], pass_index=self.pass_index[rows]
+            self,
+            image=self.image[rows],
+            scores=self.scores[rows],
+            boxes=self.boxes[rows],
+            model=self.model[rows],
+            pass_index=self.pass_index[rows],
         )
 
     def only_passes(self, passes: Sequence[int]) -> RawDetections:
@@ -317,7 +333,9 @@ class RawDetections:
         renumber = np.full(int(self.passes.max(initial=1)), -1, np.int64)
         renumber[[p for p in passes if p < len(renumber)]] = [i for i, p in enumerate(passes) if p < len(renumber)]
         kept = self._rows(renumber[self.pass_index] >= 0)
-        return replace(kept, pass_index=renumber[kept.pass_index], passes=np.full(len(self), len(passes), dtype=np.int64))
+        return replace(
+            kept, pass_index=renumber[kept.pass_index], passes=np.full(len(self), len(passes), dtype=np.int64)
+        )
 
     def only_model(self, model: int) -> RawDetections:
         """The detections of one model of the ensemble, as a table of one model."""
@@ -335,9 +353,17 @@ class RawDetections:
         for i, pid in enumerate(self.patient_ids):
             rows = order[bounds[i] : bounds[i + 1]]
             yield RawImage(
-                pid, self.boxes[rows], self.scores[rows], float(self.sizes[i, 0]), float(self.sizes[i, 1]),
-                self.model[rows], self.pass_index[rows], int(self.models[i]), int(self.passes[i]), float(self.p_opacity[i]),
-            )  # fmt: skip
+                pid,
+                self.boxes[rows],
+                self.scores[rows],
+                float(self.sizes[i, 0]),
+                float(self.sizes[i, 1]),
+                self.model[rows],
+                self.pass_index[rows],
+                int(self.models[i]),
+                int(self.passes[i]),
+                float(self.p_opacity[i]),
+            )
 
 
 def read_raw(path: Path) -> RawDetections:

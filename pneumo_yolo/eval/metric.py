@@ -135,7 +135,9 @@ def _iou_ltwh(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return np.where(inter > 0, inter / union, 0.0)
 
 
-def _true_positives(gt: np.ndarray, gt_valid: np.ndarray, pred: np.ndarray, pred_valid: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def _true_positives(
+    gt: np.ndarray, gt_valid: np.ndarray, pred: np.ndarray, pred_valid: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
     """Greedy matching of padded images; returns TP counts ``(n, T)``."""
     iou = _iou_ltwh(gt, pred)
     n, n_gt, n_pred = iou.shape
@@ -201,7 +203,9 @@ def score_images(
         return np.where(total > 0, tp / total, np.nan)
 
 
-def _pad(local: np.ndarray, image: np.ndarray, rank: np.ndarray, boxes: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(
+    local: np.ndarray, image: np.ndarray, rank: np.ndarray, boxes: np.ndarray, n: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Scatter the boxes of the images with ``local[image] >= 0`` into ``(n, size, 4)`` plus a mask."""
     keep = local[image] >= 0
     rows, columns = local[image[keep]], rank[keep]

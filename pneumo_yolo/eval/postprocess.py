@@ -96,22 +96,60 @@ class PostprocessConfig:
         check(self.merge in MERGE_METHODS, "merge", f"use one of {', '.join(MERGE_METHODS)}")
         check(number("merge_iou") and 0 < self.merge_iou <= 1, "merge_iou", "use a number in (0, 1]")
         check(
-            self.max_boxes is None or (isinstance(self.max_boxes, numbers.Integral) and not isinstance(self.max_boxes, bool) and self.max_boxes >= 1),
+            self.max_boxes is None
+            or (
+                isinstance(self.max_boxes, numbers.Integral)
+                and not isinstance(self.max_boxes, bool)
+                and self.max_boxes >= 1
+            ),
             "max_boxes",
             "use a whole number ≥ 1, or null for no limit",
         )
-        check(number("min_relative_score") and 0 <= self.min_relative_score <= 1, "min_relative_score", "use a number in [0, 1] (0 keeps every box)")
-        check(number("shrink") and 0 < self.shrink <= 1, "shrink", "use a factor in (0, 1] (1 keeps the size; the RSNA winners used 0.83-0.875), so boxes stay inside the image")
+        check(
+            number("min_relative_score") and 0 <= self.min_relative_score <= 1,
+            "min_relative_score",
+            "use a number in [0, 1] (0 keeps every box)",
+        )
+        check(
+            number("shrink") and 0 < self.shrink <= 1,
+            "shrink",
+            "use a factor in (0, 1] (1 keeps the size; the RSNA winners used 0.83-0.875), so boxes stay inside the image",
+        )
         check(number("fusion_iou") and 0 < self.fusion_iou <= 1, "fusion_iou", "use a number in (0, 1]")
-        check(number("gate_alpha") and 0 <= self.gate_alpha <= 10, "gate_alpha", "use a number in [0, 10] (0: the probability does not scale the scores)")
-        check(number("gate_threshold") and 0 <= self.gate_threshold <= 1, "gate_threshold", "use a number in [0, 1] (0: no image is gated out)")
+        check(
+            number("gate_alpha") and 0 <= self.gate_alpha <= 10,
+            "gate_alpha",
+            "use a number in [0, 10] (0: the probability does not scale the scores)",
+        )
+        check(
+            number("gate_threshold") and 0 <= self.gate_threshold <= 1,
+            "gate_threshold",
+            "use a number in [0, 1] (0: no image is gated out)",
+        )
         check(self.model_fusion in MODEL_FUSIONS, "model_fusion", f"use one of {', '.join(MODEL_FUSIONS)}")
         check(number("model_iou") and 0 < self.model_iou <= 1, "model_iou", "use a number in (0, 1]")
-        whole = isinstance(self.model_votes, numbers.Integral) and not isinstance(self.model_votes, bool) and self.model_votes >= 1
-        check(whole or self.model_votes == MAJORITY, "model_votes", "use majority (more than half of the models) or a whole number ≥ 1")
+        whole = (
+            isinstance(self.model_votes, numbers.Integral)
+            and not isinstance(self.model_votes, bool)
+            and self.model_votes >= 1
+        )
+        check(
+            whole or self.model_votes == MAJORITY,
+            "model_votes",
+            "use majority (more than half of the models) or a whole number ≥ 1",
+        )
         if whole:
             object.__setattr__(self, "model_votes", int(self.model_votes))
-        for key in ("conf", "merge_iou", "min_relative_score", "shrink", "fusion_iou", "gate_alpha", "gate_threshold", "model_iou"):
+        for key in (
+            "conf",
+            "merge_iou",
+            "min_relative_score",
+            "shrink",
+            "fusion_iou",
+            "gate_alpha",
+            "gate_threshold",
+            "model_iou",
+        ):
             object.__setattr__(self, key, float(getattr(self, key)))
         if self.max_boxes is not None:
             object.__setattr__(self, "max_boxes", int(self.max_boxes))
@@ -164,7 +202,9 @@ class PostprocessConfig:
         atomic_write_text(Path(path), header + yaml.safe_dump(asdict(self), sort_keys=False))
 
 
-def to_original_grid(boxes: np.ndarray, input_size: tuple[float, float], original_size: tuple[float, float]) -> np.ndarray:
+def to_original_grid(
+    boxes: np.ndarray, input_size: tuple[float, float], original_size: tuple[float, float]
+) -> np.ndarray:
     """Map ``xyxy`` boxes from the model input ``(w, h)``, the whole image resized, to the original image ``(W, H)``.
 
     Ultralytics returns boxes in the pixels of the image it was given, its own letterbox
@@ -306,7 +346,9 @@ def merge(
     raise ConfigError(f"merge: {method!r} is invalid; use one of {', '.join(MERGE_METHODS)}")
 
 
-def limit(boxes: np.ndarray, scores: np.ndarray, max_boxes: int | None, min_relative_score: float) -> tuple[np.ndarray, np.ndarray]:
+def limit(
+    boxes: np.ndarray, scores: np.ndarray, max_boxes: int | None, min_relative_score: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep at most ``max_boxes`` best boxes, and only those scoring ≥ ``min_relative_score`` × the top score."""
     b, s = sort_by_score(boxes, scores)
     keep = np.ones(len(s), dtype=bool)
@@ -349,7 +391,13 @@ def postprocess(
 
 
 def postprocess_model(
-    boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float], pass_index: np.ndarray | None, passes: int, p_opacity: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    config: PostprocessConfig,
+    size: tuple[float, float],
+    pass_index: np.ndarray | None,
+    passes: int,
+    p_opacity: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 0–4 (all but the shrink) on one model's boxes in original pixels: what it alone would submit, unshrunk."""
     b, s = fuse_and_gate(boxes, scores, config, size, pass_index, passes, p_opacity)
@@ -357,7 +405,13 @@ def postprocess_model(
 
 
 def fuse_and_gate(
-    boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float], pass_index: np.ndarray | None, passes: int, p_opacity: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    config: PostprocessConfig,
+    size: tuple[float, float],
+    pass_index: np.ndarray | None,
+    passes: int,
+    p_opacity: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 0, then :func:`clean`: one model's passes fused and gated, clipped and sorted."""
     b, s = boxes, scores
@@ -367,7 +421,9 @@ def fuse_and_gate(
     return clean(b, s, size)
 
 
-def select(boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def select(
+    boxes: np.ndarray, scores: np.ndarray, config: PostprocessConfig, size: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Steps 2–4 on clean, sorted boxes: threshold, merge, limit."""
     b, s = threshold(boxes, scores, config.conf)
     b, s = merge(b, s, size, config.merge, config.merge_iou)
@@ -379,12 +435,28 @@ def postprocess_image(image: RawImage, config: PostprocessConfig) -> tuple[np.nd
     size = (image.width, image.height)
     if image.models <= 1 or config.model_fusion == "passes":
         passes = image.models * image.passes
-        return postprocess(image.boxes, image.scores, config, original_size=size, pass_index=image.flat_pass, passes=passes, p_opacity=image.p_opacity)
+        return postprocess(
+            image.boxes,
+            image.scores,
+            config,
+            original_size=size,
+            pass_index=image.flat_pass,
+            passes=passes,
+            p_opacity=image.p_opacity,
+        )
     model = image.model if image.model is not None else np.zeros(len(image.scores), np.int64)
     pass_index = image.pass_index if image.pass_index is not None else np.zeros(len(image.scores), np.int64)
     boxes = as_boxes(image.boxes)
     found = [
-        postprocess_model(boxes[model == k], np.asarray(image.scores)[model == k], config, size, pass_index[model == k], image.passes, image.p_opacity)
+        postprocess_model(
+            boxes[model == k],
+            np.asarray(image.scores)[model == k],
+            config,
+            size,
+            pass_index[model == k],
+            image.passes,
+            image.p_opacity,
+        )
         for k in range(image.models)
     ]
     b, s = vote_models(found, config.model_iou, config.model_votes)

@@ -7,7 +7,21 @@ import pandas as pd
 
 from ..files import UnsafeIdError, check_patient_id
 
-RAW_COLUMNS = ("patientId", "conf", "x1", "y1", "x2", "y2", "width", "height", "model", "pass", "models", "passes", "p_opacity")
+RAW_COLUMNS = (
+    "patientId",
+    "conf",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "width",
+    "height",
+    "model",
+    "pass",
+    "models",
+    "passes",
+    "p_opacity",
+)
 VALUE_COLUMNS = ["conf", "x1", "y1", "x2", "y2"]
 _SECOND_FORMAT = {"member": "pass", "members": "passes"}
 """The second format's columns, renamed: its members were the passes of what is read as one model."""
@@ -56,7 +70,9 @@ def parse_frame(frame: pd.DataFrame, source: str) -> dict[str, object]:
     values = numbers[VALUE_COLUMNS].to_numpy()
     blank = np.isnan(values).all(axis=1)
     sizes = numbers[["width", "height"]].to_numpy()
-    model, pass_index, models, passes, p_opacity = (numbers[name].to_numpy() for name in ("model", "pass", "models", "passes", "p_opacity"))
+    model, pass_index, models, passes, p_opacity = (
+        numbers[name].to_numpy() for name in ("model", "pass", "models", "passes", "p_opacity")
+    )
     checks = [
         (np.isnan(values).any(axis=1) & ~blank, "conf and box fields must all be given, or all be empty"),
         (~blank & ~np.isfinite(values).all(axis=1), "conf or box value is infinite"),
@@ -66,7 +82,10 @@ def parse_frame(frame: pd.DataFrame, source: str) -> dict[str, object]:
         (~(_whole(models) & (models >= 1)), "models must be a whole number ≥ 1"),
         (~(_whole(passes) & (passes >= 1)), "passes must be a whole number ≥ 1"),
         (~blank & ~(_whole(model) & (model >= 0) & (model < models)), "model must be a whole number in [0, models)"),
-        (~blank & ~(_whole(pass_index) & (pass_index >= 0) & (pass_index < passes)), "pass must be a whole number in [0, passes)"),
+        (
+            ~blank & ~(_whole(pass_index) & (pass_index >= 0) & (pass_index < passes)),
+            "pass must be a whole number in [0, passes)",
+        ),
         (~np.isnan(p_opacity) & ~((p_opacity >= 0) & (p_opacity <= 1)), "p_opacity outside [0, 1]"),
     ]
     for bad, problem in checks:
@@ -78,7 +97,9 @@ def parse_frame(frame: pd.DataFrame, source: str) -> dict[str, object]:
     first_rows = per_image[first]
     inconsistent = ~((per_image == first_rows[codes]) | (np.isnan(per_image) & np.isnan(first_rows[codes]))).all(axis=1)
     if inconsistent.any():
-        raise RawFileError(f"{source}: {_where(frame, inconsistent)}: width, height, models, passes or p_opacity differ between rows of one patient")
+        raise RawFileError(
+            f"{source}: {_where(frame, inconsistent)}: width, height, models, passes or p_opacity differ between rows of one patient"
+        )
     detection = ~blank
     return {
         "patient_ids": tuple(uniques),

@@ -91,10 +91,7 @@ def prediction_string(boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
     """
     b, s = sort_by_score(boxes_xyxy, scores)
     corners = np.round(b, 1)
-    parts = [
-        f"{conf:.4f} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}"
-        for conf, (x1, y1, x2, y2) in zip(s, corners)
-    ]
+    parts = [f"{conf:.4f} {x1:.1f} {y1:.1f} {x2 - x1:.1f} {y2 - y1:.1f}" for conf, (x1, y1, x2, y2) in zip(s, corners)]
     return " ".join(parts)
 
 
@@ -165,7 +162,9 @@ def _row_problems(table: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str,
         parsed.setdefault(pid, rows)
     for pid, where in lines.items():
         if len(where) > 1:
-            problems.append(SubmissionProblem(where[1], pid, f"duplicate patientId (lines {', '.join(map(str, where))})"))
+            problems.append(
+                SubmissionProblem(where[1], pid, f"duplicate patientId (lines {', '.join(map(str, where))})")
+            )
     first_line = {pid: where[0] for pid, where in lines.items()}
     return parsed, first_line, problems
 

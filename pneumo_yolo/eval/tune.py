@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..boxes import shrink_xyxy, xyxy_to_ltwh
-from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
-from .gate import apply_gate
-from .postprocess import PostprocessConfig, clean, fuse_passes, limit, merge, nms_keep, postprocess_image
 from .detections import RawDetections
+from .gate import apply_gate
+from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
+from .postprocess import PostprocessConfig, clean, fuse_passes, limit, merge, nms_keep, postprocess_image
 from .scoring import ScoringSet
 from .tune_vote import vote_points
 from .vote import Votes
@@ -70,9 +70,20 @@ class TuneGrid:
     """``None``: every count from 1 to the most models an image of the detections has."""
 
     def __post_init__(self) -> None:
-        axes = (self.conf, self.merges, self.shrink, self.fusion_iou, self.gate_alpha, self.gate_threshold, self.model_iou, self.model_votes is None or self.model_votes)
+        axes = (
+            self.conf,
+            self.merges,
+            self.shrink,
+            self.fusion_iou,
+            self.gate_alpha,
+            self.gate_threshold,
+            self.model_iou,
+            self.model_votes is None or self.model_votes,
+        )
         if not all(axes):
-            raise TuneError("every grid axis (conf, merges, shrink, fusion IoU, gate alpha and threshold, model IoU and votes) needs at least one value")
+            raise TuneError(
+                "every grid axis (conf, merges, shrink, fusion IoU, gate alpha and threshold, model IoU and votes) needs at least one value"
+            )
         for method, iou in self.merges:
             PostprocessConfig(merge=method, merge_iou=iou if method != "none" else 0.5)
         for conf in self.conf:
@@ -123,7 +134,11 @@ class TuneReport:
             "",
         ]
         vote = self.best.model_fusion == "vote"
-        lines.append(" rank   score   conf  " + ("   votes  model IoU  shrink" if vote else "merge      shrink  fusion  gate a  gate t") + "  positives  negatives with boxes")
+        lines.append(
+            " rank   score   conf  "
+            + ("   votes  model IoU  shrink" if vote else "merge      shrink  fusion  gate a  gate t")
+            + "  positives  negatives with boxes"
+        )
         for rank, row in enumerate(self.table.head(top).itertuples(), start=1):
             merge = "none" if row.merge == "none" else f"{row.merge} {row.merge_iou:.2f}"
             middle = (
@@ -131,7 +146,9 @@ class TuneReport:
                 if vote
                 else f"{merge:<9}  {row.shrink:6.3f}  {row.fusion_iou:6.2f}  {row.gate_alpha:6.2f}  {row.gate_threshold:6.2f}"
             )
-            lines.append(f"{rank:5d}  {row.score:.4f}  {row.conf:5.2f}  {middle}  {row.score_positive:9.4f}  {row.negative_fp_share:20.1%}")
+            lines.append(
+                f"{rank:5d}  {row.score:.4f}  {row.conf:5.2f}  {middle}  {row.score_positive:9.4f}  {row.negative_fp_share:20.1%}"
+            )
         return "\n".join(lines)
 
 
@@ -153,7 +170,12 @@ class _Merged:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if not self.scores:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))
-        return np.concatenate(self.image), np.concatenate(self.prefix), np.concatenate(self.scores), np.concatenate(self.boxes)
+        return (
+            np.concatenate(self.image),
+            np.concatenate(self.prefix),
+            np.concatenate(self.scores),
+            np.concatenate(self.boxes),
+        )
 
 
 def _merge_prefixes(
@@ -221,25 +243,45 @@ def _figures(per_image: np.ndarray, positive: np.ndarray) -> dict[str, float]:
     }
 
 
-def _flat_points(raw: RawDetections, base: PostprocessConfig, grid: TuneGrid, score: Callable[..., np.ndarray]) -> Iterator[tuple[dict, np.ndarray]]:
+def _flat_points(
+    raw: RawDetections, base: PostprocessConfig, grid: TuneGrid, score: Callable[..., np.ndarray]
+) -> Iterator[tuple[dict, np.ndarray]]:
     """Every grid point of fusing all of an image's passes at once: its settings and per-image scores."""
     fusions = grid.fusion_iou if (raw.models * raw.passes > 1).any() else (base.fusion_iou,)
-    gates = tuple(itertools.product(grid.gate_alpha, grid.gate_threshold)) if (~np.isnan(raw.p_opacity)).any() else ((base.gate_alpha, base.gate_threshold),)
+    gates = (
+        tuple(itertools.product(grid.gate_alpha, grid.gate_threshold))
+        if (~np.isnan(raw.p_opacity)).any()
+        else ((base.gate_alpha, base.gate_threshold),)
+    )
     conf = np.asarray(grid.conf, dtype=np.float64)
     for fusion in fusions:
-        fused = [(*fuse_passes(i.boxes, i.scores, i.flat_pass, i.models * i.passes, (i.width, i.height), fusion), (i.width, i.height), i.p_opacity) for i in raw.images()]
+        fused = [
+            (
+                *fuse_passes(i.boxes, i.scores, i.flat_pass, i.models * i.passes, (i.width, i.height), fusion),
+                (i.width, i.height),
+                i.p_opacity,
+            )
+            for i in raw.images()
+        ]
         for alpha, gate_threshold in gates:
             images = [(*clean(*apply_gate(b, s, p, alpha, gate_threshold), size), size) for b, s, size, p in fused]
-            prefixes = np.array([np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64)
+            prefixes = np.array(
+                [np.searchsorted(-scores, -conf, side="right") for _, scores, _ in images], dtype=np.int64
+            )
             for method, iou in grid.merges:
                 image, prefix, scores, boxes = _merge_prefixes(images, prefixes, method, iou, base).arrays()
                 for c in range(len(conf)):
                     chosen = prefix == prefixes[image, c]
                     for factor in grid.shrink:
                         settings = {
-                            "conf": float(conf[c]), "merge": method, "merge_iou": iou if method != "none" else base.merge_iou,
-                            "shrink": float(factor), "fusion_iou": fusion, "gate_alpha": alpha, "gate_threshold": gate_threshold,
-                        }  # fmt: skip
+                            "conf": float(conf[c]),
+                            "merge": method,
+                            "merge_iou": iou if method != "none" else base.merge_iou,
+                            "shrink": float(factor),
+                            "fusion_iou": fusion,
+                            "gate_alpha": alpha,
+                            "gate_threshold": gate_threshold,
+                        }
                         yield settings, score(image[chosen], scores[chosen], shrink_xyxy(boxes[chosen], factor))
 
 
@@ -271,7 +313,9 @@ def tune(
 
     if base.model_fusion == "vote" and (raw.models > 1).any():
         votes = grid.model_votes or tuple(range(1, int(raw.models.max()) + 1))
-        points = vote_points(raw, base, score=score, conf=grid.conf, model_iou=grid.model_iou, model_votes=votes, shrink=grid.shrink)
+        points = vote_points(
+            raw, base, score=score, conf=grid.conf, model_iou=grid.model_iou, model_votes=votes, shrink=grid.shrink
+        )
     else:
         points = _flat_points(raw, base, grid, score)
     base_fields = asdict(base)
@@ -282,7 +326,12 @@ def tune(
             best, best_scores, top = rows[-1], per_image, np.nan_to_num(rows[-1]["score"], nan=-np.inf)
     table = pd.DataFrame(rows).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     table.loc[table["merge"] == "none", "merge_iou"] = float("nan")
-    columns = ["score", *(key for key in base_fields if key not in ("max_boxes", "min_relative_score")), "score_positive", "negative_fp_share"]
+    columns = [
+        "score",
+        *(key for key in base_fields if key not in ("max_boxes", "min_relative_score")),
+        "score_positive",
+        "negative_fp_share",
+    ]
     return TuneReport(
         n_images=len(raw),
         table=table[columns],

@@ -37,7 +37,17 @@ def vote_points(
         per_model = []
         for k in range(image.models):
             mine = image.model == k
-            per_model.append(fuse_and_gate(image.boxes[mine], image.scores[mine], base, size, image.pass_index[mine], image.passes, image.p_opacity))
+            per_model.append(
+                fuse_and_gate(
+                    image.boxes[mine],
+                    image.scores[mine],
+                    base,
+                    size,
+                    image.pass_index[mine],
+                    image.passes,
+                    image.p_opacity,
+                )
+            )
         prepared.append((per_model, size))
     for threshold in conf:
         level = replace(base, conf=float(threshold))
@@ -50,5 +60,11 @@ def vote_points(
                 boxes = np.concatenate([b for b, _ in kept]) if kept else np.zeros((0, 4))
                 scores = np.concatenate([s for _, s in kept]) if kept else np.zeros(0)
                 for factor in shrink:
-                    settings = {"conf": float(threshold), "model_fusion": "vote", "model_iou": float(iou), "model_votes": votes, "shrink": float(factor)}
+                    settings = {
+                        "conf": float(threshold),
+                        "model_fusion": "vote",
+                        "model_iou": float(iou),
+                        "model_votes": votes,
+                        "shrink": float(factor),
+                    }
                     yield settings, score(index, scores, shrink_xyxy(boxes, factor))

@@ -80,7 +80,9 @@ def keep_votes(findings: Findings, votes: Votes) -> tuple[np.ndarray, np.ndarray
     return findings.boxes[kept][order], scores[order]
 
 
-def vote_models(found: Sequence[tuple[np.ndarray, np.ndarray]], iou: float, votes: Votes) -> tuple[np.ndarray, np.ndarray]:
+def vote_models(
+    found: Sequence[tuple[np.ndarray, np.ndarray]], iou: float, votes: Votes
+) -> tuple[np.ndarray, np.ndarray]:
     """Vote the ``(boxes, scores)`` of each model of one image (:func:`cluster_models`, then :func:`keep_votes`).
 
     >>> a = (np.array([[0, 0, 10, 10.0]]), np.array([0.8]))

@@ -30,7 +30,11 @@ BACKBONE_HELP = {
     "unet": "any encoder of segmentation-models-pytorch, e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2, or tu-NAME for a timm model NAME",
 }
 """The backbones each non-YOLO arch takes, as the messages and the help name them."""
-DETECTORS: dict[str, type[TorchDetector]] = {"faster-rcnn": rcnn.RcnnDetector, "mask-rcnn": rcnn.RcnnDetector, "unet": unet.UnetDetector}
+DETECTORS: dict[str, type[TorchDetector]] = {
+    "faster-rcnn": rcnn.RcnnDetector,
+    "mask-rcnn": rcnn.RcnnDetector,
+    "unet": unet.UnetDetector,
+}
 """The detector class of each non-YOLO arch."""
 MASK_SHAPES = {"mask-rcnn": rcnn.MASK_SHAPE, "unet": unet.MASK_SHAPE}
 """The masks each arch trains on, derived from the boxes (none for Faster R-CNN)."""
@@ -68,6 +72,8 @@ def build_model(arch: str, imgsz: int, backbone: str | None = None) -> Any:
     return unet.build_unet(backbone) if arch == "unet" else rcnn.build_rcnn(arch, imgsz, backbone)
 
 
-def training_loss(arch: str, model: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[Any, dict[str, float]]:
+def training_loss(
+    arch: str, model: Any, images: list[Any], targets: list[dict[str, Any]]
+) -> tuple[Any, dict[str, float]]:
     """The loss of one batch for ``arch``, and its parts."""
     return unet.unet_loss(model, images, targets) if arch == "unet" else rcnn.rcnn_loss(model, images, targets)

@@ -29,9 +29,14 @@ def checkpoint_of(arch: str, imgsz: int, model: Any, backbone: str | None = None
     backbone = backbone or DEFAULT_BACKBONES[arch]
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     return {
-        "format": CHECKPOINT_FORMAT, "arch": arch, "backbone": backbone, "model": model_name(arch, backbone),
-        "imgsz": int(imgsz), "channels": 1, "state_dict": state,
-    }  # fmt: skip
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "backbone": backbone,
+        "model": model_name(arch, backbone),
+        "imgsz": int(imgsz),
+        "channels": 1,
+        "state_dict": state,
+    }
 
 
 def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any, backbone: str | None = None) -> Path:
@@ -61,7 +66,9 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
 
     try:
         content = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception:  # torch raises many types (KeyError, UnpicklingError, RuntimeError...) for a file it cannot read safely
+    except (
+        Exception
+    ):  # torch raises many types (KeyError, UnpicklingError, RuntimeError...) for a file it cannot read safely
         return None
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
         if content.get("arch") in DEFAULT_BACKBONES:
@@ -85,7 +92,9 @@ def load_initial_weights(model: Any, arch: str, path: Path, backbone: str | None
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a plain state dict
-        raise ValueError(f"--model {path}: not a plain weights file for {arch} ({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"--model {path}: not a plain weights file for {arch} ({type(error).__name__}: {error})"
+        ) from None
     state = content.get("state_dict", content) if isinstance(content, dict) else {}
     own = model.state_dict()
     taken = {}

@@ -39,9 +39,16 @@ class ImageClassifier:
         p_opacity = gate.probabilities([load_image(path, 512).pixels for path in paths])
     """
 
-    def __init__(self, weights: Path, *, imgsz: int | None = None, device: str | None = None, batch: int = PREDICT_BATCH) -> None:
+    def __init__(
+        self, weights: Path, *, imgsz: int | None = None, device: str | None = None, batch: int = PREDICT_BATCH
+    ) -> None:
         self.model = load_ultralytics(
-            weights, CLASSIFY_TASK, error=ClassifierError, named=str(weights), kind="an image classifier", advice="train one with --model yolo11n-cls.yaml"
+            weights,
+            CLASSIFY_TASK,
+            error=ClassifierError,
+            named=str(weights),
+            kind="an image classifier",
+            advice="train one with --model yolo11n-cls.yaml",
         )
         names = list(self.model.names.values())
         if "opacity" not in names:

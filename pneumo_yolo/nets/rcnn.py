@@ -93,7 +93,9 @@ def _anchor_sizes(imgsz: int, levels: tuple[int, ...], scales: tuple[float, ...]
     >>> _anchor_sizes(128, (2, 3, 4), (1.0, 2**0.5))
     ((20, 29), (41, 58), (82, 116))
     """
-    return tuple(tuple(max(4, round(BASE_ANCHORS[level] * scale * imgsz / 800)) for scale in scales) for level in levels)
+    return tuple(
+        tuple(max(4, round(BASE_ANCHORS[level] * scale * imgsz / 800)) for scale in scales) for level in levels
+    )
 
 
 def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE) -> Any:
@@ -105,12 +107,19 @@ def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE) -> Any:
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r} of {arch}: choose one of {', '.join(BACKBONES)}")
     options = dict(
-        num_classes=NUM_CLASSES, min_size=imgsz, max_size=imgsz, image_mean=[IMAGE_MEAN], image_std=[IMAGE_STD],
-        box_batch_size_per_image=TRAIN_REGIONS, box_positive_fraction=POSITIVE_FRACTION,
-        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
-        rpn_pre_nms_top_n_test=5 * TEST_PROPOSALS, rpn_post_nms_top_n_test=TEST_PROPOSALS,
+        num_classes=NUM_CLASSES,
+        min_size=imgsz,
+        max_size=imgsz,
+        image_mean=[IMAGE_MEAN],
+        image_std=[IMAGE_STD],
+        box_batch_size_per_image=TRAIN_REGIONS,
+        box_positive_fraction=POSITIVE_FRACTION,
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=300,
+        rpn_pre_nms_top_n_test=5 * TEST_PROPOSALS,
+        rpn_post_nms_top_n_test=TEST_PROPOSALS,
         box_detections_per_img=MAX_DETECTIONS,
-    )  # fmt: skip
+    )
     if backbone == DEFAULT_BACKBONE:
         model = getattr(detection, model_name(arch, backbone))(weights=None, weights_backbone=None, **options)
         sizes = _anchor_sizes(imgsz, tuple(range(len(BASE_ANCHORS))), (1.0,))
@@ -118,7 +127,9 @@ def build_rcnn(arch: str, imgsz: int, backbone: str = DEFAULT_BACKBONE) -> Any:
     else:
         model = compact_rcnn(arch, imgsz, backbone, options)
     old = model.backbone.body.conv1
-    model.backbone.body.conv1 = torch.nn.Conv2d(1, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+    model.backbone.body.conv1 = torch.nn.Conv2d(
+        1, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False
+    )
     return model
 
 
@@ -136,15 +147,19 @@ def compact_rcnn(arch: str, imgsz: int, backbone: str, options: dict[str, Any]) 
     sizes = _anchor_sizes(imgsz, (*COMPACT_STAGES, len(BASE_ANCHORS) - 1), COMPACT_SCALES)
     anchors = AnchorGenerator(sizes, (ASPECT_RATIOS,) * len(sizes))
     parts = dict(
-        rpn_anchor_generator=anchors, rpn_head=RPNHead(COMPACT_CHANNELS, anchors.num_anchors_per_location()[0]),
-        rpn_fg_iou_thresh=COMPACT_MATCH_IOU, box_head=TwoMLPHead(COMPACT_CHANNELS * 7 * 7, COMPACT_REPRESENTATION),
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(COMPACT_CHANNELS, anchors.num_anchors_per_location()[0]),
+        rpn_fg_iou_thresh=COMPACT_MATCH_IOU,
+        box_head=TwoMLPHead(COMPACT_CHANNELS * 7 * 7, COMPACT_REPRESENTATION),
         box_predictor=FastRCNNPredictor(COMPACT_REPRESENTATION, options["num_classes"]),
-    )  # fmt: skip
+    )
     options = {**options, "num_classes": None}
     if arch == "mask-rcnn":
         mask_head = MaskRCNNHeads(COMPACT_CHANNELS, (COMPACT_CHANNELS,) * COMPACT_MASK_LAYERS, 1)
         mask_predictor = MaskRCNNPredictor(COMPACT_CHANNELS, COMPACT_CHANNELS, NUM_CLASSES)
-        return detection.MaskRCNN(compact_backbone(backbone), mask_head=mask_head, mask_predictor=mask_predictor, **parts, **options)
+        return detection.MaskRCNN(
+            compact_backbone(backbone), mask_head=mask_head, mask_predictor=mask_predictor, **parts, **options
+        )
     return detection.FasterRCNN(compact_backbone(backbone), **parts, **options)
 
 
@@ -157,9 +172,12 @@ def compact_backbone(backbone: str) -> Any:
     body = getattr(models, backbone)(weights=None)
     stage_channels = {1: 64, 2: 128, 3: 256, 4: 512}
     return BackboneWithFPN(
-        body, {f"layer{stage}": str(i) for i, stage in enumerate(COMPACT_STAGES)}, [stage_channels[stage] for stage in COMPACT_STAGES],
-        COMPACT_CHANNELS, extra_blocks=LastLevelMaxPool(),
-    )  # fmt: skip
+        body,
+        {f"layer{stage}": str(i) for i, stage in enumerate(COMPACT_STAGES)},
+        [stage_channels[stage] for stage in COMPACT_STAGES],
+        COMPACT_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+    )
 
 
 def rcnn_loss(model: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[Any, dict[str, float]]:
@@ -179,7 +197,10 @@ def rcnn_detect(model: Any, batch: Any, conf: float) -> list[Found]:
     """``(xyxy, scores)`` per image of a ``[N, 1, S, S]`` batch, in the pixels of the ``S`` square, scores at least ``conf``."""
     model.roi_heads.score_thresh = conf
     outputs = model(list(batch))
-    return [(out["boxes"].float().cpu().numpy().astype(np.float64), out["scores"].float().cpu().numpy().astype(np.float64)) for out in outputs]
+    return [
+        (out["boxes"].float().cpu().numpy().astype(np.float64), out["scores"].float().cpu().numpy().astype(np.float64))
+        for out in outputs
+    ]
 
 
 class RcnnDetector(TorchDetector):

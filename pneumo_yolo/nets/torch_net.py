@@ -36,11 +36,19 @@ class TorchDetector(Detector):
     """
 
     def __init__(
-        self, checkpoint: dict[str, Any], *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+        self,
+        checkpoint: dict[str, Any],
+        *,
+        imgsz: int | None = None,
+        device: str | None = None,
+        tta: bool = False,
+        conf: float = RAW_CONF,
     ) -> None:
         self.arch = checkpoint["arch"]
         self.backbone: str = checkpoint["backbone"]
-        super().__init__(imgsz=imgsz or checkpoint["imgsz"], device=Devices.parse(device).resolve().torch, tta=tta, conf=conf)
+        super().__init__(
+            imgsz=imgsz or checkpoint["imgsz"], device=Devices.parse(device).resolve().torch, tta=tta, conf=conf
+        )
         self.model = self.build(self.imgsz)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.to(self.device).eval()

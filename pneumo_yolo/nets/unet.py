@@ -87,7 +87,11 @@ def unet_detect(model: Any, batch: Any, conf: float) -> list[Found]:
 
 
 def boxes_from_probability(
-    probability: np.ndarray, *, threshold: float = PIXEL_THRESHOLD, conf: float = 0.0, max_detections: int = MAX_DETECTIONS
+    probability: np.ndarray,
+    *,
+    threshold: float = PIXEL_THRESHOLD,
+    conf: float = 0.0,
+    max_detections: int = MAX_DETECTIONS,
 ) -> Found:
     """Scored ``xyxy`` boxes of a probability map: threshold, connected components, one box each, score = mean probability.
 
@@ -101,7 +105,9 @@ def boxes_from_probability(
     """
     import cv2
 
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((probability >= threshold).astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (probability >= threshold).astype(np.uint8), connectivity=8
+    )
     boxes, scores = [], []
     min_area = MIN_AREA_FRACTION * probability.size
     for component in range(1, count):

@@ -22,20 +22,45 @@ class YoloDetector(Detector):
     """
 
     def __init__(
-        self, weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+        self,
+        weights: Path,
+        *,
+        imgsz: int | None = None,
+        device: str | None = None,
+        tta: bool = False,
+        conf: float = RAW_CONF,
     ) -> None:
         self.model = load_ultralytics(
-            weights, DETECT_TASK, error=DetectorError, named=f"--weights {weights}", kind="a detector", advice="an image classifier goes to --classifier"
+            weights,
+            DETECT_TASK,
+            error=DetectorError,
+            named=f"--weights {weights}",
+            kind="a detector",
+            advice="an image classifier goes to --classifier",
         )
-        super().__init__(imgsz=imgsz or trained_imgsz(self.model) or 640, device=Devices.parse(device).resolve().first, tta=tta, conf=conf)
+        super().__init__(
+            imgsz=imgsz or trained_imgsz(self.model) or 640,
+            device=Devices.parse(device).resolve().first,
+            tta=tta,
+            conf=conf,
+        )
         self.predictor_class = without_cpu_warmup(self.model.task_map[self.model.task]["predictor"])
 
     def run(self, images: list[np.ndarray]) -> list[Found]:
         results = self.model.predict(
-            images, imgsz=self.imgsz, conf=self.conf, max_det=MAX_DETECTIONS, device=self.device, verbose=False, save=False,
+            images,
+            imgsz=self.imgsz,
+            conf=self.conf,
+            max_det=MAX_DETECTIONS,
+            device=self.device,
+            verbose=False,
+            save=False,
             predictor=self.predictor_class,
-        )  # fmt: skip
-        return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64)) for r in results]
+        )
+        return [
+            (r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.conf.cpu().numpy().astype(np.float64))
+            for r in results
+        ]
 
 
 def without_cpu_warmup(predictor: type) -> type:

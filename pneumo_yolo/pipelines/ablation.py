@@ -33,12 +33,16 @@ from .ablation_stages import Tables, diagnostics, stage_rows
 from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_models
 
 
-def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print) -> dict:
+def run_ablation(
+    rsna: Path, out: Path, settings: AblationSettings = AblationSettings(), log: Callable[[str], None] = print
+) -> dict:
     """Run every seed of ``settings`` on the Kaggle folder ``rsna`` into ``out`` and write the report there; returns its JSON summary."""
     started = time.perf_counter()
     out = Path(out).absolute()
     folder = KaggleFolder.read(rsna)
-    dropped = f" ({folder.left_out} left out: a DICOM or label rows missing, or unusable rows)" if folder.left_out else ""
+    dropped = (
+        f" ({folder.left_out} left out: a DICOM or label rows missing, or unusable rows)" if folder.left_out else ""
+    )
     log(f"{len(folder.boxes)} patients in {folder.root}{dropped}")
     split = split_patients(folder.strata, settings.test_size)
     check_fold_strata({pid: folder.strata[pid] for pid in split.folds}, settings.folds)
@@ -48,24 +52,42 @@ def run_ablation(rsna: Path, out: Path, settings: AblationSettings = AblationSet
         log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
         wall, cpu = time.perf_counter(), cpu_seconds()
         runs.append(run_seed(folder, split, out / f"seed{seed}", seed, settings, log))
-        log(f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)")
+        log(
+            f"seed {seed} took {(time.perf_counter() - wall) / 60:.1f} min wall, {(cpu_seconds() - cpu) / 60:.1f} CPU-min (this process and its finished children)"
+        )
     report = write_report(out, runs)
     log(f"ablation finished in {(time.perf_counter() - started) / 60:.1f} min -> {out / 'ablation.md'}")
     return report
 
 
-def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]) -> SeedRun:
+def run_seed(
+    folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings, log: Callable[[str], None]
+) -> SeedRun:
     """One seed's whole chain in ``out``: convert, train, predict, tune and score."""
     atomic_write_text(out / "test_ids.txt", "".join(f"{pid}\n" for pid in split.test))
     log(f"[1/4] converting the fold patients at {settings.imgsz} px into {settings.folds} folds")
     dataset = _converted(folder, split, out, seed, settings)
-    log(f"[2/4] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier}, {settings.classifier_epochs})")
+    log(
+        f"[2/4] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier}, {settings.classifier_epochs})"
+    )
     common = dict(runs=out / "runs", device=settings.device, online=settings.online, log=log)
     sizes = dict(imgsz=settings.imgsz, batch=settings.batch, seed=seed)
     folds = range(settings.folds)
-    detectors = train_models(dataset, folds, name="detector", model=settings.model, train_options={**sizes, "epochs": settings.epochs}, **common)
+    detectors = train_models(
+        dataset,
+        folds,
+        name="detector",
+        model=settings.model,
+        train_options={**sizes, "epochs": settings.epochs},
+        **common,
+    )
     classifiers = train_models(
-        dataset, folds, name="classifier", model=settings.classifier, train_options={**sizes, "epochs": settings.classifier_epochs}, **common
+        dataset,
+        folds,
+        name="classifier",
+        model=settings.classifier,
+        train_options={**sizes, "epochs": settings.classifier_epochs},
+        **common,
     )
     log("[3/4] predicting each fold's images out of fold, and the test images with every fold's models")
     oof, test = _predicted(dataset, folder, list(split.test), detectors, classifiers, out / "raw", settings, log)
@@ -80,51 +102,96 @@ def run_seed(folder: KaggleFolder, split: Split, out: Path, seed: int, settings:
     return run
 
 
-def _converted(folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings) -> ConvertedDataset:
+def _converted(
+    folder: KaggleFolder, split: Split, out: Path, seed: int, settings: AblationSettings
+) -> ConvertedDataset:
     """The fold patients converted into ``out/dataset`` (``convert --folds K``; a rerun converts only what is missing)."""
     from converters.rsna import ConvertSettings, convert_rsna
 
     images, labels_csv, class_csv = write_fold_inputs(folder, split.folds, out / "inputs")
     convert_rsna(
-        images, labels_csv, out / "dataset", class_info=class_csv, overwrite=True, progress=False,
+        images,
+        labels_csv,
+        out / "dataset",
+        class_info=class_csv,
+        overwrite=True,
+        progress=False,
         settings=ConvertSettings(imgsz=settings.imgsz, folds=settings.folds, seed=seed),
-    )  # fmt: skip
+    )
     return ConvertedDataset.from_yaml(out / "dataset" / DATA_YAML)
 
 
 def _predicted(
-    dataset: ConvertedDataset, folder: KaggleFolder, test_ids: list[str], detectors: list[TrainedModel], classifiers: list[TrainedModel], raw: Path,
-    settings: AblationSettings, log: Callable[[str], None],
-) -> tuple[list[RawDetections], list[RawDetections]]:  # fmt: skip
+    dataset: ConvertedDataset,
+    folder: KaggleFolder,
+    test_ids: list[str],
+    detectors: list[TrainedModel],
+    classifiers: list[TrainedModel],
+    raw: Path,
+    settings: AblationSettings,
+    log: Callable[[str], None],
+) -> tuple[list[RawDetections], list[RawDetections]]:
     """Per fold: its images by its own models (``oof-fold<i>``), and the test images by its models (``test-fold<i>``)."""
     oof, test = [], []
-    original_sizes = dataset.original_sizes([path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")])
+    original_sizes = dataset.original_sizes(
+        [path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")]
+    )
     for fold, detector, classifier in zip(range(settings.folds), detectors, classifiers):
         val_ids = [path.stem for path in dataset.fold(fold).listed("val")]
         check_out_of_fold(val_ids + test_ids, fold, [detector, classifier])
-        for kind, source, ids, tables in (("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof), ("test", folder.images, test_ids, test)):
+        for kind, source, ids, tables in (
+            ("oof", dataset.root / "images" / f"fold{fold}", val_ids, oof),
+            ("test", folder.images, test_ids, test),
+        ):
             table = raw / f"{kind}-fold{fold}.parquet"
-            record = {"detector": detector.fingerprint, "classifier": classifier.fingerprint, "images": ids_digest(ids), "imgsz": settings.imgsz, "tta": True}
+            record = {
+                "detector": detector.fingerprint,
+                "classifier": classifier.fingerprint,
+                "images": ids_digest(ids),
+                "imgsz": settings.imgsz,
+                "tta": True,
+            }
 
-            def predict(source: Path = source, ids: list[str] = ids, table: Path = table, kind: str = kind) -> None:
-                _predict(detector, classifier, source, ids, table, original_sizes if kind == "oof" else None, settings)
+            sizes = original_sizes if kind == "oof" else None
+
+            def predict(
+                detector=detector, classifier=classifier, source=source, ids=ids, table=table, sizes=sizes
+            ) -> None:
+                _predict(detector, classifier, source, ids, table, sizes, settings)
 
             tables.append(predicted_table(table, record, predict, log))
     return oof, test
 
 
 def _predict(
-    detector: TrainedModel, classifier: TrainedModel, source: Path, ids: list[str], table: Path, sizes: dict | None, settings: AblationSettings
+    detector: TrainedModel,
+    classifier: TrainedModel,
+    source: Path,
+    ids: list[str],
+    table: Path,
+    sizes: dict | None,
+    settings: AblationSettings,
 ) -> None:
     """Predict ``ids`` under ``source`` with one fold's detector (and its flipped pass) and classifier, into the raw table ``table``."""
     from ..predict.run import predict_folder
 
     report = predict_folder(
-        detector.best, source, table.with_suffix(".csv"), classifiers=[classifier.best], tta=True, save_raw=table,
-        imgsz=settings.imgsz, device=settings.device, expected_ids=ids, original_sizes=sizes, progress=False,
-    )  # fmt: skip
+        detector.best,
+        source,
+        table.with_suffix(".csv"),
+        classifiers=[classifier.best],
+        tta=True,
+        save_raw=table,
+        imgsz=settings.imgsz,
+        device=settings.device,
+        expected_ids=ids,
+        original_sizes=sizes,
+        progress=False,
+    )
     if report.errors:
-        raise AblationRunError(f"{len(report.errors)} image(s) could not be predicted, e.g. {report.errors[0][0]}: {report.errors[0][1]} (all in {report.errors_path})")
+        raise AblationRunError(
+            f"{len(report.errors)} image(s) could not be predicted, e.g. {report.errors[0][0]}: {report.errors[0][1]} (all in {report.errors_path})"
+        )
 
 
 class AblationRunError(RuntimeError):
@@ -138,4 +205,6 @@ def check_out_of_fold(patient_ids: list[str], fold: int, models: list[TrainedMod
     for model in models:
         seen = set(patient_ids) & set((model.run_dir / TRAINED_ON).read_text().split())
         if seen:
-            raise AblationRunError(f"{model.run_dir} (fold {fold}) trained on {len(seen)} image(s) it was about to be scored on, e.g. {sorted(seen)[0]}")
+            raise AblationRunError(
+                f"{model.run_dir} (fold {fold}) trained on {len(seen)} image(s) it was about to be scored on, e.g. {sorted(seen)[0]}"
+            )

@@ -55,16 +55,22 @@ class KaggleFolder:
         images, labels_csv, class_csv = root / TRAIN_IMAGES, root / TRAIN_LABELS, root / CLASS_INFO
         for needed in (images, labels_csv):
             if not needed.exists():
-                raise AblationDataError(f"--rsna {root}: {needed.name} not found; expected the Kaggle layout ({TRAIN_IMAGES}/, {TRAIN_LABELS})")
+                raise AblationDataError(
+                    f"--rsna {root}: {needed.name} not found; expected the Kaggle layout ({TRAIN_IMAGES}/, {TRAIN_LABELS})"
+                )
         labels = read_labels(labels_csv)
         classes = read_class_info(class_csv) if class_csv.is_file() else {}
         dicoms, _ = find_dicoms(images)
         usable = sorted(set(dicoms) & set(labels.boxes))
         if not usable:
-            raise AblationDataError(f"--rsna {root}: no patient has both a DICOM under {TRAIN_IMAGES}/ and label rows in {TRAIN_LABELS}")
+            raise AblationDataError(
+                f"--rsna {root}: no patient has both a DICOM under {TRAIN_IMAGES}/ and label rows in {TRAIN_LABELS}"
+            )
         strata = {pid: classes.get(pid) or f"Target {int(len(labels.boxes[pid]) > 0)}" for pid in usable}
         left_out = len(set(dicoms) | set(labels.boxes) | {p.patient_id for p in labels.problems}) - len(usable)
-        return cls(root, {pid: dicoms[pid] for pid in usable}, {pid: labels.boxes[pid] for pid in usable}, strata, left_out)
+        return cls(
+            root, {pid: dicoms[pid] for pid in usable}, {pid: labels.boxes[pid] for pid in usable}, strata, left_out
+        )
 
     @property
     def images(self) -> Path:
@@ -101,7 +107,9 @@ def split_patients(strata: Mapping[str, str], test_size: float) -> Split:
     """
     test = pick_stratified(strata, count_of(test_size, len(strata), "--test-size"), TEST_SPLIT_KEY)
     if not test or len(test) == len(strata):
-        raise AblationDataError(f"--test-size {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}")
+        raise AblationDataError(
+            f"--test-size {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}"
+        )
     return Split(tuple(sorted(test)), tuple(sorted(set(strata) - test)))
 
 
@@ -116,7 +124,9 @@ def check_fold_strata(strata: Mapping[str, str], folds: int) -> None:
     stratum, count = smallest_stratum(strata)
     if count < folds:
         fix = f"use --folds {count} or fewer" if count >= 2 else "add patients"
-        raise AblationDataError(f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or lower --test-size")
+        raise AblationDataError(
+            f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or lower --test-size"
+        )
 
 
 def label_text(patients: Iterable[str], boxes: Mapping[str, np.ndarray]) -> str:

@@ -55,7 +55,11 @@ def _rounded(value: float) -> float | None:
 def _interval_fields(interval: Interval, name: str = "score") -> dict[str, float | None]:
     """``{score, ci_low, ci_high}``, or ``{NAME, NAME_ci_low, NAME_ci_high}`` for another ``name``."""
     prefix = "" if name == "score" else f"{name}_"
-    return {name: _rounded(interval.estimate), f"{prefix}ci_low": _rounded(interval.low), f"{prefix}ci_high": _rounded(interval.high)}
+    return {
+        name: _rounded(interval.estimate),
+        f"{prefix}ci_low": _rounded(interval.low),
+        f"{prefix}ci_high": _rounded(interval.high),
+    }
 
 
 def verdict(change: Interval) -> str:
@@ -79,12 +83,20 @@ def summary(runs: Sequence[SeedRun]) -> dict[str, Any]:
     for i in range(n_stages):
         per_seed = [run.stages[i].result.score for run in runs]
         row: dict[str, Any] = {"stage": runs[0].stages[i].stage, **_interval_fields(score_interval(scores[i]))}
-        row.update(scores=[_rounded(s) for s in per_seed], sd=_rounded(float(np.std(per_seed, ddof=1)) if len(runs) > 1 else 0.0))
+        row.update(
+            scores=[_rounded(s) for s in per_seed],
+            sd=_rounded(float(np.std(per_seed, ddof=1)) if len(runs) > 1 else 0.0),
+        )
         if i:
             change = change_interval(scores[i - 1], scores[i])
             row.update(_interval_fields(change, "change"))
-            row.update(changes=[_rounded(run.stages[i].result.score - run.stages[i - 1].result.score) for run in runs], verdict=verdict(change))
-        row.update(tuned_on=runs[0].stages[i].tuned_on, recall=_rounded(float(np.mean([run.stages[i].recall for run in runs]))))
+            row.update(
+                changes=[_rounded(run.stages[i].result.score - run.stages[i - 1].result.score) for run in runs],
+                verdict=verdict(change),
+            )
+        row.update(
+            tuned_on=runs[0].stages[i].tuned_on, recall=_rounded(float(np.mean([run.stages[i].recall for run in runs])))
+        )
         stages.append(row)
     oracle_scores = np.vstack([run.oracle.result.image_scores for run in runs])
     ensemble = next(i for i, stage in enumerate(runs[0].stages) if stage.stage == "+ fold ensemble")
@@ -100,7 +112,13 @@ def summary(runs: Sequence[SeedRun]) -> dict[str, Any]:
             {
                 "seed": run.seed,
                 "stages": [
-                    {"stage": s.stage, "score": _rounded(s.result.score), "recall": _rounded(s.recall), "tuned_on": s.tuned_on, "postprocess": asdict(s.config)}
+                    {
+                        "stage": s.stage,
+                        "score": _rounded(s.result.score),
+                        "recall": _rounded(s.recall),
+                        "tuned_on": s.tuned_on,
+                        "postprocess": asdict(s.config),
+                    }
                     for s in run.stages
                 ],
                 "oracle": {"score": _rounded(run.oracle.result.score), "postprocess": asdict(run.oracle.config)},
@@ -120,12 +138,20 @@ def markdown(report: Mapping[str, Any]) -> str:
     seeds = report["seeds"]
     several = len(seeds) > 1
     score_head = "mean RSNA score over seeds (95 % CI)" if several else "RSNA score (95 % CI)"
-    lines = [f"| stage | {score_head} |" + (" spread (min–max) |" if several else "") + " change (95 % CI) | step | tuned on |",
-             "| --- | --- |" + (" --- |" if several else "") + " --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"| stage | {score_head} |"
+        + (" spread (min–max) |" if several else "")
+        + " change (95 % CI) | step | tuned on |",
+        "| --- | --- |" + (" --- |" if several else "") + " --- | --- | --- |",
+    ]
     for row in report["stages"]:
         score = f"{_shown(row['score'])} ({_shown(row['ci_low'])}–{_shown(row['ci_high'])})"
         spread = f" {_shown(min(row['scores']))}–{_shown(max(row['scores']))} |" if several else ""
-        change = "" if "change" not in row else f"{_shown(row['change'], True)} ({_shown(row['change_ci_low'], True)} to {_shown(row['change_ci_high'], True)})"
+        change = (
+            ""
+            if "change" not in row
+            else f"{_shown(row['change'], True)} ({_shown(row['change_ci_low'], True)} to {_shown(row['change_ci_high'], True)})"
+        )
         lines.append(f"| {row['stage']} | {score} |{spread} {change} | {row.get('verdict', '')} | {row['tuned_on']} |")
     oracle = report["oracle"]
     seed_text = f"seeds {', '.join(map(str, seeds))}" if several else f"seed {seeds[0]}"
@@ -165,13 +191,24 @@ def chart(report: Mapping[str, Any]) -> bytes:
     y = np.arange(len(rows))
     score = np.array([row["score"] for row in rows], dtype=float)
     low = score - np.array([row["ci_low"] if row["ci_low"] is not None else row["score"] for row in rows], dtype=float)
-    high = np.array([row["ci_high"] if row["ci_high"] is not None else row["score"] for row in rows], dtype=float) - score
+    high = (
+        np.array([row["ci_high"] if row["ci_high"] is not None else row["score"] for row in rows], dtype=float) - score
+    )
     axes.barh(y, score, color="#4c72b0", xerr=[low, high], capsize=4, error_kw={"ecolor": "#333333"})
     if len(report["seeds"]) > 1:
         for i, row in enumerate(rows):
-            axes.plot(row["scores"], [i] * len(row["scores"]), "o", color="#dd8452", markersize=4, label="one seed" if i == 0 else None)
+            axes.plot(
+                row["scores"],
+                [i] * len(row["scores"]),
+                "o",
+                color="#dd8452",
+                markersize=4,
+                label="one seed" if i == 0 else None,
+            )
     oracle = report["oracle"]["score"]
-    axes.axvline(oracle, color="#c44e52", linestyle="--", label=f"oracle, tuned on the test images (leakage): {oracle:.3f}")
+    axes.axvline(
+        oracle, color="#c44e52", linestyle="--", label=f"oracle, tuned on the test images (leakage): {oracle:.3f}"
+    )
     for i, (value, above) in enumerate(zip(score, high)):
         axes.text(max(value + above, *rows[i].get("scores", [])), i, f"  {value:.3f}", va="center", fontsize=8)
     axes.set_yticks(y, [row["stage"] for row in rows])

@@ -56,7 +56,9 @@ class Tables:
     truth: Mapping[str, np.ndarray]
 
 
-def scored(raw: RawDetections, truth: Mapping[str, np.ndarray], config: PostprocessConfig) -> tuple[MetricResult, float]:
+def scored(
+    raw: RawDetections, truth: Mapping[str, np.ndarray], config: PostprocessConfig
+) -> tuple[MetricResult, float]:
     """The metric of ``config`` on ``raw``'s images and the share of their true boxes that a kept box finds at IoU ≥ 0.4."""
     predictions = {}
     for image in raw.images():
@@ -80,7 +82,15 @@ def box_recall(truth: Mapping[str, np.ndarray], predictions: Mapping[str, np.nda
     gt_boxes = np.concatenate([np.asarray(truth[pid], np.float64).reshape(-1, 4) for pid in ids])
     pred = [np.asarray(predictions.get(pid, np.zeros((0, 5))), np.float64).reshape(-1, 5) for pid in ids]
     rows = np.concatenate(pred)
-    per_image = score_images(len(ids), gt_image, gt_boxes, np.repeat(np.arange(len(ids)), n_pred), rows[:, 0], rows[:, 1:], np.array([RECALL_IOU]))[:, 0]
+    per_image = score_images(
+        len(ids),
+        gt_image,
+        gt_boxes,
+        np.repeat(np.arange(len(ids)), n_pred),
+        rows[:, 0],
+        rows[:, 1:],
+        np.array([RECALL_IOU]),
+    )[:, 0]
     matched = np.where(np.isnan(per_image), 0.0, per_image * (n_true + n_pred) / (1 + np.nan_to_num(per_image)))
     return float(np.round(matched).sum() / n_true.sum())
 
@@ -104,9 +114,21 @@ def stage_rows(tables: Tables, grid: TuneGrid = TuneGrid()) -> tuple[list[Stage]
         configs.append((tune(tune_on, truth, base, plain_grid).best, fold0, score_on))
     voted = replace(tune(all_oof, truth, base, plain_grid).best, model_fusion="vote")
     configs.append((voted, every + "; the models voted by majority", ensemble))
-    only_shrink = TuneGrid(conf=(voted.conf,), merges=((voted.merge, voted.merge_iou),), shrink=grid.shrink, fusion_iou=(voted.fusion_iou,),
-                           gate_alpha=(voted.gate_alpha,), gate_threshold=(voted.gate_threshold,))  # fmt: skip
-    configs.append((replace(voted, shrink=tune(all_oof, truth, voted, only_shrink).best.shrink), every + "; the models voted by majority", ensemble))
+    only_shrink = TuneGrid(
+        conf=(voted.conf,),
+        merges=((voted.merge, voted.merge_iou),),
+        shrink=grid.shrink,
+        fusion_iou=(voted.fusion_iou,),
+        gate_alpha=(voted.gate_alpha,),
+        gate_threshold=(voted.gate_threshold,),
+    )
+    configs.append(
+        (
+            replace(voted, shrink=tune(all_oof, truth, voted, only_shrink).best.shrink),
+            every + "; the models voted by majority",
+            ensemble,
+        )
+    )
     stages = []
     for name, (config, tuned_on, raw) in zip(STAGES, configs):
         result, recall = scored(raw, truth, config)

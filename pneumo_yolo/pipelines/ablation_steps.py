@@ -99,11 +99,24 @@ def train_models(
             todo.append(fold)
         trained.append(TrainedModel(weights, run_dir, digest(settings)))
     if todo:
-        train_folds(dataset, model, folds=todo, device=device, name=name, log=log, project=Path(runs), online=online, overrides=overrides, **options)
+        train_folds(
+            dataset,
+            model,
+            folds=todo,
+            device=device,
+            name=name,
+            log=log,
+            project=Path(runs),
+            online=online,
+            overrides=overrides,
+            **options,
+        )
     return trained
 
 
-def predicted_table(table: Path, settings: Mapping[str, Any], predict: Callable[[], None], log: Callable[[str], None]) -> RawDetections:
+def predicted_table(
+    table: Path, settings: Mapping[str, Any], predict: Callable[[], None], log: Callable[[str], None]
+) -> RawDetections:
     """The raw table ``table``: reused when its record says it was made with ``settings``, else made by ``predict()``."""
     record = table.with_suffix(".json")
     if _record_matches(record, settings) and table.is_file():

@@ -44,7 +44,9 @@ def model_label(arch: str, model: str) -> str:
     return model_name(arch, model) if arch != "yolo" and is_backbone(arch, model) else model
 
 
-def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: Callable[[str], None] = print) -> list[Row]:
+def run_compare(
+    out: Path, settings: CompareSettings = CompareSettings(), log: Callable[[str], None] = print
+) -> list[Row]:
     """Run everything into ``out`` (``rsna/``, ``dataset/``, ``runs/``, ``raw/``) and write the table there.
 
     OpenMP's threads are told to sleep rather than spin while they wait (``OMP_WAIT_POLICY=PASSIVE``,
@@ -63,12 +65,21 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
     out = Path(out).absolute()
     rows = check_rows(settings.rows)
     rsna, dataset_root = synthetic_dataset(
-        out, n_train=settings.n_train, n_test=settings.n_test, dicom_size=settings.dicom_size, preset=settings.preset,
-        settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed), steps=3, log=log,
-    )  # fmt: skip
+        out,
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        dicom_size=settings.dicom_size,
+        preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, val_fraction=settings.val_fraction, seed=settings.seed),
+        steps=3,
+        log=log,
+    )
     dataset = ConvertedDataset.from_yaml(dataset_root / DATA_YAML)
     val_images = len(dataset.listed("val"))
-    truth = {"val": load_scoring_set(rsna / "stage_2_train_labels.csv").boxes, "test": load_scoring_set(rsna / "stage_2_test_labels.csv").boxes}
+    truth = {
+        "val": load_scoring_set(rsna / "stage_2_train_labels.csv").boxes,
+        "test": load_scoring_set(rsna / "stage_2_test_labels.csv").boxes,
+    }
     log(
         f"[3/3] training each for {settings.budget_min:g} min, tuning on {val_images} validation images and scoring on "
         f"{settings.n_test} test images: {', '.join(rows)}"
@@ -76,11 +87,21 @@ def run_compare(out: Path, settings: CompareSettings = CompareSettings(), log: C
     results = train_rows(rows, settings, out, dataset, rsna, truth, log)
     wall_min, cpu_min = (time.perf_counter() - started) / 60, (cpu_seconds() - cpu_started) / 60
     write_outputs(out, results, settings, val_images, wall_min=wall_min)
-    log(f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its row and decoding processes) -> {out / 'compare.md'}")
+    log(
+        f"comparison finished in {wall_min:.1f} min ({cpu_min:.1f} CPU-min with its row and decoding processes) -> {out / 'compare.md'}"
+    )
     return results
 
 
-def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, log: Callable[[str], None]) -> list[Row]:
+def train_rows(
+    rows: tuple[str, ...],
+    settings: CompareSettings,
+    out: Path,
+    dataset,
+    rsna: Path,
+    truth: dict,
+    log: Callable[[str], None],
+) -> list[Row]:
     """Every row (:func:`compare_row`), in table order: one after another, or several at once in processes of their own.
 
     On the CPU the rows train at once, one per core (:meth:`CompareSettings.rows_at_once`),
@@ -102,9 +123,14 @@ def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, data
     threads = max(1, cores // at_once)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log(f"      {at_once} rows at a time, {threads} thread{'s' if threads > 1 else ''} each; each row's output in {logs}")
+    log(
+        f"      {at_once} rows at a time, {threads} thread{'s' if threads > 1 else ''} each; each row's output in {logs}"
+    )
     with job_processes(at_once) as pool:  # after a kill -9 of this process, no row trains on
-        pending = {pool.submit(_row_in_process, row, settings, out, dataset, rsna, truth, threads, logs / f"{row}.log"): row for row in rows}
+        pending = {
+            pool.submit(_row_in_process, row, settings, out, dataset, rsna, truth, threads, logs / f"{row}.log"): row
+            for row in rows
+        }
         found = {}
         for job in as_completed(pending):
             found[pending[job]] = job.result()
@@ -112,7 +138,9 @@ def train_rows(rows: tuple[str, ...], settings: CompareSettings, out: Path, data
     return [found[row] for row in rows]
 
 
-def _row_in_process(row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, threads: int, log_file: Path) -> Row:
+def _row_in_process(
+    row: str, settings: CompareSettings, out: Path, dataset, rsna: Path, truth: dict, threads: int, log_file: Path
+) -> Row:
     """Worker process (not a daemon, so prediction may start decoding processes): one row with ``threads`` PyTorch threads, its output into ``log_file``."""
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported here; the trainers then keep the count
     import torch
@@ -140,20 +168,40 @@ def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: P
     arch, model = settings.plan(row)
     overrides = settings.overrides(row)
     trained = train(
-        dataset, model, arch=arch, imgsz=settings.imgsz, batch=settings.batch, device=settings.device, name=row, project=out / "runs",
-        overrides=overrides, budget_min=settings.budget_min, curve_points=settings.curve_points,
-    )  # fmt: skip
+        dataset,
+        model,
+        arch=arch,
+        imgsz=settings.imgsz,
+        batch=settings.batch,
+        device=settings.device,
+        name=row,
+        project=out / "runs",
+        overrides=overrides,
+        budget_min=settings.budget_min,
+        curve_points=settings.curve_points,
+    )
     record = read_record(trained.run_dir)
     common = dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, progress=False)
     raw_dir = out / "raw"
     val_raw, test_raw = raw_dir / f"{row}-val.parquet", raw_dir / f"{row}-test.parquet"
     val_images = dataset.listed("val")
-    predict_folder(trained.best, dataset.root / "images" / "val", val_raw.with_suffix(".csv"), save_raw=val_raw, original_sizes=dataset.original_sizes(val_images), **common)
-    report = predict_folder(trained.best, rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), save_raw=test_raw, **common)
+    predict_folder(
+        trained.best,
+        dataset.root / "images" / "val",
+        val_raw.with_suffix(".csv"),
+        save_raw=val_raw,
+        original_sizes=dataset.original_sizes(val_images),
+        **common,
+    )
+    report = predict_folder(
+        trained.best, rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), save_raw=test_raw, **common
+    )
     tuned = tune(read_raw(val_raw), truth["val"])
     result = score_config(read_raw(test_raw), truth["test"], tuned.best)
     interval = score_interval(result.image_scores, seed=settings.seed)
-    return Row(row, row_label(row, settings), interval, tuned.best_result.score, record, report.steady_images_per_s, tuned.best)
+    return Row(
+        row, row_label(row, settings), interval, tuned.best_result.score, record, report.steady_images_per_s, tuned.best
+    )
 
 
 def row_label(row: str, settings: CompareSettings) -> str:
@@ -163,7 +211,9 @@ def row_label(row: str, settings: CompareSettings) -> str:
     'maskrcnn_resnet18_fpn, lr0=0.002'
     """
     arch, model = settings.plan(row)
-    return model_label(arch, model) + "".join(f", {key}={value}" for key, value in settings.options.get(row, {}).items())
+    return model_label(arch, model) + "".join(
+        f", {key}={value}" for key, value in settings.options.get(row, {}).items()
+    )
 
 
 def row_summary(found: Row) -> str:

@@ -37,7 +37,13 @@ NOTE = (
     "Every row trained for the same budget from scratch on small synthetic images; the learning curves show which were "
     "still rising when it ran out. Rows whose intervals overlap are not told apart by these test images."
 )
-COLOURS = {"yolo11": "#1f77b4", "yolov3": "#ff7f0e", "faster-rcnn": "#2ca02c", "mask-rcnn": "#d62728", "unet": "#9467bd"}
+COLOURS = {
+    "yolo11": "#1f77b4",
+    "yolov3": "#ff7f0e",
+    "faster-rcnn": "#2ca02c",
+    "mask-rcnn": "#d62728",
+    "unet": "#9467bd",
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,11 @@ def curve_text(curve: Sequence[dict[str, Any]]) -> str:
 def _of_yolo11(rows: Sequence[Row]) -> dict[str, float | None]:
     """Each row's test score over YOLO11's, where both are known."""
     reference = next((r.test.estimate for r in rows if r.arch == "yolo11"), float("nan"))
-    ratios = {r.arch: r.test.estimate / reference for r in rows if math.isfinite(r.test.estimate) and math.isfinite(reference) and reference > 0}
+    ratios = {
+        r.arch: r.test.estimate / reference
+        for r in rows
+        if math.isfinite(r.test.estimate) and math.isfinite(reference) and reference > 0
+    }
     return {r.arch: round(ratios[r.arch], 2) if r.arch in ratios else None for r in rows}
 
 
@@ -87,15 +97,27 @@ def summary(rows: Sequence[Row], settings: CompareSettings, val_images: int, wal
         "test_images": settings.n_test,
         "val_images": val_images,
         "wall_min": None if wall_min is None else round(wall_min, 1),
-        "settings": {**asdict(settings), "models": dict(settings.models), "options": {row: dict(options) for row, options in settings.options.items()}},
+        "settings": {
+            **asdict(settings),
+            "models": dict(settings.models),
+            "options": {row: dict(options) for row, options in settings.options.items()},
+        },
         "note": NOTE,
         "rows": [
-            {"arch": r.arch, "model": r.model, "score": _rounded(r.test.estimate), "interval": [_rounded(r.test.low), _rounded(r.test.high)],
-             "of_yolo11": ratios[r.arch], "val_score": _rounded(r.val_score), **r.record,
-             "predict_img_s": round(r.predict_img_s, 2), "postprocess": asdict(r.postprocess)}
+            {
+                "arch": r.arch,
+                "model": r.model,
+                "score": _rounded(r.test.estimate),
+                "interval": [_rounded(r.test.low), _rounded(r.test.high)],
+                "of_yolo11": ratios[r.arch],
+                "val_score": _rounded(r.val_score),
+                **r.record,
+                "predict_img_s": round(r.predict_img_s, 2),
+                "postprocess": asdict(r.postprocess),
+            }
             for r in rows
         ],
-    }  # fmt: skip
+    }
 
 
 def table(rows: Sequence[Row], settings: CompareSettings, val_images: int) -> str:
@@ -162,7 +184,9 @@ def figure(rows: Sequence[Row], n_test: int) -> bytes:
     return buffer.getvalue()
 
 
-def write_outputs(out: Path, rows: list[Row], settings: CompareSettings, val_images: int, *, wall_min: float | None = None) -> None:
+def write_outputs(
+    out: Path, rows: list[Row], settings: CompareSettings, val_images: int, *, wall_min: float | None = None
+) -> None:
     """``compare.json``, ``compare.md`` and ``compare.png`` in ``out``."""
     atomic_write_text(out / "compare.json", json.dumps(summary(rows, settings, val_images, wall_min), indent=2) + "\n")
     atomic_write_text(out / "compare.md", table(rows, settings, val_images))

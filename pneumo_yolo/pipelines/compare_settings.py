@@ -8,7 +8,13 @@ from typing import Any
 
 ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
 """The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
-MODELS = {"yolo11": "yolo11n.yaml", "yolov3": "yolov3-tiny.yaml", "faster-rcnn": "resnet18", "mask-rcnn": "resnet18", "unet": "resnet18"}
+MODELS = {
+    "yolo11": "yolo11n.yaml",
+    "yolov3": "yolov3-tiny.yaml",
+    "faster-rcnn": "resnet18",
+    "mask-rcnn": "resnet18",
+    "unet": "resnet18",
+}
 """Each row's ``train --model``: the size of each arch that learned best within the CPU budget (docs/compare.md)."""
 ROW_OPTIONS: dict[str, dict[str, Any]] = {"yolov3": {"optimizer": "AdamW", "lr0": 0.004}, "mask-rcnn": {"lr0": 0.002}}
 """Each row's ``train --set`` options beyond the arch's defaults, chosen like :data:`MODELS` (docs/compare.md#sizes)."""
@@ -34,7 +40,9 @@ class CompareSettings:
     curve_points: int = 6
     batch: int = 16
     models: Mapping[str, str] = field(default_factory=lambda: dict(MODELS))
-    options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {row: dict(options) for row, options in ROW_OPTIONS.items()})
+    options: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {row: dict(options) for row, options in ROW_OPTIONS.items()}
+    )
     rows: tuple[str, ...] = ROWS
     preset: str = "hard"
     seed: int = 0
@@ -70,7 +78,12 @@ class CompareSettings:
         {'exist_ok': True, 'seed': 0, 'lr0': 0.002}
         """
         arch, _ = self.plan(row)
-        return {"exist_ok": True, "seed": self.seed, **(YOLO_OVERRIDES if arch == "yolo" else {}), **self.options.get(row, {})}
+        return {
+            "exist_ok": True,
+            "seed": self.seed,
+            **(YOLO_OVERRIDES if arch == "yolo" else {}),
+            **self.options.get(row, {}),
+        }
 
 
 def check_rows(rows: Sequence[str]) -> tuple[str, ...]:
@@ -95,6 +108,8 @@ def parse_models(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         row, sep, model = (part.strip() for part in item.partition("="))
         if not sep or not model or row not in ROWS:
-            raise ValueError(f"--model {item!r}: expected ROW=MODEL with ROW one of {', '.join(ROWS)}, e.g. faster-rcnn=resnet34")
+            raise ValueError(
+                f"--model {item!r}: expected ROW=MODEL with ROW one of {', '.join(ROWS)}, e.g. faster-rcnn=resnet34"
+            )
         models[row] = model
     return models

@@ -51,12 +51,12 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     from converters.rsna import ConvertSettings, convert_rsna
 
     from ..eval.postprocess import PostprocessConfig
-    from ..predict.run import predict_folder
     from ..eval.scoring import evaluate_submission, load_scoring_set
+    from ..predict.run import predict_folder
     from ..runtime.devices import Devices
     from ..synth import make_rsna_like
-    from ..train.run import train
     from ..train.common import TUNED_YAML
+    from ..train.run import train
 
     Devices.parse(settings.device).resolve()  # a device this machine lacks stops the demo before any work
     started = time.perf_counter()
@@ -67,7 +67,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
         f"[1/6] synthesising {settings.n_train} training and {settings.n_test} test radiographs "
         f"(DICOM, {settings.preset} preset) in {rsna}"
     )
-    make_rsna_like(rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, preset=settings.preset, overwrite=True)
+    make_rsna_like(
+        rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, preset=settings.preset, overwrite=True
+    )
 
     log(f"[2/6] converting them to a YOLO dataset at {settings.imgsz} px in {dataset}")
     report = convert_rsna(
@@ -98,7 +100,9 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     submission = out / "submission.csv"
     log(f"[4/6] predicting the {settings.n_test} test DICOMs with {trained.best.name} and {TUNED_YAML}")
     config = PostprocessConfig.from_yaml(trained.run_dir / TUNED_YAML)
-    predicted = predict_folder(trained.best, rsna / "stage_2_test_images", submission, config=config, device=settings.device)
+    predicted = predict_folder(
+        trained.best, rsna / "stage_2_test_images", submission, config=config, device=settings.device
+    )
     log(f"[5/6] wrote {submission} ({predicted.n_images} rows, {predicted.n_with_boxes} with boxes)")
 
     scoring = load_scoring_set(rsna / "stage_2_test_labels.csv")

@@ -58,7 +58,9 @@ def list_inputs(source: Path) -> list[Path]:
         raise InputError(f"--source {source} does not exist")
     paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if not paths:
-        raise InputError(f"--source {source} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images")
+        raise InputError(
+            f"--source {source} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images"
+        )
     return paths
 
 
@@ -111,7 +113,9 @@ _attached: dict[str, SharedMemory] = {}
 """The shared buffers a decoding process has opened, by name: each is opened once per process."""
 
 
-def load_batch_shared(paths: list[Path], max_side: int | None, buffer_name: str) -> list[tuple[LoadedImage, SharedPlace | None]]:
+def load_batch_shared(
+    paths: list[Path], max_side: int | None, buffer_name: str
+) -> list[tuple[LoadedImage, SharedPlace | None]]:
     """:func:`load_batch`, writing the pixels into the shared buffer ``buffer_name`` instead of sending them back.
 
     Only the small :class:`LoadedImage` records travel through the pool's result queue (pickling
@@ -165,7 +169,9 @@ def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers
             buffers.append(SharedMemory(shared_memory_name(), create=True, size=buffer_size))
         name_semaphores()
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_decoding_worker, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_decoding_worker, initargs=(os.getpid(),)
+        ) as pool:
             free = deque(buffers)
             pending: deque[tuple[Future, SharedMemory]] = deque()
             for chunk in chunks:

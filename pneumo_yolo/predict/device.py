@@ -59,7 +59,9 @@ class DeviceOutput:
     """``time.time()`` once the models were loaded."""
 
 
-def predict_paths(paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None) -> DeviceOutput:
+def predict_paths(
+    paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None
+) -> DeviceOutput:
     """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
 
     A file whose patientId an earlier file of ``paths`` already gave is a problem. Once the
@@ -71,14 +73,24 @@ def predict_paths(paths: list[Path], settings: PredictSettings, device: str | No
     workers = auto_workers(cpu_count(), [device]) if settings.workers is None else settings.workers
     batch = auto_batch(device) if settings.batch is None else settings.batch
     ensemble = load_ensemble(
-        settings.weights, settings.classifiers, imgsz=settings.imgsz, device=device, tta=settings.tta, conf=min(RAW_CONF, settings.config.conf)
+        settings.weights,
+        settings.classifiers,
+        imgsz=settings.imgsz,
+        device=device,
+        tta=settings.tta,
+        conf=min(RAW_CONF, settings.config.conf),
     )
     check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device)
     found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
         detections = detect_files(
-            ensemble, paths, batch=batch, workers=workers, original_sizes=settings.original_sizes, progress=settings.progress
+            ensemble,
+            paths,
+            batch=batch,
+            workers=workers,
+            original_sizes=settings.original_sizes,
+            progress=settings.progress,
         )
         for image, detected in detections:
             if detected is None:

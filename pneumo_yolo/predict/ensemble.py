@@ -39,12 +39,17 @@ class Ensemble:
         """Every detector's ``(boxes, scores, model, pass)`` per image: which detector found each box, and in which of its passes."""
         found = [([], [], [], []) for _ in images]
         for model, detector in enumerate(self.detectors):
-            for (boxes, scores, pass_index), (all_boxes, all_scores, all_models, all_passes) in zip(detector.detect(images), found):
+            for (boxes, scores, pass_index), (all_boxes, all_scores, all_models, all_passes) in zip(
+                detector.detect(images), found
+            ):
                 all_boxes.append(boxes)
                 all_scores.append(scores)
                 all_models.append(np.full(len(scores), model, np.int64))
                 all_passes.append(pass_index)
-        return [(np.concatenate(b).reshape(-1, 4), np.concatenate(s), np.concatenate(m), np.concatenate(p)) for b, s, m, p in found]
+        return [
+            (np.concatenate(b).reshape(-1, 4), np.concatenate(s), np.concatenate(m), np.concatenate(p))
+            for b, s, m, p in found
+        ]
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         """P(opacity) per image: the classifiers' mean, NaN without classifiers."""
@@ -101,7 +106,19 @@ def detect_files(
                     width, height = original_sizes.get(image.patient_id, (width, height))
                 input_size = (image.pixels.shape[1], image.pixels.shape[0])
                 original = to_original_grid(boxes, input_size, (width, height))
-                yield image, RawImage(
-                    image.patient_id, original, scores, width, height, model, pass_index, len(ensemble.detectors), ensemble.passes, float(p_opacity)
+                yield (
+                    image,
+                    RawImage(
+                        image.patient_id,
+                        original,
+                        scores,
+                        width,
+                        height,
+                        model,
+                        pass_index,
+                        len(ensemble.detectors),
+                        ensemble.passes,
+                        float(p_opacity),
+                    ),
                 )
             bar.update(len(loaded))

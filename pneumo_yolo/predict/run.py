@@ -137,11 +137,15 @@ def predict_folder(
     paths = list_inputs(Path(source))
     pictures = [path for path in paths if not is_dicom(path)]
     if dicom_out and pictures:
-        raise InputError(f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file (leave --dicom-out out for PNG/JPEG inputs)")
+        raise InputError(
+            f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file (leave --dicom-out out for PNG/JPEG inputs)"
+        )
     report = PredictReport(out=Path(out), raw=save_raw, dicom_out=dicom_out)
     if expected_ids is not None:
         paths, report.n_not_asked, missing = select_expected(paths, expected_ids)
-        report.errors += [(str(Path(source) / pid), "no image for this expected patientId in --source") for pid in missing]
+        report.errors += [
+            (str(Path(source) / pid), "no image for this expected patientId in --source") for pid in missing
+        ]
     if original_sizes is not None:
         paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
         report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
@@ -152,7 +156,9 @@ def predict_folder(
         remove_stale_parts(output)
     remove_stale_shared_memory()
     with Janitor(outputs), StagedOutputs(save_raw, dicom_out) as staged:
-        settings = PredictSettings(weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, staged.dicom_out, progress)
+        settings = PredictSettings(
+            weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, staged.dicom_out, progress
+        )
         if len(devices.names) > 1:
             found = predict_on_devices(paths, settings, devices, staged.raw)
         else:

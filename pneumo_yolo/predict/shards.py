@@ -49,7 +49,9 @@ def shard_paths(paths: Sequence[Path], n: int) -> list[list[Path]]:
 
 def join_predictions(parts: Sequence[DeviceOutput]) -> DeviceOutput:
     """The predictions of the shards as one, in shard order; loaded once the slowest device was."""
-    joined = DeviceOutput(workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts))
+    joined = DeviceOutput(
+        workers=parts[0].workers, batch=parts[0].batch, loaded_at=max(part.loaded_at for part in parts)
+    )
     for part in parts:
         joined.strings.update(part.strings)
         joined.sizes.update(part.sizes)
@@ -57,7 +59,9 @@ def join_predictions(parts: Sequence[DeviceOutput]) -> DeviceOutput:
     return joined
 
 
-def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: Devices, raw: Path | None = None) -> DeviceOutput:
+def predict_on_devices(
+    paths: list[Path], settings: PredictSettings, devices: Devices, raw: Path | None = None
+) -> DeviceOutput:
     """Predict ``paths`` split over ``devices`` (several, each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device.
 
     ``settings.workers`` of ``None`` becomes :func:`~pneumo_yolo.runtime.devices.auto_workers` for
@@ -75,7 +79,9 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: De
         name_semaphores()
         with job_processes(len(devices)) as pool:  # a process per device
             jobs = [
-                pool.submit(predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part)
+                pool.submit(
+                    predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part
+                )
                 for index, (shard, device, part) in enumerate(zip(shards, devices, parts))
             ]
             found, failures, usage = [], [], []
@@ -87,7 +93,11 @@ def predict_on_devices(paths: list[Path], settings: PredictSettings, devices: De
                 except (DeviceError, ResourceError) as error:
                     usage.append(error)
                 except Exception as error:  # whatever the device process raised, with its own message
-                    failures.append(f"device {device}: {error}" if isinstance(error, (PredictError, DetectorError)) else f"device {device}: {type(error).__name__}: {error}")
+                    failures.append(
+                        f"device {device}: {error}"
+                        if isinstance(error, (PredictError, DetectorError))
+                        else f"device {device}: {type(error).__name__}: {error}"
+                    )
         if usage:
             raise usage[0]
         if failures:

@@ -47,12 +47,16 @@ class ReportSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def _coverage(predictions: Predictions, images: Mapping[str, Path], truth: Mapping[str, np.ndarray] | None) -> tuple[list[str], dict | None, list[str]]:
+def _coverage(
+    predictions: Predictions, images: Mapping[str, Path], truth: Mapping[str, np.ndarray] | None
+) -> tuple[list[str], dict | None, list[str]]:
     """Patients to report (predicted and pictured), those to score, and notes on what was left out."""
     reported = [pid for pid in predictions.rows if pid in images]
     notes = []
     if len(reported) < len(predictions.rows):
-        notes.append(f"{len(predictions.rows) - len(reported):,} predicted patient(s) have no image in the image folder and are left out.")
+        notes.append(
+            f"{len(predictions.rows) - len(reported):,} predicted patient(s) have no image in the image folder and are left out."
+        )
     if len(reported) < len(images):
         notes.append(f"{len(images) - len(reported):,} image(s) have no prediction row and are left out.")
     if truth is None:
@@ -142,7 +146,9 @@ def write_report(
     analysis = analyse(selected, scored, gallery_size)
     charts = _write_charts(out, analysis)
     all_sizes = {**(sizes or {}), **predictions.sizes()}
-    overlays, overlay_notes = _write_overlays(out, analysis.galleries.patient_ids(), images, selected, scored, all_sizes)
+    overlays, overlay_notes = _write_overlays(
+        out, analysis.galleries.patient_ids(), images, selected, scored, all_sizes
+    )
     _remove_stale(out, set(charts.values()) | set(overlays.values()))
     all_notes = [*notes, *coverage_notes, *overlay_notes]
     index = out / INDEX

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..boxes import iou_xyxy, ltwh_to_xyxy, xyxy_to_ltwh
+from ..eval.detections import RawDetections
 from ..eval.metric import IOU_THRESHOLDS, MetricResult, evaluate, flatten_ground_truth, score_images
 from ..eval.postprocess import PostprocessConfig, postprocess_image
-from ..eval.detections import RawDetections
 from ..eval.tune import DEFAULT_CONF, TuneGrid, tune
 
 GALLERY_IOU = float(IOU_THRESHOLDS[0])
@@ -99,7 +99,9 @@ def image_scores(truth: Sequence[np.ndarray], rows: Sequence[np.ndarray]) -> np.
     return per_threshold.mean(axis=1)
 
 
-def score_by_confidence(predictions: Predictions, truth: Mapping[str, np.ndarray], thresholds: Sequence[float] = DEFAULT_CONF) -> np.ndarray:
+def score_by_confidence(
+    predictions: Predictions, truth: Mapping[str, np.ndarray], thresholds: Sequence[float] = DEFAULT_CONF
+) -> np.ndarray:
     """The metric at each confidence threshold, over the patients of ``truth``.
 
     Raw detections are post-processed anew at each threshold (with :func:`~pneumo_yolo.eval.tune.tune`'s
@@ -111,7 +113,12 @@ def score_by_confidence(predictions: Predictions, truth: Mapping[str, np.ndarray
         table = tune(predictions.select(list(truth)).raw, truth, config, grid).table
         return table.sort_values("conf")["score"].to_numpy()
     return np.array(
-        [evaluate(truth, {pid: rows[rows[:, 0] >= t] for pid, rows in predictions.rows.items() if pid in truth}).score for t in thresholds]
+        [
+            evaluate(
+                truth, {pid: rows[rows[:, 0] >= t] for pid, rows in predictions.rows.items() if pid in truth}
+            ).score
+            for t in thresholds
+        ]
     )
 
 
@@ -171,7 +178,12 @@ def labelled_galleries(truth: Mapping[str, np.ndarray], rows: Mapping[str, np.nd
         if (~match.truth).any():
             lost = boxes[~match.truth]
             largest = lost[np.argmax(lost[:, 2] * lost[:, 3])]
-            missed.append(((-largest[2] * largest[3], pid), Tile(pid, f"missed {largest[2]:.0f}×{largest[3]:.0f} px · image score {shown}")))
+            missed.append(
+                (
+                    (-largest[2] * largest[3], pid),
+                    Tile(pid, f"missed {largest[2]:.0f}×{largest[3]:.0f} px · image score {shown}"),
+                )
+            )
         if match.truth.any():
             mean_iou = float(match.iou[match.truth].mean())
             best.append(((-score, -mean_iou, pid), Tile(pid, f"image score {shown} · IoU {mean_iou:.2f}")))
@@ -181,7 +193,10 @@ def labelled_galleries(truth: Mapping[str, np.ndarray], rows: Mapping[str, np.nd
 def prediction_gallery(rows: Mapping[str, np.ndarray], size: int) -> Galleries:
     """Without labels: the ``size`` images with the most confident predictions."""
     candidates = [
-        ((-float(r[:, 0].max()), pid), Tile(pid, f"top confidence {r[:, 0].max():.2f} · {len(r)} box{'es' if len(r) > 1 else ''}"))
+        (
+            (-float(r[:, 0].max()), pid),
+            Tile(pid, f"top confidence {r[:, 0].max():.2f} · {len(r)} box{'es' if len(r) > 1 else ''}"),
+        )
         for pid, r in rows.items()
         if len(r)
     ]

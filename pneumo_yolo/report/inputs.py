@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ..data.labels import read_labels
-from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
-from ..eval.postprocess import PostprocessConfig
 from ..eval.detections import read_raw
+from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import read_submission
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
 from . import ReportError
 from .analysis import Predictions
 
@@ -34,7 +34,9 @@ def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
         elif "conf" in header:
             found = Predictions.from_raw(read_raw(path), config)
         else:
-            raise ReportError(f"{path}: neither a submission (patientId,PredictionString) nor raw detections (patientId,conf,x1,y1,x2,y2,width,height)")
+            raise ReportError(
+                f"{path}: neither a submission (patientId,PredictionString) nor raw detections (patientId,conf,x1,y1,x2,y2,width,height)"
+            )
     if not found.rows:
         raise ReportError(f"{path}: holds no patient, only a header: nothing to report")
     return found
@@ -69,5 +71,7 @@ def read_truth(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     notes = []
     if labels.problems:
         first = labels.problems[0]
-        notes.append(f"{path}: {len(labels.problems):,} unusable row(s), their patients are not scored (first: line {first.line}, {first.problem})")
+        notes.append(
+            f"{path}: {len(labels.problems):,} unusable row(s), their patients are not scored (first: line {first.line}, {first.problem})"
+        )
     return labels.boxes, notes

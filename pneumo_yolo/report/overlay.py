@@ -21,7 +21,10 @@ TRUTH_INDEX = GRAY_LEVELS
 PREDICTION_INDEX = GRAY_LEVELS + 1
 TRUTH_RGB = (0, 255, 0)
 PREDICTION_RGB = (255, 0, 0)
-PALETTE = [round(i * 255 / (GRAY_LEVELS - 1)) for i in range(GRAY_LEVELS) for _ in range(3)] + [*TRUTH_RGB, *PREDICTION_RGB]
+PALETTE = [round(i * 255 / (GRAY_LEVELS - 1)) for i in range(GRAY_LEVELS) for _ in range(3)] + [
+    *TRUTH_RGB,
+    *PREDICTION_RGB,
+]
 LINE = 2
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.45
@@ -31,7 +34,9 @@ class OverlayError(ValueError):
     """An image that cannot be drawn; the message names the file."""
 
 
-def load_picture(path: Path, original_size: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+def load_picture(
+    path: Path, original_size: tuple[float, float] | None = None
+) -> tuple[np.ndarray, tuple[float, float]]:
     """An 8-bit grayscale picture, shrunk to :data:`OVERLAY_SIDE` pixels if larger, and the ``(W, H)`` grid its boxes live in.
 
     A DICOM knows its own grid; a PNG or JPEG (a converted image may be smaller than the original)
@@ -80,7 +85,9 @@ def _label(canvas: np.ndarray, text: str, x: int, y: int) -> None:
     canvas[glyphs] = PREDICTION_INDEX
 
 
-def draw_overlay(pixels: np.ndarray, original_size: tuple[float, float], truth: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+def draw_overlay(
+    pixels: np.ndarray, original_size: tuple[float, float], truth: np.ndarray | None, rows: np.ndarray
+) -> np.ndarray:
     """Palette indices of ``pixels`` with ``truth`` (``ltwh``) in green, then ``rows`` (``conf x y w h``) in red with labels."""
     levels = np.round(pixels.astype(np.float32) * ((GRAY_LEVELS - 1) / 255)).astype(np.uint8)
     canvas = np.ascontiguousarray(levels)

@@ -67,11 +67,17 @@ def _metric_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
             ["score (mean over images)", _number(result.score)],
             ["images scored", f"{result.n_images:,}"],
             ["positive images: score", f"{_number(result.score_positive)} ({result.n_positive:,} images)"],
-            ["negative images with a prediction: score", f"{_number(result.score_negative)} ({result.n_negative:,} images)"],
+            [
+                "negative images with a prediction: score",
+                f"{_number(result.score_negative)} ({result.n_negative:,} images)",
+            ],
             ["share of negative images with any prediction", share],
         ],
     )
-    curve = _table(["confidence threshold", "score"], [[f"{t:.2f}", _number(s)] for t, s in zip(analysis.conf_thresholds, analysis.conf_scores)])
+    curve = _table(
+        ["confidence threshold", "score"],
+        [[f"{t:.2f}", _number(s)] for t, s in zip(analysis.conf_thresholds, analysis.conf_scores)],
+    )
     return (
         "<h2>RSNA metric</h2>"
         "<p>Images with neither truth nor prediction are left out of the mean, as on the leaderboard.</p>"
@@ -92,7 +98,9 @@ def _counts_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
     return f"<h2>Boxes per image</h2>{_table(header, rows)}{_image(charts[CHART_COUNTS], 'boxes per image')}"
 
 
-def render_page(title: str, analysis: Analysis, charts: Mapping[str, str], overlays: Mapping[str, str], notes: Sequence[str]) -> str:
+def render_page(
+    title: str, analysis: Analysis, charts: Mapping[str, str], overlays: Mapping[str, str], notes: Sequence[str]
+) -> str:
     """The whole page. ``charts`` maps :data:`CHART_IOU` etc. and ``overlays`` maps patientIds to relative PNG paths."""
     galleries = analysis.galleries
     truth = '<span style="color:#080">green</span> ground truth, ' if analysis.result is not None else ""
@@ -118,6 +126,8 @@ def render_page(title: str, analysis: Analysis, charts: Mapping[str, str], overl
             _gallery("Best hits", galleries.best, overlays, "No hit."),
         ]
     else:
-        parts.append(_gallery("Most confident predictions (no labels given)", galleries.predictions, overlays, "No prediction."))
+        parts.append(
+            _gallery("Most confident predictions (no labels given)", galleries.predictions, overlays, "No prediction.")
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)

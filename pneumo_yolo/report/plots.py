@@ -31,7 +31,13 @@ def iou_threshold_bars(thresholds: np.ndarray, scores: np.ndarray) -> bytes:
     labels = [f"{t:.2f}" for t in thresholds]
     axes.bar(labels, np.nan_to_num(scores), color=SCORE_COLOUR)
     for i, value in enumerate(scores):
-        axes.annotate("n/a" if np.isnan(value) else f"{value:.3f}", (i, np.nan_to_num(value)), ha="center", va="bottom", fontsize=8)
+        axes.annotate(
+            "n/a" if np.isnan(value) else f"{value:.3f}",
+            (i, np.nan_to_num(value)),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     axes.set(xlabel="IoU threshold", ylabel="score", ylim=(0, 1.05), title="RSNA metric per IoU threshold")
     return _png(figure)
 
@@ -43,8 +49,20 @@ def confidence_curve(thresholds: np.ndarray, scores: np.ndarray) -> bytes:
     if np.isfinite(scores).any():
         best = int(np.nanargmax(scores))
         axes.axvline(thresholds[best], color="grey", linestyle=":")
-        axes.annotate(f"best {scores[best]:.3f} at {thresholds[best]:.2f}", (thresholds[best], scores[best]), xytext=(5, -12), textcoords="offset points", fontsize=8)
-    axes.set(xlabel="confidence threshold", ylabel="score", xlim=(0, 1), ylim=(0, 1.05), title="Score against the confidence threshold")
+        axes.annotate(
+            f"best {scores[best]:.3f} at {thresholds[best]:.2f}",
+            (thresholds[best], scores[best]),
+            xytext=(5, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    axes.set(
+        xlabel="confidence threshold",
+        ylabel="score",
+        xlim=(0, 1),
+        ylim=(0, 1.05),
+        title="Score against the confidence threshold",
+    )
     return _png(figure)
 
 
@@ -53,7 +71,9 @@ def box_count_bars(bins: Sequence[str], predicted: np.ndarray, true: np.ndarray 
     figure, axes = _figure()
     positions = np.arange(len(bins))
     width = 0.4 if true is not None else 0.8
-    axes.bar(positions - (width / 2 if true is not None else 0), predicted, width, label="predicted", color=PREDICTED_COLOUR)
+    axes.bar(
+        positions - (width / 2 if true is not None else 0), predicted, width, label="predicted", color=PREDICTED_COLOUR
+    )
     if true is not None:
         axes.bar(positions + width / 2, true, width, label="true", color=TRUE_COLOUR)
     axes.set_xticks(positions, list(bins))

@@ -66,10 +66,14 @@ class Devices:
             elif part in CPU_NAMES:
                 names.append(part)
             else:
-                raise DeviceError(f"--device {text!r}: {part!r} is not a device; use a GPU index (0, or 0,1,2,3 for several) or cpu")
+                raise DeviceError(
+                    f"--device {text!r}: {part!r} is not a device; use a GPU index (0, or 0,1,2,3 for several) or cpu"
+                )
         kinds = {name if name in CPU_NAMES else "gpu" for name in names}
         if len(kinds) > 1:
-            raise DeviceError(f"--device {text!r} mixes {' and '.join(sorted(kinds))}: name GPUs only (0,1) or the CPU only (cpu)")
+            raise DeviceError(
+                f"--device {text!r} mixes {' and '.join(sorted(kinds))}: name GPUs only (0,1) or the CPU only (cpu)"
+            )
         gpus = [name for name in names if name not in CPU_NAMES]
         if len(set(gpus)) < len(gpus):
             raise DeviceError(f"--device {text!r} names a GPU twice: name each GPU once (0,1)")
@@ -119,12 +123,16 @@ class Devices:
         if not self.names:
             if gpus:
                 return Devices(("0",))
-            LOGGER.warning("No CUDA GPU found: running on the CPU, which is slow (fine for tests and demos, not for real runs).")
+            LOGGER.warning(
+                "No CUDA GPU found: running on the CPU, which is slow (fine for tests and demos, not for real runs)."
+            )
             return Devices(("cpu",))
         missing = [name for name in self.names if name not in CPU_NAMES and int(name) >= gpus]
         if missing:
             have = f"GPUs 0..{gpus - 1}" if gpus else "no CUDA GPU"
-            raise DeviceError(f"--device {','.join(self.names)}: GPU {missing[0]} is not available (this machine has {have}); use --device cpu")
+            raise DeviceError(
+                f"--device {','.join(self.names)}: GPU {missing[0]} is not available (this machine has {have}); use --device cpu"
+            )
         if "mps" in self.names and not torch.backends.mps.is_available():
             raise DeviceError("--device mps: Apple's MPS is not available on this machine; use --device cpu")
         return self

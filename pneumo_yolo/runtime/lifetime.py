@@ -94,7 +94,9 @@ def job_processes(count: int) -> ProcessPoolExecutor:
     Not daemons, so a job may start processes of its own (decoding processes, say).
     """
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(count, mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        count, mp_context=context, max_tasks_per_child=1, initializer=exit_with_parent, initargs=(os.getpid(),)
+    )
 
 
 def cpu_seconds() -> float:
@@ -152,9 +154,15 @@ class Janitor:
         code = "import sys; from pneumo_yolo.runtime.lifetime import janitor_main; janitor_main(sys.argv[1:])"
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, *map(str, self.outputs)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))},
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")])),
+            },
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -59,7 +59,9 @@ def check_predict_memory(batch: int, workers: int, side: int, device: str) -> No
         fixed = predict_memory(0, workers, side, device)[index]
         per_image = predict_memory(1, workers, side, device)[index] - fixed
         fit = int((free - fixed) // per_image)
-        advice = f"use --batch {fit}" if fit >= 1 else ("use fewer --workers" if fixed > free else "use a smaller --imgsz")
+        advice = (
+            f"use --batch {fit}" if fit >= 1 else ("use fewer --workers" if fixed > free else "use a smaller --imgsz")
+        )
         raise ResourceError(
             f"--batch {batch} at --imgsz {side} needs at least {needed / GB:.1f} GB of {where} memory "
             f"({workers} decoding process(es) included), more than the {free / GB:.1f} GB free: {advice}"

@@ -302,5 +302,3 @@ def render_chest(spec: ChestSpec) -> np.ndarray:
     if spec.marker:
         _draw_marker(pixels, spec.marker, rng)
     return pixels
-
-

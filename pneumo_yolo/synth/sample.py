@@ -367,5 +367,3 @@ def patient_ids(rng: np.random.Generator, count: int) -> list[str]:
     while len(ids) < count:
         ids[str(uuid.UUID(bytes=rng.bytes(16), version=4))] = None
     return list(ids)
-
-

@@ -57,7 +57,9 @@ def _csv(header: str, rows: list[str]) -> str:
 
 def _check_output(out: Path, overwrite: bool) -> None:
     """Refuse to mix a new set with an earlier one unless ``overwrite``."""
-    earlier = [out / name for name in (TRAIN_LABELS, CLASS_INFO, SAMPLE_SUBMISSION, TEST_LABELS) if (out / name).exists()]
+    earlier = [
+        out / name for name in (TRAIN_LABELS, CLASS_INFO, SAMPLE_SUBMISSION, TEST_LABELS) if (out / name).exists()
+    ]
     earlier += [folder for folder in (out / TRAIN_IMAGES, out / TEST_IMAGES) if any(folder.glob("*.dcm"))]
     if earlier and not overwrite:
         raise SynthError(

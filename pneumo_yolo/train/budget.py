@@ -149,10 +149,18 @@ class LearningCurve:
             self._next += 1
         return crossed or last
 
-    def score(self, detector: Detector, dataset: ConvertedDataset, *, epoch: int, step: int, clock: TrainingClock, batch: int) -> CurvePoint:
+    def score(
+        self, detector: Detector, dataset: ConvertedDataset, *, epoch: int, step: int, clock: TrainingClock, batch: int
+    ) -> CurvePoint:
         """Score ``detector`` (the model now) on ``dataset``'s validation split and keep the point."""
         started = time.perf_counter()
-        point = CurvePoint(epoch, step, round(clock.seconds() / 60, 3), round(clock.wall_seconds() / 60, 3), validation_score(detector, dataset, batch=batch))
+        point = CurvePoint(
+            epoch,
+            step,
+            round(clock.seconds() / 60, 3),
+            round(clock.wall_seconds() / 60, 3),
+            validation_score(detector, dataset, batch=batch),
+        )
         self.taken.append(point)
         self.scoring_s += time.perf_counter() - started
         return point
@@ -225,17 +233,35 @@ class UltralyticsWatch:
     scores ``weights/last.pt`` (saved just before) after the epochs that :class:`LearningCurve` picks.
     """
 
-    def __init__(self, budget: Budget | None, clock: TrainingClock, curve: LearningCurve, dataset: ConvertedDataset, *, device: str, batch: int) -> None:
-        self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = budget, clock, curve, dataset, device, batch
+    def __init__(
+        self,
+        budget: Budget | None,
+        clock: TrainingClock,
+        curve: LearningCurve,
+        dataset: ConvertedDataset,
+        *,
+        device: str,
+        batch: int,
+    ) -> None:
+        self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (
+            budget,
+            clock,
+            curve,
+            dataset,
+            device,
+            batch,
+        )
         self.batches = self.epochs = 0
         self._epoch_ended = False
 
     def callbacks(self) -> dict[str, Callable[[Any], None]]:
         """Ultralytics event → callback."""
         return {
-            "on_train_epoch_start": self._epoch_start, "on_train_batch_end": self._batch_end,
-            "on_train_epoch_end": self._epoch_end, "on_fit_epoch_end": self._fit_epoch_end,
-        }  # fmt: skip
+            "on_train_epoch_start": self._epoch_start,
+            "on_train_batch_end": self._batch_end,
+            "on_train_epoch_end": self._epoch_end,
+            "on_fit_epoch_end": self._fit_epoch_end,
+        }
 
     def _epoch_start(self, trainer: Any) -> None:
         self.clock.start()
@@ -257,8 +283,12 @@ class UltralyticsWatch:
         if self.budget is not None:
             spent = self.clock.seconds()
             if epochs_done >= trainer.epochs and spent < self.budget.seconds:
-                trainer.stop = False  # Ultralytics ended at the count estimated after an earlier, slower epoch: the budget decides
-            trainer.epochs = trainer.args.epochs = max(epochs_done, math.ceil(self.budget.seconds * epochs_done / max(spent, 1e-9)))
+                trainer.stop = (
+                    False  # Ultralytics ended at the count estimated after an earlier, slower epoch: the budget decides
+                )
+            trainer.epochs = trainer.args.epochs = max(
+                epochs_done, math.ceil(self.budget.seconds * epochs_done / max(spent, 1e-9))
+            )
             trainer._setup_scheduler()  # as Ultralytics' time mode does after each epoch
             trainer.scheduler.last_epoch = trainer.epoch
             trainer.stop |= spent >= self.budget.seconds
@@ -269,16 +299,27 @@ class UltralyticsWatch:
             from ..nets.yolo import YoloDetector
 
             detector = YoloDetector(Path(trainer.last), imgsz=int(trainer.args.imgsz), device=self.device)
-            self.curve.score(detector, self.dataset, epoch=epochs_done, step=self.batches, clock=self.clock, batch=self.batch)
+            self.curve.score(
+                detector, self.dataset, epoch=epochs_done, step=self.batches, clock=self.clock, batch=self.batch
+            )
 
     def record(self) -> TrainingRecord:
         """What the run did, once it is over."""
         return TrainingRecord(
-            self.budget, self.clock.clock, self.epochs, self.batches, self.clock.seconds(), self.clock.wall_seconds(), self.curve.scoring_s, self.curve.taken
-        )  # fmt: skip
+            self.budget,
+            self.clock.clock,
+            self.epochs,
+            self.batches,
+            self.clock.seconds(),
+            self.clock.wall_seconds(),
+            self.curve.scoring_s,
+            self.curve.taken,
+        )
 
 
-def watch_run(budget_min: float | None, curve_points: int, *, on_cpu: bool) -> tuple[Budget | None, TrainingClock, LearningCurve]:
+def watch_run(
+    budget_min: float | None, curve_points: int, *, on_cpu: bool
+) -> tuple[Budget | None, TrainingClock, LearningCurve]:
     """The budget (``None`` without ``budget_min``), its clock (the device's clock without a budget) and the learning curve of a run."""
     budget = Budget.for_device(budget_min, on_cpu=on_cpu) if budget_min else None
     clock = TrainingClock(budget.clock if budget else ("cpu" if on_cpu else "wall"))

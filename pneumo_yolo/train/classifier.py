@@ -55,7 +55,9 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     target = torch.as_tensor([bool(label) for label in labels], dtype=torch.long)
     preds = torch.as_tensor(list(scores), dtype=torch.float64)
     if target.shape != preds.shape:
-        raise ValueError(f"labels {tuple(target.shape)} and scores {tuple(preds.shape)} must be two lists of the same length")
+        raise ValueError(
+            f"labels {tuple(target.shape)} and scores {tuple(preds.shape)} must be two lists of the same length"
+        )
     if target.unique().numel() < 2:
         return None
     return float(binary_auroc(preds, target))

@@ -66,7 +66,9 @@ class TrainResult:
                 f"ROC AUC of P(opacity) {'n/a (one class only)' if auc is None else f'{auc:.3f}'} "
                 f"on {self.classifier_val['n_images']} validation images | {self.run_dir / CLASSIFIER_VAL_JSON}"
             )
-        figures = " ".join(f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics)
+        figures = " ".join(
+            f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics
+        )
         line = f"Best weights: {self.best}" + (f" | val {figures}" if figures else "")
         if self.rsna_val is None:
             return line

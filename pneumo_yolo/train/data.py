@@ -61,7 +61,9 @@ class BoxDataset:
     horizontally (never vertically: chest X-rays are not upside-down).
     """
 
-    def __init__(self, images: list[Path], imgsz: int, *, flip: bool = False, masks: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, images: list[Path], imgsz: int, *, flip: bool = False, masks: str | None = None, seed: int = 0
+    ) -> None:
         self.images, self.imgsz, self.flip, self.masks = list(images), imgsz, flip, masks
         self.rng = np.random.default_rng(seed)
 

@@ -43,7 +43,10 @@ def fold_data(dataset: ConvertedDataset, fold: int) -> ConvertedDataset:
 def check_fold_count(dataset: ConvertedDataset, folds: int) -> None:
     """Refuse ``--folds K`` where ``dataset`` was not converted with the same K."""
     if dataset.folds != folds:
-        raise TrainConfigError(f"--folds {folds}: {dataset.yaml} was converted with " + (f"--folds {dataset.folds}" if dataset.folds else "no folds"))
+        raise TrainConfigError(
+            f"--folds {folds}: {dataset.yaml} was converted with "
+            + (f"--folds {dataset.folds}" if dataset.folds else "no folds")
+        )
 
 
 def train_folds(
@@ -68,7 +71,9 @@ def train_folds(
             log(f"fold {fold}: training {model or train_options.get('arch')} on {fold_set.yaml.name} into {run_name}")
             results.append(train(fold_set, model, device=devices[0], name=run_name, **train_options))
         return results
-    log(f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time")
+    log(
+        f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time"
+    )
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(exit_with_parent, (os.getpid(),))
@@ -76,11 +81,16 @@ def train_folds(
         free = manager.Queue()
         for each in devices:
             free.put(each)
-        pending = [pool.submit(_train_on_free_device, free, fold_set, model, run_name, train_options) for fold_set, run_name in jobs]
+        pending = [
+            pool.submit(_train_on_free_device, free, fold_set, model, run_name, train_options)
+            for fold_set, run_name in jobs
+        ]
         return [job.result() for job in pending]
 
 
-def _train_on_free_device(free: Any, dataset: ConvertedDataset, model: str, name: str, options: dict[str, Any]) -> TrainResult:
+def _train_on_free_device(
+    free: Any, dataset: ConvertedDataset, model: str, name: str, options: dict[str, Any]
+) -> TrainResult:
     """Worker process (not a daemon, so training may start processes of its own): take a free device, train one fold on it, give it back."""
     device = free.get()
     try:

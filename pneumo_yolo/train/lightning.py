@@ -34,11 +34,28 @@ import lightning as L
 import torch
 
 from ..data.dataset import ConvertedDataset
-from ..nets.archs import BACKBONE_HELP, DEFAULT_BACKBONES, DETECTORS, MASK_SHAPES, build_model, is_backbone, training_loss
+from ..nets.archs import (
+    BACKBONE_HELP,
+    DEFAULT_BACKBONES,
+    DETECTORS,
+    MASK_SHAPES,
+    build_model,
+    is_backbone,
+    training_loss,
+)
 from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
 from ..runtime.offline import import_ultralytics
-from .budget import BUDGET_EPOCHS, Budget, LearningCurve, TrainingClock, TrainingRecord, schedule_factor, watch_run, write_record
+from .budget import (
+    BUDGET_EPOCHS,
+    Budget,
+    LearningCurve,
+    TrainingClock,
+    TrainingRecord,
+    schedule_factor,
+    watch_run,
+    write_record,
+)
 from .common import TrainConfigError, TrainResult, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
@@ -62,10 +79,19 @@ class ArchModule(L.LightningModule):
     the steps taken, or, with a budget, the share of the budget spent (set by :class:`BudgetCallback`).
     """
 
-    def __init__(self, arch: str, imgsz: int, lr: float, weight_decay: float, backbone: str, budgeted: bool = False) -> None:
+    def __init__(
+        self, arch: str, imgsz: int, lr: float, weight_decay: float, backbone: str, budgeted: bool = False
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.arch, self.imgsz, self.backbone, self.lr, self.weight_decay, self.budgeted = arch, imgsz, backbone, lr, weight_decay, budgeted
+        self.arch, self.imgsz, self.backbone, self.lr, self.weight_decay, self.budgeted = (
+            arch,
+            imgsz,
+            backbone,
+            lr,
+            weight_decay,
+            budgeted,
+        )
         self.model = build_model(arch, imgsz, backbone)
         self.budget_spent = 0.0
         self.started = time.perf_counter()
@@ -73,7 +99,9 @@ class ArchModule(L.LightningModule):
     def training_step(self, batch: tuple[list[Any], list[dict[str, Any]]], batch_index: int) -> Any:
         images, targets = batch
         loss, parts = training_loss(self.arch, self.model, images, targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images), sync_dist=True)
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images), sync_dist=True
+        )
         for key, value in parts.items():
             self.log(f"train/{key}", value, on_step=False, on_epoch=True, batch_size=len(images), sync_dist=True)
         return loss
@@ -92,7 +120,9 @@ class ArchModule(L.LightningModule):
         if not self.budgeted:
             total = max(1, int(self.trainer.estimated_stepping_batches))
             warmup = min(100, max(1, total // 10)) / total
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule_factor(self.progress(step), warmup))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: schedule_factor(self.progress(step), warmup)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -103,14 +133,32 @@ class BudgetCallback(L.Callback):
     multi-GPU run follows the same schedule and stops at the same step.
     """
 
-    def __init__(self, budget: Budget | None, clock: TrainingClock, curve: LearningCurve, dataset: ConvertedDataset, *, device: str, batch: int) -> None:
-        self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = budget, clock, curve, dataset, device, batch
+    def __init__(
+        self,
+        budget: Budget | None,
+        clock: TrainingClock,
+        curve: LearningCurve,
+        dataset: ConvertedDataset,
+        *,
+        device: str,
+        batch: int,
+    ) -> None:
+        self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (
+            budget,
+            clock,
+            curve,
+            dataset,
+            device,
+            batch,
+        )
         self.epochs = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: ArchModule) -> None:
         self.clock.start()
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: ArchModule, outputs: Any, batch: Any, batch_index: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: ArchModule, outputs: Any, batch: Any, batch_index: int
+    ) -> None:
         if self.budget is None:
             return
         spent = trainer.strategy.broadcast(self.clock.seconds() / self.budget.seconds)
@@ -124,15 +172,21 @@ class BudgetCallback(L.Callback):
         progress = module.budget_spent if self.budget else epochs_done / max(1, trainer.max_epochs)
         last = trainer.should_stop or (self.budget is None and epochs_done >= trainer.max_epochs)
         if trainer.is_global_zero and self.curve.due(progress, last=last):
-            detector = DETECTORS[module.arch](checkpoint_of(module.arch, module.imgsz, module.model, module.backbone), device=self.device)
-            self.curve.score(detector, self.dataset, epoch=epochs_done, step=trainer.global_step, clock=self.clock, batch=self.batch)
+            detector = DETECTORS[module.arch](
+                checkpoint_of(module.arch, module.imgsz, module.model, module.backbone), device=self.device
+            )
+            self.curve.score(
+                detector, self.dataset, epoch=epochs_done, step=trainer.global_step, clock=self.clock, batch=self.batch
+            )
 
 
 def arch_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The ``--set`` values these archs take, type-checked; anything else is refused by name."""
     unknown = sorted(set(overrides) - set(OPTIONS))
     if unknown:
-        raise TrainConfigError(f"--set {', '.join(unknown)}: not an option of this arch (it takes {', '.join(OPTIONS)})")
+        raise TrainConfigError(
+            f"--set {', '.join(unknown)}: not an option of this arch (it takes {', '.join(OPTIONS)})"
+        )
     try:
         return {key: OPTIONS[key](value) for key, value in overrides.items()}
     except (TypeError, ValueError) as error:
@@ -144,7 +198,9 @@ def run_folder(project: Path, name: str, *, exist_ok: bool, resume: bool) -> Pat
     run_dir = project / name
     if resume:
         if not (run_dir / "weights" / "last.ckpt").is_file():
-            raise TrainConfigError(f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)")
+            raise TrainConfigError(
+                f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)"
+            )
         return run_dir
     import_ultralytics()  # offline and private first: a later predict in this process refuses an Ultralytics imported without it
     from ultralytics.utils.files import increment_path
@@ -161,7 +217,9 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
     backbone it was started with (recorded in Lightning's checkpoint).
     """
     if resume:
-        saved = torch.load(run_dir / "weights" / "last.ckpt", map_location="cpu", weights_only=False).get("hyper_parameters", {})
+        saved = torch.load(run_dir / "weights" / "last.ckpt", map_location="cpu", weights_only=False).get(
+            "hyper_parameters", {}
+        )
         return saved.get("backbone", DEFAULT_BACKBONES[arch]), None
     if model is None:
         return DEFAULT_BACKBONES[arch], None
@@ -169,7 +227,9 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
         return model, None
     path = Path(model)
     if not path.is_file():
-        raise TrainConfigError(f"--model {model}: neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists")
+        raise TrainConfigError(
+            f"--model {model}: neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists"
+        )
     checkpoint = read_checkpoint(path)
     if checkpoint is not None and checkpoint["arch"] == arch:
         return checkpoint["backbone"], path
@@ -209,32 +269,56 @@ def train_arch(
     backbone, initial_weights = resolve_model(arch, model, run_dir, resume=resume)
     devices = Devices.parse(device).resolve()
     hardware = devices.lightning()
-    train_set = BoxDataset.of(dataset, "train", imgsz, flip=True, masks=MASK_SHAPES.get(arch), seed=options.get("seed", 0))
+    train_set = BoxDataset.of(
+        dataset, "train", imgsz, flip=True, masks=MASK_SHAPES.get(arch), seed=options.get("seed", 0)
+    )
     if not len(train_set):
         raise TrainConfigError(f"{dataset.yaml}: no training images")
     budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
     L.seed_everything(options.get("seed", 0), verbose=False)
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
-    if devices.on_cpu and "OMP_NUM_THREADS" not in os.environ:  # a count set for this process (compare's row processes) stands
+    if (
+        devices.on_cpu and "OMP_NUM_THREADS" not in os.environ
+    ):  # a count set for this process (compare's row processes) stands
         torch.set_num_threads(cpu_count())
-    module = ArchModule(arch, imgsz, options.get("lr0", LARGE_LEARNING_RATE if arch != "unet" and backbone == DEFAULT_BACKBONES[arch] else LEARNING_RATE), options.get("weight_decay", 1e-4), backbone, budgeted=budget is not None)
+    module = ArchModule(
+        arch,
+        imgsz,
+        options.get(
+            "lr0", LARGE_LEARNING_RATE if arch != "unet" and backbone == DEFAULT_BACKBONES[arch] else LEARNING_RATE
+        ),
+        options.get("weight_decay", 1e-4),
+        backbone,
+        budgeted=budget is not None,
+    )
     try:
         initial = load_initial_weights(module.model, arch, initial_weights, backbone) if initial_weights else None
     except (FileNotFoundError, ValueError) as error:
         raise TrainConfigError(str(error)) from error
     workers = options.get("workers", 0 if devices.on_cpu else min(8, cpu_count()))
     loader = torch.utils.data.DataLoader(
-        train_set, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate, persistent_workers=workers > 0, drop_last=len(train_set) > batch
+        train_set,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+        drop_last=len(train_set) > batch,
     )
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     watch = BudgetCallback(budget, clock, curve, dataset, device=devices.first, batch=batch)
     trainer = L.Trainer(
-        **hardware, max_epochs=BUDGET_EPOCHS if budget else epochs, default_root_dir=str(run_dir), logger=CSVLogger(run_dir, name="", version=""),
-        enable_progress_bar=True, enable_model_summary=False, log_every_n_steps=1,
+        **hardware,
+        max_epochs=BUDGET_EPOCHS if budget else epochs,
+        default_root_dir=str(run_dir),
+        logger=CSVLogger(run_dir, name="", version=""),
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        log_every_n_steps=1,
         callbacks=[watch, ModelCheckpoint(dirpath=str(run_dir / "weights"), save_top_k=0, save_last=True)],
-    )  # fmt: skip
+    )
     if trainer.is_global_zero and initial:
         print(initial)
     trainer.fit(module, loader, ckpt_path=str(run_dir / "weights" / "last.ckpt") if resume else None)
@@ -243,10 +327,27 @@ def train_arch(
     best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model, backbone)
     write_trained_on(run_dir, dataset)
     if budget or curve_points:
-        record = TrainingRecord(budget, clock.clock, watch.epochs, trainer.global_step, clock.seconds(), clock.wall_seconds(), curve.scoring_s, curve.taken)
+        record = TrainingRecord(
+            budget,
+            clock.clock,
+            watch.epochs,
+            trainer.global_step,
+            clock.seconds(),
+            clock.wall_seconds(),
+            curve.scoring_s,
+            curve.taken,
+        )
         write_record(run_dir, record)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     rsna_val = None
     if score_val:
         rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices.first, batch=batch)
-    return TrainResult(run_dir=run_dir, best=best, dataset=dataset, imgsz=imgsz, device=devices.first, metrics=metrics, rsna_val=rsna_val)
+    return TrainResult(
+        run_dir=run_dir,
+        best=best,
+        dataset=dataset,
+        imgsz=imgsz,
+        device=devices.first,
+        metrics=metrics,
+        rsna_val=rsna_val,
+    )

@@ -13,7 +13,16 @@ from typing import Any
 
 from ..data.dataset import ConvertedDataset
 from ..nets.archs import YOLO
-from .common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME, TrainConfigError, TrainResult, check_run_name, check_sizes
+from .common import (
+    DEFAULT_BATCH,
+    DEFAULT_EPOCHS,
+    DEFAULT_IMGSZ,
+    DEFAULT_NAME,
+    TrainConfigError,
+    TrainResult,
+    check_run_name,
+    check_sizes,
+)
 from .yolo import check_option_keys, train_yolo
 
 
@@ -59,16 +68,34 @@ def train(
     check_option_keys(overrides or {}, None, "--set")
     size_given = imgsz is not None
     imgsz = imgsz or dataset.imgsz or DEFAULT_IMGSZ
-    check_sizes(imgsz, epochs, batch, "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)")
+    check_sizes(
+        imgsz,
+        epochs,
+        batch,
+        "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)",
+    )
     if budget_min is not None and (budget_min <= 0 or resume):
-        raise TrainConfigError(f"budget {budget_min} min: a budget must be more than 0 minutes, for a new run (not --resume)")
+        raise TrainConfigError(
+            f"budget {budget_min} min: a budget must be more than 0 minutes, for a new run (not --resume)"
+        )
     options = dict(
-        imgsz=imgsz, epochs=epochs, batch=batch, device=device, name=name, project=project, resume=resume, overrides=overrides,
-        score_val=score_val, budget_min=budget_min, curve_points=curve_points,
-    )  # fmt: skip
+        imgsz=imgsz,
+        epochs=epochs,
+        batch=batch,
+        device=device,
+        name=name,
+        project=project,
+        resume=resume,
+        overrides=overrides,
+        score_val=score_val,
+        budget_min=budget_min,
+        curve_points=curve_points,
+    )
     if arch != YOLO:
         dataset.check_parts()
-        from .lightning import train_arch  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
+        from .lightning import (
+            train_arch,  # here, not above: importing Lightning takes seconds, which a YOLO run or a mistake should not wait for
+        )
 
         return train_arch(dataset, arch, model, **options)
     return train_yolo(dataset, model, size_given=size_given, online=online, **options)

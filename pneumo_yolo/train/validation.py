@@ -29,7 +29,12 @@ from .common import DEFAULT_BATCH, TUNED_YAML, VAL_JSON
 
 
 def validation_detections(
-    detector: Detector, dataset: ConvertedDataset, *, batch: int = DEFAULT_BATCH, workers: int = 1, progress: bool = True
+    detector: Detector,
+    dataset: ConvertedDataset,
+    *,
+    batch: int = DEFAULT_BATCH,
+    workers: int = 1,
+    progress: bool = True,
 ) -> tuple[RawDetections, dict[str, np.ndarray]]:
     """``detector``'s raw detections on ``dataset``'s validation images, in original pixels, and their ground truth.
 
@@ -40,7 +45,11 @@ def validation_detections(
         raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
     sizes = dataset.original_sizes(images)
     raw = RawDetections.from_images(
-        found for _, found in detect_files(Ensemble([detector]), images, batch=batch, workers=workers, original_sizes=sizes, progress=progress) if found
+        found
+        for _, found in detect_files(
+            Ensemble([detector]), images, batch=batch, workers=workers, original_sizes=sizes, progress=progress
+        )
+        if found
     )
     return raw, dataset.ground_truth(images, sizes)
 
@@ -58,11 +67,20 @@ def score_validation(
     """Score ``weights`` on ``dataset``'s validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
     root = dataset.root
     images = dataset.listed("val")
-    raw, truth = validation_detections(load_detector(weights, imgsz=imgsz, device=device), dataset, batch=batch, progress=progress)
+    raw, truth = validation_detections(
+        load_detector(weights, imgsz=imgsz, device=device), dataset, batch=batch, progress=progress
+    )
     sizes = dataset.original_sizes(images)
     report = tune(raw, truth)
     title = f"Validation split of {root.name} (best.pt, tuned post-processing)"
-    write_report(out_dir / REPORT_DIR, {p.stem: p for p in images}, Predictions.from_raw(raw, report.best), truth, sizes=sizes, title=title)
+    write_report(
+        out_dir / REPORT_DIR,
+        {p.stem: p for p in images},
+        Predictions.from_raw(raw, report.best),
+        truth,
+        sizes=sizes,
+        title=title,
+    )
     comment = f"Tuned by `pneumo-yolo train` on {len(raw.patient_ids)} validation images of {root}."
     report.best.to_yaml(out_dir / TUNED_YAML, comment=comment)
     summary = {
@@ -71,7 +89,11 @@ def score_validation(
         "split": "val",
         "n_images": report.n_images,
         "default": {"postprocess": asdict(report.base), **report.base_result.to_dict()},
-        "tuned": {"postprocess": asdict(report.best), "postprocess_yaml": str(out_dir / TUNED_YAML), **report.best_result.to_dict()},
+        "tuned": {
+            "postprocess": asdict(report.best),
+            "postprocess_yaml": str(out_dir / TUNED_YAML),
+            **report.best_result.to_dict(),
+        },
         "note": "tuned on the same validation images it is scored on: confirm on held-out data",
     }
     atomic_write_text(out_dir / VAL_JSON, json.dumps(summary, indent=2) + "\n")

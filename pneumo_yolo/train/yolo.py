@@ -32,8 +32,8 @@ from ..nets.classifier import CLASSIFY_TASK
 from ..runtime.devices import Devices
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
 from ..runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
-from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
 from .budget import BUDGET_EPOCHS, UltralyticsWatch, watch_run, write_record
+from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
 from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
 from .validation import score_validation
 
@@ -53,6 +53,8 @@ OPTION_FLAGS = {
 FIXED_KEYS = frozenset({"mode", "task"})
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def cxr_defaults() -> dict[str, Any]:
     """The chest X-ray training defaults shipped in ``cfg/cxr_train.yaml``."""
     text = (resources.files("pneumo_yolo") / "cfg" / "cxr_train.yaml").read_text(encoding="utf-8")
@@ -102,7 +104,9 @@ def check_option_keys(keys: Iterable[str], valid: Iterable[str] | None, where: s
         if key in OPTION_FLAGS:
             problems.append(f"'{key}' has its own option: use {OPTION_FLAGS[key]}")
         elif key in FIXED_KEYS:
-            problems.append(f"'{key}' cannot be changed (it follows --model: a detector, or a classifier such as yolo11n-cls.yaml)")
+            problems.append(
+                f"'{key}' cannot be changed (it follows --model: a detector, or a classifier such as yolo11n-cls.yaml)"
+            )
         elif valid is not None and key not in valid:
             near = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else "see `yolo cfg` for the list"
@@ -207,7 +211,13 @@ def train_yolo(
         _warn_on_size_mismatch(dataset, imgsz, resume)
     source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
-        args = {**overrides, "data": str(source_data), "device": devices.ultralytics, "resume": True, "save_dir": str(project / name)}
+        args = {
+            **overrides,
+            "data": str(source_data),
+            "device": devices.ultralytics,
+            "resume": True,
+            "save_dir": str(project / name),
+        }
     else:
         args = training_arguments(
             data=source_data,
@@ -226,7 +236,11 @@ def train_yolo(
             f"another --name, or fine-tune from it with --model {Path(source.source).with_name('best.pt')}."
         )
     yolo.add_callback("on_pretrain_routine_start", prepare_process)
-    watch = _watch(yolo, args, budget_min, curve_points, devices, dataset, batch, classify=classify) if budget_min or curve_points else None
+    watch = (
+        _watch(yolo, args, budget_min, curve_points, devices, dataset, batch, classify=classify)
+        if budget_min or curve_points
+        else None
+    )
     yolo.train(**args)
     trainer = yolo.trainer
     run_dir, best, imgsz = Path(trainer.save_dir), Path(trainer.best), int(trainer.args.imgsz)
@@ -254,13 +268,23 @@ def train_yolo(
 
 
 def _watch(
-    yolo: Any, args: dict[str, Any], budget_min: float | None, curve_points: int, devices: Devices, dataset: ConvertedDataset, batch: int, *, classify: bool
+    yolo: Any,
+    args: dict[str, Any],
+    budget_min: float | None,
+    curve_points: int,
+    devices: Devices,
+    dataset: ConvertedDataset,
+    batch: int,
+    *,
+    classify: bool,
 ) -> UltralyticsWatch:
     """Hook a budget and a learning curve into ``yolo``'s training; a budgeted run starts with :data:`BUDGET_EPOCHS` epochs, re-estimated after each."""
     if classify or len(devices.names) > 1:
         raise TrainConfigError("a training budget or a learning curve takes a YOLO detector on one device")
     budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
-    watch = UltralyticsWatch(budget, clock, curve, dataset, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH)
+    watch = UltralyticsWatch(
+        budget, clock, curve, dataset, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH
+    )
     for event, callback in watch.callbacks().items():
         yolo.add_callback(event, callback)
     if budget is not None:
