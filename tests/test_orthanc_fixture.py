@@ -9,7 +9,7 @@ import pytest
 
 from pneumo_yolo.pacs.orthanc import Modality, Orthanc, OrthancError, config
 
-from .conftest import make_rsna_folder
+from .conftest import make_rsna_folder, require_orthanc
 
 
 def test_config_is_private_and_loopback_only(tmp_path):
@@ -41,6 +41,18 @@ def test_upload_find_fetch_restart_and_stop(orthanc, tmp_path):
         os.kill(pid, 0)
     orthanc.start()
     assert len(orthanc.studies()) == len(paths) and "node" in orthanc.get("/modalities")
+
+
+def test_with_overwrite_a_copy_counts_as_a_new_instance(tmp_path):
+    require_orthanc()
+    (path,) = sorted(make_rsna_folder(tmp_path / "rsna", n=0).images.glob("*.dcm"))
+    with Orthanc(tmp_path / "orthanc", overwrite=True) as server:
+        first = server.upload(path)
+        _, since = server.new_instances()
+        assert server.upload(path) == first
+        assert server.new_instances(since)[0] == [first]
+        server.delete_everything()
+        assert server.get("/instances") == []
 
 
 def test_a_missing_binary_is_named(tmp_path):

@@ -58,9 +58,19 @@ def free_port() -> int:
 
 
 def config(
-    folder: Path, http_port: int, dicom_port: int, aet: str, modalities: dict[str, Modality], stable_age_s: int
+    folder: Path,
+    http_port: int,
+    dicom_port: int,
+    aet: str,
+    modalities: dict[str, Modality],
+    stable_age_s: int,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """The configuration of a private, loopback-only Orthanc whose files all live in ``folder``."""
+    """The configuration of a private, loopback-only Orthanc whose files all live in ``folder``.
+
+    ``overwrite``: a copy of a stored SOP Instance UID replaces it and counts as a change (Orthanc's
+    default keeps the first copy silently), so that a test can count every object that arrives.
+    """
     storage = str(folder / "db")
     return {
         "Name": "pneumo-yolo-test",
@@ -78,6 +88,7 @@ def config(
         "DicomModalities": {name: modality.as_config() for name, modality in modalities.items()},
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StableAge": stable_age_s,
+        "OverwriteInstances": overwrite,
         "HttpsVerifyPeers": False,
     }
 
@@ -95,6 +106,7 @@ class Orthanc:
 
     ``modalities`` maps names (as in ``/modalities/<name>``) to the nodes it may exchange with;
     :meth:`set_modality` adds or changes one while it runs. A restart keeps the stored instances.
+    ``overwrite``: see :func:`config`.
     """
 
     def __init__(
@@ -103,12 +115,14 @@ class Orthanc:
         modalities: dict[str, Modality] | None = None,
         aet: str = "ORTHANC",
         stable_age_s: int = 2,
+        overwrite: bool = False,
         binary: Path = BINARY,
     ) -> None:
         self.folder = Path(folder)
         self.modalities = dict(modalities or {})
         self.aet = aet
         self.stable_age_s = stable_age_s
+        self.overwrite = overwrite
         self.binary = binary
         self.http_port = free_port()
         self.dicom_port = free_port()
@@ -136,7 +150,9 @@ class Orthanc:
                 f"{self.binary}: Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb)"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
-        settings = config(self.folder, self.http_port, self.dicom_port, self.aet, self.modalities, self.stable_age_s)
+        settings = config(
+            self.folder, self.http_port, self.dicom_port, self.aet, self.modalities, self.stable_age_s, self.overwrite
+        )
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(settings, indent=2))
         log = (self.folder / "orthanc.log").open("ab")
@@ -245,3 +261,18 @@ class Orthanc:
     def studies(self) -> list[str]:
         """Orthanc IDs of every study."""
         return [str(found) for found in self.get("/studies")]
+
+    def new_instances(self, since: int = 0) -> tuple[list[str], int]:
+        """Orthanc IDs of the instances stored (or, with ``overwrite``, stored again) after change ``since``, and the last change."""
+        found: list[str] = []
+        while True:
+            page = self.get(f"/changes?since={since}&limit=1000")
+            found += [change["ID"] for change in page["Changes"] if change["ChangeType"] == "NewInstance"]
+            since = int(page["Last"])
+            if page["Done"]:
+                return found, since
+
+    def delete_everything(self) -> None:
+        """Remove every stored patient (and so every study, series and instance)."""
+        for patient in self.get("/patients"):
+            self.request("DELETE", f"/patients/{patient}")
