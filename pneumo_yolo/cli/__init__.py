@@ -3,7 +3,7 @@
 The modules register their commands in pipeline order, which ``--help`` shows.
 """
 
-from . import ablation, compare, convert, demo, evaluate, predict, report, send, synth, train, tune  # noqa: F401  (each registers its commands)
+from . import ablation, compare, convert, demo, evaluate, listen, predict, report, send, synth, train, tune  # noqa: F401  (each registers its commands)
 from .app import app
 
 

@@ -7,16 +7,19 @@ For each source radiograph ``<patientId>.dcm``:
   shows that the algorithm ran even where it found nothing. Each box is a planar ROI group
   (TID 1410): a closed 5-point POLYLINE SCOORD on the source image, the finding DCM 112033
   "Abnormal opacity" at SCT 39607008 "Lung", and its confidence as DCM 111012 "Certainty of
-  Finding" in %. Every group names the algorithm (TID 4019: ``pneumo-yolo`` and its version).
+  Finding" in %. Its region has the geometric purpose SCT 75958009 "Bounded by" (DICOM CP 1852), by
+  which viewers such as 3D Slicer recognise a bounding box. Every group names the algorithm
+  (TID 4019: ``pneumo-yolo`` and its version).
 - ``gsps/<patientId>.dcm``, for an image with at least one box: a Grayscale Softcopy
   Presentation State with one graphic layer holding each box as a closed polyline and a text
   label with its confidence. A box's tracking UID is the one of its SR region.
 
-Both objects join the source study. From the source header they take only what the standard
-requires (:func:`reference_header`): its UIDs, its size and grayscale display pipeline (which
-the GSPS must restate), and the Type 1 and 2 attributes of the Patient and General Study
-modules, repaired where that is unambiguous and emptied otherwise, so every output is valid
-DICOM. Each run makes new series (one per study and kind) and new instance UIDs.
+Both objects join the source study, and take from its header only what the standard requires
+(:mod:`.reference`). Their new UIDs are derived from the source's and from a fingerprint of the
+models and post-processing (:func:`derived_uid`): one series per (study, kind, fingerprint), one
+instance per (source image, kind, fingerprint). The same image predicted again by the same
+models makes the same objects, so a PACS that receives them twice keeps one copy, while other
+models or settings make new ones.
 
 Boxes arrive as submission rows ``conf x y w h`` in the source's pixel grid. DICOM pixel
 coordinates put (0, 0) at the top-left corner of the top-left pixel, as the RSNA boxes do, so
@@ -35,156 +38,16 @@ import numpy as np
 
 from .. import __version__
 from ..files import atomic_write_bytes, check_patient_id
+from .reference import DicomResultsError, read_reference, repair_numbers, repair_text
+
+__all__ = ["DicomResultsError", "ResultsWriter", "SeriesPlan", "repair_numbers", "repair_text"]
 
 SR_FOLDER = "sr"
 GSPS_FOLDER = "gsps"
 SR_SERIES_NUMBER = 901
 GSPS_SERIES_NUMBER = 902
 ALGORITHM = "pneumo-yolo"
-CHARACTER_SET = "ISO_IR 192"
-"""UTF-8: any copied name can be written."""
 LAYER = "PNEUMO_YOLO"
-
-REFERENCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
-PATIENT_STUDY = {
-    "PatientName": "PN",
-    "PatientID": "LO",
-    "PatientBirthDate": "DA",
-    "PatientSex": "CS",
-    "StudyDate": "DA",
-    "StudyTime": "TM",
-    "ReferringPhysicianName": "PN",
-    "StudyID": "SH",
-    "AccessionNumber": "SH",
-}
-"""Type 1 and 2 attributes of the Patient and General Study modules besides the Study UID."""
-DISPLAY = ("Modality", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation")
-DISPLAY_NUMBERS = ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth")
-DISPLAY_CODES = ("RescaleType", "VOILUTFunction")
-DISPLAY_SEQUENCES = ("ModalityLUTSequence", "VOILUTSequence")
-"""The grayscale pipeline of the source, which a GSPS restates (else a viewer would drop the window)."""
-_SEX = {"M": "M", "F": "F", "O": "O", "MALE": "M", "FEMALE": "F", "OTHER": "O"}
-
-
-class DicomResultsError(ValueError):
-    """A source image for which no valid SR or GSPS can be written; names the file and the problem."""
-
-    def __init__(self, path: Path | str, problem: str):
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
-
-
-def _is_valid(vr: str, value: object) -> bool:
-    from pydicom import config
-    from pydicom.valuerep import validate_value
-
-    try:
-        validate_value(vr, value, config.RAISE)
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def repair_text(keyword: str, value: object) -> str:
-    """A valid value for a Patient or General Study attribute, or ``""`` (Type 2: present, empty).
-
-    Repairs that leave no doubt: surrounding spaces, ``YYYY-MM-DD`` and ``HH:MM:SS`` (the old
-    ACR-NEMA forms), and a sex written out (``female`` → ``F``). Anything else invalid is left out.
-
-    >>> repair_text("StudyDate", "2019-03-01"), repair_text("PatientSex", "male"), repair_text("StudyID", "x" * 17)
-    ('20190301', 'M', '')
-    """
-    vr = PATIENT_STUDY[keyword]
-    text = str(value if value is not None else "").strip()
-    if keyword == "PatientSex":
-        return _SEX.get(text.upper(), "")
-    if vr == "DA":
-        text = text.replace("-", "").replace(".", "")
-    elif vr == "TM":
-        text = text.replace(":", "")
-    return text if _is_valid(vr, text) else ""
-
-
-def repair_numbers(value: object) -> list[str] | None:
-    """Decimal strings (DS) of a possibly multi-valued number, shortened to DS's 16 characters; ``None`` if not numbers.
-
-    >>> repair_numbers("0.14300000000000002"), repair_numbers(["40", "400"]), repair_numbers("wide")
-    (['0.14300000000000'], ['40', '400'], None)
-    """
-    from pydicom.multival import MultiValue
-    from pydicom.valuerep import format_number_as_ds
-
-    values = value if isinstance(value, (list, tuple, MultiValue)) else [value]
-    texts = []
-    for item in values:
-        text = str(item).strip()
-        if not _is_valid("DS", text):
-            try:
-                number = float(text)
-            except ValueError:
-                return None
-            if not np.isfinite(number):
-                return None
-            text = format_number_as_ds(number)
-        texts.append(text)
-    return texts or None
-
-
-def reference_header(ds, path: Path | str):
-    """The part of a source header that the SR and GSPS need, with invalid values repaired or left out.
-
-    Raises :class:`DicomResultsError` when the source cannot be referenced (a UID missing or
-    invalid) or is not a single-sample grayscale image.
-    """
-    from pydicom.dataset import Dataset
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about invalid values on access; they are checked here
-        header = Dataset()
-        header.SpecificCharacterSet = CHARACTER_SET
-        for keyword in REFERENCE_UIDS:
-            uid = str(ds.get(keyword, "") or "")
-            if not uid or not _is_valid("UI", uid):
-                raise DicomResultsError(
-                    path, f"{keyword} {uid!r} is not a valid UID, so no result can reference the image"
-                )
-            setattr(header, keyword, uid)
-        for keyword in PATIENT_STUDY:
-            setattr(header, keyword, repair_text(keyword, ds.get(keyword)))
-        for keyword in DISPLAY:
-            if keyword in ds:
-                setattr(header, keyword, ds[keyword].value)
-        if int(header.get("SamplesPerPixel", 1)) != 1 or "Rows" not in header or "Columns" not in header:
-            raise DicomResultsError(path, "not a single-sample grayscale image with Rows and Columns")
-        for keyword in DISPLAY_NUMBERS:
-            numbers = repair_numbers(ds[keyword].value) if keyword in ds else None
-            if numbers:
-                setattr(header, keyword, numbers if len(numbers) > 1 else numbers[0])
-        for keyword in DISPLAY_CODES:
-            if keyword in ds and _is_valid("CS" if keyword == "VOILUTFunction" else "LO", ds[keyword].value):
-                setattr(header, keyword, ds[keyword].value)
-        for keyword in DISPLAY_SEQUENCES:
-            if keyword in ds:
-                setattr(header, keyword, ds[keyword].value)
-    if ("WindowCenter" in header) != ("WindowWidth" in header):
-        header.pop("WindowCenter", None)
-        header.pop("WindowWidth", None)
-    if "RescaleSlope" in header and "RescaleIntercept" in header and "RescaleType" not in header:
-        header.RescaleType = "US"  # unspecified: the modality LUT is Type 1 in a presentation state
-    return header
-
-
-def read_reference(path: Path):
-    """Read a source DICOM's header (no pixels) and return :func:`reference_header`."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError) as error:
-        raise DicomResultsError(path, f"header cannot be read ({type(error).__name__}: {error})") from None
-    return reference_header(ds, path)
 
 
 def polyline(x: float, y: float, w: float, h: float, size: tuple[int, int]) -> np.ndarray:
@@ -204,22 +67,40 @@ def confidence_label(conf: float) -> str:
     return f"opacity {conf:.0%}"
 
 
+def derived_uid(*parts: str) -> str:
+    """A UID that is always the same for the same ``parts`` (pydicom's UID root and a hash of them).
+
+    >>> derived_uid("sr", "models", "1.2.3") == derived_uid("sr", "models", "1.2.3") != derived_uid("sr", "other", "1.2.3")
+    True
+    """
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["pneumo-yolo result", *parts]))
+
+
 @dataclass
 class SeriesPlan:
-    """UIDs of one run: a new series per (study, kind), instance numbers counting within it."""
+    """The series of a run's results: one per (study, kind) and ``fingerprint``, instance numbers counting within it."""
 
-    series: dict[tuple[str, str], str] = field(default_factory=dict)
+    fingerprint: str = ""
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def next(self, study_uid: str, kind: str) -> tuple[str, int]:
-        """The series UID for ``kind`` in ``study_uid`` (made on first use) and the next instance number."""
-        from pydicom.uid import generate_uid
-
+        """The series UID for ``kind`` in ``study_uid`` and the next instance number."""
         key = (study_uid, kind)
-        if key not in self.series:
-            self.series[key] = generate_uid()
         self.counts[key] = self.counts.get(key, 0) + 1
-        return self.series[key], self.counts[key]
+        return derived_uid("series", kind, self.fingerprint, study_uid), self.counts[key]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The UIDs and instance number of one result object, and the tracking UIDs of its image and boxes."""
+
+    series_uid: str
+    sop_uid: str
+    instance: int
+    image_tracking_uid: str
+    tracking_uids: Sequence[str]
 
 
 def _algorithm():
@@ -243,18 +124,17 @@ def _observation_context():
     )
 
 
-def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_uid: str, instance: int):
+def build_sr(reference, rows: np.ndarray, identity: Identity):
     """A Comprehensive SR (TID 1500) of one image's ``(M, 5)`` ``conf x y w h`` rows; ``M = 0`` reports no opacity."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     algorithm = _algorithm()
     size = (int(reference.Columns), int(reference.Rows))
     verdict = codes.SCT.Present if len(rows) else codes.SCT.Absent
-    groups = [
+    groups: list = [
         hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="image"),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=identity.image_tracking_uid, identifier="image"),
             finding_type=codes.DCM.AbnormalOpacity,
             algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
@@ -262,7 +142,7 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.AbnormalOpacity, verdict)],
         )
     ]
-    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, tracking_uids, strict=True), start=1):
+    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, identity.tracking_uids, strict=True), start=1):
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=polyline(x, y, w, h, size),
@@ -278,6 +158,7 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=f"opacity {k}"),
                 referenced_region=region,
+                geometric_purpose=codes.SCT.BoundedBy,
                 finding_type=codes.DCM.AbnormalOpacity,
                 algorithm_id=algorithm,
                 finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
@@ -292,26 +173,25 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
     return hd.sr.ComprehensiveSR(
         evidence=[reference],
         content=report[0],
-        series_instance_uid=series_uid,
+        series_instance_uid=identity.series_uid,
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance,
+        sop_instance_uid=identity.sop_uid,
+        instance_number=identity.instance,
         manufacturer=ALGORITHM,
         series_description=f"{ALGORITHM} lung opacity report",
         is_complete=True,
     )
 
 
-def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_uid: str, instance: int):
+def build_gsps(reference, rows: np.ndarray, identity: Identity):
     """A Grayscale Softcopy Presentation State drawing each box of ``rows`` with a confidence label."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     size = (int(reference.Columns), int(reference.Rows))
     layer = hd.pr.GraphicLayer(layer_name=LAYER, order=1, description=f"{ALGORITHM} lung opacities")
     pixel = hd.pr.AnnotationUnitsValues.PIXEL
     boxes, labels = [], []
-    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, tracking_uids, strict=True), start=1):
+    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, identity.tracking_uids, strict=True), start=1):
         outline = polyline(x, y, w, h, size)
         boxes.append(
             hd.pr.GraphicObject(
@@ -337,10 +217,10 @@ def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series
     shape = "INVERSE" if reference.get("PhotometricInterpretation") == "MONOCHROME1" else "IDENTITY"
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[reference],
-        series_instance_uid=series_uid,
+        series_instance_uid=identity.series_uid,
         series_number=GSPS_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance,
+        sop_instance_uid=identity.sop_uid,
+        instance_number=identity.instance,
         manufacturer=ALGORITHM,
         manufacturer_model_name=ALGORITHM,
         software_versions=__version__,
@@ -366,33 +246,47 @@ def _encode(dataset) -> bytes:
 
 @dataclass
 class ResultsWriter:
-    """Writes the SR (and GSPS) of each source image below ``out``; one instance per ``predict`` run."""
+    """Writes the SR (and GSPS) of each source image below ``out``; one instance per run of the same models.
+
+    ``fingerprint`` names the models and post-processing (``predict`` hashes them): the UIDs of
+    the results derive from it and from the source's (:func:`derived_uid`).
+    """
 
     out: Path
-    plan: SeriesPlan = field(default_factory=SeriesPlan)
+    fingerprint: str = ""
+    plan: SeriesPlan = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plan = SeriesPlan(self.fingerprint)
 
     def write(self, source: Path, rows: np.ndarray) -> list[Path]:
         """Write ``sr/<stem>.dcm`` and, when ``rows`` holds a box, ``gsps/<stem>.dcm``; return the paths.
 
-        ``rows`` are the image's submission rows ``conf x y w h`` (original pixels). A GSPS that
-        an earlier run left for an image now without boxes is removed. Raises
+        ``rows`` are the image's boxes ``conf x y w h`` (original pixels, as in a submission).
+        A GSPS that an earlier run left for an image now without boxes is removed. Raises
         :class:`DicomResultsError` naming ``source`` when its results cannot be written validly.
         """
-        from pydicom.uid import generate_uid
-
         source = Path(source)
         patient_id = check_patient_id(source.stem)
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
         reference = read_reference(source)
-        tracking = [str(generate_uid()) for _ in rows]
+        image_uid = str(reference.SOPInstanceUID)
+        tracking = [derived_uid("box", str(k), self.fingerprint, image_uid) for k in range(len(rows))]
         objects = [(SR_FOLDER, build_sr)] + ([(GSPS_FOLDER, build_gsps)] if len(rows) else [])
         written = []
         for folder, build in objects:
             series_uid, instance = self.plan.next(reference.StudyInstanceUID, folder)
+            identity = Identity(
+                series_uid,
+                derived_uid(folder, self.fingerprint, image_uid),
+                instance,
+                derived_uid("image", self.fingerprint, image_uid),
+                tracking,
+            )
             try:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*person name.*")  # RSNA names are single-component ids
-                    data = _encode(build(reference, rows, tracking, series_uid, instance))
+                    data = _encode(build(reference, rows, identity))
             except (ValueError, TypeError, AttributeError, KeyError) as error:
                 raise DicomResultsError(
                     source, f"{folder.upper()} cannot be built ({type(error).__name__}: {error})"
