@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def listen(settings: ListenSettings) -> dict[str, int]:
     """
     from .spool import SpoolError
 
+    warnings.filterwarnings("ignore", module="pydicom|highdicom")  # their messages quote header values: keep PHI out
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         spool = Spool(settings.spool)
     except SpoolError as error:
