@@ -230,6 +230,20 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_served_when_back
     assert not list(listen.spool.results.rglob("*.dcm"))
 
 
+def test_an_image_that_cannot_be_predicted_is_recorded_failed_and_never_retried(node, images):
+    class Failing(StandIn):
+        def predict(self, paths: list[Path]) -> DeviceOutput:
+            self.calls += 1
+            return DeviceOutput(errors=[(str(path), "cannot decode the pixel data") for path in paths])
+
+    listen = node()
+    failing = Failing(listen.spool.results)
+    worker = Worker(listen.spool, failing, Destination(peer=Peer("PACS", LOOPBACK, free_port())), batch=4)  # type: ignore[arg-type]
+    assert listen.send(dicoms(images)[:1])[0].ok
+    assert worker.step() and not worker.step() and failing.calls == 1
+    assert listen.spool.counts() == {"failed": 1} and not list(listen.spool.images.iterdir())
+
+
 def test_the_spool_is_held_by_one_node_and_keeps_its_record(tmp_path, images):
     spool = Spool(tmp_path / "spool")
     with pytest.raises(SpoolError, match="in use by another running node"):

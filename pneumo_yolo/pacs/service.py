@@ -61,6 +61,7 @@ def listen(settings: ListenSettings) -> dict[str, int]:
         predict = replace(settings.predict, dicom_out=spool.results, progress=False, batch=settings.batch, workers=0)
         predictor = Predictor(predict, settings.device)
         predictor.check_memory(predictor.batch)
+        predictor.warm_up()
         try:
             server = start_node(settings.node, spool, wake.set)
         except (OSError, ValueError) as error:
