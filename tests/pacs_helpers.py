@@ -34,7 +34,9 @@ class Receiver:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 
         def keep(event) -> int:
-            self.received.append((event.request.AffectedSOPClassUID.name, event.dataset, event.context.transfer_syntax))
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            self.received.append((event.request.AffectedSOPClassUID.name, ds, event.context.transfer_syntax))
             return 0x0000
 
         ae = AE(self.ae_title)

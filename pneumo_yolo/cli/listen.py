@@ -138,13 +138,12 @@ def listen_command(
 
     if (return_to is None) == (stow is None):
         raise fail("error: give exactly one of --return-to AE@HOST:PORT and --stow URL", code=2)
-    if not allow and not allow_any:
-        raise fail(
-            "error: give --allow AE@HOST for each caller (or --allow-any): with neither, every caller would be refused",
-            code=2,
-        )
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("pneumo_yolo.pacs").setLevel(logging.INFO)  # our lines; libraries only from warnings up
+    if not allow and not allow_any:
+        logging.getLogger("pneumo_yolo.pacs").warning(
+            "no --allow: every caller will be refused (--allow-any opens the node)"
+        )
     try:
         tls = TlsFiles.from_options(tls_cert, tls_key, tls_ca)
         title = check_ae_title(ae_title, "--ae-title")

@@ -1,10 +1,4 @@
-"""The part of a source image's header that its SR and GSPS restate, with invalid values repaired or left out.
-
-From the source header the results take only what the standard requires: its UIDs, its size
-and grayscale display pipeline (which a GSPS must restate), and the Type 1 and 2 attributes of
-the Patient and General Study modules, repaired where that is unambiguous and emptied
-otherwise, so every output is valid DICOM.
-"""
+"""The source header that the SR and GSPS reference: read without pixels, invalid values repaired or left out."""
 
 from __future__ import annotations
 
@@ -15,7 +9,6 @@ import numpy as np
 
 CHARACTER_SET = "ISO_IR 192"
 """UTF-8: any copied name can be written."""
-
 REFERENCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PATIENT_STUDY = {
     "PatientName": "PN",

@@ -38,9 +38,7 @@ import numpy as np
 
 from .. import __version__
 from ..files import atomic_write_bytes, check_patient_id
-from .reference import DicomResultsError, read_reference, repair_numbers, repair_text
-
-__all__ = ["DicomResultsError", "ResultsWriter", "SeriesPlan", "repair_numbers", "repair_text"]
+from .reference import DicomResultsError, read_reference
 
 SR_FOLDER = "sr"
 GSPS_FOLDER = "gsps"

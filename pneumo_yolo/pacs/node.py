@@ -91,10 +91,16 @@ class Node:
         address = str(assoc.requestor.address)
         if not self.caller_allowed(ae_title, address):
             LOG.warning("refused association from %s@%s: not on the --allow list", ae_title, address)
-            assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
+            self._reject(assoc, 0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
         elif free_bytes(self.spool.root) < self.settings.min_free_bytes:
             LOG.warning("refused association from %s@%s: spool disk below --min-free-mb", ae_title, address)
-            assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
+            self._reject(assoc, 0x02, 0x03, 0x02)  # transient, service provider (presentation), local limit exceeded
+
+    @staticmethod
+    def _reject(assoc, result: int, source: int, reason: int) -> None:
+        """Send an A-ASSOCIATE-RJ and wait until it has left, as pynetdicom's own refusals do."""
+        assoc.acse.send_reject(result, source, reason)
+        assoc.kill()
 
     def on_store(self, event) -> int:
         """EVT_C_STORE: spool a chest radiograph and answer at once; ignore SR/PR; refuse the rest."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def listen(settings: ListenSettings) -> dict[str, int]:
     """
     from .spool import SpoolError
 
+    warnings.filterwarnings("ignore", module="pydicom|highdicom")  # their messages quote header values: keep PHI out
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         spool = Spool(settings.spool)
     except SpoolError as error:
@@ -58,6 +61,7 @@ def listen(settings: ListenSettings) -> dict[str, int]:
         predict = replace(settings.predict, dicom_out=spool.results, progress=False, batch=settings.batch, workers=0)
         predictor = Predictor(predict, settings.device)
         predictor.check_memory(predictor.batch)
+        predictor.warm_up()
         try:
             server = start_node(settings.node, spool, wake.set)
         except (OSError, ValueError) as error:

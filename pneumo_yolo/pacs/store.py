@@ -1,7 +1,7 @@
 """C-STORE of DICOM files to a node (pynetdicom): one presentation context per SOP class and transfer syntax.
 
-Each context proposes exactly one transfer syntax, the file's own, so a JPEG Baseline image is
-sent as it is: a context that listed several would get Explicit VR Little Endian accepted, and
+Each context proposes exactly one transfer syntax, the file's own, and the file's bytes are
+streamed as they are (nothing is decoded or re-encoded), so a JPEG Baseline image is sent as it is: a context that listed several would get Explicit VR Little Endian accepted, and
 the compressed file could then not be sent. A folder with more than 128 (SOP class, transfer
 syntax) pairs is sent over several associations.
 """
@@ -97,8 +97,11 @@ def c_store_files(
     timeout_s: float = TIMEOUT_S,
 ) -> list[FileStatus]:
     """Send each file to ``peer`` by C-STORE; return one :class:`FileStatus` per path, in order."""
-    from pynetdicom import AE
+    from pynetdicom import AE, _config
 
+    _config.STORE_SEND_CHUNKED_DATASET = (
+        True  # stream each file's own bytes after its File Meta: nothing decoded or re-encoded
+    )
     found = {path: read_header(Path(path)) for path in paths}
     statuses: dict[Path, FileStatus] = {path: item for path, item in found.items() if isinstance(item, FileStatus)}
     headers = [item for item in found.values() if isinstance(item, Header)]
@@ -131,7 +134,7 @@ def _send_one(assoc, header: Header, peer: Peer) -> FileStatus:
         return FileStatus(header.path, False, f"the association with {peer} ended before this file was sent")
     try:
         answer = assoc.send_c_store(header.path)
-    except (ValueError, AttributeError, RuntimeError, OSError) as error:
+    except Exception as error:  # pynetdicom reads the file as it sends it: a broken file must not stop the others
         return FileStatus(header.path, False, f"cannot be sent ({type(error).__name__}: {error})")
     if "Status" not in answer:
         return FileStatus(header.path, False, f"no answer from {peer} (timeout or aborted association)")
