@@ -65,11 +65,13 @@ def config(
     modalities: dict[str, Modality],
     stable_age_s: int,
     overwrite: bool = False,
+    lua_scripts: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """The configuration of a private, loopback-only Orthanc whose files all live in ``folder``.
 
     ``overwrite``: a copy of a stored SOP Instance UID replaces it and counts as a change (Orthanc's
     default keeps the first copy silently), so that a test can count every object that arrives.
+    ``lua_scripts``: Orthanc's Lua scripts, e.g. a routing rule that sends new radiographs to a modality.
     """
     storage = str(folder / "db")
     return {
@@ -89,6 +91,7 @@ def config(
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StableAge": stable_age_s,
         "OverwriteInstances": overwrite,
+        "LuaScripts": [str(path) for path in lua_scripts],
         "HttpsVerifyPeers": False,
     }
 
@@ -106,7 +109,7 @@ class Orthanc:
 
     ``modalities`` maps names (as in ``/modalities/<name>``) to the nodes it may exchange with;
     :meth:`set_modality` adds or changes one while it runs. A restart keeps the stored instances.
-    ``overwrite``: see :func:`config`.
+    ``overwrite``, ``lua_scripts``: see :func:`config`.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class Orthanc:
         aet: str = "ORTHANC",
         stable_age_s: int = 2,
         overwrite: bool = False,
+        lua_scripts: tuple[Path, ...] = (),
         binary: Path = BINARY,
     ) -> None:
         self.folder = Path(folder)
@@ -123,6 +127,7 @@ class Orthanc:
         self.aet = aet
         self.stable_age_s = stable_age_s
         self.overwrite = overwrite
+        self.lua_scripts = tuple(Path(path).absolute() for path in lua_scripts)
         self.binary = binary
         self.http_port = free_port()
         self.dicom_port = free_port()
@@ -151,7 +156,14 @@ class Orthanc:
             )
         self.folder.mkdir(parents=True, exist_ok=True)
         settings = config(
-            self.folder, self.http_port, self.dicom_port, self.aet, self.modalities, self.stable_age_s, self.overwrite
+            self.folder,
+            self.http_port,
+            self.dicom_port,
+            self.aet,
+            self.modalities,
+            self.stable_age_s,
+            self.overwrite,
+            self.lua_scripts,
         )
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(settings, indent=2))
