@@ -13,16 +13,18 @@ import pytest
 import torch
 
 from converters.rsna import ConvertSettings, convert_rsna
+from pneumo_yolo.cli.flags import flag_message
 from pneumo_yolo.data.dataset import ConvertedDataset
 from pneumo_yolo.nets.archs import build_model
 from pneumo_yolo.nets.checkpoints import load_initial_weights, read_checkpoint, save_checkpoint
 from pneumo_yolo.nets.load import load_detector
 from pneumo_yolo.nets.torch_net import TorchDetector
 from pneumo_yolo.nets.unet import boxes_from_probability, build_unet
-from pneumo_yolo.runtime.devices import Devices
-from pneumo_yolo.train.common import TrainConfigError
+from pneumo_yolo.runtime.devices import CPU, Devices
+from pneumo_yolo.settings import SettingError
+from pneumo_yolo.train.common import TrainSettings, arch_options
 from pneumo_yolo.train.data import BoxDataset, box_masks, read_label_boxes
-from pneumo_yolo.train.lightning import arch_options, resolve_model
+from pneumo_yolo.train.lightning import resolve_model
 
 from .conftest import make_rsna_folder
 from .test_train import make_tiny_dataset
@@ -99,7 +101,7 @@ def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) 
             key: value.shape for key, value in built.items()
         }
         assert (
-            load_detector(run / "weights" / "best.pt", device="cpu").backbone == BACKBONES[name]
+            load_detector(run / "weights" / "best.pt", device=CPU).backbone == BACKBONES[name]
         )  # its weights load strictly into that network
         assert (run / "weights" / "last.ckpt").is_file()
         rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -227,7 +229,7 @@ class TestWeights:
     def test_a_checkpoint_is_plain_tensors_and_predicts_in_image_pixels_with_flip_tta(self, tmp_path: Path) -> None:
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
         torch.load(best, weights_only=True)  # no pickled code
-        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        detector = load_detector(best, device=CPU, tta=True, conf=0.0)
         assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.passes == 2
         [(boxes, scores, pass_index)] = detector.detect([np.full((90, 120), 128, np.uint8)])
         assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0, 1}
@@ -236,7 +238,7 @@ class TestWeights:
     def test_boxes_come_back_in_the_image_pixels_with_and_without_flip(self, tmp_path: Path) -> None:
         """A stand-in U-Net whose map is the bright pixels: the box of a bright patch of a non-square image, both passes."""
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
-        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        detector = load_detector(best, device=CPU, tta=True, conf=0.0)
         detector.model = lambda batch: (batch - 0.5) * 100
         image = np.zeros((90, 120), np.uint8)
         image[30:60, 12:42] = 255
@@ -263,7 +265,7 @@ class TestWeights:
         del payload["backbone"]
         torch.save(payload, best)
         assert (
-            read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device="cpu").backbone == "resnet18"
+            read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device=CPU).backbone == "resnet18"
         )
 
     def test_model_names_a_backbone_or_a_weights_file(self, tmp_path: Path) -> None:
@@ -282,11 +284,11 @@ class TestWeights:
             "resnet50",
             tmp_path / "coco.pth",
         )
-        with pytest.raises(
-            TrainConfigError,
-            match="--model resnet101: neither a backbone of faster-rcnn \\(resnet18, resnet34, resnet50\\) nor a weights file",
-        ):
+        with pytest.raises(SettingError) as error:
             resolve_model("faster-rcnn", "resnet101", tmp_path, resume=False)
+        assert flag_message(error.value).startswith(
+            "--model resnet101: neither a backbone of faster-rcnn (resnet18, resnet34, resnet50) nor a weights file"
+        )
 
     def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):
@@ -313,5 +315,10 @@ class TestOptions:
 
     def test_set_keys_are_checked(self) -> None:
         assert arch_options({"lr0": "0.01", "seed": 3}) == {"lr0": 0.01, "seed": 3}
-        with pytest.raises(TrainConfigError, match="mosaic: not an option of this arch"):
+        with pytest.raises(SettingError, match="mosaic: not an option of this arch"):
             arch_options({"mosaic": 1.0})
+        assert TrainSettings(arch="unet", overrides={"seed": "3"}).overrides == {"seed": 3}
+        with pytest.raises(SettingError, match="unet needs a multiple of 32"):
+            TrainSettings(arch="unet", imgsz=48)
+        with pytest.raises(SettingError, match="needs a fixed batch size"):
+            TrainSettings(arch="mask-rcnn", batch=-1)

@@ -98,10 +98,16 @@ def compare(
     on 2 CPU cores (docs/compare.md).
     """
     from ..pipelines.compare import check_rows, parse_models, run_compare
+    from ..runtime.devices import Devices
+    from ..settings import SettingError
+    from .flags import flag_message
 
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])
         models = parse_models(model or [])
+        devices = Devices.parse(device)
+    except SettingError as error:
+        raise fail(flag_message(error), code=2) from error
     except ValueError as error:
         raise fail(str(error), code=2) from error
     settings = CompareSettings(
@@ -116,7 +122,7 @@ def compare(
         rows=rows,
         preset=preset,
         seed=seed,
-        device=device,
+        devices=devices,
         parallel=parallel,
     )
     run_compare(out, settings, log=typer.echo)

@@ -49,15 +49,25 @@ def demo(
 
     from ..files import OutputError, check_outputs
     from ..pipelines.demo import run_demo
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
+    from ..settings import SettingError
     from ..synth import SynthError
     from ..train.common import TrainConfigError
+    from .flags import flag_message
 
-    settings = DemoSettings(
-        n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device
-    )
     try:
+        settings = DemoSettings(
+            n_train=n_train,
+            n_test=n_test,
+            imgsz=imgsz,
+            epochs=epochs,
+            seed=seed,
+            preset=preset,
+            devices=Devices.parse(device),
+        )
         check_outputs({}, folders={"--out": out})
         run_demo(out, settings, log=typer.echo)
-    except (ConvertError, DeviceError, OutputError, SynthError, TrainConfigError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (ConvertError, OutputError, SynthError, TrainConfigError) as error:
         raise fail(f"error: {error}", code=2) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -144,7 +145,7 @@ def postprocess_values(key: str) -> Callable[[str | None], tuple[float, ...] | N
     def check(value: str | None) -> tuple[float, ...] | None:
         found = numbers(value)
         for number in found or ():
-            _postprocess_setting(**{key: number})
+            _postprocess_setting({key: number})
         return found
 
     return check
@@ -169,12 +170,12 @@ def merges(value: str | None) -> tuple[tuple[str, float], ...] | None:
             )
         iou_value = numbers(iou)[0] if iou else 0.0
         if method != "none":
-            _postprocess_setting(merge=method, merge_iou=iou_value)
+            _postprocess_setting({"merge": method, "merge_iou": iou_value})
         found.append((method, iou_value))
     return tuple(found)
 
 
-def _postprocess_setting(**setting: object) -> None:
+def _postprocess_setting(setting: dict[str, Any]) -> None:
     """Raise ``typer.BadParameter`` with the post-processing's own message for a setting it refuses."""
     from ..eval.postprocess import ConfigError, PostprocessConfig
 

@@ -158,10 +158,12 @@ def predict_command(
     from ..nets.classifier import ClassifierError
     from ..nets.detector import DetectorError
     from ..predict.decoding import InputError
-    from ..predict.device import PredictError
+    from ..predict.device import PredictError, PredictSettings
     from ..predict.run import errors_path_for, predict_folder
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
+    from ..settings import SettingError
+    from .flags import flag_message
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
@@ -191,26 +193,25 @@ def predict_command(
             warn(
                 f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row"
             )
-        sizes = read_manifest(manifest) if manifest else None
-        report = predict_folder(
-            weights,
-            source,
-            out,
-            classifiers=classifier or [],
+        settings = PredictSettings(
+            weights=tuple(weights),
+            classifiers=tuple(classifier or ()),
             config=config,
             imgsz=imgsz,
             batch=batch,
-            device=device,
             tta=tta,
-            save_raw=save_raw,
-            dicom_out=dicom_out,
             workers=workers,
-            expected_ids=expected,
-            original_sizes=sizes,
+            original_sizes=read_manifest(manifest) if manifest else None,
+            dicom_out=dicom_out,
+        )
+        report = predict_folder(
+            source, out, settings, devices=Devices.parse(device), save_raw=save_raw, expected_ids=expected
         )
     except KeyboardInterrupt:
         raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
-    except (DeviceError, InputError, OutputError, ResourceError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (InputError, OutputError, ResourceError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (
         ClassifierError,

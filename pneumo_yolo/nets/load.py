@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..runtime.devices import Devices
 from .archs import DETECTORS
 from .checkpoints import read_checkpoint
 from .detector import RAW_CONF, Detector, DetectorError
@@ -11,9 +12,9 @@ from .yolo import YoloDetector
 
 
 def load_detector(
-    weights: Path, *, imgsz: int | None = None, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+    weights: Path, *, imgsz: int | None = None, device: Devices = Devices(), tta: bool = False, conf: float = RAW_CONF
 ) -> Detector:
-    """The detector of a weights file, on ``device``: an arch checkpoint of ours (read safely), else a YOLO model."""
+    """The detector of a weights file, on ``device`` (resolved here unless it is): an arch checkpoint of ours (read safely), else a YOLO model."""
     weights = Path(weights)
     if not weights.is_file():
         raise DetectorError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")

@@ -18,6 +18,7 @@ from ..eval.postprocess import to_original_grid
 from ..nets.classifier import ImageClassifier
 from ..nets.detector import RAW_CONF, Detector, DetectorError
 from ..nets.load import load_detector
+from ..runtime.devices import Devices
 from .decoding import LoadedImage, is_dicom, iterate_batches
 
 
@@ -63,7 +64,7 @@ def load_ensemble(
     classifiers: Sequence[Path] = (),
     *,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     tta: bool = False,
     conf: float = RAW_CONF,
 ) -> Ensemble:
@@ -71,6 +72,7 @@ def load_ensemble(
     paths = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(path) for path in weights]
     if not paths:
         raise DetectorError("give at least one --weights file")
+    device = device.resolve()  # once for every model
     detectors = [load_detector(path, imgsz=imgsz, device=device, tta=tta, conf=conf) for path in paths]
     return Ensemble(detectors, [ImageClassifier(path, device=device) for path in classifiers])
 

@@ -39,6 +39,7 @@ from typing import Any
 from ..data.dataset import ConvertedDataset
 from ..files import atomic_write_text
 from ..nets.detector import Detector
+from ..runtime.devices import Devices
 from .validation import validation_detections
 
 CURVE_JSON = "curve.json"
@@ -240,7 +241,7 @@ class UltralyticsWatch:
         curve: LearningCurve,
         dataset: ConvertedDataset,
         *,
-        device: str,
+        device: Devices,
         batch: int,
     ) -> None:
         self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (

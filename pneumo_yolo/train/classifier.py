@@ -21,6 +21,7 @@ from ..data.dataset import ConvertedDataset
 from ..files import atomic_write_text
 from ..nets.classifier import PREDICT_BATCH, ImageClassifier
 from ..predict.decoding import load_image
+from ..runtime.devices import Devices
 from .common import CLASSIFIER_VAL_JSON
 
 CLASSIFIER_DEFAULTS: Mapping[str, Any] = {"auto_augment": None, "erasing": 0.0}
@@ -70,7 +71,7 @@ def score_classifier(
     *,
     top1: float | None,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     batch: int = PREDICT_BATCH,
 ) -> dict[str, Any]:
     """Score a classifier on ``dataset``'s validation images; write ``classifier_val.json`` to ``out_dir``.

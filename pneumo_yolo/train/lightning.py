@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from ..nets.archs import (
 from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
 from ..runtime.offline import import_ultralytics
+from ..settings import SettingError
 from .budget import (
     BUDGET_EPOCHS,
     Budget,
@@ -56,7 +56,7 @@ from .budget import (
     watch_run,
     write_record,
 )
-from .common import TrainConfigError, TrainResult, write_trained_on
+from .common import TrainConfigError, TrainResult, TrainSettings, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
 
@@ -66,8 +66,6 @@ LARGE_LEARNING_RATE = 3e-4
 """The peak rate of the R-CNNs' ResNet-50 v2 (43 million weights)."""
 WARMUP = 0.1
 """The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
-OPTIONS = {"lr0": float, "weight_decay": float, "seed": int, "workers": int, "exist_ok": bool}
-"""The ``--set`` keys these archs take, with their types."""
 LOGGER_CONNECTOR = "lightning.pytorch.trainer.connectors.logger_connector.logger_connector"
 """Lightning's module that advertises its cloud logging service on every run: silenced."""
 
@@ -140,7 +138,7 @@ class BudgetCallback(L.Callback):
         curve: LearningCurve,
         dataset: ConvertedDataset,
         *,
-        device: str,
+        device: Devices,
         batch: int,
     ) -> None:
         self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (
@@ -180,26 +178,13 @@ class BudgetCallback(L.Callback):
             )
 
 
-def arch_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``--set`` values these archs take, type-checked; anything else is refused by name."""
-    unknown = sorted(set(overrides) - set(OPTIONS))
-    if unknown:
-        raise TrainConfigError(
-            f"--set {', '.join(unknown)}: not an option of this arch (it takes {', '.join(OPTIONS)})"
-        )
-    try:
-        return {key: OPTIONS[key](value) for key, value in overrides.items()}
-    except (TypeError, ValueError) as error:
-        raise TrainConfigError(f"--set: {error}") from error
-
-
 def run_folder(project: Path, name: str, *, exist_ok: bool, resume: bool) -> Path:
     """``project/name``; like Ultralytics (its ``increment_path``), a new run beside an existing one becomes ``name2``, ``name3``…"""
     run_dir = project / name
     if resume:
         if not (run_dir / "weights" / "last.ckpt").is_file():
             raise TrainConfigError(
-                f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)"
+                f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check the run's name and project)"
             )
         return run_dir
     import_ultralytics()  # offline and private first: a later predict in this process refuses an Ultralytics imported without it
@@ -227,8 +212,8 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
         return model, None
     path = Path(model)
     if not path.is_file():
-        raise TrainConfigError(
-            f"--model {model}: neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists"
+        raise SettingError(
+            "model", f"neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists", value=model
         )
     checkpoint = read_checkpoint(path)
     if checkpoint is not None and checkpoint["arch"] == arch:
@@ -236,45 +221,26 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
     return DEFAULT_BACKBONES[arch], path
 
 
-def train_arch(
-    dataset: ConvertedDataset,
-    arch: str,
-    model: str | None,
-    *,
-    imgsz: int,
-    epochs: int,
-    batch: int,
-    device: str | None,
-    name: str,
-    project: Path,
-    resume: bool = False,
-    overrides: Mapping[str, Any] | None = None,
-    score_val: bool = False,
-    budget_min: float | None = None,
-    curve_points: int = 0,
-) -> TrainResult | None:
-    """Train ``arch`` on ``dataset`` (see the module doc); ``None`` in the extra processes of DDP.
+def train_arch(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -> TrainResult | None:
+    """Train ``settings.arch`` on ``dataset`` at ``imgsz`` (see the module doc); ``None`` in the extra processes of DDP.
 
-    ``model`` names the backbone or a weights file to start from (:func:`resolve_model`).
+    ``settings.model`` names the backbone or a weights file to start from (:func:`resolve_model`);
+    ``overrides`` are the few keys of :data:`~.common.ARCH_OPTIONS`, typed by the settings.
     ``budget_min``: train for that many minutes (:class:`~.budget.Budget`: CPU minutes on the
     CPU, wall minutes on a GPU) instead of ``epochs``; ``curve_points``: score that many points of
     the learning curve; either writes ``curve.json``.
     """
-    if imgsz % 32:
-        raise TrainConfigError(f"--imgsz {imgsz}: {arch} needs a multiple of 32")
-    if batch < 1:
-        raise TrainConfigError(f"--batch {batch}: {arch} needs a fixed batch size (AutoBatch is Ultralytics' own)")
-    options = arch_options(overrides or {})
-    run_dir = run_folder(project, name, exist_ok=options.get("exist_ok", False), resume=resume)
-    backbone, initial_weights = resolve_model(arch, model, run_dir, resume=resume)
-    devices = Devices.parse(device).resolve()
+    arch, batch, resume, options = settings.arch, settings.batch, settings.resume, settings.overrides
+    run_dir = run_folder(settings.project, settings.name, exist_ok=options.get("exist_ok", False), resume=resume)
+    backbone, initial_weights = resolve_model(arch, settings.model, run_dir, resume=resume)
+    devices = settings.devices.resolve()
     hardware = devices.lightning()
     train_set = BoxDataset.of(
         dataset, "train", imgsz, flip=True, masks=MASK_SHAPES.get(arch), seed=options.get("seed", 0)
     )
     if not len(train_set):
         raise TrainConfigError(f"{dataset.yaml}: no training images")
-    budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
+    budget, clock, curve = watch_run(settings.budget_min, settings.curve_points, on_cpu=devices.on_cpu)
     L.seed_everything(options.get("seed", 0), verbose=False)
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
     if (
@@ -308,10 +274,10 @@ def train_arch(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    watch = BudgetCallback(budget, clock, curve, dataset, device=devices.first, batch=batch)
+    watch = BudgetCallback(budget, clock, curve, dataset, device=devices, batch=batch)
     trainer = L.Trainer(
         **hardware,
-        max_epochs=BUDGET_EPOCHS if budget else epochs,
+        max_epochs=BUDGET_EPOCHS if budget else settings.epochs,
         default_root_dir=str(run_dir),
         logger=CSVLogger(run_dir, name="", version=""),
         enable_progress_bar=True,
@@ -326,7 +292,7 @@ def train_arch(
         return None
     best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model, backbone)
     write_trained_on(run_dir, dataset)
-    if budget or curve_points:
+    if budget or settings.curve_points:
         record = TrainingRecord(
             budget,
             clock.clock,
@@ -340,8 +306,8 @@ def train_arch(
         write_record(run_dir, record)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     rsna_val = None
-    if score_val:
-        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices.first, batch=batch)
+    if settings.score_val:
+        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices, batch=batch)
     return TrainResult(
         run_dir=run_dir,
         best=best,

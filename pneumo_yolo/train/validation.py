@@ -25,6 +25,7 @@ from ..nets.detector import Detector
 from ..nets.load import load_detector
 from ..predict.ensemble import Ensemble, detect_files
 from ..report import REPORT_DIR, Predictions, write_report
+from ..runtime.devices import Devices
 from .common import DEFAULT_BATCH, TUNED_YAML, VAL_JSON
 
 
@@ -60,7 +61,7 @@ def score_validation(
     out_dir: Path,
     *,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     batch: int = DEFAULT_BATCH,
     progress: bool = True,
 ) -> dict:
