@@ -148,6 +148,7 @@ def predict_command(
     --sample rsna/stage_2_sample_submission.csv --postprocess tuned.yaml --out submission.csv
     """
     from dataclasses import replace
+    from typing import cast
 
     from ..data.dataset import read_manifest
     from ..data.labels import LabelFileError
@@ -188,7 +189,8 @@ def predict_command(
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
-        expected, duplicates = read_patient_ids(sample or ids) if (sample or ids) else (None, [])
+        listing = sample or ids
+        expected, duplicates = read_patient_ids(listing) if listing else (None, [])
         if duplicates:
             warn(
                 f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row"
@@ -200,7 +202,7 @@ def predict_command(
             imgsz=imgsz,
             batch=batch,
             tta=tta,
-            workers=workers,
+            workers=cast("int | None", workers),  # options.workers made the text a count, or None for auto
             original_sizes=read_manifest(manifest) if manifest else None,
             dicom_out=dicom_out,
         )

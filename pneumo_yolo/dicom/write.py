@@ -153,18 +153,18 @@ def build_dataset(pixels: np.ndarray, patient_id: str, stored: DicomFormat = RSN
     from pydicom.dataelem import DataElement
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
     bits = _check_pixels(pixels, stored)
     transfer_syntax, view_position = stored.transfer_syntax, stored.view_position
     sop_uid = derived_uid(patient_id, "sop")
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = TRANSFER_SYNTAXES[transfer_syntax]
+    meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(TRANSFER_SYNTAXES[transfer_syntax])
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # type: ignore[arg-type]  # no file: written by write_dicom
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = SECONDARY_CAPTURE
     ds.SOPInstanceUID = sop_uid

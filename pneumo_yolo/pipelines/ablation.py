@@ -133,7 +133,8 @@ def _predicted(
     log: Callable[[str], None],
 ) -> tuple[list[RawDetections], list[RawDetections]]:
     """Per fold: its images by its own models (``oof-fold<i>``), and the test images by its models (``test-fold<i>``)."""
-    oof, test = [], []
+    oof: list[RawDetections] = []
+    test: list[RawDetections] = []
     original_sizes = dataset.original_sizes(
         [path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")]
     )

@@ -38,7 +38,9 @@ class Ensemble:
 
     def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Every detector's ``(boxes, scores, model, pass)`` per image: which detector found each box, and in which of its passes."""
-        found = [([], [], [], []) for _ in images]
+        found: list[tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = [
+            ([], [], [], []) for _ in images
+        ]
         for model, detector in enumerate(self.detectors):
             for (boxes, scores, pass_index), (all_boxes, all_scores, all_models, all_passes) in zip(
                 detector.detect(images), found
@@ -103,7 +105,8 @@ def detect_files(
                     yield image, None
                     continue
                 (boxes, scores, model, pass_index), p_opacity = next(detections)
-                width, height = image.width, image.height
+                width: float = image.width
+                height: float = image.height
                 if original_sizes is not None and not is_dicom(Path(image.path)):
                     width, height = original_sizes.get(image.patient_id, (width, height))
                 input_size = (image.pixels.shape[1], image.pixels.shape[0])

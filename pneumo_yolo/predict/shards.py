@@ -105,5 +105,5 @@ def predict_on_devices(
         if failures:
             raise PredictError("; ".join(dict.fromkeys(failures)) + "; nothing was written")
         if raw:
-            concatenate_raw(parts, raw)
+            concatenate_raw([part for part in parts if part is not None], raw)
     return join_predictions(found)

@@ -81,7 +81,9 @@ def score_classifier(
     """
     classifier = ImageClassifier(weights, imgsz=imgsz, device=device, batch=batch)
     images = dataset.listed("val")
-    labels, scores, unreadable = [], [], []
+    labels: list[bool] = []
+    scores: list[float] = []
+    unreadable: list[str] = []
     for start in range(0, len(images), classifier.batch):
         loaded = [(path, load_image(path, None)) for path in images[start : start + classifier.batch]]
         unreadable += [f"{path}: {image.problem}" for path, image in loaded if image.pixels is None]

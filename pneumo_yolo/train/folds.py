@@ -59,7 +59,7 @@ def train_folds(
         one = devices[0].resolve()  # once for every fold
         for fold, (fold_set, fold_settings) in zip(folds, jobs):
             log(
-                f"fold {fold}: training {settings.model or settings.arch} on {fold_set.yaml.name} into {fold_settings.name}"
+                f"fold {fold}: training {settings.model or settings.arch} on {(fold_set.yaml or fold_set.root).name} into {fold_settings.name}"
             )
             results.append(train(fold_set, replace(fold_settings, devices=one)))
         return results

@@ -112,7 +112,7 @@ class ArchModule(L.LightningModule):
         """The share of the run done at optimiser step ``step``: of the budget spent, or of the steps."""
         return self.budget_spent if self.budgeted else step / max(1, int(self.trainer.estimated_stepping_batches))
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         warmup = WARMUP
         if not self.budgeted:
@@ -151,24 +151,28 @@ class BudgetCallback(L.Callback):
         )
         self.epochs = 0
 
-    def on_train_epoch_start(self, trainer: L.Trainer, module: ArchModule) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.clock.start()
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, module: ArchModule, outputs: Any, batch: Any, batch_index: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.budget is None:
             return
+        assert isinstance(pl_module, ArchModule)
         spent = trainer.strategy.broadcast(self.clock.seconds() / self.budget.seconds)
-        module.budget_spent = min(1.0, spent)
+        pl_module.budget_spent = min(1.0, spent)
         if spent >= 1.0:
             trainer.should_stop = True
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: ArchModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = pl_module
+        assert isinstance(module, ArchModule)
         self.clock.stop()
         self.epochs = epochs_done = trainer.current_epoch + 1
-        progress = module.budget_spent if self.budget else epochs_done / max(1, trainer.max_epochs)
-        last = trainer.should_stop or (self.budget is None and epochs_done >= trainer.max_epochs)
+        max_epochs = max(1, trainer.max_epochs or 1)
+        progress = module.budget_spent if self.budget else epochs_done / max_epochs
+        last = trainer.should_stop or (self.budget is None and epochs_done >= max_epochs)
         if trainer.is_global_zero and self.curve.due(progress, last=last):
             detector = DETECTORS[module.arch](
                 checkpoint_of(module.arch, module.imgsz, module.model, module.backbone), device=self.device
@@ -262,8 +266,8 @@ def train_arch(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -
     except (FileNotFoundError, ValueError) as error:
         raise TrainConfigError(str(error)) from error
     workers = options.get("workers", 0 if devices.on_cpu else min(8, cpu_count()))
-    loader = torch.utils.data.DataLoader(
-        train_set,
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        train_set,  # type: ignore[arg-type]  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         shuffle=True,
         num_workers=workers,

@@ -180,6 +180,10 @@ def train_yolo(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -
         imgsz = default_classifier_imgsz(imgsz)
     if not classify:
         _warn_on_size_mismatch(dataset, imgsz, resume)
+    if dataset.yaml is None:
+        raise TrainConfigError(
+            f"{dataset.root}: open the dataset from its YAML (ConvertedDataset.from_yaml) to train on it"
+        )
     source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
         args = {
