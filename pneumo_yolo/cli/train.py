@@ -135,7 +135,7 @@ def train_command(
     from ..runtime.devices import Devices
     from ..runtime.weights import WeightsError
     from ..settings import SettingError
-    from ..train.common import TrainConfigError, TrainSettings
+    from ..train.common import TrainConfigError, TrainingDiverged, TrainSettings
     from ..train.folds import check_fold_count, fold_data, fold_name, train_folds
     from ..train.run import train
     from ..train.yolo import parse_overrides
@@ -171,7 +171,7 @@ def train_command(
         raise fail(flag_message(error), code=2) from None
     except (OutputError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
-    except (ClassifyViewError, DatasetError) as error:
+    except (ClassifyViewError, DatasetError, TrainingDiverged) as error:
         raise fail(str(error)) from None
     for result in results:
         if result is not None:  # None: an extra process of a multi-GPU run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..runtime.devices import Devices
 from .archs import DETECTORS
-from .checkpoints import read_checkpoint
+from .checkpoints import CheckpointError, read_checkpoint
 from .detector import RAW_CONF, Detector, DetectorError
 from .yolo import YoloDetector
 
@@ -18,7 +18,10 @@ def load_detector(
     weights = Path(weights)
     if not weights.is_file():
         raise DetectorError(f"--weights {weights}: no such file (predict loads only weights files that exist on disk)")
-    checkpoint = read_checkpoint(weights)
+    try:
+        checkpoint = read_checkpoint(weights)
+    except CheckpointError as error:
+        raise DetectorError(f"--weights {error}") from None
     if checkpoint is None:
         return YoloDetector(weights, imgsz=imgsz, device=device, tta=tta, conf=conf)
     family = DETECTORS.get(checkpoint["arch"])

@@ -50,39 +50,30 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
 
     Reruns start over: each stage replaces what the previous demo wrote in ``out``.
     """
-    from converters.rsna import ConvertSettings, convert_rsna
+    from converters.settings import ConvertSettings
+    from converters.synthetic import synthetic_dataset
 
     from ..eval.postprocess import PostprocessConfig
     from ..eval.scoring import evaluate_submission, load_scoring_set
     from ..predict.device import PredictSettings
     from ..predict.run import predict_folder
-    from ..synth import make_rsna_like
+    from ..synth.write import REAL_SIDE
     from ..train.common import TUNED_YAML, TrainSettings
     from ..train.run import train
 
     devices = settings.devices.resolve()  # a device this machine lacks stops the demo before any work
     started = time.perf_counter()
     out = Path(out).absolute()
-    rsna, dataset = out / "rsna", out / "dataset"
-
-    log(
-        f"[1/6] synthesising {settings.n_train} training and {settings.n_test} test radiographs "
-        f"(DICOM, {settings.preset} preset) in {rsna}"
+    rsna, dataset = synthetic_dataset(
+        out,
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        dicom_size=REAL_SIDE,
+        preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, seed=settings.seed),
+        steps=6,
+        log=log,
     )
-    make_rsna_like(
-        rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, preset=settings.preset, overwrite=True
-    )
-
-    log(f"[2/6] converting them to a YOLO dataset at {settings.imgsz} px in {dataset}")
-    report = convert_rsna(
-        rsna / "stage_2_train_images",
-        rsna / "stage_2_train_labels.csv",
-        dataset,
-        class_info=rsna / "stage_2_detailed_class_info.csv",
-        settings=ConvertSettings(imgsz=settings.imgsz),
-        overwrite=True,
-    )
-    log(f"      converted {report.converted + report.skipped} images, {report.failed} failed")
 
     log(f"[3/6] training {settings.model} from scratch for {settings.epochs} epochs")
     train_settings = TrainSettings(

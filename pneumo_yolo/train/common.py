@@ -2,7 +2,7 @@
 
 A run folder, whatever trained it (:mod:`.yolo` or :mod:`.lightning`)::
 
-    <project>/<name>/weights/best.pt          the model to predict with
+    <project>/<name>/weights/best.pt          the model to predict with (YOLO; the Lightning archs: last.pt, the last epoch's)
     <project>/<name>/trained_on.txt           the patients it trained on, which it must never be scored on
     <project>/<name>/rsna_val.json            a detector's RSNA metric on the validation split (:mod:`.validation`)
     <project>/<name>/postprocess_tuned.yaml   the post-processing tuned there
@@ -63,6 +63,10 @@ FIXED_KEYS = frozenset({"mode", "task"})
 
 class TrainConfigError(ValueError):
     """Training options that cannot work; the message says which and why."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A training step whose loss is not finite; the message names the epoch and the step."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +180,7 @@ class TrainResult:
 
     run_dir: Path
     best: Path
+    """The weights to predict with: the best epoch's (``best.pt``), or the last epoch's (``last.pt``) where no epoch is picked."""
     dataset: ConvertedDataset
     imgsz: int
     device: str
@@ -195,7 +200,8 @@ class TrainResult:
         figures = " ".join(
             f"{label} {self.metrics[key]:.3f}" for key, label in _METRIC_LABELS.items() if key in self.metrics
         )
-        line = f"Best weights: {self.best}" + (f" | val {figures}" if figures else "")
+        named = "Best weights" if self.best.name == "best.pt" else "Weights (last epoch)"
+        line = f"{named}: {self.best}" + (f" | val {figures}" if figures else "")
         if self.rsna_val is None:
             return line
         default, tuned = self.rsna_val["default"]["score"], self.rsna_val["tuned"]["score"]

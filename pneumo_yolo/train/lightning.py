@@ -8,13 +8,15 @@ the same command again; only rank 0 writes the run's files and scores it.
 
 A run folder, as for YOLO (:mod:`.common`), plus::
 
-    <project>/<name>/weights/best.pt     the model after the last epoch, as a plain checkpoint (:mod:`pneumo_yolo.nets.checkpoints`)
+    <project>/<name>/weights/last.pt     the model after the last epoch, as a plain checkpoint (:mod:`pneumo_yolo.nets.checkpoints`)
     <project>/<name>/weights/last.ckpt   Lightning's checkpoint (model, optimiser, epoch) for --resume
     <project>/<name>/metrics.csv         per epoch: mean training loss and its parts, learning rate, training minutes
     <project>/<name>/curve.json          with a budget or a learning curve (:mod:`.budget`): how far it got, and the curve
 
-There is no per-epoch validation to pick a best epoch from, so ``best.pt`` is the last epoch's
-model; the name is kept so that every command finds a run's weights at the same place.
+There is no per-epoch validation to pick a best epoch from, so the weights are named for what
+they are: ``last.pt``, the last epoch's model (:attr:`~.common.TrainResult.best` points to it). A
+step whose loss is not finite stops the run with :class:`~.common.TrainingDiverged`, naming the
+epoch and step, before the optimiser takes it.
 
 ``model`` (``--model``) names the backbone (:func:`~pneumo_yolo.nets.archs.is_backbone`) or a
 weights file to start from (:func:`resolve_model`). With a :class:`~.budget.Budget` the run
@@ -42,7 +44,7 @@ from ..nets.archs import (
     is_backbone,
     training_loss,
 )
-from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
+from ..nets.checkpoints import CheckpointError, checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
 from ..runtime.offline import import_ultralytics
 from ..settings import SettingError
@@ -56,7 +58,7 @@ from .budget import (
     watch_run,
     write_record,
 )
-from .common import TrainConfigError, TrainResult, TrainSettings, write_trained_on
+from .common import TrainConfigError, TrainingDiverged, TrainResult, TrainSettings, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
 
@@ -66,6 +68,8 @@ LARGE_LEARNING_RATE = 3e-4
 """The peak rate of the R-CNNs' ResNet-50 v2 (43 million weights)."""
 WARMUP = 0.1
 """The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
+LAST_WEIGHTS = "last.pt"
+"""The plain checkpoint of the last epoch, in ``<run>/weights/``: the weights to predict with."""
 LOGGER_CONNECTOR = "lightning.pytorch.trainer.connectors.logger_connector.logger_connector"
 """Lightning's module that advertises its cloud logging service on every run: silenced."""
 
@@ -97,6 +101,12 @@ class ArchModule(L.LightningModule):
     def training_step(self, batch: tuple[list[Any], list[dict[str, Any]]], batch_index: int) -> Any:
         images, targets = batch
         loss, parts = training_loss(self.arch, self.model, images, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"epoch {self.current_epoch + 1}, step {batch_index + 1}: the training loss is {float(loss)}, not a "
+                f"number: training diverged (a lower learning rate lr0, or a smaller batch, may hold it); "
+                f"the weights of the last finished epoch are in {self.trainer.default_root_dir}/weights/last.ckpt"
+            )
         self.log(
             "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images), sync_dist=True
         )
@@ -219,7 +229,10 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
         raise SettingError(
             "model", f"neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists", value=model
         )
-    checkpoint = read_checkpoint(path)
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise SettingError("model", str(error)) from None
     if checkpoint is not None and checkpoint["arch"] == arch:
         return checkpoint["backbone"], path
     return DEFAULT_BACKBONES[arch], path
@@ -294,7 +307,7 @@ def train_arch(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -
     trainer.fit(module, loader, ckpt_path=str(run_dir / "weights" / "last.ckpt") if resume else None)
     if not trainer.is_global_zero:
         return None
-    best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model, backbone)
+    best = save_checkpoint(run_dir / "weights" / LAST_WEIGHTS, arch, imgsz, module.model, backbone)
     write_trained_on(run_dir, dataset)
     if budget or settings.curve_points:
         record = TrainingRecord(
