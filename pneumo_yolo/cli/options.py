@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,6 +17,23 @@ at 0.1 mm pixels is about 4,300 pixels; RSNA's images are 1,024). A model at 4,0
 the work of one at 512 and holds about 1.3 GB per image on the CPU (docs/predict.md), so a larger
 size is a typo, not a plan."""
 MIN_CONVERT_IMGSZ = 8
+
+PRESETS = ("easy", "hard")
+"""The synthetic data presets (:data:`pneumo_yolo.synth.sample.PRESETS`), named here so that ``--help`` lists them
+without importing the synthesiser; a test checks that both agree."""
+ARCHS = ("yolo", "faster-rcnn", "mask-rcnn", "unet")
+"""The detector families of ``train --arch`` (:data:`pneumo_yolo.nets.archs.ARCHS`), for ``--help``; a test checks both agree."""
+DEVICE_METAVAR = "cpu|0|0,1,…"
+"""How ``--help`` shows ``--device``: the CPU, one GPU index, or several."""
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """The metavar that lists ``names`` in ``--help``.
+
+    >>> choices(PRESETS)
+    'easy|hard'
+    """
+    return "|".join(names)
 
 
 def model_imgsz(value: int | None) -> int | None:
@@ -167,14 +185,14 @@ def merges(value: str | None) -> tuple[tuple[str, float], ...] | None:
             raise typer.BadParameter(
                 f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)"
             )
-        iou_value = numbers(iou)[0] if iou else 0.0
+        iou_value = (numbers(iou or None) or (0.0,))[0]
         if method != "none":
             _postprocess_setting(merge=method, merge_iou=iou_value)
         found.append((method, iou_value))
     return tuple(found)
 
 
-def _postprocess_setting(**setting: object) -> None:
+def _postprocess_setting(**setting: Any) -> None:
     """Raise ``typer.BadParameter`` with the post-processing's own message for a setting it refuses."""
     from ..eval.postprocess import ConfigError, PostprocessConfig
 
