@@ -116,6 +116,9 @@ def listen_command(
     makes no new result. SIGTERM (or Ctrl-C) finishes the current batch and exits 0; a restart
     on the same --spool resumes. Log lines carry no patient data.
 
+    Exit codes: 0 once stopped by SIGTERM or Ctrl-C; 1 the weights or --postprocess cannot be
+    used; 2 a usage error (an address, a port in use, a --spool held by another node, TLS files).
+
     Example:
 
     pneumo-yolo listen --weights runs/exp/weights/best.pt --postprocess tuned.yaml --port 11112
