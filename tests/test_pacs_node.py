@@ -257,6 +257,24 @@ def test_the_spool_is_held_by_one_node_and_keeps_its_record(tmp_path, images):
     again.close()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--return-to", "PACS@127.0.0.1"), "has no port"),
+        (("--return-to", "PACS@127.0.0.1:104", "--stow", "http://127.0.0.1/dicom-web"), "exactly one of --return-to"),
+        (("--return-to", "PACS@127.0.0.1:104", "--allow", "PACS@127.0.0.1:104"), "give no port in an --allow entry"),
+        (("--return-to", "PACS@127.0.0.1:104", "--tls-cert", "{file}"), "missing --tls-key, --tls-ca"),
+    ],
+)
+def test_listen_usage_errors_exit_2_before_loading_anything(tmp_path, args, message):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"never loaded")
+    args = tuple(arg.replace("{file}", str(weights)) for arg in args)
+    command = [str(SCRIPT), "listen", "--weights", str(weights), "--spool", str(tmp_path / "spool"), *args]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+
+
 def start_listen(weights: Path, spool: Path, port: int, receiver: Receiver) -> tuple[subprocess.Popen, LineReader]:
     """``pneumo-yolo listen`` by the console script, once it says it listens."""
     command = [str(SCRIPT), "listen", "--weights", str(weights), "--device", "cpu", "--batch", "4"]

@@ -72,11 +72,12 @@ def test_a_file_that_is_not_dicom_is_named_and_the_others_are_sent(images, tmp_p
         (("--to", "PACS@127.0.0.1"), "has no port"),
         (("--to", "P\\X@127.0.0.1:104"), "not a valid AE title"),
         (("--stow", "ftp://x/dicom-web"), "not a DICOMweb URL"),
-        (("--to", "PACS@127.0.0.1:104", "--tls-ca", "README.md"), "missing --tls-cert, --tls-key"),
+        (("--to", "PACS@127.0.0.1:104", "--tls-ca", "{file}"), "missing --tls-cert, --tls-key"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(images, args, message):
-    run = send(str(images), *args)
+    some_file = str(next(images.glob("*.dcm")))
+    run = send(str(images), *(arg.replace("{file}", some_file) for arg in args))
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
 
 

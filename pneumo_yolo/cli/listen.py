@@ -116,6 +116,9 @@ def listen_command(
     makes no new result. SIGTERM (or Ctrl-C) finishes the current batch and exits 0; a restart
     on the same --spool resumes. Log lines carry no patient data.
 
+    Exit codes: 0 once stopped by SIGTERM or Ctrl-C; 1 the weights or --postprocess cannot be
+    used; 2 a usage error (an address, a port in use, a --spool held by another node, TLS files).
+
     Example:
 
     pneumo-yolo listen --weights runs/exp/weights/best.pt --postprocess tuned.yaml --port 11112
@@ -133,11 +136,14 @@ def listen_command(
     from ..pacs.stow import StowError, check_url
     from ..pacs.tls import TlsError, TlsFiles
     from ..predict.device import PredictSettings
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import DeviceError, Devices
     from ..runtime.memory import ResourceError
 
     if (return_to is None) == (stow is None):
         raise fail("error: give exactly one of --return-to AE@HOST:PORT and --stow URL", code=2)
+    devices = Devices.parse(device)
+    if len(devices.names) > 1:
+        raise fail(f"error: --device {device}: listen runs its models on one device; give one, e.g. 0 or cpu", code=2)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("pneumo_yolo.pacs").setLevel(logging.INFO)  # our lines; libraries only from warnings up
     if not allow and not allow_any:
@@ -159,7 +165,8 @@ def listen_command(
                 tls=tls,
             ),
             predict=PredictSettings(
-                weights=weights, config=PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
+                weights=tuple(weights),
+                config=PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig(),
             ),
             destination=Destination(
                 peer=parse_peer(return_to) if return_to else None,
@@ -168,7 +175,7 @@ def listen_command(
                 tls=tls,
             ),
             spool=spool,
-            device=device,
+            device=devices,
             batch=batch,
         )
         if tls:

@@ -60,11 +60,14 @@ def send_command(
 
     PNEUMO_YOLO_STOW_AUTH_FILE=~/.stow-token pneumo-yolo send results --stow http://127.0.0.1:8042/dicom-web
     """
+    import logging
+
     from ..pacs.addresses import AddressError, check_ae_title, parse_peer
     from ..pacs.send import Destination, SendError, send_folder
     from ..pacs.stow import StowError, check_url
     from ..pacs.tls import TlsError, TlsFiles
 
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # each file's status below says what went wrong
     if (to is None) == (stow is None):
         raise fail("error: give exactly one of --to AE@HOST:PORT and --stow URL", code=2)
     try:
