@@ -291,9 +291,12 @@ def send_script(folder: Path, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def stop(process: subprocess.Popen) -> tuple[int, str]:
+def stop(process: subprocess.Popen, lines: LineReader) -> tuple[int, str]:
+    """SIGTERM, then the exit code and stdout once every stderr line is read."""
     process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
+    out = process.stdout.read() if process.stdout else ""
+    process.wait(timeout=120)
+    lines.thread.join(30)
     return process.returncode, out
 
 
@@ -307,7 +310,7 @@ def test_listen_returns_predicts_boxes_into_each_study_and_sigterm_ends_after_th
     try:
         process, lines = start_listen(model, spool, port, receiver)
         assert send_script(images, port).returncode == 0
-        code, out = stop(process)  # while the first batch is being predicted
+        code, out = stop(process, lines)  # while the first batch is being predicted
         assert code == 0 and "stopping: the current batch is done" in lines.text(), lines.text()
         states = spool_states(spool)
         assert sum(states.values()) == 6 and states.get("delivered", 0) >= 1, out
@@ -316,7 +319,7 @@ def test_listen_returns_predicts_boxes_into_each_study_and_sigterm_ends_after_th
         before = len(receiver.received)
         assert send_script(images, port).returncode == 0
         lines.wait_for("again: already delivered, nothing new", count=6)
-        code, out = stop(process)
+        code, out = stop(process, lines)
     finally:
         receiver.stop()
     assert code == 0 and "stopped; spool: 6 delivered" in out
@@ -357,11 +360,11 @@ def test_kill_9_and_a_restart_give_each_image_exactly_one_result(model, images, 
     receiver.start()
     try:
         process, lines = start_listen(model, spool, port, receiver)
-        end = time.monotonic() + 90
+        end = time.monotonic() + 180
         while spool_states(spool) != {"delivered": 6}:
             assert time.monotonic() < end, (spool_states(spool), lines.text())
             time.sleep(0.2)
-        code, _ = stop(process)
+        code, _ = stop(process, lines)
     finally:
         receiver.stop()
     assert code == 0
