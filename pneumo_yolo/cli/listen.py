@@ -136,11 +136,14 @@ def listen_command(
     from ..pacs.stow import StowError, check_url
     from ..pacs.tls import TlsError, TlsFiles
     from ..predict.device import PredictSettings
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import DeviceError, Devices
     from ..runtime.memory import ResourceError
 
     if (return_to is None) == (stow is None):
         raise fail("error: give exactly one of --return-to AE@HOST:PORT and --stow URL", code=2)
+    devices = Devices.parse(device)
+    if len(devices.names) > 1:
+        raise fail(f"error: --device {device}: listen runs its models on one device; give one, e.g. 0 or cpu", code=2)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("pneumo_yolo.pacs").setLevel(logging.INFO)  # our lines; libraries only from warnings up
     if not allow and not allow_any:
@@ -171,7 +174,7 @@ def listen_command(
                 tls=tls,
             ),
             spool=spool,
-            device=device,
+            device=devices,
             batch=batch,
         )
         if tls:

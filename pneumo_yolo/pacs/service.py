@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..predict.device import Predictor, PredictSettings
+from ..runtime.devices import Devices
 from .node import NodeSettings, start_node
 from .send import Destination
 from .spool import Spool
@@ -30,7 +31,8 @@ class ListenSettings:
     predict: PredictSettings
     destination: Destination
     spool: Path
-    device: str | None = None
+    device: Devices
+    """The one device the models run on, as ``--device`` gave it (resolved when the models load)."""
     batch: int | None = None
     """Images per prediction step; ``None``: ``predict``'s default for the device."""
     backoff: Backoff = Backoff()

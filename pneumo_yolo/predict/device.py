@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..nets.detector import RAW_CONF
 from ..runtime.devices import Devices, auto_batch, auto_workers, cpu_count
 from ..runtime.memory import check_predict_memory
 from ..runtime.offline import import_ultralytics
+from ..settings import SettingError
 from .ensemble import detect_files, load_ensemble
 
 
@@ -34,12 +35,21 @@ class PredictError(RuntimeError):
     """A run that cannot predict: inputs it cannot take, or a device process that failed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictSettings:
-    """How to predict, whatever the inputs and the device: sent as is to every device process."""
+    """How to predict, whatever the inputs and the device: sent as is to every device process.
 
-    weights: Path | Sequence[Path]
-    classifiers: Sequence[Path] = ()
+    Checked once, here: a :class:`~pneumo_yolo.settings.SettingError` names the field.
+
+    >>> PredictSettings(weights=Path("a.pt"), batch=0)
+    Traceback (most recent call last):
+    ...
+    pneumo_yolo.settings.SettingError: batch 0: must be at least 1
+    """
+
+    weights: tuple[Path, ...]
+    """One detector, or several (an ensemble); a single path is taken as one."""
+    classifiers: tuple[Path, ...] = ()
     config: PostprocessConfig = PostprocessConfig()
     imgsz: int | None = None
     batch: int | None = None
@@ -50,6 +60,19 @@ class PredictSettings:
     original_sizes: Mapping[str, tuple[float, float]] | None = None
     dicom_out: Path | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        weights = (self.weights,) if isinstance(self.weights, (str, Path)) else self.weights
+        object.__setattr__(self, "weights", tuple(Path(path) for path in weights))
+        object.__setattr__(self, "classifiers", tuple(Path(path) for path in self.classifiers))
+        if not self.weights:
+            raise SettingError("weights", "give at least one detector's weights file")
+        if self.batch is not None and self.batch < 1:
+            raise SettingError("batch", "must be at least 1", value=self.batch)
+        if self.workers is not None and self.workers < 0:
+            raise SettingError("workers", "must be 0 or more (0: decode in the predicting process)", value=self.workers)
+        if self.imgsz is not None and self.imgsz < 1:
+            raise SettingError("imgsz", "must be a positive number of pixels", value=self.imgsz)
 
 
 @dataclass
@@ -90,12 +113,13 @@ class Predictor:
     :func:`predict_paths` is one call; ``pneumo-yolo listen`` keeps one for its whole life.
     """
 
-    def __init__(self, settings: PredictSettings, device: str | None) -> None:
+    def __init__(self, settings: PredictSettings, device: Devices) -> None:
         import_ultralytics()  # before torch: resolving the device imports it
         self.settings = settings
-        self.device = Devices.parse(device).resolve().first
-        self.workers = auto_workers(cpu_count(), [self.device]) if settings.workers is None else settings.workers
-        self.batch = auto_batch(self.device) if settings.batch is None else settings.batch
+        self.device = device.resolve()
+        first = self.device.first
+        self.workers = auto_workers(cpu_count(), [first]) if settings.workers is None else settings.workers
+        self.batch = auto_batch(first) if settings.batch is None else settings.batch
         self.ensemble = load_ensemble(
             settings.weights,
             settings.classifiers,
@@ -115,7 +139,7 @@ class Predictor:
 
     def check_memory(self, n_images: int) -> None:
         """Raise :class:`~pneumo_yolo.runtime.memory.ResourceError` if a batch of ``n_images`` cannot fit in the device's free memory."""
-        check_predict_memory(min(self.batch, max(1, n_images)), self.workers, self.ensemble.imgsz, self.device)
+        check_predict_memory(min(self.batch, max(1, n_images)), self.workers, self.ensemble.imgsz, self.device.first)
 
     def predict(self, paths: list[Path], raw_writer: RawWriter | None = None) -> DeviceOutput:
         """Predict ``paths``, adding their raw detections to ``raw_writer`` and writing their DICOM results.
@@ -153,7 +177,7 @@ class Predictor:
 
 
 def predict_paths(
-    paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None
+    paths: list[Path], settings: PredictSettings, device: Devices, raw: Path | None = None
 ) -> DeviceOutput:
     """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
 
