@@ -230,6 +230,36 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_served_when_back
     assert not list(listen.spool.results.rglob("*.dcm"))
 
 
+def test_results_go_by_stow_with_credentials_from_the_environment(node, images, monkeypatch):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str]] = []
+
+    class Stow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, free_port()), Stow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PNEUMO_YOLO_STOW_AUTH", "reader:pa55")
+    listen = node()
+    url = f"http://{LOOPBACK}:{server.server_port}/dicom-web"
+    worker = Worker(listen.spool, StandIn(listen.spool.results), Destination(stow=url), batch=4)  # type: ignore[arg-type]
+    try:
+        assert listen.send(dicoms(images)[:1])[0].ok and worker.step()
+    finally:
+        server.shutdown()
+    assert listen.spool.counts() == {"delivered": 1}
+    assert seen == [("/dicom-web/studies", "Basic cmVhZGVyOnBhNTU=")] * 2  # the SR and the GSPS
+
+
 def test_an_image_that_cannot_be_predicted_is_recorded_failed_and_never_retried(node, images):
     class Failing(StandIn):
         def predict(self, paths: list[Path]) -> DeviceOutput:
