@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..predict.device import Predictor
+from ..predict.device import DeviceOutput, Predictor
 from .send import Destination
 from .spool import Pending, Spool
+from .store import FileStatus
 
 LOG = logging.getLogger("pneumo_yolo.pacs")
 
@@ -74,7 +75,12 @@ class Worker:
     def predict(self, sop_uids: list[str]) -> None:
         """Predict these queued images and record each one's results or problem."""
         started = time.perf_counter()
-        found = self.predictor.predict([self.spool.image_path(uid) for uid in sop_uids])
+        try:
+            found = self.predictor.predict([self.spool.image_path(uid) for uid in sop_uids])
+        except Exception as error:  # a model failure must not take the node down: the batch is recorded as failed
+            found = DeviceOutput(
+                errors=[(str(self.spool.image_path(uid)), f"prediction failed ({error})") for uid in sop_uids]
+            )
         problems = {Path(path).stem: problem for path, problem in found.errors}
         for uid in sop_uids:
             if uid in found.results and uid not in problems:
@@ -91,7 +97,13 @@ class Worker:
         due = self.spool.due(self.clock())
         if not due:
             return
-        statuses = {status.path: status for status in self.destination.send([p for item in due for p in item.results])}
+        paths = [path for item in due for path in item.results]
+        try:
+            statuses = {status.path: status for status in self.destination.send(paths)}
+        except (
+            Exception
+        ) as error:  # e.g. unreadable STOW credentials: tried again later, like a destination that is down
+            statuses = {path: FileStatus(path, False, f"{type(error).__name__}: {error}") for path in paths}
         for item in due:
             failed = [statuses[path] for path in item.results if not statuses[path].ok]
             if not failed:
