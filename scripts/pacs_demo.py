@@ -42,9 +42,10 @@ def model(out: Path, weights: Path | None, postprocess: Path | None) -> tuple[Pa
             print(f"model: {run / 'weights' / 'best.pt'}")
             return run / "weights" / "best.pt", postprocess or _existing(run / TUNED_YAML)
     from pneumo_yolo.pipelines.demo import DemoSettings, run_demo
+    from pneumo_yolo.runtime.devices import Devices
 
     print("model: none found (no --weights, no `make demo` run): training a small one on synthetic data")
-    settings = DemoSettings(n_train=64, n_test=4, imgsz=128, epochs=6, batch=16, device="cpu")
+    settings = DemoSettings(n_train=64, n_test=4, imgsz=128, epochs=6, batch=16, devices=Devices.parse("cpu"))
     result = run_demo(out / "model", settings, log=lambda line: print(f"  {line}"))
     return result.best, postprocess or _existing(result.best.parents[1] / TUNED_YAML)
 
