@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python scripts/pacs_demo.py [--out pacs-demo] [--n 4] [--weights best.pt --postprocess tuned.yaml] [--keep]``
 
 1. A model: ``--weights``; else the one ``make demo`` trained (``demo/runs/demo``), with its tuned
-   post-processing; else a small one trained here on synthetic data (about a minute on 2 cores,
-   kept in ``OUT/model`` for the next run).
+   post-processing; else a tiny one trained here on synthetic data (kept in ``OUT/model`` for the
+   next run), which plumbs the route but is too small to find opacities: no GSPS then.
 2. A private Orthanc (Debian's ``orthanc`` and ``orthanc-dicomweb``) in ``OUT/orthanc``, and
    ``listen`` (spool ``OUT/spool``, log ``OUT/listen.log``), both on free loopback ports, both new each run.
 3. N synthetic radiographs in the real RSNA format are stored into Orthanc; its routing rule
@@ -44,8 +44,12 @@ def model(out: Path, weights: Path | None, postprocess: Path | None) -> tuple[Pa
     from pneumo_yolo.pipelines.demo import DemoSettings, run_demo
     from pneumo_yolo.runtime.devices import Devices
 
-    print("model: none found (no --weights, no `make demo` run): training a small one on synthetic data")
-    settings = DemoSettings(n_train=64, n_test=4, imgsz=128, epochs=6, batch=16, devices=Devices.parse("cpu"))
+    print(
+        "model: none found (no --weights, no `make demo` run): training a tiny one on synthetic data.\n"
+        "  It is too small to find opacities: expect an SR per image (finding absent) and no GSPS;\n"
+        "  run `make demo` first (a few minutes) for a model whose boxes come back as GSPS too."
+    )
+    settings = DemoSettings(n_train=64, n_test=4, imgsz=128, epochs=3, batch=16, devices=Devices.parse("cpu"))
     result = run_demo(out / "model", settings, log=lambda line: print(f"  {line}"))
     return result.best, postprocess or _existing(result.best.parents[1] / TUNED_YAML)
 
