@@ -160,9 +160,10 @@ def predict_run(n: int, imgsz: int) -> dict:
     """``predict`` on the same files and weights, in its own process: images/s once the model is loaded, CPU ms per image."""
     code = (
         "import json, sys; from pathlib import Path; from pneumo_yolo.predict.run import predict_folder; "
-        "r = predict_folder(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), imgsz=int(sys.argv[4]), "
-        "device='cpu', progress=False); print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, "
-        "'startup_s': r.startup_s, 'n': r.n_images}))"
+        "from pneumo_yolo.predict.device import PredictSettings; from pneumo_yolo.runtime.devices import CPU; "
+        "s = PredictSettings(weights=(Path(sys.argv[1]),), imgsz=int(sys.argv[4]), progress=False); "
+        "r = predict_folder(Path(sys.argv[2]), Path(sys.argv[3]), s, devices=CPU); "
+        "print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, 'startup_s': r.startup_s, 'n': r.n_images}))"
     )
     source = synthetic_dicoms(n) / "stage_2_train_images"
     with tempfile.TemporaryDirectory() as scratch:
@@ -185,6 +186,7 @@ def main() -> None:
     synthetic_dicoms(args.n)
     with tempfile.TemporaryDirectory() as scratch:
         node = node_run(args.n, args.imgsz, args.lone, Path(scratch))
+    print(json.dumps(node), flush=True)
     predicted = predict_run(args.n, args.imgsz)
     ratio = node["images_per_s"] / predicted["steady"]
     lone = ", ".join(f"{seconds:.2f}" for seconds in node["lone_s"])
