@@ -214,12 +214,15 @@ def pacs(root: Path) -> Iterator[Orthanc]:
 
 
 @pytest.fixture(scope="module")
-def node(root: Path, model: tuple[Path, Path], pacs: Orthanc) -> Iterator[Node]:
+def node(root: Path, model: tuple[Path, Path], pacs: Orthanc, request: pytest.FixtureRequest) -> Iterator[Node]:
+    """``listen`` serving Orthanc; ``predict`` runs while it starts (both import torch and load the model)."""
     weights, postprocess = model
     listen = Node(
         weights, postprocess, root / "spool", root / "listen.log", pacs.modalities["pneumo"].port, pacs.address
     )
-    listen.start()
+    listen.launch()
+    request.getfixturevalue("predicted")
+    listen.wait_ready()
     yield listen
     if listen.process is not None:
         assert listen.kill(signal.SIGTERM) == 0, listen.text()[-3000:]
