@@ -60,7 +60,7 @@ class PredictSettings:
         object.__setattr__(self, "weights", tuple(Path(path) for path in weights))
         object.__setattr__(self, "classifiers", tuple(Path(path) for path in self.classifiers))
         if not self.weights:
-            raise SettingError("weights", "give at least one detector's weights file")
+            raise SettingError("weights", "needs at least one detector's weights file")
         if self.batch is not None and self.batch < 1:
             raise SettingError("batch", "must be at least 1", value=self.batch)
         if self.workers is not None and self.workers < 0:
