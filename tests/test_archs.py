@@ -145,8 +145,8 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
             "--device",
             "cpu",
         ],
-        ["tune", "--raw", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
-        ["evaluate", "--submission", f"{name}.csv", *scoring, "--json"],
+        ["tune", "--predictions", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
+        ["evaluate", "--predictions", f"{name}.csv", *scoring, "--json"],
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output[-3000:]

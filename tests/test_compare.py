@@ -32,7 +32,7 @@ SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 
 def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
     assert check_rows(["unet", "yolov3"]) == ("yolov3", "unet")
-    with pytest.raises(ValueError, match="--archs retinanet: choose from yolo11, yolov3"):
+    with pytest.raises(ValueError, match="--rows retinanet: choose from yolo11, yolov3"):
         check_rows(["retinanet"])
     assert [CompareSettings().plan(row) for row in ROWS] == [
         ("yolo", "yolo11n.yaml"),
@@ -48,7 +48,7 @@ def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--archs", "retinanet"], "--archs retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")],
+    [(["--rows", "retinanet"], "--rows retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")],
 )
 def test_bad_rows_or_models_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "c"), *args])
@@ -192,7 +192,7 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
         "compare",
         "--out",
         "c",
-        "--archs",
+        "--rows",
         "unet,yolo11",
         "--model",
         "unet=resnet18",

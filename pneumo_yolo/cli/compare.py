@@ -23,7 +23,12 @@ def compare(
             file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md."
         ),
     ] = Path("compare"),
-    archs: Annotated[str, typer.Option(help=f"Rows to run, comma-separated, from {','.join(ROWS)}.")] = ",".join(ROWS),
+    archs: Annotated[
+        str,
+        typer.Option(
+            "--rows", metavar="ROW,…", help=f"Rows (detectors) to run, comma-separated, from {','.join(ROWS)}."
+        ),
+    ] = ",".join(ROWS),
     budget_min: Annotated[
         float,
         typer.Option(
@@ -74,11 +79,18 @@ def compare(
         int, typer.Option(min=1, help="Batch size of every arch.", rich_help_panel=_SIZES)
     ] = _DEFAULTS.batch,
     preset: Annotated[
-        str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")
+        str,
+        typer.Option(
+            callback=options.synth_preset, metavar=options.choices(options.PRESETS), help="Synthetic data preset."
+        ),
     ] = _DEFAULTS.preset,
     device: Annotated[
         Optional[str],
-        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(
+            callback=options.device,
+            metavar=options.DEVICE_METAVAR,
+            help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the split and training.")] = _DEFAULTS.seed,
     parallel: Annotated[

@@ -44,6 +44,7 @@ def convert(
         int,
         typer.Option(
             callback=options.channels,
+            metavar="1|3",
             help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.",
             rich_help_panel="Images",
         ),
@@ -76,7 +77,9 @@ def convert(
         ),
     ] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes.", show_default="all cores")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output folder converted with other settings.")
+    ] = False,
 ) -> None:
     """Convert RSNA DICOMs + label CSV into a YOLO dataset (PNGs, label files, data.yaml).
 

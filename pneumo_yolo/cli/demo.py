@@ -30,13 +30,18 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _DEFAULTS.epochs,
     device: Annotated[
         Optional[str],
-        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(
+            callback=options.device,
+            metavar=options.DEVICE_METAVAR,
+            help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = _DEFAULTS.seed,
     preset: Annotated[
         str,
         typer.Option(
             callback=options.synth_preset,
+            metavar=options.choices(options.PRESETS),
             help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).",
         ),
     ] = _DEFAULTS.preset,

@@ -14,6 +14,23 @@ from ..settings import MAX_IMGSZ
 STRIDE = 32
 """YOLO's largest stride: train and predict sizes must be multiples of it."""
 
+PRESETS = ("easy", "hard")
+"""The synthetic data presets (:data:`pneumo_yolo.synth.sample.PRESETS`), named here so that ``--help`` lists them
+without importing the synthesiser; a test checks that both agree."""
+ARCHS = ("yolo", "faster-rcnn", "mask-rcnn", "unet")
+"""The detector families of ``train --arch`` (:data:`pneumo_yolo.nets.archs.ARCHS`), for ``--help``; a test checks both agree."""
+DEVICE_METAVAR = "cpu|0|0,1,…"
+"""How ``--help`` shows ``--device``: the CPU, one GPU index, or several."""
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """The metavar that lists ``names`` in ``--help``.
+
+    >>> choices(PRESETS)
+    'easy|hard'
+    """
+    return "|".join(names)
+
 
 def model_imgsz(value: int | None) -> int | None:
     """``--imgsz`` of train and predict: a multiple of 32 up to 4096, else the nearest valid size is named.

@@ -78,6 +78,7 @@ def predict_command(
         Optional[str],
         typer.Option(
             callback=options.device,
+            metavar=options.DEVICE_METAVAR,
             help="'0' for GPU 0, 'cpu'. Several, e.g. '0,1,2,3': the images are split between the GPUs, one process each, into one submission. Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,

@@ -48,6 +48,7 @@ def train_command(
         str,
         typer.Option(
             callback=_arch,
+            metavar=options.choices(options.ARCHS),
             help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision, on a ResNet-FPN that --model "
             "chooses), unet (segmentation U-Net whose map is read as boxes; --model chooses its encoder). The last three "
             "train with PyTorch Lightning and save weights/best.pt as plain tensors, with their backbone, which predict "
@@ -68,6 +69,7 @@ def train_command(
         Optional[str],
         typer.Option(
             callback=options.device,
+            metavar=options.DEVICE_METAVAR,
             help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,

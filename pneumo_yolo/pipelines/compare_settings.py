@@ -96,7 +96,7 @@ def check_rows(rows: Sequence[str]) -> tuple[str, ...]:
     """
     unknown = [row for row in rows if row not in ROWS]
     if unknown or not rows:
-        raise ValueError(f"--archs {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
+        raise ValueError(f"--rows {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
     return tuple(row for row in ROWS if row in rows)
 
 
