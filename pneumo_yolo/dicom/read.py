@@ -294,9 +294,9 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
     ds = _open(path, pixels=True)
     _check_decodable(ds, path)
     width, height = int(ds.Columns), int(ds.Rows)
-    reduced = bool(max_side) and max_side < max(width, height) and _is_plain_jpeg(ds)
+    reduced = max_side is not None and 0 < max_side < max(width, height) and _is_plain_jpeg(ds)
     try:
-        pixels = _decode_jpeg_reduced(ds, max_side) if reduced else ds.pixel_array
+        pixels = _decode_jpeg_reduced(ds, max_side) if reduced and max_side is not None else ds.pixel_array
     except Exception as error:  # decoders raise many types on broken data
         raise DicomReadError(path, f"pixel data cannot be decoded ({type(error).__name__}: {error})") from None
     if not reduced:
