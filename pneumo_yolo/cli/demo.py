@@ -9,7 +9,7 @@ import typer
 
 from ..pipelines.demo import DemoSettings
 from . import options
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 _DEFAULTS = DemoSettings()
 
@@ -17,7 +17,8 @@ _DEFAULTS = DemoSettings()
 @app.command("demo")
 def demo(
     out: Annotated[
-        Path, typer.Option(file_okay=False, help="Folder for everything the demo writes (replaced on a rerun).")
+        Path,
+        typer.Option(file_okay=False, help="Folder for everything the demo writes; a rerun needs --overwrite."),
     ] = Path("demo"),
     n_train: Annotated[int, typer.Option(min=20, help="Synthetic training radiographs.")] = _DEFAULTS.n_train,
     n_test: Annotated[int, typer.Option(min=1, help="Synthetic test radiographs.")] = _DEFAULTS.n_test,
@@ -45,6 +46,10 @@ def demo(
             help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).",
         ),
     ] = _DEFAULTS.preset,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an earlier demo's --out (only a folder that demo wrote itself)."),
+    ] = False,
 ) -> None:
     """Run synth → convert → train → predict → submission.csv → evaluate, and print the RSNA score.
 
@@ -52,17 +57,25 @@ def demo(
     """
     from converters.rsna import ConvertError
 
-    from ..files import OutputError, check_outputs
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..pipelines.demo import run_demo
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import DeviceError, Devices
     from ..synth import SynthError
     from ..train.common import TrainConfigError
 
     settings = DemoSettings(
         n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device
     )
+    refuse_bad_outputs(
+        {},
+        folders={"--out": out},
+        overwrite=overwrite,
+        owner="demo",
+        checks=[lambda: device and Devices.parse(device).resolve()],
+    )
     try:
-        check_outputs({}, folders={"--out": out})
-        run_demo(out, settings, log=typer.echo)
+        with owned_folder(out, "demo"):
+            run_demo(out, settings, log=typer.echo)
     except (ConvertError, DeviceError, OutputError, SynthError, TrainConfigError) as error:
         raise fail(f"error: {error}", code=2) from None
