@@ -20,7 +20,9 @@ from pneumo_yolo.eval.bootstrap import Interval
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.pipelines.compare import MODELS, ROWS, CompareSettings, check_rows, parse_models
 from pneumo_yolo.pipelines.compare_report import Row, write_outputs
+from pneumo_yolo.runtime.devices import CPU
 from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock, read_record
+from pneumo_yolo.train.common import TrainSettings
 from pneumo_yolo.train.run import train
 
 from .test_train import make_tiny_dataset
@@ -162,18 +164,18 @@ def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_pat
         1
     )  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
     try:
-        result = train(
-            data,
-            "yolo11n.yaml",
+        settings = TrainSettings(
+            model="yolo11n.yaml",
             imgsz=64,
             batch=4,
-            device="cpu",
+            devices=CPU,
             project=tmp_path,
             name="yolo",
             budget_min=0.05,
             curve_points=2,
             overrides={"val": False, "plots": False},
         )
+        result = train(data, settings)
     finally:
         torch.set_num_threads(threads)
     check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)

@@ -16,7 +16,7 @@ import pytest
 
 from pneumo_yolo.dicom.reference import repair_numbers, repair_text
 from pneumo_yolo.dicom.results import DicomResultsError, ResultsWriter, SeriesPlan
-from pneumo_yolo.dicom.write import build_dataset, write_dicom
+from pneumo_yolo.dicom.write import DicomFormat, build_dataset, write_dicom
 from pneumo_yolo.eval.submission import parse_prediction_string
 
 from .conftest import make_rsna_folder
@@ -105,7 +105,7 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("odd")
     ds = build_dataset(
-        np.full((128, 128), 1000, np.uint16), "odd", transfer_syntax="explicit", bits_stored=12, age="51"
+        np.full((128, 128), 1000, np.uint16), "odd", DicomFormat(transfer_syntax="explicit", bits_stored=12, age="51")
     )
     for keyword, vr, value in (
         ("PixelSpacing", "DS", ["0.14300000000000002", "0.14300000000000002"]),
@@ -130,11 +130,13 @@ def monochrome1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_dicom(
         source,
         np.full((64, 80), 300, np.uint16),
-        transfer_syntax="explicit",
-        bits_stored=12,
-        photometric="MONOCHROME1",
-        window=(2048, 4096),
-        rescale=(1.0, -1024.0),
+        stored=DicomFormat(
+            transfer_syntax="explicit",
+            bits_stored=12,
+            photometric="MONOCHROME1",
+            window=(2048, 4096),
+            rescale=(1.0, -1024.0),
+        ),
     )
     ResultsWriter(root / "out").write(source, np.array([[0.9, 0, 0, 80, 64]]))
     return root / "out"

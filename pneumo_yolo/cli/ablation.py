@@ -140,9 +140,11 @@ def ablation(
     from ..files import OutputError, check_outputs
     from ..pipelines.ablation import AblationRunError, run_ablation
     from ..pipelines.ablation_data import AblationDataError
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
     from ..runtime.weights import WeightsError
+    from ..settings import SettingError
     from ..train.common import TrainConfigError
+    from .flags import flag_message
 
     settings = AblationSettings(
         test_size=test_size if n_test is None else n_test,
@@ -154,13 +156,15 @@ def ablation(
         classifier_epochs=classifier_epochs,
         batch=batch,
         seeds=tuple(int(item) for item in seeds.split(",")),
-        device=device,
+        devices=Devices.parse(device),
         online=online,
     )
     try:
         check_outputs({}, folders={"--out": out}, inputs={"--rsna": rsna})
         run_ablation(rsna, out, settings, log=typer.echo)
-    except (AblationDataError, ConvertError, DeviceError, OutputError, TrainConfigError, WeightsError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (AblationDataError, ConvertError, OutputError, TrainConfigError, WeightsError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (AblationRunError, ClassifyViewError, DatasetError, LabelFileError) as error:
         raise fail(f"error: {error}") from None

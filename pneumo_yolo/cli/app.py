@@ -80,6 +80,8 @@ def refuse_bad_outputs(
     each raising ``ValueError`` or ``FileNotFoundError`` with its problem.
     """
     from ..files import OutputError, check_outputs
+    from ..settings import SettingError
+    from .flags import flag_message
 
     problems = []
     try:
@@ -91,6 +93,8 @@ def refuse_bad_outputs(
     for check in checks:
         try:
             check()
+        except SettingError as error:
+            problems.append(flag_message(error))
         except (ValueError, FileNotFoundError) as error:
             problems.append(str(error))
     if problems:

@@ -120,10 +120,15 @@ def compare(
     from ..owned import owned_folder
     from ..pipelines.compare import check_rows, parse_models, run_compare
     from ..runtime.devices import Devices
+    from ..settings import SettingError
+    from .flags import flag_message
 
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])
         models = parse_models(model or [])
+        devices = Devices.parse(device)
+    except SettingError as error:
+        raise fail(flag_message(error), code=2) from error
     except ValueError as error:
         raise fail(str(error), code=2) from error
     settings = CompareSettings(
@@ -138,7 +143,7 @@ def compare(
         rows=rows,
         preset=preset,
         seed=seed,
-        device=device,
+        devices=devices,
         parallel=parallel,
     )
     refuse_bad_outputs(
@@ -146,7 +151,7 @@ def compare(
         folders={"--out": out},
         overwrite=overwrite,
         owner="compare",
-        checks=[lambda: device and Devices.parse(device).resolve()],
+        checks=[lambda: devices.names and devices.resolve()],
     )
     try:
         with owned_folder(out, "compare"):

@@ -60,22 +60,33 @@ def demo(
     from ..files import OutputError
     from ..owned import owned_folder
     from ..pipelines.demo import run_demo
-    from ..runtime.devices import DeviceError, Devices
+    from ..runtime.devices import Devices
+    from ..settings import SettingError
     from ..synth import SynthError
     from ..train.common import TrainConfigError
+    from .flags import flag_message
 
-    settings = DemoSettings(
-        n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device
-    )
+    devices = Devices.parse(device)  # checked by the option's callback
     refuse_bad_outputs(
         {},
         folders={"--out": out},
         overwrite=overwrite,
         owner="demo",
-        checks=[lambda: device and Devices.parse(device).resolve()],
+        checks=[lambda: devices.names and devices.resolve()],
     )
     try:
+        settings = DemoSettings(
+            n_train=n_train,
+            n_test=n_test,
+            imgsz=imgsz,
+            epochs=epochs,
+            seed=seed,
+            preset=preset,
+            devices=devices,
+        )
         with owned_folder(out, "demo"):
             run_demo(out, settings, log=typer.echo)
-    except (ConvertError, DeviceError, OutputError, SynthError, TrainConfigError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (ConvertError, OutputError, SynthError, TrainConfigError) as error:
         raise fail(f"error: {error}", code=2) from None

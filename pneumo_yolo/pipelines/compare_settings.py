@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.devices import Devices
+
 ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
 """The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
 MODELS = {
@@ -46,7 +48,7 @@ class CompareSettings:
     rows: tuple[str, ...] = ROWS
     preset: str = "hard"
     seed: int = 0
-    device: str | None = None
+    devices: Devices = Devices()
     parallel: int | None = None
     """Rows trained at once, each in a process of its own; ``None``: on the CPU one per core (at most the rows), on a GPU one."""
 

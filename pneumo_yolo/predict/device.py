@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from ..nets.detector import RAW_CONF
 from ..runtime.devices import Devices, auto_batch, auto_workers, cpu_count
 from ..runtime.memory import check_predict_memory
 from ..runtime.offline import import_ultralytics
+from ..settings import SettingError
 from .ensemble import detect_files, load_ensemble
 
 
@@ -28,12 +29,21 @@ class PredictError(RuntimeError):
     """A run that cannot predict: inputs it cannot take, or a device process that failed."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictSettings:
-    """How to predict, whatever the inputs and the device: sent as is to every device process."""
+    """How to predict, whatever the inputs and the device: sent as is to every device process.
 
-    weights: Path | Sequence[Path]
-    classifiers: Sequence[Path] = ()
+    Checked once, here: a :class:`~pneumo_yolo.settings.SettingError` names the field.
+
+    >>> PredictSettings(weights=Path("a.pt"), batch=0)
+    Traceback (most recent call last):
+    ...
+    pneumo_yolo.settings.SettingError: batch 0: must be at least 1
+    """
+
+    weights: tuple[Path, ...]
+    """One detector, or several (an ensemble); a single path is taken as one."""
+    classifiers: tuple[Path, ...] = ()
     config: PostprocessConfig = PostprocessConfig()
     imgsz: int | None = None
     batch: int | None = None
@@ -44,6 +54,19 @@ class PredictSettings:
     original_sizes: Mapping[str, tuple[float, float]] | None = None
     dicom_out: Path | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        weights = (self.weights,) if isinstance(self.weights, (str, Path)) else self.weights
+        object.__setattr__(self, "weights", tuple(Path(path) for path in weights))
+        object.__setattr__(self, "classifiers", tuple(Path(path) for path in self.classifiers))
+        if not self.weights:
+            raise SettingError("weights", "give at least one detector's weights file")
+        if self.batch is not None and self.batch < 1:
+            raise SettingError("batch", "must be at least 1", value=self.batch)
+        if self.workers is not None and self.workers < 0:
+            raise SettingError("workers", "must be 0 or more (0: decode in the predicting process)", value=self.workers)
+        if self.imgsz is not None and self.imgsz < 1:
+            raise SettingError("imgsz", "must be a positive number of pixels", value=self.imgsz)
 
 
 @dataclass
@@ -60,7 +83,7 @@ class DeviceOutput:
 
 
 def predict_paths(
-    paths: list[Path], settings: PredictSettings, device: str | None, raw: Path | None = None
+    paths: list[Path], settings: PredictSettings, device: Devices, raw: Path | None = None
 ) -> DeviceOutput:
     """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
 
@@ -69,9 +92,9 @@ def predict_paths(
     the device has free raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
     """
     import_ultralytics()  # before torch: resolving the device imports it
-    device = Devices.parse(device).resolve().first
-    workers = auto_workers(cpu_count(), [device]) if settings.workers is None else settings.workers
-    batch = auto_batch(device) if settings.batch is None else settings.batch
+    device = device.resolve()
+    workers = auto_workers(cpu_count(), [device.first]) if settings.workers is None else settings.workers
+    batch = auto_batch(device.first) if settings.batch is None else settings.batch
     ensemble = load_ensemble(
         settings.weights,
         settings.classifiers,
@@ -80,7 +103,7 @@ def predict_paths(
         tta=settings.tta,
         conf=min(RAW_CONF, settings.config.conf),
     )
-    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device)
+    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device.first)
     found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
