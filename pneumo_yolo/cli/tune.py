@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -155,7 +155,7 @@ def tune(
     )
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
-        given = {
+        given: dict[str, Any] = {  # each option's callback made its text a tuple of values
             "conf": conf,
             "merges": merges,
             "shrink": shrink,

@@ -21,6 +21,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +31,13 @@ from .detections import RawDetections
 from .gate import apply_gate
 from .merging import clean, fuse_passes, nms_keep
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
-from .postprocess import PostprocessConfig, limit, merge, postprocess_image
+from .postprocess import MergeMethod, PostprocessConfig, limit, merge, postprocess_image
 from .scoring import ScoringSet
 from .tune_vote import vote_points
 from .vote import Votes
 
 DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))
-DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
+DEFAULT_MERGES: tuple[tuple[MergeMethod, float], ...] = (
     ("none", 0.0),
     ("nms", 0.3),
     ("nms", 0.4),
@@ -61,7 +62,7 @@ class TuneGrid:
     """Values to try. ``merges`` holds ``(method, iou)`` pairs; the IoU of ``"none"`` is ignored."""
 
     conf: tuple[float, ...] = DEFAULT_CONF
-    merges: tuple[tuple[str, float], ...] = DEFAULT_MERGES
+    merges: tuple[tuple[MergeMethod, float], ...] = DEFAULT_MERGES
     shrink: tuple[float, ...] = DEFAULT_SHRINK
     fusion_iou: tuple[float, ...] = DEFAULT_FUSION_IOU
     gate_alpha: tuple[float, ...] = DEFAULT_GATE_ALPHA
@@ -200,7 +201,7 @@ class _Merged:
 def _merge_prefixes(
     images: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float]]],
     prefixes: np.ndarray,
-    method: str,
+    method: MergeMethod,
     iou: float,
     base: PostprocessConfig,
 ) -> _Merged:
@@ -338,7 +339,7 @@ def tune(
     else:
         points = _flat_points(raw, base, grid, score)
     base_fields = asdict(base)
-    rows, best, best_scores, top = [], {}, np.zeros((0, 0)), -np.inf
+    rows, best, best_scores, top = [], dict[str, Any](), np.zeros((0, 0)), -np.inf
     for settings, per_image in points:
         rows.append({**base_fields, **settings, **_figures(per_image, positive)})
         if not best or rows[-1]["score"] > top:  # the first of equal scores, as the stable sort below
