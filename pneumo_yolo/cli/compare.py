@@ -48,13 +48,17 @@ def compare(
     n_train: Annotated[
         int,
         typer.Option(
-            min=20, help="Synthetic training radiographs (split into training and validation).", rich_help_panel=_SIZES
+            min=20,
+            max=options.MAX_SYNTH_IMAGES,
+            help="Synthetic training radiographs (split into training and validation).",
+            rich_help_panel=_SIZES,
         ),
     ] = _DEFAULTS.n_train,
     n_test: Annotated[
         int,
         typer.Option(
             min=1,
+            max=options.MAX_SYNTH_IMAGES,
             help="Synthetic test radiographs: every score is measured on them, and nothing is trained or tuned on them.",
             rich_help_panel=_SIZES,
         ),

@@ -14,9 +14,14 @@ from .app import app, fail, refuse_bad_outputs
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, laid out like the RSNA download.")],
-    n_train: Annotated[int, typer.Option(min=1, help="Training radiographs.")] = 200,
+    n_train: Annotated[int, typer.Option(min=1, max=options.MAX_SYNTH_IMAGES, help="Training radiographs.")] = 200,
     n_test: Annotated[
-        int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")
+        int,
+        typer.Option(
+            min=0,
+            max=options.MAX_SYNTH_IMAGES,
+            help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).",
+        ),
     ] = 0,
     dicom_size: Annotated[
         int,

@@ -131,6 +131,7 @@ def train_command(
     from ..data.dataset import ConvertedDataset, DatasetError
     from ..files import OutputError, check_outputs
     from ..runtime.devices import DeviceError
+    from ..runtime.memory import ResourceError
     from ..runtime.weights import WeightsError
     from ..train.common import TrainConfigError
     from ..train.folds import check_fold_count, fold_data, fold_name, train_folds
@@ -164,7 +165,7 @@ def train_command(
             ]
         else:
             results = [train(dataset, model, device=device, name=name, **train_options)]
-    except (DeviceError, OutputError, TrainConfigError, WeightsError) as error:
+    except (DeviceError, OutputError, ResourceError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
     except (ClassifyViewError, DatasetError) as error:
         raise fail(str(error)) from None

@@ -43,6 +43,7 @@ import yaml
 
 from ..boxes import as_boxes, clip_xyxy, iou_xyxy, scale_xyxy, shrink_xyxy
 from ..files import atomic_write_text
+from ..limits import InputSizeError, read_yaml, shorten
 from .detections import RawImage
 from .gate import apply_gate
 from .vote import MAJORITY, Votes, vote_models
@@ -86,7 +87,7 @@ class PostprocessConfig:
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
             if not ok:
-                raise ConfigError(f"{key}: {getattr(self, key)!r} is invalid; {rule}")
+                raise ConfigError(f"{key}: {shorten(getattr(self, key))} is invalid; {rule}")
 
         def number(key: str) -> bool:
             value = getattr(self, key)
@@ -164,7 +165,7 @@ class PostprocessConfig:
             if key not in known:
                 near = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ConfigError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(known)}")
+                raise ConfigError(f"{source}: unknown key {shorten(key)}{hint}; valid keys: {', '.join(known)}")
         try:
             return cls(**values)
         except ConfigError as error:
@@ -191,8 +192,8 @@ class PostprocessConfig:
         """
         path = Path(path)
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            values = read_yaml(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, InputSizeError) as error:
             raise ConfigError(f"{path}: cannot be read as YAML ({error})") from error
         return cls.from_dict({} if values is None else values, source=str(path))
 
@@ -343,7 +344,7 @@ def merge(
         return fuse([boxes], [scores], size, iou)
     if method == "none":
         return sort_by_score(boxes, scores)
-    raise ConfigError(f"merge: {method!r} is invalid; use one of {', '.join(MERGE_METHODS)}")
+    raise ConfigError(f"merge: {shorten(method)} is invalid; use one of {', '.join(MERGE_METHODS)}")
 
 
 def limit(

@@ -64,14 +64,15 @@ def predict_paths(
 ) -> DeviceOutput:
     """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
 
-    A file whose patientId an earlier file of ``paths`` already gave is a problem. Once the
-    models are loaded, and before any image is decoded, a batch that cannot fit in the memory
-    the device has free raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
+    A file whose patientId an earlier file of ``paths`` already gave is a problem. The batch is
+    at most the number of ``paths``. Once the models are loaded, and before any image is decoded
+    or any buffer sized from the batch, a batch that cannot fit in the memory the device has free
+    raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
     """
     import_ultralytics()  # before torch: resolving the device imports it
     device = Devices.parse(device).resolve().first
     workers = auto_workers(cpu_count(), [device]) if settings.workers is None else settings.workers
-    batch = auto_batch(device) if settings.batch is None else settings.batch
+    batch = min(auto_batch(device) if settings.batch is None else settings.batch, max(1, len(paths)))
     ensemble = load_ensemble(
         settings.weights,
         settings.classifiers,
@@ -80,7 +81,7 @@ def predict_paths(
         tta=settings.tta,
         conf=min(RAW_CONF, settings.config.conf),
     )
-    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device)
+    check_predict_memory(batch, workers, ensemble.imgsz, device)
     found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
     results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
     with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:

@@ -10,7 +10,8 @@ from ..data.labels import read_labels
 from ..eval.detections import read_raw
 from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import read_submission
-from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..limits import InputSizeError, first_line
 from . import ReportError
 from .analysis import Predictions
 
@@ -27,7 +28,7 @@ def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
     else:
         try:
             header = first_line(path)
-        except (OSError, UnicodeDecodeError) as error:
+        except (OSError, UnicodeDecodeError, InputSizeError) as error:
             raise ReportError(f"{path}: cannot be read ({error})") from None
         if "PredictionString" in header:
             found = Predictions(read_submission(path))

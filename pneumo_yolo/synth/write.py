@@ -23,7 +23,7 @@ from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS, label_rows
 from ..dicom.write import write_dicom
 from ..files import atomic_write_text
 from .render import render_chest
-from .sample import MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
+from .sample import MAX_IMAGES, MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -131,7 +131,7 @@ def make_rsna_like(
         progress: show a progress bar.
 
     Raises:
-        SynthError: ``n < 1``, ``n_test < 0``, ``seed < 0``, ``size < 64`` or an unknown
+        SynthError: ``n < 1``, ``n_test < 0``, more than :data:`.sample.MAX_IMAGES` images, ``seed < 0``, ``size < 64`` or an unknown
             ``preset``, or ``out`` already holds a data set and ``overwrite`` is false.
 
     Example:
@@ -142,6 +142,8 @@ def make_rsna_like(
 
     if n < 1 or n_test < 0 or seed < 0:
         raise SynthError(f"need n >= 1, n_test >= 0 and seed >= 0 (got n={n}, n_test={n_test}, seed={seed})")
+    if n + n_test > MAX_IMAGES:
+        raise SynthError(f"{n + n_test} images asked for; at most {MAX_IMAGES:,} in one data set")
     if size < MIN_SIZE:
         raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
     preset_params(preset)  # an unknown preset fails before anything is written

@@ -13,6 +13,8 @@ from typing import Any
 
 from ..data.dataset import ConvertedDataset
 from ..nets.archs import YOLO
+from ..runtime.devices import Devices
+from ..runtime.memory import check_train_memory
 from .common import (
     DEFAULT_BATCH,
     DEFAULT_EPOCHS,
@@ -74,6 +76,8 @@ def train(
         batch,
         "--imgsz" if size_given else "the dataset's size (convert --imgsz; give train --imgsz to change it)",
     )
+    if not resume and device is not None and Devices.parse(device).names[:1] in (("cpu",), ("mps",)):
+        check_train_memory(batch, imgsz)
     if budget_min is not None and (budget_min <= 0 or resume):
         raise TrainConfigError(
             f"budget {budget_min} min: a budget must be more than 0 minutes, for a new run (not --resume)"

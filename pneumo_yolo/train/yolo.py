@@ -28,6 +28,7 @@ import yaml
 
 from ..data.classify_view import build_classify_view
 from ..data.dataset import ConvertedDataset
+from ..limits import load_yaml
 from ..nets.classifier import CLASSIFY_TASK
 from ..runtime.devices import Devices
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
@@ -82,7 +83,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def _parse_value(text: str, key: str) -> Any:
     """A ``--set`` value: YAML, plus Python-style ``None`` and ``1e-3`` (YAML 1.1 reads those as text)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as error:
         raise TrainConfigError(f"--set {key}={text}: not a valid value ({error.problem})") from error
     if isinstance(value, str) and value.lower() == "none":
@@ -203,6 +204,11 @@ def train_yolo(
         raise WeightsError(
             f"--model {model}: {error}; give a model config that Ultralytics ships (yolo11n.yaml … yolo11x.yaml, "
             "yolov8s.yaml, yolov3.yaml, yolo11n-cls.yaml), or the path of your own .yaml or .pt"
+        ) from None
+    except Exception as failure:  # torch and Ultralytics raise many types for a file that is not a checkpoint
+        reason = (str(failure).splitlines() or [""])[0][:300]
+        raise WeightsError(
+            f"--model {model or source.source}: cannot be loaded as YOLO weights ({type(failure).__name__}: {reason})"
         ) from None
     classify = yolo.task == CLASSIFY_TASK
     if classify and not size_given:
