@@ -14,8 +14,11 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[dev]"
 	touch $@
 
-# Test files run in parallel, one process per core; a file's tests stay together, so each trains its models once.
+# Lint and format checks first (seconds), then the test files in parallel, one process per core; a file's tests
+# stay together, so each trains its models once.
 test: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 demo: $(INSTALLED)

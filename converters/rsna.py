@@ -31,7 +31,6 @@ import functools
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -41,9 +40,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from converters.rsna_outputs import ConvertError, clear_outputs, must_clear, refuse_inputs_in_outputs
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import (
-    DATA_YAML,
     MANIFEST_COLUMNS,
     MANIFEST_FILE,
     SETTINGS_FILE,
@@ -54,23 +53,6 @@ from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, find_dicoms, read_header, read_radiograph
 from pneumo_yolo.files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files, write_errors_csv
-
-MANAGED = (
-    "images",
-    "labels",
-    "folds",
-    "classify",
-    DATA_YAML,
-    "data_fold*.yaml",
-    MANIFEST_FILE,
-    "errors.csv",
-    SETTINGS_FILE,
-)
-"""What ``convert`` writes in its output folder (globs allowed), and so all that ``--overwrite`` may delete."""
-
-
-class ConvertError(RuntimeError):
-    """A problem that stops the whole conversion before it starts (a usage error): bad arguments, a refused output folder, nothing to convert."""
 
 
 @dataclass(frozen=True)
@@ -221,59 +203,6 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Ite
         yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
 
 
-def _must_clear(out: Path, settings: ConvertSettings, overwrite: bool) -> bool:
-    """Whether ``out`` holds a dataset of other settings that ``overwrite`` lets us replace.
-
-    Raises :class:`ConvertError` for other settings without ``overwrite``, and for a non-empty
-    folder that ``convert`` did not write (never cleared, even with ``overwrite``).
-    """
-    settings_path = out / SETTINGS_FILE
-    if settings_path.exists():
-        try:
-            previous = json.loads(settings_path.read_text())
-        except (ValueError, OSError):
-            previous = {}
-        wanted = asdict(settings)
-        if previous == wanted:
-            return False
-        differences = ", ".join(
-            f"{k}={previous.get(k)!r} (now {v!r})" for k, v in wanted.items() if previous.get(k) != v
-        )
-        if not overwrite:
-            raise ConvertError(
-                f"{out} was converted with other settings: {differences}. Use --overwrite to replace it, or choose another --out."
-            )
-        return True
-    if out.exists() and any(out.iterdir()):
-        raise ConvertError(
-            f"{out} is not empty and was not written by pneumo-yolo convert: choose a new or empty --out."
-        )
-    return False
-
-
-def _refuse_inputs_in_outputs(out: Path, inputs: dict[str, Path | None]) -> None:
-    """Raise :class:`ConvertError` when an input lies in what ``convert`` writes in ``out`` (and ``--overwrite`` deletes)."""
-    managed = [path.resolve() for pattern in MANAGED for path in out.glob(pattern)]
-    for name, path in inputs.items():
-        if path is None:
-            continue
-        resolved = Path(path).resolve()
-        for target in managed:
-            if resolved == target or target in resolved.parents:
-                raise ConvertError(
-                    f"{name} {path} lies inside {target}, which convert writes (and --overwrite deletes): move it, or choose another --out"
-                )
-
-
-def _clear_outputs(out: Path) -> None:
-    """Delete what an earlier ``convert`` wrote in ``out`` (and nothing else)."""
-    for target in (path for pattern in MANAGED for path in out.glob(pattern)):
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink()
-
-
 def _remove_unplanned(out: Path, tasks: Iterable[Task], splits: tuple[str, ...]) -> None:
     """Delete images and labels left from earlier runs that this plan does not write there."""
     planned = {p for task in tasks for p in (task.image_path, task.label_path)}
@@ -380,12 +309,12 @@ def convert_rsna(
     images_dir, labels_csv, out = Path(images_dir), Path(labels_csv), Path(out).absolute()
     if not images_dir.is_dir():
         raise ConvertError(f"--images {images_dir} is not a folder")
-    _refuse_inputs_in_outputs(out, {"--images": images_dir, "--labels": labels_csv, "--class-info": class_info})
+    refuse_inputs_in_outputs(out, {"--images": images_dir, "--labels": labels_csv, "--class-info": class_info})
     report = ConvertReport(out=out)
-    clear = _must_clear(out, settings, overwrite)
+    clear = must_clear(out, asdict(settings), overwrite)
     tasks, classes = _plan(images_dir, labels_csv, out, class_info, settings, report)
     if clear:
-        _clear_outputs(out)
+        clear_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / SETTINGS_FILE, json.dumps(asdict(settings), indent=2, sort_keys=True) + "\n")
     remove_stale_temp_files(out)

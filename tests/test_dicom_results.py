@@ -14,7 +14,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from pneumo_yolo.dicom.results import DicomResultsError, ResultsWriter, SeriesPlan, repair_numbers, repair_text
+from pneumo_yolo.dicom.reference import repair_numbers, repair_text
+from pneumo_yolo.dicom.results import DicomResultsError, ResultsWriter, SeriesPlan
 from pneumo_yolo.dicom.write import build_dataset, write_dicom
 from pneumo_yolo.eval.submission import parse_prediction_string
 

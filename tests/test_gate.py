@@ -11,7 +11,8 @@ import pytest
 from pneumo_yolo.eval.combine import combine_models, stack_images
 from pneumo_yolo.eval.detections import RawDetections, RawFileError, RawImage
 from pneumo_yolo.eval.gate import apply_gate, gate
-from pneumo_yolo.eval.postprocess import PostprocessConfig, fuse, fuse_passes, postprocess_image
+from pneumo_yolo.eval.merging import fuse, fuse_passes
+from pneumo_yolo.eval.postprocess import PostprocessConfig, postprocess_image
 from pneumo_yolo.eval.tune import TuneGrid, score_config, tune
 from pneumo_yolo.eval.vote import cluster_models, vote_models
 

@@ -10,16 +10,13 @@ import ensemble_boxes
 import numpy as np
 import pytest
 
-from pneumo_yolo.eval import postprocess as postprocess_module
+from pneumo_yolo.eval import merging as merging_module
+from pneumo_yolo.eval.merging import clean, fuse, nms, nms_keep
 from pneumo_yolo.eval.postprocess import (
     ConfigError,
     PostprocessConfig,
-    clean,
-    fuse,
     limit,
     merge,
-    nms,
-    nms_keep,
     postprocess,
     threshold,
     to_original_grid,
@@ -106,13 +103,13 @@ class TestSteps:
 class TestWeightedBoxesFusion:
     def test_wbf_goes_through_ensemble_boxes(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls = []
-        real = postprocess_module.load_weighted_boxes_fusion()
+        real = merging_module.load_weighted_boxes_fusion()
 
         def spy(boxes_list, scores_list, labels_list, **kwargs):
             calls.append((boxes_list, kwargs))
             return real(boxes_list, scores_list, labels_list, **kwargs)
 
-        monkeypatch.setattr(postprocess_module, "load_weighted_boxes_fusion", lambda: spy)
+        monkeypatch.setattr(merging_module, "load_weighted_boxes_fusion", lambda: spy)
         boxes, scores = merge(xyxy([0, 0, 100, 100], [10, 0, 110, 100]), np.array([0.9, 0.3]), SIZE, "wbf", 0.5)
         assert len(calls) == 1
         sent, kwargs = calls[0]
@@ -126,7 +123,7 @@ class TestWeightedBoxesFusion:
         rng = np.random.default_rng(0)
         corners = np.sort(rng.random((3, 30, 2, 2)), axis=2).transpose(0, 1, 3, 2).reshape(3, 30, 4)[..., [0, 2, 1, 3]]
         lists = ([*corners], [*rng.random((3, 30))], [np.zeros(30)] * 3)
-        ours = postprocess_module.load_weighted_boxes_fusion()(*lists, iou_thr=0.4, skip_box_thr=0.1)
+        ours = merging_module.load_weighted_boxes_fusion()(*lists, iou_thr=0.4, skip_box_thr=0.1)
         theirs = ensemble_boxes.weighted_boxes_fusion(*lists, iou_thr=0.4, skip_box_thr=0.1)
         assert len(ours[1]) > 10
         for mine, package in zip(ours, theirs):
@@ -135,7 +132,7 @@ class TestWeightedBoxesFusion:
     def test_wbf_does_not_import_numba(self) -> None:
         code = (
             "import sys, numpy as np\n"
-            "from pneumo_yolo.eval.postprocess import fuse\n"
+            "from pneumo_yolo.eval.merging import fuse\n"
             "fuse([np.array([[0, 0, 10, 10.0]])], [np.array([0.9])], (100, 100), 0.5)\n"
             "print('numba' in sys.modules)"
         )

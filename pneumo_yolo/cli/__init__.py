@@ -3,7 +3,10 @@
 The modules register their commands in pipeline order, which ``--help`` shows.
 """
 
-from . import ablation, compare, convert, demo, evaluate, predict, report, synth, train, tune  # noqa: F401  (each registers its commands)
+# isort: off
+from . import synth, convert, train, predict, tune, evaluate, report, demo, ablation, compare  # noqa: F401  (each registers its commands, in this order)
+
+# isort: on
 from .app import app as app
 from .app import run
 

@@ -18,7 +18,7 @@ import pandas as pd
 from ..data.labels import LabelFileError, read_csv_table
 from ..files import UnsafeIdError, atomic_write_text, check_patient_id
 from ..limits import InputSizeError, first_line, read_input_text
-from .postprocess import sort_by_score
+from .merging import sort_by_score
 
 SUBMISSION_COLUMNS = ("patientId", "PredictionString")
 RSNA_IMAGE_SIZE = (1024.0, 1024.0)

@@ -28,8 +28,9 @@ import pandas as pd
 from ..boxes import shrink_xyxy, xyxy_to_ltwh
 from .detections import RawDetections
 from .gate import apply_gate
+from .merging import clean, fuse_passes, nms_keep
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
-from .postprocess import PostprocessConfig, clean, fuse_passes, limit, merge, nms_keep, postprocess_image
+from .postprocess import PostprocessConfig, limit, merge, postprocess_image
 from .scoring import ScoringSet
 from .tune_vote import vote_points
 from .vote import Votes
