@@ -1,5 +1,6 @@
 """The Typer application that every command module registers on."""
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def root(
 
 INTERRUPTED = {
     "predict": "nothing was written; the outputs of earlier runs are as they were",
+    "train": "the run folder keeps weights/last.pt of the last finished epoch, if one finished: rerun with --resume to go on",
     "tune": "nothing was written; the outputs of earlier runs are as they were",
     "evaluate": "nothing was written",
     "validate-submission": "nothing was written",
@@ -75,7 +77,8 @@ def run() -> None:
 
     - Ctrl-C, SIGTERM and SIGHUP stop the command the same way (a ``KeyboardInterrupt``, so that
       every ``finally`` and pool shutdown runs and nothing is left behind); it prints
-      ``interrupted: …`` with what was written and exits ``128 + the signal`` (130, 143, 129).
+      ``interrupted: …`` with what was written and exits 143 for SIGTERM, else 130 (a hangup
+      of the terminal counts as its Ctrl-C).
     - An ``OSError`` that no command turned into its own message (a full disk, a read-only or
       unwritable place, a name too long) prints one line naming the file and the reason, exit 1.
     - Python warnings that reach here print as one ``warning:`` line, not Python's two-line form.
@@ -91,10 +94,10 @@ def run() -> None:
         received.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, interrupt)
-    for name in _SIGNALS:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
+    for name in ("SIGINT", *_SIGNALS):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(number, interrupt)
     warnings.showwarning = _show_warning
     try:
         app()
@@ -125,19 +128,18 @@ def _interrupt_in(done: BaseException) -> KeyboardInterrupt | None:
 
 
 def _interrupted(stopped: KeyboardInterrupt, signum: int) -> int:
-    """Print the one line of an interrupted command; return its exit code, ``128 + signum``."""
-    import click
+    """Print the one line of an interrupted command; return its exit code: 143 for SIGTERM, else 130."""
+    import signal
 
     from ..files import Interrupted
 
     if isinstance(stopped, Interrupted):
         done = stopped.done + ("; rerun the same command to resume" if stopped.resumes else "")
     else:
-        context = click.get_current_context(silent=True)
-        command = context.info_name if context is not None else None
-        done = INTERRUPTED.get(command or "", "stopped before the end; rerun the same command")
+        command = next((word for word in sys.argv[1:] if not word.startswith("-")), "")
+        done = INTERRUPTED.get(command, "stopped before the end; rerun the same command")
     typer.secho(f"interrupted: {done}", err=True, fg=typer.colors.RED)
-    return 128 + signum
+    return 128 + (signum if signum == signal.SIGTERM else signal.SIGINT)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:

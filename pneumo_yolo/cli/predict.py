@@ -208,8 +208,6 @@ def predict_command(
             expected_ids=expected,
             original_sizes=sizes,
         )
-    except KeyboardInterrupt:
-        raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
     except (DeviceError, InputError, OutputError, ResourceError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (

@@ -68,7 +68,7 @@ def report(
     from ..eval.detections import RawFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.submission import SubmissionError
-    from ..report import ReportError, write_report
+    from ..report import ReportError, ReportUsageError, write_report
     from ..report.inputs import list_images, read_predictions, read_truth
 
     refuse_bad_outputs(
@@ -98,6 +98,8 @@ def report(
             title=f"pneumo-yolo report: {predictions.name}",
             notes=notes + label_notes,
         )
+    except ReportUsageError as error:
+        raise fail(f"error: {error}", code=2) from None
     except (ConfigError, LabelFileError, RawFileError, ReportError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
     for note in summary.notes:

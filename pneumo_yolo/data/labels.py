@@ -50,12 +50,13 @@ class Labels:
     dropped: list[RowProblem] = field(default_factory=list)
 
 
-def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_csv_table(path: Path, columns: tuple[str, ...], exact: bool = False) -> pd.DataFrame:
     """Read a CSV with ``,`` or ``;`` separators as strings, checking the header.
 
     Decimal commas of ``;`` files are turned into points. A row's index + 2 is its line number
     in the file (blank lines, which are skipped, shift it). Raises :class:`LabelFileError`, also
-    for a file over :data:`~pneumo_yolo.limits.MAX_TABLE_BYTES`. A pipe (``<(…)``) is read like a file.
+    for a file over :data:`~pneumo_yolo.limits.MAX_TABLE_BYTES`, and with ``exact`` for a column beyond ``columns``.
+    A pipe (``<(…)``) is read like a file.
     """
     path = Path(path)
     try:
@@ -73,6 +74,11 @@ def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise LabelFileError(
             f"{path}: missing column(s) {', '.join(missing)}; expected a header like {','.join(columns)} "
             f"(found {','.join(table.columns)})"
+        )
+    extra = [c for c in table.columns if c not in columns]
+    if exact and extra:
+        raise LabelFileError(
+            f"{path}: unexpected column(s) {', '.join(extra)}; expected exactly the header {','.join(columns)}"
         )
     table = table[list(columns)].apply(lambda column: column.str.strip())
     if separator == ";":

@@ -133,7 +133,7 @@ def write_submission(path: Path, prediction_strings: Mapping[str, str], patient_
 
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        table = read_csv_table(Path(path), SUBMISSION_COLUMNS)
+        table = read_csv_table(Path(path), SUBMISSION_COLUMNS, exact=True)
     except LabelFileError as error:
         raise SubmissionError(str(error)) from None
     return table.fillna("")

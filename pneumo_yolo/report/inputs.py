@@ -12,7 +12,7 @@ from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import read_submission
 from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
 from ..limits import InputSizeError, first_line
-from . import ReportError
+from . import ReportError, ReportUsageError
 from .analysis import Predictions
 
 
@@ -47,7 +47,7 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
     """``{patientId: file}`` of the DICOM, PNG and JPEG files below ``folder``, and notes on files skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReportError(f"--images {folder}: not a folder")
+        raise ReportUsageError(f"--images {folder}: not a folder")
     suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
     images: dict[str, Path] = {}
     notes = []
@@ -62,7 +62,9 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         images[pid] = path
     if not images:
-        raise ReportError(f"--images {folder} holds no .dcm, .png or .jpg files")
+        raise ReportUsageError(
+            f"--images {folder} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images"
+        )
     return images, notes
 
 

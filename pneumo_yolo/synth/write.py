@@ -21,7 +21,7 @@ import numpy as np
 
 from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS, label_rows
 from ..dicom.write import write_dicom
-from ..files import atomic_write_text
+from ..files import Interrupted, atomic_write_text
 from .render import render_chest
 from .sample import MAX_IMAGES, MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
 
@@ -152,8 +152,15 @@ def make_rsna_like(
     ids = patient_ids(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), n + n_test)
     train_ids, test_ids = ids[:n], ids[n:]
     with tqdm(total=n + n_test, desc=f"synth {out}", unit="img", disable=not progress) as bar:
-        train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, preset, bar)
-        test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, preset, bar)
+        try:
+            train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, preset, bar)
+            test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, preset, bar)
+        except KeyboardInterrupt as stopped:
+            raise Interrupted(
+                f"{bar.n} of {n + n_test} images written to {out}, and no label CSV; "
+                "rerun the same command with --overwrite to write them all",
+                resumes=False,
+            ) from stopped
     if overwrite:
         _remove_stale(out, set(ids), n_test)
 
