@@ -33,7 +33,7 @@ $(ABLATION_DATA): | $(INSTALLED)
 	$(BIN)/pneumo-yolo synth --out ablation/rsna --n-train 960 --dicom-size 512 --preset hard --overwrite
 
 ablation: $(ABLATION_DATA) | $(INSTALLED)
-	$(BIN)/pneumo-yolo ablation --rsna ablation/rsna --out ablation --test-size 600
+	$(BIN)/pneumo-yolo ablation --rsna ablation/rsna --out ablation --n-test 600
 
 # YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, two at a time on 2 cores, scored on held-out
 # synthetic images (docs/compare.md). 20.8 min measured on 2 idle cores.

@@ -56,11 +56,13 @@ def measure(row: str, n: int, imgsz: int, batch: int) -> dict:
     """Model-only and end-to-end images/s of one arch."""
     from pneumo_yolo.nets.load import load_detector
     from pneumo_yolo.predict.decoding import list_inputs, load_image
+    from pneumo_yolo.predict.device import PredictSettings
     from pneumo_yolo.predict.run import predict_folder
+    from pneumo_yolo.runtime.devices import CPU
 
     source = synthetic_dicoms(n) / "stage_2_train_images"
     weights = random_weights(row, imgsz)
-    detector = load_detector(weights, imgsz=imgsz, device="cpu")
+    detector = load_detector(weights, imgsz=imgsz, device=CPU)
     images = [load_image(path, imgsz).pixels for path in list_inputs(source)]
     detector.detect(images[:batch])
     started = time.perf_counter()
@@ -69,7 +71,10 @@ def measure(row: str, n: int, imgsz: int, batch: int) -> dict:
     model_only = len(images) / (time.perf_counter() - started)
     with tempfile.TemporaryDirectory() as scratch:
         report = predict_folder(
-            weights, source, Path(scratch) / "submission.csv", imgsz=imgsz, batch=batch, device="cpu", progress=False
+            source,
+            Path(scratch) / "submission.csv",
+            PredictSettings(weights=(weights,), imgsz=imgsz, batch=batch, progress=False),
+            devices=CPU,
         )
     return {
         "arch": row,

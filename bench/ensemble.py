@@ -51,20 +51,20 @@ def steady_ms(
     source: Path, weights: list[Path], classifiers: list[Path], imgsz: int, batch: int, workers: int
 ) -> float:
     """Milliseconds per image of ``predict_folder`` once its models are loaded."""
+    from pneumo_yolo.predict.device import PredictSettings
     from pneumo_yolo.predict.run import predict_folder
+    from pneumo_yolo.runtime.devices import CPU
 
+    settings = PredictSettings(
+        weights=tuple(weights),
+        classifiers=tuple(classifiers),
+        imgsz=imgsz,
+        batch=batch,
+        workers=workers,
+        progress=False,
+    )
     with tempfile.TemporaryDirectory() as scratch:
-        report = predict_folder(
-            weights,
-            source,
-            Path(scratch) / "submission.csv",
-            classifiers=classifiers,
-            imgsz=imgsz,
-            batch=batch,
-            device="cpu",
-            workers=workers,
-            progress=False,
-        )
+        report = predict_folder(source, Path(scratch) / "submission.csv", settings, devices=CPU)
     return 1000 / report.steady_images_per_s
 
 
@@ -85,12 +85,13 @@ def main() -> None:
 
     from pneumo_yolo.nets.yolo import YoloDetector
     from pneumo_yolo.predict.decoding import list_inputs, load_image
+    from pneumo_yolo.runtime.devices import CPU
 
     source = synthetic_dicoms(args.n) / "stage_2_train_images"
     detector_weights, classifier_weights = random_weights(args.imgsz), random_classifier(args.classifier_imgsz)
     decode_ms = 1000 / decode_rate(source, args.imgsz, n=64)
     images = [load_image(path, args.imgsz).pixels for path in list_inputs(source)[:64]]
-    detector = YoloDetector(detector_weights, imgsz=args.imgsz, device="cpu")
+    detector = YoloDetector(detector_weights, imgsz=args.imgsz, device=CPU)
     model_ms = model_only_ms(detector, images, args.batch)
     print(
         f"{args.n} DICOMs (1024²), CPU, batch {args.batch}, {args.workers} decoding worker(s): "

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import CACHE, PeakMemory, model_only_ms, synthetic_dicoms  # noqa: E402
 
-from pneumo_yolo.runtime.devices import CPU_BATCH, GPU_BATCH  # noqa: E402
+from pneumo_yolo.predict.device import PredictSettings  # noqa: E402
+from pneumo_yolo.runtime.devices import CPU, CPU_BATCH, GPU_BATCH  # noqa: E402
 
 NULL_BOXES = np.array([[100.0, 120.0, 300.0, 420.0], [600.0, 150.0, 820.0, 500.0], [110.0, 130.0, 290.0, 410.0]])
 NULL_SCORES = np.array([0.9, 0.6, 0.3])
@@ -117,16 +118,12 @@ def measure(n: int, imgsz: int, batch: int | None, workers: int | None) -> dict:
         PeakMemory() as memory,
     ):  # first, so that nothing of the model-only run counts
         report = predict_folder(
-            weights,
             source,
             Path(scratch) / "submission.csv",
-            imgsz=imgsz,
-            batch=batch,
-            device="cpu",
-            workers=workers,
-            progress=False,
+            PredictSettings(weights=(weights,), imgsz=imgsz, batch=batch, workers=workers, progress=False),
+            devices=CPU,
         )
-    detector = YoloDetector(weights, imgsz=imgsz, device="cpu")
+    detector = YoloDetector(weights, imgsz=imgsz, device=CPU)
     images = [load_image(path, imgsz).pixels for path in list_inputs(source)[: min(n, 256)]]
     model_only = 1000 / model_only_ms(detector, images, batch or CPU_BATCH)
     return {
@@ -156,15 +153,13 @@ def measure_null(n: int, imgsz: int, batch: int | None, workers: int) -> dict:
     before = os.times()
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         report = predict_folder(
-            Path("null.pt"),
             source,
             Path(scratch) / "submission.csv",
-            imgsz=imgsz,
-            batch=batch or GPU_BATCH,
-            device="cpu",
-            workers=workers,
+            PredictSettings(
+                weights=(Path("null.pt"),), imgsz=imgsz, batch=batch or GPU_BATCH, workers=workers, progress=False
+            ),
+            devices=CPU,
             save_raw=Path(scratch) / "raw.parquet",
-            progress=False,
         )
     after = os.times()
     return {

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from converters.rsna_outputs import ConvertError, clear_outputs, must_clear, refuse_inputs_in_outputs
+from converters.settings import ConvertSettings
 from pneumo_yolo.boxes import clip_ltwh, ltwh_to_yolo
 from pneumo_yolo.data.dataset import (
     MANIFEST_COLUMNS,
@@ -60,35 +61,7 @@ from pneumo_yolo.files import (
     write_errors_csv,
 )
 from pneumo_yolo.runtime.lifetime import Janitor, exit_with_parent, name_semaphores, remove_stale_shared_memory
-
-
-@dataclass(frozen=True)
-class ConvertSettings:
-    """Everything that changes the bytes written; a rerun must use the same settings."""
-
-    imgsz: int | None = None
-    channels: int = 1
-    val_fraction: float = 0.1
-    seed: int = 0
-    folds: int | None = None
-    png_compression: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.imgsz is not None and self.imgsz < 8:
-            raise ConvertError(f"--imgsz must be at least 8, got {self.imgsz}")
-        if self.channels not in (1, 3):
-            raise ConvertError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.folds is not None and self.folds < 2:
-            raise ConvertError(f"--folds must be at least 2, got {self.folds}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConvertError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.png_compression is not None and not 0 <= self.png_compression <= 9:
-            raise ConvertError(f"PNG compression must be 0..9, got {self.png_compression}")
-
-    @property
-    def png_params(self) -> list[int]:
-        """``cv2.imencode`` parameters: OpenCV's default (fast, with a filtering strategy) unless a zlib level is set."""
-        return [] if self.png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression]
+from pneumo_yolo.settings import SettingError
 
 
 @dataclass(frozen=True)
@@ -238,8 +211,10 @@ def _plan(
     """Match DICOMs with labels, split patients, and list the work; problems go to ``report``."""
     dicoms, scan_errors = find_dicoms(images_dir)
     if not dicoms:
-        raise ConvertError(
-            f"--images {images_dir} holds no usable .dcm file (searched recursively): give the folder of the DICOMs"
+        raise SettingError(
+            "images",
+            "holds no usable .dcm file (searched recursively): give the folder of the DICOMs",
+            value=images_dir,
         )
     report.errors.extend(scan_errors)
     labels = read_labels(labels_csv)
@@ -267,11 +242,11 @@ def _plan(
     if settings.folds:
         smallest, size = smallest_stratum(strata)
         if size < settings.folds:  # every fold must hold some patients of every class
-            advice = (
-                f"use --folds {size} or fewer, or convert without --folds" if size >= 2 else "convert without --folds"
-            )
-            raise ConvertError(
-                f"--folds {settings.folds}: only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}"
+            advice = f"use {size} or fewer, or convert without folds" if size >= 2 else "convert without folds"
+            raise SettingError(
+                "folds",
+                f"only {size} patient(s) are {smallest}, so some folds would hold none of them; {advice}",
+                value=settings.folds,
             )
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
@@ -329,7 +304,7 @@ def convert_rsna(
     started = time.perf_counter()
     images_dir, labels_csv, out = Path(images_dir), Path(labels_csv), Path(out).absolute()
     if not images_dir.is_dir():
-        raise ConvertError(f"--images {images_dir} is not a folder")
+        raise SettingError("images", "is not a folder", value=images_dir)
     refuse_inputs_in_outputs(out, {"--images": images_dir, "--labels": labels_csv, "--class-info": class_info})
     report = ConvertReport(out=out)
     clear = must_clear(out, asdict(settings), overwrite)

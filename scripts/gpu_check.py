@@ -83,9 +83,12 @@ def main() -> None:
     work = (args.work or Path(tempfile.mkdtemp(prefix="pneumo-gpu-check-"))).absolute()
 
     from converters.rsna import ConvertSettings, convert_rsna
+    from pneumo_yolo.predict.device import PredictSettings
     from pneumo_yolo.predict.run import predict_folder
+    from pneumo_yolo.runtime.devices import Devices
     from pneumo_yolo.runtime.offline import import_ultralytics
     from pneumo_yolo.synth import make_rsna_like
+    from pneumo_yolo.train.common import TrainSettings
     from pneumo_yolo.train.run import train
 
     import_ultralytics()
@@ -110,17 +113,18 @@ def main() -> None:
     )
     print(f"convert: {report.converted + report.skipped} images at {report.images_per_s:.1f} images/s")
 
-    result = train(
-        work / "dataset" / "data.yaml",
-        "yolo11n.yaml",
+    devices = Devices.parse(args.device).resolve()
+    settings = TrainSettings(
+        model="yolo11n.yaml",
         imgsz=args.imgsz,
         epochs=args.epochs,
         batch=args.batch,
-        device=args.device,
+        devices=devices,
         project=work / "runs",
         name="gpu_check",
         overrides={"amp": True, "exist_ok": True},
     )
+    result = train(work / "dataset" / "data.yaml", settings)
     with (result.run_dir / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     train_seconds = float(rows[-1]["time"])
@@ -135,12 +139,10 @@ def main() -> None:
     sampler = UtilisationSampler(reader[0]) if reader else contextlib.nullcontext()
     with sampler:
         predicted = predict_folder(
-            result.best,
             work / "rsna" / "stage_2_test_images",
             work / "submission.csv",
-            imgsz=args.imgsz,
-            device=args.device,
-            progress=False,
+            PredictSettings(weights=(result.best,), imgsz=args.imgsz, progress=False),
+            devices=devices,
         )
     print(
         f"predict (--workers auto: {predicted.workers} decoding processes per device, batches of {predicted.batch}): "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pneumo_yolo.data.labels import LABEL_COLUMNS
-from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.dicom.write import DicomFormat, write_dicom
 from pneumo_yolo.runtime import offline
 
 LABEL_HEADER = ",".join(LABEL_COLUMNS)
@@ -77,7 +77,7 @@ def make_rsna_folder(root: Path, n: int, seed: int = 0, size: int = 256) -> Rsna
             .reshape(-1, 4)
             .round(1)
         )
-        write_dicom(folder.images / f"{pid}.dcm", pixels, view_position=["PA", "AP"][index % 2])
+        write_dicom(folder.images / f"{pid}.dcm", pixels, stored=DicomFormat(view_position=["PA", "AP"][index % 2]))
         folder.boxes[pid] = boxes
         folder.sizes[pid] = (width, height)
     folder.write_labels()

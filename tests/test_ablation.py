@@ -145,10 +145,10 @@ class TestSplit:
     @pytest.mark.parametrize(
         ("test", "message"),
         [
-            (0.999, "--test-size 0.999 leaves no patient for the folds"),
+            (0.999, "--test-fraction 0.999 leaves no patient for the folds"),
             (0.001, "leaves no patient for the test images"),
-            (300, "--test-size 300"),
-            (1.5, "--test-size 1.5"),
+            (300, "--n-test 300"),
+            (1.5, "--n-test 1.5"),
         ],
     )
     def test_sizes_that_do_not_fit_are_named(self, test: float, message: str) -> None:
@@ -229,7 +229,7 @@ def test_the_ablation_command_resumes_after_an_interruption_through_the_console_
         "rsna",
         "--out",
         "a",
-        "--test-size",
+        "--n-test",
         "12",
         "--imgsz",
         "64",

@@ -13,16 +13,19 @@ import pytest
 import torch
 
 from converters.rsna import ConvertSettings, convert_rsna
+from pneumo_yolo.cli.flags import flag_message
 from pneumo_yolo.data.dataset import ConvertedDataset
 from pneumo_yolo.nets.archs import build_model
 from pneumo_yolo.nets.checkpoints import load_initial_weights, read_checkpoint, save_checkpoint
+from pneumo_yolo.nets.detector import DetectorError
 from pneumo_yolo.nets.load import load_detector
 from pneumo_yolo.nets.torch_net import TorchDetector
 from pneumo_yolo.nets.unet import boxes_from_probability, build_unet
-from pneumo_yolo.runtime.devices import Devices
-from pneumo_yolo.train.common import TrainConfigError
+from pneumo_yolo.runtime.devices import CPU, Devices
+from pneumo_yolo.settings import SettingError
+from pneumo_yolo.train.common import TrainingDiverged, TrainSettings, arch_options
 from pneumo_yolo.train.data import BoxDataset, box_masks, read_label_boxes
-from pneumo_yolo.train.lightning import arch_options, resolve_model
+from pneumo_yolo.train.lightning import ArchModule, resolve_model
 
 from .conftest import make_rsna_folder
 from .test_train import make_tiny_dataset
@@ -79,10 +82,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def weights_of(name: str) -> str:
+    """The weights a run predicts with: YOLO's best epoch, the last epoch of the archs without per-epoch validation."""
+    return f"runs/{name}/weights/{'best.pt' if name.startswith('yolo') else 'last.pt'}"
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) -> None:
     run = trained / "runs" / name
-    assert (run / "weights" / "best.pt").is_file() and (run / "rsna_val.json").is_file()
+    assert (trained / weights_of(name)).is_file() and (run / "rsna_val.json").is_file()
     assert sorted((run / "trained_on.txt").read_text().split()) == sorted(
         p.stem for p in (trained / "dataset" / "images" / "train").glob("*.png")
     )
@@ -92,16 +100,16 @@ def test_one_step_of_training_leaves_a_run_like_yolos(trained: Path, name: str) 
     # One validation image is positive, so both scores are defined; the default post-processing is a point of the tuning grid.
     assert 0.0 <= summary["default"]["score"] <= summary["tuned"]["score"] <= 1.0
     if name != "yolov3":
-        checkpoint = read_checkpoint(run / "weights" / "best.pt")
+        checkpoint = read_checkpoint(run / "weights" / "last.pt")
         assert (checkpoint["arch"], checkpoint["backbone"]) == (name, BACKBONES[name])
         built = build_model(name, IMGSZ, BACKBONES[name]).state_dict()
         assert {key: value.shape for key, value in checkpoint["state_dict"].items()} == {
             key: value.shape for key, value in built.items()
         }
         assert (
-            load_detector(run / "weights" / "best.pt", device="cpu").backbone == BACKBONES[name]
+            load_detector(run / "weights" / "last.pt", device=CPU).backbone == BACKBONES[name]
         )  # its weights load strictly into that network
-        assert (run / "weights" / "last.ckpt").is_file()
+        assert (run / "weights" / "last.ckpt").is_file() and not (run / "weights" / "best.pt").exists()
         rows = list(csv.DictReader((run / "metrics.csv").open()))
         assert (
             [row["epoch"] for row in rows] == ["0"]
@@ -125,7 +133,7 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
         [
             "predict",
             "--weights",
-            f"runs/{name}/weights/best.pt",
+            weights_of(name),
             "--source",
             "dataset/images/val",
             "--manifest",
@@ -137,8 +145,8 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
             "--device",
             "cpu",
         ],
-        ["tune", "--raw", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
-        ["evaluate", "--submission", f"{name}.csv", *scoring, "--json"],
+        ["tune", "--predictions", f"{name}.parquet", *scoring, "--out", f"{name}.yaml"],
+        ["evaluate", "--predictions", f"{name}.csv", *scoring, "--json"],
     ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output[-3000:]
@@ -148,7 +156,7 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
 def test_models_of_different_archs_ensemble(trained: Path) -> None:
     from pneumo_yolo.eval.detections import read_raw
 
-    weights = [arg for name in RUNS for arg in ("--weights", f"runs/{name}/weights/best.pt")]
+    weights = [arg for name in RUNS for arg in ("--weights", weights_of(name))]
     cli(
         trained,
         "predict",
@@ -227,7 +235,7 @@ class TestWeights:
     def test_a_checkpoint_is_plain_tensors_and_predicts_in_image_pixels_with_flip_tta(self, tmp_path: Path) -> None:
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
         torch.load(best, weights_only=True)  # no pickled code
-        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        detector = load_detector(best, device=CPU, tta=True, conf=0.0)
         assert isinstance(detector, TorchDetector) and detector.imgsz == 64 and detector.passes == 2
         [(boxes, scores, pass_index)] = detector.detect([np.full((90, 120), 128, np.uint8)])
         assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0, 1}
@@ -236,7 +244,7 @@ class TestWeights:
     def test_boxes_come_back_in_the_image_pixels_with_and_without_flip(self, tmp_path: Path) -> None:
         """A stand-in U-Net whose map is the bright pixels: the box of a bright patch of a non-square image, both passes."""
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
-        detector = load_detector(best, device="cpu", tta=True, conf=0.0)
+        detector = load_detector(best, device=CPU, tta=True, conf=0.0)
         detector.model = lambda batch: (batch - 0.5) * 100
         image = np.zeros((90, 120), np.uint8)
         image[30:60, 12:42] = 255
@@ -248,6 +256,33 @@ class TestWeights:
         (tmp_path / "notes.pt").write_text("not a checkpoint")
         torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
         assert read_checkpoint(tmp_path / "notes.pt") is None and read_checkpoint(tmp_path / "plain.pt") is None
+
+    def test_a_cut_checkpoint_gets_its_own_message(self, tmp_path: Path) -> None:
+        whole = save_checkpoint(tmp_path / "last.pt", "unet", 64, build_unet()).read_bytes()
+        (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(DetectorError, match="cut.pt: a pneumo-yolo-torch/1 checkpoint that cannot be read"):
+            load_detector(tmp_path / "cut.pt", device=CPU)
+        with pytest.raises(SettingError, match="cut.pt: a pneumo-yolo-torch/1 checkpoint that cannot be read"):
+            resolve_model("unet", str(tmp_path / "cut.pt"), tmp_path, resume=False)
+
+    def test_a_loss_that_is_not_a_number_stops_training_naming_the_epoch(self) -> None:
+        module = ArchModule("unet", 64, 1e-3, 1e-4, "resnet18")
+
+        class Trainer:
+            default_root_dir = "runs/x"
+            current_epoch = 0
+
+        module._trainer = Trainer()  # what training_step reads of its trainer
+        images = [torch.full((1, 64, 64), float("nan"))]
+        targets = [
+            {
+                "boxes": torch.zeros((0, 4)),
+                "labels": torch.zeros(0, dtype=torch.int64),
+                "mask": torch.zeros((1, 64, 64)),
+            }
+        ]
+        with pytest.raises(TrainingDiverged, match="epoch 1, step 3: the training loss is nan"):
+            module.training_step((images, targets), 2)
 
     def test_rgb_weights_are_summed_into_the_single_channel(self, tmp_path: Path) -> None:
         model = build_unet()
@@ -263,7 +298,7 @@ class TestWeights:
         del payload["backbone"]
         torch.save(payload, best)
         assert (
-            read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device="cpu").backbone == "resnet18"
+            read_checkpoint(best)["backbone"] == "resnet18" and load_detector(best, device=CPU).backbone == "resnet18"
         )
 
     def test_model_names_a_backbone_or_a_weights_file(self, tmp_path: Path) -> None:
@@ -282,11 +317,11 @@ class TestWeights:
             "resnet50",
             tmp_path / "coco.pth",
         )
-        with pytest.raises(
-            TrainConfigError,
-            match="--model resnet101: neither a backbone of faster-rcnn \\(resnet18, resnet34, resnet50\\) nor a weights file",
-        ):
+        with pytest.raises(SettingError) as error:
             resolve_model("faster-rcnn", "resnet101", tmp_path, resume=False)
+        assert flag_message(error.value).startswith(
+            "--model resnet101: neither a backbone of faster-rcnn (resnet18, resnet34, resnet50) nor a weights file"
+        )
 
     def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):
@@ -313,5 +348,10 @@ class TestOptions:
 
     def test_set_keys_are_checked(self) -> None:
         assert arch_options({"lr0": "0.01", "seed": 3}) == {"lr0": 0.01, "seed": 3}
-        with pytest.raises(TrainConfigError, match="mosaic: not an option of this arch"):
+        with pytest.raises(SettingError, match="mosaic: not an option of this arch"):
             arch_options({"mosaic": 1.0})
+        assert TrainSettings(arch="unet", overrides={"seed": "3"}).overrides == {"seed": 3}
+        with pytest.raises(SettingError, match="unet needs a multiple of 32"):
+            TrainSettings(arch="unet", imgsz=48)
+        with pytest.raises(SettingError, match="needs a fixed batch size"):
+            TrainSettings(arch="mask-rcnn", batch=-1)

@@ -227,7 +227,9 @@ CASES = {
         {"keep.csv": "patientId,PredictionString\n"},
     ),
     "8-convert-out-is-images": Case("convert --images {I} --labels {L} --out {I}", 2, "is also --images"),
-    "8-tune-out-is-raw": Case("tune --raw keep.csv --labels {L} --out keep.csv", 2, "is also --raw", ("keep.csv",)),
+    "8-tune-out-is-raw": Case(
+        "tune --predictions keep.csv --labels {L} --out keep.csv", 2, "is also --predictions", ("keep.csv",)
+    ),
     "9-header-only-labels": Case(
         "convert --images {I} --labels labels.csv --out out",
         1,
@@ -269,21 +271,21 @@ CASES = {
         "train --data {D} --model yolo11n.yaml --set lr0=abc --device cpu --project runs", 2, "lr0", slow=True
     ),
     "w-tune-split-without-manifest": Case(
-        "tune --raw raw.csv --labels {L} --split val --out keep.yaml",
+        "tune --predictions raw.csv --labels {L} --split val --out keep.yaml",
         2,
         "--split needs --manifest",
         ("keep.yaml",),
         {"raw.csv": "x\n"},
     ),
     "w-tune-conf-not-a-number": Case(
-        "tune --raw raw.csv --labels {L} --conf 0.1,abc --out keep.yaml",
+        "tune --predictions raw.csv --labels {L} --conf-grid 0.1,abc --out keep.yaml",
         2,
         "--conf",
         ("keep.yaml",),
         {"raw.csv": "x\n"},
     ),
     "w-tune-merge-unknown": Case(
-        "tune --raw raw.csv --labels {L} --merges soft:0.5 --out keep.yaml",
+        "tune --predictions raw.csv --labels {L} --merge-grid soft:0.5 --out keep.yaml",
         2,
         "'soft:0.5' is not a merge",
         ("keep.yaml",),
@@ -297,7 +299,10 @@ CASES = {
         folders=("empty",),
     ),
     "w-validate-sample-without-header": Case(
-        "validate-submission {SAMPLE} --sample sample.csv", 1, "no patientId column", files={"sample.csv": "abc,\n"}
+        "validate-submission --predictions {SAMPLE} --sample sample.csv",
+        1,
+        "no patientId column",
+        files={"sample.csv": "abc,\n"},
     ),
     "w-report-header-only": Case(
         "report --predictions sub.csv --images {S} --out report",

@@ -28,7 +28,9 @@ from pneumo_yolo.eval.submission import read_submission
 from pneumo_yolo.nets.detector import RAW_CONF, Detector
 from pneumo_yolo.predict import ensemble
 from pneumo_yolo.predict.decoding import load_image
+from pneumo_yolo.predict.device import PredictSettings
 from pneumo_yolo.predict.run import predict_folder
+from pneumo_yolo.runtime.devices import CPU, Devices
 
 DARK, BRIGHT = 30, 255
 SCORE = 0.9
@@ -47,9 +49,9 @@ class RectangleFinder(Detector):
     """The network replaced: the box around the pixels brighter than mid-grey in each image, scoring :data:`SCORE`."""
 
     def __init__(
-        self, weights: Path, *, imgsz: int, device: str | None = None, tta: bool = False, conf: float = RAW_CONF
+        self, weights: Path, *, imgsz: int, device: Devices = CPU, tta: bool = False, conf: float = RAW_CONF
     ) -> None:
-        super().__init__(imgsz=imgsz, device=device or "cpu", tta=tta, conf=conf)
+        super().__init__(imgsz=imgsz, device=device.resolve().first, tta=tta, conf=conf)
         self.calls = 0
 
     def run(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -105,10 +107,8 @@ def predicted(
     source: Path, out: Path, *, imgsz: int, tta: bool, original_sizes: dict[str, tuple[float, float]] | None = None
 ) -> dict[str, np.ndarray]:
     """Run :func:`predict_folder` with boxes kept as they are; the submission's ``conf x y w h`` rows per patient."""
-    report = predict_folder(
-        Path("stub.pt"),
-        source,
-        out,
+    settings = PredictSettings(
+        weights=(Path("stub.pt"),),
         config=KEEP_AS_IS,
         imgsz=imgsz,
         tta=tta,
@@ -116,6 +116,7 @@ def predicted(
         original_sizes=original_sizes,
         progress=False,
     )
+    report = predict_folder(source, out, settings)
     assert report.errors == [] and report.invalid == []
     return read_submission(out)
 

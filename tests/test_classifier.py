@@ -19,7 +19,9 @@ from pneumo_yolo.data.dataset import ConvertedDataset, label_path_of
 from pneumo_yolo.nets.classifier import ClassifierError, ImageClassifier
 from pneumo_yolo.predict.decoding import load_image
 from pneumo_yolo.runtime import offline
+from pneumo_yolo.runtime.devices import CPU
 from pneumo_yolo.train.classifier import CLASSIFIER_DEFAULTS, roc_auc
+from pneumo_yolo.train.common import TrainSettings
 from pneumo_yolo.train.yolo import training_arguments
 
 from .conftest import make_rsna_folder
@@ -110,10 +112,13 @@ class TestClassifyView:
 
 def test_classifier_defaults_sit_under_the_command_line(tmp_path):
     offline.import_ultralytics()
-    common = dict(data=tmp_path, imgsz=64, epochs=1, batch=4, device="cpu", project=tmp_path, name="gate")
-    args = training_arguments(**common, overrides={"erasing": 0.2}, task_defaults=CLASSIFIER_DEFAULTS)
+    settings = TrainSettings(epochs=1, batch=4, devices=CPU, project=tmp_path, name="gate")
+    erasing = TrainSettings(epochs=1, batch=4, devices=CPU, project=tmp_path, name="gate", overrides={"erasing": 0.2})
+    args = training_arguments(erasing, data=tmp_path, imgsz=64, task_defaults=CLASSIFIER_DEFAULTS)
     assert args["auto_augment"] is None and args["erasing"] == 0.2 and args["flipud"] == 0.0
-    assert not {"auto_augment", "erasing"} & set(training_arguments(**common, overrides={}))  # detectors: untouched
+    assert not {"auto_augment", "erasing"} & set(
+        training_arguments(settings, data=tmp_path, imgsz=64)
+    )  # detectors: untouched
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +179,12 @@ class TestImageClassifier:
             load_image(path, 64).pixels for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
         ]
         assert len(images) >= 3
-        gate = ImageClassifier(best, device="cpu", batch=2)
+        gate = ImageClassifier(best, device=CPU, batch=2)
         assert gate.opacity == 1 and gate.imgsz == 64
         p = gate.probabilities(images)
         assert p.shape == (len(images),) and p.dtype == np.float64
         assert ((p >= 0.0) & (p <= 1.0)).all()
-        np.testing.assert_allclose(ImageClassifier(best, device="cpu", batch=64).probabilities(images), p, atol=1e-6)
+        np.testing.assert_allclose(ImageClassifier(best, device=CPU, batch=64).probabilities(images), p, atol=1e-6)
         np.testing.assert_allclose(gate.probabilities(images[::-1]), p[::-1], atol=1e-6)  # in order
         assert gate.probabilities([]).shape == (0,)
 
@@ -191,7 +196,7 @@ class TestImageClassifier:
             load_image(path, None).pixels
             for path in ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
         ]
-        gate = ImageClassifier(best, device="cpu")
+        gate = ImageClassifier(best, device=CPU)
         network = gate.model.model.float().eval()
         batch = torch.from_numpy(np.stack(images)).float().div(255)[:, None].expand(-1, 3, -1, -1)
         with torch.inference_mode():
@@ -203,7 +208,7 @@ class TestImageClassifier:
     def test_agrees_with_ultralytics_top1(self, best, folds):
         """P(opacity) > 0.5 is the class Ultralytics' validation counts, so both accuracies must match."""
         images = ConvertedDataset.from_yaml(folds / "data_fold0.yaml").listed("val")
-        p = ImageClassifier(best, device="cpu").probabilities([load_image(path, None).pixels for path in images])
+        p = ImageClassifier(best, device=CPU).probabilities([load_image(path, None).pixels for path in images])
         truth = np.array([bool(label_path_of(path).read_text().strip()) for path in images])
         figures = json.loads((best.parents[1] / "classifier_val.json").read_text())
         assert np.mean((p > 0.5) == truth) == pytest.approx(figures["top1_accuracy"])
@@ -216,7 +221,7 @@ class TestImageClassifier:
                 monkeypatch.setattr(
                     module, "ARGV", ["/venv/bin/yolo", "predict"]
                 )  # Ultralytics' own CLI, as it would see it
-        p = ImageClassifier(best, device="cpu").probabilities([np.zeros((64, 64), np.uint8)])
+        p = ImageClassifier(best, device=CPU).probabilities([np.zeros((64, 64), np.uint8)])
         assert isinstance(p, np.ndarray) and p.shape == (1,)
 
     def test_refuses_what_is_not_a_classifier(self, tmp_path):

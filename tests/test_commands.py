@@ -197,7 +197,7 @@ def test_evaluate_prints_the_metric_of_the_validation_submission(walkthrough: Wa
     scoring = load_scoring_set(
         cwd / option(command, "--labels"), cwd / option(command, "--manifest"), option(command, "--split")
     )
-    expected = evaluate_submission(cwd / option(command, "--submission"), scoring)
+    expected = evaluate_submission(cwd / option(command, "--predictions"), scoring)
     assert result.stdout.startswith(f"score {expected.score:.4f} on {expected.n_images} image(s)"), result.stdout
 
 
@@ -226,7 +226,7 @@ def test_dicom_results_and_the_report_are_written(walkthrough: Walkthrough) -> N
 
 
 def test_python_dash_m_runs_the_same_commands(walkthrough: Walkthrough) -> None:
-    args = ["evaluate", "--submission", "submission.csv", "--labels", "rsna/stage_2_test_labels.csv", "--json"]
+    args = ["evaluate", "--predictions", "submission.csv", "--labels", "rsna/stage_2_test_labels.csv", "--json"]
     by_module = run([sys.executable, "-m", "pneumo_yolo", *args], walkthrough.cwd)
     by_script = pneumo_yolo(*args, cwd=walkthrough.cwd)
     assert by_module.returncode == by_script.returncode == 0, by_module.stderr
@@ -286,10 +286,10 @@ def test_predict_sample_gives_every_patient_a_row_even_unreadable_or_missing_one
             "1.0 is not in [0, 1)",
         ),
         (
-            ["evaluate", "--submission", "README.md", "--labels", "README.md", "--split", "test"],
+            ["evaluate", "--predictions", "README.md", "--labels", "README.md", "--split", "test"],
             "'test' is not one of 'train', 'val', 'fold0'",
         ),
-        (["validate-submission", "README.md"], "give exactly one of --sample or --ids"),
+        (["validate-submission", "--predictions", "README.md"], "give exactly one of --sample or --ids"),
     ],
     ids=["train-imgsz", "predict-imgsz", "channels", "val-fraction", "split", "ids"],
 )
@@ -302,6 +302,7 @@ def test_usage_errors_exit_2_and_name_the_valid_values(args: list[str], message:
 def test_help_lists_the_commands_in_pipeline_order() -> None:
     result = pneumo_yolo("--help", cwd=README.parent)
     assert result.returncode == 0
+    assert "<bool>" not in result.stdout
     listed = [name for name in re.findall(r"│ (\S+)\s", result.stdout) if name in PIPELINE_ORDER]
     assert listed == PIPELINE_ORDER
     assert "synth → convert → train → predict → tune → evaluate → validate-submission → report" in " ".join(
@@ -309,9 +310,23 @@ def test_help_lists_the_commands_in_pipeline_order() -> None:
     )
 
 
+CHOICES = {
+    "synth": ["--preset easy|hard"],
+    "convert": ["--channels 1|3"],
+    "train": ["--arch yolo|faster-rcnn|mask-rcnn|unet", "--device cpu|0|0,1,…"],
+    "predict": ["--workers auto|N", "--device cpu|0|0,1,…"],
+    "tune": ["--split train|val|foldI", "--merge-grid none|nms:IOU|wbf:IOU,…"],
+    "evaluate": ["--split train|val|foldI"],
+    "demo": ["--preset easy|hard"],
+    "compare": ["--preset easy|hard"],
+}
+"""Options whose valid values ``--help`` lists, as each command's help shows them."""
+
+
 @pytest.mark.parametrize("command", PIPELINE_ORDER)
-def test_help_shows_every_option_text_whole(command: str) -> None:
-    """Typer renders help as Markdown: nothing of an option's text (e.g. ``<name>``) may be eaten."""
+def test_help_shows_every_option_text_whole_flags_without_a_type_and_the_choices(command: str) -> None:
+    """Typer renders help as Markdown: nothing of an option's text (e.g. ``<name>``) may be eaten. A flag
+    (``--json``, ``--help``) takes no value, so it shows none (no ``<bool>``); options with a few valid values list them."""
     import typer
 
     from pneumo_yolo.cli import app
@@ -319,12 +334,23 @@ def test_help_shows_every_option_text_whole(command: str) -> None:
     result = run([str(SCRIPT), command, "--help"], README.parent, env={**os.environ, "COLUMNS": "400"})
     assert result.returncode == 0, result.stderr
     shown = " ".join(result.stdout.replace("│", " ").split())
+    assert "<bool>" not in shown and "--help -h Show this message" in shown
+    for choice in CHOICES.get(command, []):
+        assert choice in shown, f"{command} --help does not list {choice}"
     params = typer.main.get_command(app).commands[command].params
     for param in params:
         if param.param_type_name == "option" and getattr(param, "help", None):
             assert " ".join(param.help.replace("`", "").split()) in shown, (
                 f"{command} {param.opts[0]}: help text altered"
             )
+
+
+def test_the_help_lists_the_library_s_own_presets_and_archs() -> None:
+    from pneumo_yolo.cli import options
+    from pneumo_yolo.nets.archs import ARCHS
+    from pneumo_yolo.synth.sample import PRESETS
+
+    assert options.PRESETS == tuple(PRESETS) and options.ARCHS == ARCHS
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

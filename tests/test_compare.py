@@ -20,7 +20,9 @@ from pneumo_yolo.eval.bootstrap import Interval
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.pipelines.compare import MODELS, ROWS, CompareSettings, check_rows, parse_models
 from pneumo_yolo.pipelines.compare_report import Row, write_outputs
+from pneumo_yolo.runtime.devices import CPU
 from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock, read_record
+from pneumo_yolo.train.common import TrainSettings
 from pneumo_yolo.train.run import train
 
 from .test_train import make_tiny_dataset
@@ -30,7 +32,7 @@ SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 
 def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
     assert check_rows(["unet", "yolov3"]) == ("yolov3", "unet")
-    with pytest.raises(ValueError, match="--archs retinanet: choose from yolo11, yolov3"):
+    with pytest.raises(ValueError, match="--rows retinanet: choose from yolo11, yolov3"):
         check_rows(["retinanet"])
     assert [CompareSettings().plan(row) for row in ROWS] == [
         ("yolo", "yolo11n.yaml"),
@@ -46,7 +48,7 @@ def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--archs", "retinanet"], "--archs retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")],
+    [(["--rows", "retinanet"], "--rows retinanet: choose from"), (["--model", "resnet34"], "expected ROW=MODEL")],
 )
 def test_bad_rows_or_models_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "c"), *args])
@@ -162,18 +164,18 @@ def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_pat
         1
     )  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
     try:
-        result = train(
-            data,
-            "yolo11n.yaml",
+        settings = TrainSettings(
+            model="yolo11n.yaml",
             imgsz=64,
             batch=4,
-            device="cpu",
+            devices=CPU,
             project=tmp_path,
             name="yolo",
             budget_min=0.05,
             curve_points=2,
             overrides={"val": False, "plots": False},
         )
+        result = train(data, settings)
     finally:
         torch.set_num_threads(threads)
     check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)
@@ -190,7 +192,7 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
         "compare",
         "--out",
         "c",
-        "--archs",
+        "--rows",
         "unet,yolo11",
         "--model",
         "unet=resnet18",

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from converters.rsna import ConvertError, ConvertSettings, convert_rsna
 from pneumo_yolo.boxes import clip_ltwh, yolo_to_ltwh
 from pneumo_yolo.cli import app
+from pneumo_yolo.cli.flags import flag_message
 from pneumo_yolo.data.labels import LabelFileError
+from pneumo_yolo.settings import SettingError
 
 from .conftest import RsnaFolder, make_rsna_folder
 
@@ -322,5 +324,6 @@ def test_overwrite_keeps_the_old_dataset_when_the_new_labels_are_unreadable(rsna
 
 
 def test_one_fold_is_refused():
-    with pytest.raises(ConvertError, match="--folds must be at least 2"):
+    with pytest.raises(SettingError, match="must be at least 2") as error:
         ConvertSettings(folds=1)
+    assert flag_message(error.value) == "--folds 1: must be at least 2"

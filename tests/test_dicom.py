@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from pneumo_yolo.dicom.read import DicomReadError, read_radiograph, resize_longest
-from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.dicom.write import DicomFormat, write_dicom
 
 GRADIENT_8 = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (4, 1))  # 4x16, values 0..240
 STORED_16 = np.array([[0, 500, 1000, 2000]], dtype=np.uint16)  # rescaled 2x-1000: -1000, 0, 1000, 3000
@@ -142,7 +142,7 @@ VARIANTS = {
 def test_variants_give_exact_pixels(tmp_path, name):
     stored, options, expected = VARIANTS[name]
     path = tmp_path / f"{name}.dcm"
-    write_dicom(path, stored, **options)
+    write_dicom(path, stored, stored=DicomFormat(**options))
     image = read_radiograph(path)
     assert image.pixels.dtype == np.uint8
     np.testing.assert_array_equal(image.pixels, expected)
@@ -153,7 +153,7 @@ def test_jpeg_baseline_is_read_as_pydicom_decodes_it(tmp_path):
     rng = np.random.default_rng(0)
     pixels = cv2.GaussianBlur(rng.integers(0, 256, (256, 256), dtype=np.uint8), (0, 0), 3)
     path = tmp_path / "rsna.dcm"
-    write_dicom(path, pixels, view_position="AP", sex="F", age="155")
+    write_dicom(path, pixels, stored=DicomFormat(view_position="AP", sex="F", age="155"))
     image = read_radiograph(path)
     np.testing.assert_array_equal(image.pixels, pydicom.dcmread(path).pixel_array)
     assert (image.view_position, image.sex, image.age) == ("AP", "F", 155)
@@ -173,7 +173,7 @@ def test_reduced_jpeg_decode_matches_a_full_decode_and_resize(tmp_path):
 
 def test_non_square_image_keeps_its_aspect_and_original_size(tmp_path):
     path = tmp_path / "wide.dcm"
-    write_dicom(path, np.full((200, 300), 7, np.uint8), transfer_syntax="explicit")
+    write_dicom(path, np.full((200, 300), 7, np.uint8), stored=DicomFormat(transfer_syntax="explicit"))
     image = read_radiograph(path, max_side=100)
     assert image.pixels.shape == (67, 100)
     assert (image.width, image.height) == (300, 200)
@@ -197,7 +197,7 @@ def test_truncated(tmp_path):
 
 def test_no_pixel_data(tmp_path):
     path = tmp_path / "header.dcm"
-    write_dicom(path, np.zeros((8, 8), np.uint8), transfer_syntax="explicit")
+    write_dicom(path, np.zeros((8, 8), np.uint8), stored=DicomFormat(transfer_syntax="explicit"))
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
@@ -220,7 +220,7 @@ def test_missing_decoder_names_the_package(tmp_path):
 
 def test_colour_is_refused(tmp_path):
     path = tmp_path / "rgb.dcm"
-    write_dicom(path, np.zeros((8, 8), np.uint8), transfer_syntax="explicit")
+    write_dicom(path, np.zeros((8, 8), np.uint8), stored=DicomFormat(transfer_syntax="explicit"))
     ds = pydicom.dcmread(path)
     ds.PhotometricInterpretation = "RGB"
     ds.save_as(path)
@@ -230,7 +230,7 @@ def test_colour_is_refused(tmp_path):
 
 def test_multi_frame_is_refused(tmp_path):
     path = tmp_path / "frames.dcm"
-    write_dicom(path, np.zeros((8, 8), np.uint8), transfer_syntax="explicit")
+    write_dicom(path, np.zeros((8, 8), np.uint8), stored=DicomFormat(transfer_syntax="explicit"))
     ds = pydicom.dcmread(path)
     ds.NumberOfFrames = 2
     ds.PixelData = ds.PixelData * 2
@@ -241,7 +241,7 @@ def test_multi_frame_is_refused(tmp_path):
 
 def test_bits_above_bits_stored_are_masked_not_clipped(tmp_path):
     path = tmp_path / "overlay.dcm"
-    write_dicom(path, STORED_12, transfer_syntax="explicit", bits_stored=12)
+    write_dicom(path, STORED_12, stored=DicomFormat(transfer_syntax="explicit", bits_stored=12))
     ds = pydicom.dcmread(path)
     ds.PixelData = (STORED_12 | 0xF000).astype("<u2").tobytes()  # unused high bits set, as overlays did
     ds.save_as(path)
@@ -265,6 +265,6 @@ def test_bits_above_bits_stored_are_masked_not_clipped(tmp_path):
 )
 def test_luts_and_windows_that_cannot_be_applied(tmp_path, options, message):
     path = tmp_path / "lut.dcm"
-    write_dicom(path, STORED_12, transfer_syntax="explicit", bits_stored=12, **options)
+    write_dicom(path, STORED_12, stored=DicomFormat(transfer_syntax="explicit", bits_stored=12, **options))
     with pytest.raises(DicomReadError, match=r"lut\.dcm: pixel values cannot be mapped to 8 bits .*" + message):
         read_radiograph(path)

@@ -19,6 +19,7 @@ from pneumo_yolo.eval.submission import prediction_string, read_submission, vali
 from pneumo_yolo.nets.detector import RAW_CONF
 from pneumo_yolo.nets.yolo import YoloDetector
 from pneumo_yolo.predict.decoding import list_inputs, load_image
+from pneumo_yolo.runtime.devices import CPU
 from pneumo_yolo.runtime.offline import LIBRARY_ARGV
 
 from .conftest import RsnaFolder, make_rsna_folder
@@ -30,6 +31,7 @@ SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path, Path]:
     """A converted synthetic dataset and best.pt after one CPU epoch at 64 px from yolo11n.yaml."""
+    from pneumo_yolo.train.common import TrainSettings
     from pneumo_yolo.train.run import train
 
     root = tmp_path_factory.mktemp("predict")
@@ -43,16 +45,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path,
         workers=1,
         progress=False,
     )
-    result = train(
-        dataset / "data.yaml",
-        "yolo11n.yaml",
-        imgsz=IMGSZ,
-        epochs=1,
-        batch=4,
-        device="cpu",
-        project=root / "runs",
-        name="tiny",
+    settings = TrainSettings(
+        model="yolo11n.yaml", imgsz=IMGSZ, epochs=1, batch=4, devices=CPU, project=root / "runs", name="tiny"
     )
+    result = train(dataset / "data.yaml", settings)
     return folder, dataset, result.best
 
 
@@ -140,7 +136,7 @@ def test_tta_fuses_the_unflipped_flipped_pass_and_a_tuned_yaml_is_accepted(train
     )
     assert result.exit_code == 0, result.output
     config = PostprocessConfig.from_yaml(config_path)
-    detector = YoloDetector(best, device="cpu", conf=min(RAW_CONF, config.conf))
+    detector = YoloDetector(best, device=CPU, conf=min(RAW_CONF, config.conf))
     images = [load_image(path, detector.imgsz) for path in list_inputs(folder.images)]
     plain = detector.run([image.pixels for image in images])
     flipped = detector.run([np.ascontiguousarray(image.pixels[:, ::-1]) for image in images])
@@ -238,7 +234,7 @@ def test_ultralytics_never_reads_our_command_line(trained, monkeypatch):
     _, dataset, best = trained
     monkeypatch.setattr(sys, "argv", sys.argv)  # restored afterwards, whatever happens to its items
     sys.argv[:] = ["/venv/bin/pneumo-yolo", "predict", "mode=predict"]  # Ultralytics' ARGV may be this very list
-    detector = YoloDetector(best, device="cpu")
+    detector = YoloDetector(best, device=CPU)
     image = cv2.imread(str(next((dataset / "images" / "val").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
     [(boxes, scores, pass_index)] = detector.detect([image])
     assert boxes.shape == (len(scores), 4) and set(pass_index) <= {0}
@@ -256,7 +252,8 @@ import sys
 from pathlib import Path
 import cv2, numpy as np
 from pneumo_yolo.nets.yolo import YoloDetector
-detector = YoloDetector(Path(sys.argv[1]), device="cpu", conf=0.001)
+from pneumo_yolo.runtime.devices import CPU
+detector = YoloDetector(Path(sys.argv[1]), device=CPU, conf=0.001)
 images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sorted(Path(sys.argv[2]).glob("*.png"))]
 ours = detector.detect(images)
 print("torchvision" in sys.modules, sum(len(scores) for _, scores, _ in ours))

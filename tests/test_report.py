@@ -139,8 +139,9 @@ def test_raw_detections_are_post_processed_and_scored_along_the_threshold(tmp_pa
     config = PostprocessConfig(conf=0.3)
     predictions = Predictions.from_raw(read_raw(tmp_path / "raw.csv"), config)
     analysis = analyse(predictions, truth, gallery_size=4)
-    at_conf = analysis.conf_scores[np.flatnonzero(np.isclose(analysis.conf_thresholds, 0.3))[0]]
-    assert at_conf == pytest.approx(analysis.result.score)
+    scored = analysis.scored
+    at_conf = scored.conf_scores[np.flatnonzero(np.isclose(scored.conf_thresholds, 0.3))[0]]
+    assert at_conf == pytest.approx(scored.result.score)
     assert len(analysis.galleries.false_positives) <= 4
 
 

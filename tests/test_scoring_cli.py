@@ -45,7 +45,7 @@ def real_submissions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 @needs_rsna
 class TestEvaluateOnRealLabels:
     def test_ground_truth_as_submission_scores_exactly_one(self, real_submissions: tuple[Path, Path]) -> None:
-        result = run("evaluate", "--submission", real_submissions[0], "--labels", LABELS, "--json")
+        result = run("evaluate", "--predictions", real_submissions[0], "--labels", LABELS, "--json")
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert data["score"] == 1.0
@@ -54,13 +54,13 @@ class TestEvaluateOnRealLabels:
         assert data["score_positive"] == 1.0 and data["score_negative"] is None
 
     def test_empty_submission_scores_zero(self, real_submissions: tuple[Path, Path]) -> None:
-        result = run("evaluate", "--submission", real_submissions[1], "--labels", LABELS, "--json")
+        result = run("evaluate", "--predictions", real_submissions[1], "--labels", LABELS, "--json")
         assert result.exit_code == 0, result.output
         data = json.loads(result.stdout)
         assert data["score"] == 0.0 and data["n_images"] == 6012 and data["negative_fp_share"] == 0.0
 
     def test_report_has_the_score_and_the_per_threshold_table(self, real_submissions: tuple[Path, Path]) -> None:
-        result = run("evaluate", "--submission", real_submissions[0], "--labels", LABELS)
+        result = run("evaluate", "--predictions", real_submissions[0], "--labels", LABELS)
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
         assert lines[0] == "score 1.0000 on 6,012 image(s)"
@@ -89,7 +89,7 @@ class TestEvaluate:
         )
         result = run(
             "evaluate",
-            "--submission",
+            "--predictions",
             tmp_path / "sub.csv",
             "--labels",
             tmp_path / "labels.csv",
@@ -104,20 +104,20 @@ class TestEvaluate:
         assert (data["score"], data["n_images"], data["score_positive"], data["score_negative"]) == (0.5, 2, 1.0, 0.0)
         assert data["negative_fp_share"] == 1.0
         # Without a manifest every labelled patient counts: pos-2 has no prediction.
-        result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--json")
+        result = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--json")
         assert json.loads(result.stdout)["score"] == pytest.approx(1 / 3)
 
     def test_submission_patient_not_in_the_labels_is_an_error(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,\nstranger,0.5 1 1 5 5\n")
-        result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv")
+        result = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv")
         assert result.exit_code == 1
         assert "1 patient(s) are not in the labels, e.g. stranger" in result.stderr
 
     def test_malformed_submission_is_an_error(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.5 1 1 5\n")
-        result = run("evaluate", "--submission", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv")
+        result = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv")
         assert result.exit_code == 1
         assert "line 2: pos-1: PredictionString has 4 numbers" in result.stderr
 
@@ -126,7 +126,7 @@ class TestEvaluate:
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\n")
         result = run(
             "evaluate",
-            "--submission",
+            "--predictions",
             tmp_path / "sub.csv",
             "--labels",
             tmp_path / "labels.csv",
@@ -145,14 +145,22 @@ class TestValidateSubmission:
         reason=f"needs the real sample submission, not found in {RSNA}: set {RSNA_ENV} to its folder",
     )
     def test_real_sample_is_valid(self) -> None:
-        result = run("validate-submission", SAMPLE, "--sample", SAMPLE)
+        result = run("validate-submission", "--predictions", SAMPLE, "--sample", SAMPLE)
         assert result.exit_code == 0, result.output
         assert "covers the 3,000 expected patients" in result.stdout
 
     def test_problems_are_listed_with_exit_code_one(self, tmp_path: Path) -> None:
         (tmp_path / "ids.txt").write_text("a-1\nb-2\nc-3\n")
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\na-1,0.5 0 0 5\na-1,\nz-9,\n")
-        result = run("validate-submission", tmp_path / "sub.csv", "--ids", tmp_path / "ids.txt", "--max-problems", "3")
+        result = run(
+            "validate-submission",
+            "--predictions",
+            tmp_path / "sub.csv",
+            "--ids",
+            tmp_path / "ids.txt",
+            "--max-problems",
+            "3",
+        )
         assert result.exit_code == 1
         errors = result.stderr.splitlines()
         assert errors[0].endswith(
@@ -165,9 +173,13 @@ class TestValidateSubmission:
         write_small_set(tmp_path)
         (tmp_path / "small.csv").write_text("patientId,split,width,height\npos-1,val,300,300\n")
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.5 250 0 100 100\n")
-        assert run("validate-submission", tmp_path / "sub.csv", "--ids", tmp_path / "small.csv").exit_code == 0
+        assert (
+            run("validate-submission", "--predictions", tmp_path / "sub.csv", "--ids", tmp_path / "small.csv").exit_code
+            == 0
+        )
         result = run(
             "validate-submission",
+            "--predictions",
             tmp_path / "sub.csv",
             "--ids",
             tmp_path / "small.csv",
@@ -180,9 +192,18 @@ class TestValidateSubmission:
 
     def test_needs_exactly_one_list_of_ids(self, tmp_path: Path) -> None:
         (tmp_path / "sub.csv").write_text("patientId,PredictionString\n")
-        assert "exactly one of --sample or --ids" in run("validate-submission", tmp_path / "sub.csv").stderr
+        assert (
+            "exactly one of --sample or --ids"
+            in run("validate-submission", "--predictions", tmp_path / "sub.csv").stderr
+        )
         both = run(
-            "validate-submission", tmp_path / "sub.csv", "--sample", tmp_path / "sub.csv", "--ids", tmp_path / "sub.csv"
+            "validate-submission",
+            "--predictions",
+            tmp_path / "sub.csv",
+            "--sample",
+            tmp_path / "sub.csv",
+            "--ids",
+            tmp_path / "sub.csv",
         )
         assert both.exit_code == 2
 
@@ -200,17 +221,17 @@ class TestTune:
 
         result = run(
             "tune",
-            "--raw",
+            "--predictions",
             tmp_path / "raw.parquet",
             "--labels",
             tmp_path / "labels.csv",
-            "--config",
+            "--postprocess",
             tmp_path / "base.yaml",
-            "--conf",
+            "--conf-grid",
             "0.1,0.5,0.7",
-            "--merges",
+            "--merge-grid",
             "none,wbf:0.5",
-            "--shrink",
+            "--shrink-grid",
             "1,0.875",
             "--top",
             "4",
@@ -229,7 +250,9 @@ class TestTune:
     def test_bad_grid_is_an_error(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
         write_raw(tmp_path / "raw.csv", [])
-        result = run("tune", "--raw", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv", "--merges", "nms")
+        result = run(
+            "tune", "--predictions", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv", "--merge-grid", "nms"
+        )
         assert result.exit_code == 2
         assert "'nms' is not a merge" in result.stderr
 
@@ -237,6 +260,6 @@ class TestTune:
         write_small_set(tmp_path)
         _, images = generated(2)
         write_raw(tmp_path / "raw.csv", images)
-        result = run("tune", "--raw", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv")
+        result = run("tune", "--predictions", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv")
         assert result.exit_code == 1
         assert "2 patient(s) of the raw detections are not in the labels, e.g. case-0000" in result.stderr

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pneumo_yolo.cli import app
 from pneumo_yolo.data.labels import read_class_info, read_labels
-from pneumo_yolo.dicom.write import write_dicom
+from pneumo_yolo.dicom.write import DicomFormat, write_dicom
 from pneumo_yolo.synth import (
     CLASSES,
     NORMAL,
@@ -349,7 +349,7 @@ class TestWriteDicom:
     )
     def test_uncompressed_round_trip(self, tmp_path: Path, pixels: np.ndarray, options: dict, syntax: str):
         path = tmp_path / "case-1.dcm"
-        write_dicom(path, pixels, **options)
+        write_dicom(path, pixels, stored=DicomFormat(**options))
         ds = pydicom.dcmread(path)
         assert ds.file_meta.TransferSyntaxUID == syntax
         assert ds.pixel_array.dtype == pixels.dtype and (ds.pixel_array == pixels).all()
@@ -369,7 +369,7 @@ class TestWriteDicom:
 
     def test_jpeg_non_square_and_patient_id(self, tmp_path: Path):
         path = tmp_path / "file.dcm"
-        write_dicom(path, SMOOTH, patient_id="other-id", photometric="MONOCHROME1")
+        write_dicom(path, SMOOTH, patient_id="other-id", stored=DicomFormat(photometric="MONOCHROME1"))
         ds = pydicom.dcmread(path)
         assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
         assert ds.pixel_array.shape == (96, 128) and np.abs(ds.pixel_array.astype(int) - SMOOTH).max() <= 3
@@ -397,7 +397,7 @@ class TestWriteDicom:
     )
     def test_bad_arguments(self, tmp_path: Path, pixels: np.ndarray, options: dict, message: str):
         with pytest.raises(ValueError, match=message):
-            write_dicom(tmp_path / "x.dcm", pixels, **options)
+            write_dicom(tmp_path / "x.dcm", pixels, stored=DicomFormat(**options))
         assert not list(tmp_path.iterdir())
 
 

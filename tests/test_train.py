@@ -19,11 +19,13 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from pneumo_yolo.cli import app
+from pneumo_yolo.cli.flags import flag_message
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.runtime import offline
-from pneumo_yolo.runtime.devices import cpu_count
-from pneumo_yolo.train.common import TrainConfigError
-from pneumo_yolo.train.yolo import check_option_keys, cxr_defaults, parse_overrides, training_arguments
+from pneumo_yolo.runtime.devices import CPU, cpu_count
+from pneumo_yolo.settings import SettingError
+from pneumo_yolo.train.common import TrainSettings
+from pneumo_yolo.train.yolo import cxr_defaults, option_key_problems, parse_overrides, training_arguments
 
 from .conftest import assert_self_contained
 
@@ -74,20 +76,27 @@ class TestOverrides:
         ],
     )
     def test_malformed(self, items, problem):
-        with pytest.raises(TrainConfigError, match=problem):
+        with pytest.raises(SettingError, match=problem) as error:
             parse_overrides(items)
+        assert error.value.field == "overrides" and flag_message(error.value).startswith("--set ")
 
     def test_unknown_keys_get_near_matches(self):
-        with pytest.raises(TrainConfigError) as error:
-            check_option_keys(["mosiac"], ["mosaic", "mixup"], "--set")
-        assert str(error.value) == "--set: 'mosiac' is not an Ultralytics training argument; did you mean 'mosaic'?"
+        problems = option_key_problems(["mosiac"], ["mosaic", "mixup"])
+        assert problems == ["'mosiac' is not an Ultralytics training argument; did you mean 'mosaic'?"]
 
     @pytest.mark.parametrize(
-        ("key", "problem"), [("epochs", "use --epochs"), ("data", "use --data"), ("task", "cannot be changed")]
+        ("key", "problem"),
+        [
+            ("epochs", "has a setting of its own \\(epochs\\)"),
+            ("data", "of its own \\(data\\)"),
+            ("task", "cannot be changed"),
+        ],
     )
     def test_keys_with_their_own_option_are_refused(self, key, problem):
-        with pytest.raises(TrainConfigError, match=problem):
-            check_option_keys([key], None, "--set")
+        with pytest.raises(SettingError, match=problem) as error:
+            TrainSettings(overrides={key: 1})
+        assert flag_message(error.value).startswith(f"--set {key}=1: ")
+        assert option_key_problems([key], [key]) == [str(error.value).split(": ", 1)[1]]
 
 
 class TestArguments:
@@ -114,27 +123,19 @@ class TestArguments:
 
     def test_layers_defaults_main_options_then_set(self, tmp_path):
         offline.import_ultralytics()
-        args = training_arguments(
-            data=tmp_path / "data.yaml",
-            imgsz=512,
-            epochs=3,
-            batch=8,
-            device="cpu",
-            project=tmp_path / "runs",
-            name="exp",
-            overrides={"fliplr": 0.3, "lr0": 0.002},
+        settings = TrainSettings(
+            epochs=3, batch=8, devices=CPU, project=tmp_path / "runs", overrides={"fliplr": 0.3, "lr0": 0.002}
         )
+        args = training_arguments(settings, data=tmp_path / "data.yaml", imgsz=512)
         assert args["fliplr"] == 0.3 and args["lr0"] == 0.002  # --set wins over the CXR defaults
         assert args["flipud"] == 0.0 and args["imgsz"] == 512 and args["epochs"] == 3
         assert args["project"] == str(tmp_path / "runs")
 
     def test_bad_values_are_reported_by_key(self, tmp_path):
         offline.import_ultralytics()
-        sizes = {"imgsz": 64, "epochs": 1, "batch": 8}
-        with pytest.raises(TrainConfigError, match="lr0=fast"):
-            training_arguments(
-                data=tmp_path / "d.yaml", **sizes, device="cpu", project=tmp_path, name="e", overrides={"lr0": "fast"}
-            )
+        settings = TrainSettings(epochs=1, batch=8, devices=CPU, project=tmp_path, name="e", overrides={"lr0": "fast"})
+        with pytest.raises(SettingError, match="lr0=fast"):
+            training_arguments(settings, data=tmp_path / "d.yaml", imgsz=64)
 
 
 class TestCommandErrors:
@@ -274,7 +275,7 @@ class TestTinyRun:
         from pneumo_yolo.nets.yolo import YoloDetector
 
         run_dir = tiny_run.cwd / "runs" / "tiny"
-        detector = YoloDetector(run_dir / "weights" / "best.pt", device="cpu")
+        detector = YoloDetector(run_dir / "weights" / "best.pt", device=CPU)
         assert detector.imgsz == 64 and detector.model.model.model[0].conv.in_channels == 1
         with (run_dir / "results.csv").open() as handle:
             rows = list(csv.DictReader(handle))

@@ -4,7 +4,7 @@ The modules register their commands in pipeline order, which ``--help`` shows.
 """
 
 # isort: off
-from . import synth, convert, train, predict, tune, evaluate, report, demo, ablation, compare  # noqa: F401  (each registers its commands, in this order)
+from . import synth, convert, train, predict, tune, evaluate, report, send, listen, demo, ablation, compare  # noqa: F401  (each registers its commands, in this order)
 
 # isort: on
 from .app import app as app

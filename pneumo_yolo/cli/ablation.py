@@ -16,9 +16,9 @@ _SPLIT = "Split"
 _MODELS = "Models"
 
 
-def _size(value: float) -> float:
-    if value < 0 or (value >= 1 and value != int(value)):
-        raise typer.BadParameter(f"{value:g} is not valid; give a fraction in [0, 1) or a whole number of patients")
+def _fraction(value: float) -> float:
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"{value:g} is not in (0, 1); give a count of patients with --n-test instead")
     return value
 
 
@@ -51,11 +51,20 @@ def ablation(
     test_size: Annotated[
         float,
         typer.Option(
-            callback=_size,
+            "--test-fraction",
+            callback=_fraction,
             rich_help_panel=_SPLIT,
-            help="Test patients, never trained or tuned on: a fraction of all patients, or a count. The same for every seed.",
+            help="Share of the patients held out as test images, never trained or tuned on; the same for every seed.",
         ),
     ] = _DEFAULTS.test_size,
+    n_test: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            rich_help_panel=_SPLIT,
+            help="Number of test patients instead of a share (--test-fraction).",
+        ),
+    ] = None,
     folds: Annotated[
         int,
         typer.Option(
@@ -73,7 +82,11 @@ def ablation(
     ] = _DEFAULTS.model,
     classifier: Annotated[
         str,
-        typer.Option(rich_help_panel=_MODELS, help="Image classifier (the gate), as for train, e.g. yolo11s-cls.pt."),
+        typer.Option(
+            "--classifier-model",
+            rich_help_panel=_MODELS,
+            help="Image classifier (the gate) to train, as train --model takes it, e.g. yolo11s-cls.pt.",
+        ),
     ] = _DEFAULTS.classifier,
     imgsz: Annotated[
         int,
@@ -101,11 +114,13 @@ def ablation(
         Optional[str],
         typer.Option(
             callback=options.device,
+            metavar=options.DEVICE_METAVAR,
             help="'cpu', a GPU index, or several ('0,1,2,3': one fold per GPU at a time). Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,
     online: Annotated[
-        bool, typer.Option("--online", help="Allow downloading pretrained weights named by --model or --classifier.")
+        bool,
+        typer.Option("--online", help="Allow downloading pretrained weights named by --model or --classifier-model."),
     ] = False,
 ) -> None:
     """Score raw detector → tuned threshold → gate → flip TTA → fold ensemble → shrink on held-out test images of a Kaggle-layout folder.
@@ -115,7 +130,7 @@ def ablation(
     OUT/ablation.md and OUT/ablation.png (each stage with its 95 % interval, the oracle apart).
     Rerun after an interruption: finished trainings and predictions are reused.
 
-    Example: pneumo-yolo synth --out rsna --n-train 960 --dicom-size 512 --preset hard && pneumo-yolo ablation --rsna rsna --test-size 600
+    Example: pneumo-yolo synth --out rsna --n-train 960 --dicom-size 512 --preset hard && pneumo-yolo ablation --rsna rsna --n-test 600
     """
     from converters.rsna import ConvertError
 
@@ -125,12 +140,14 @@ def ablation(
     from ..files import OutputError, check_outputs
     from ..pipelines.ablation import AblationRunError, run_ablation
     from ..pipelines.ablation_data import AblationDataError
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
     from ..runtime.weights import WeightsError
+    from ..settings import SettingError
     from ..train.common import TrainConfigError
+    from .flags import flag_message
 
     settings = AblationSettings(
-        test_size=test_size,
+        test_size=test_size if n_test is None else n_test,
         folds=folds,
         model=model,
         classifier=classifier,
@@ -139,13 +156,15 @@ def ablation(
         classifier_epochs=classifier_epochs,
         batch=batch,
         seeds=tuple(int(item) for item in seeds.split(",")),
-        device=device,
+        devices=Devices.parse(device),
         online=online,
     )
     try:
         check_outputs({}, folders={"--out": out}, inputs={"--rsna": rsna})
         run_ablation(rsna, out, settings, log=typer.echo)
-    except (AblationDataError, ConvertError, DeviceError, OutputError, TrainConfigError, WeightsError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (AblationDataError, ConvertError, OutputError, TrainConfigError, WeightsError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (AblationRunError, ClassifyViewError, DatasetError, LabelFileError) as error:
         raise fail(f"error: {error}") from None

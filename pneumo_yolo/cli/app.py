@@ -1,13 +1,49 @@
 """The Typer application that every command module registers on."""
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    """``params`` with an empty type column for flags: a flag takes no value, yet Typer's rich help shows ``<bool>``.
+
+    Typer's plain help leaves the type of a flag out; its rich help asks every option for its type,
+    and a flag answers ``<bool>`` unless it has a metavar. An empty metavar makes both agree.
+    """
+    for param in params:
+        if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """A command whose flags (``--json``, ``--help``) show no ``<bool>`` in its help."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """The application's group, its flags (``--version``, ``--help``) shown without ``<bool>``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _App(typer.Typer):
+    """``typer.Typer`` whose commands are :class:`_Command`: ``@app.command("name")`` is all a command module says."""
+
+    def command(self, name: str | None = None) -> Callable[[Any], Any]:  # type: ignore[override]
+        return super().command(name, cls=_Command)
+
+
+app = _App(
+    cls=_Group,
     name="pneumo-yolo",
     rich_markup_mode="markdown",
     no_args_is_help=True,

@@ -23,7 +23,12 @@ def compare(
             file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md."
         ),
     ] = Path("compare"),
-    archs: Annotated[str, typer.Option(help=f"Rows to run, comma-separated, from {','.join(ROWS)}.")] = ",".join(ROWS),
+    archs: Annotated[
+        str,
+        typer.Option(
+            "--rows", metavar="ROW,…", help=f"Rows (detectors) to run, comma-separated, from {','.join(ROWS)}."
+        ),
+    ] = ",".join(ROWS),
     budget_min: Annotated[
         float,
         typer.Option(
@@ -78,11 +83,18 @@ def compare(
         int, typer.Option(min=1, help="Batch size of every arch.", rich_help_panel=_SIZES)
     ] = _DEFAULTS.batch,
     preset: Annotated[
-        str, typer.Option(callback=options.synth_preset, help="Synthetic data preset.")
+        str,
+        typer.Option(
+            callback=options.synth_preset, metavar=options.choices(options.PRESETS), help="Synthetic data preset."
+        ),
     ] = _DEFAULTS.preset,
     device: Annotated[
         Optional[str],
-        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(
+            callback=options.device,
+            metavar=options.DEVICE_METAVAR,
+            help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data, the split and training.")] = _DEFAULTS.seed,
     parallel: Annotated[
@@ -102,10 +114,16 @@ def compare(
     on 2 CPU cores (docs/compare.md).
     """
     from ..pipelines.compare import check_rows, parse_models, run_compare
+    from ..runtime.devices import Devices
+    from ..settings import SettingError
+    from .flags import flag_message
 
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])
         models = parse_models(model or [])
+        devices = Devices.parse(device)
+    except SettingError as error:
+        raise fail(flag_message(error), code=2) from error
     except ValueError as error:
         raise fail(str(error), code=2) from error
     settings = CompareSettings(
@@ -120,7 +138,7 @@ def compare(
         rows=rows,
         preset=preset,
         seed=seed,
-        device=device,
+        devices=devices,
         parallel=parallel,
     )
     run_compare(out, settings, log=typer.echo)

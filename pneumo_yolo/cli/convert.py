@@ -44,6 +44,7 @@ def convert(
         int,
         typer.Option(
             callback=options.channels,
+            metavar="1|3",
             help="Model input channels written into data.yaml: 1 or 3; PNGs are always grayscale.",
             rich_help_panel="Images",
         ),
@@ -84,7 +85,9 @@ def convert(
             show_default="all cores",
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an output folder converted with other settings.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output folder converted with other settings.")
+    ] = False,
 ) -> None:
     """Convert RSNA DICOMs + label CSV into a YOLO dataset (PNGs, label files, data.yaml).
 
@@ -98,15 +101,26 @@ def convert(
 
     from ..data.labels import LabelFileError
     from ..files import OutputError, check_outputs
+    from ..settings import SettingError
+    from .flags import flag_message
 
     try:
         check_outputs(
             {}, folders={"--out": out}, inputs={"--images": images, "--labels": labels, "--class-info": class_info}
         )
-        settings = ConvertSettings(imgsz, channels, val_fraction, seed, folds, png_compression)
+        settings = ConvertSettings(
+            imgsz=imgsz,
+            channels=channels,
+            val_fraction=val_fraction,
+            seed=seed,
+            folds=folds,
+            png_compression=png_compression,
+        )
         report = convert_rsna(
             images, labels, out, class_info=class_info, settings=settings, workers=workers, overwrite=overwrite
         )
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
     except (ConvertError, OutputError) as error:
         raise fail(f"error: {error}", code=2) from None
     except LabelFileError as error:

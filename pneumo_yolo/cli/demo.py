@@ -34,13 +34,18 @@ def demo(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _DEFAULTS.epochs,
     device: Annotated[
         Optional[str],
-        typer.Option(callback=options.device, help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU."),
+        typer.Option(
+            callback=options.device,
+            metavar=options.DEVICE_METAVAR,
+            help="'cpu' or a GPU index. Default: GPU 0 if there is one, else CPU.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and of training.")] = _DEFAULTS.seed,
     preset: Annotated[
         str,
         typer.Option(
             callback=options.synth_preset,
+            metavar=options.choices(options.PRESETS),
             help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).",
         ),
     ] = _DEFAULTS.preset,
@@ -53,15 +58,25 @@ def demo(
 
     from ..files import OutputError, check_outputs
     from ..pipelines.demo import run_demo
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
+    from ..settings import SettingError
     from ..synth import SynthError
     from ..train.common import TrainConfigError
+    from .flags import flag_message
 
-    settings = DemoSettings(
-        n_train=n_train, n_test=n_test, imgsz=imgsz, epochs=epochs, seed=seed, preset=preset, device=device
-    )
     try:
+        settings = DemoSettings(
+            n_train=n_train,
+            n_test=n_test,
+            imgsz=imgsz,
+            epochs=epochs,
+            seed=seed,
+            preset=preset,
+            devices=Devices.parse(device),
+        )
         check_outputs({}, folders={"--out": out})
         run_demo(out, settings, log=typer.echo)
-    except (ConvertError, DeviceError, OutputError, SynthError, TrainConfigError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (ConvertError, OutputError, SynthError, TrainConfigError) as error:
         raise fail(f"error: {error}", code=2) from None

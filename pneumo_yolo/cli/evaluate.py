@@ -17,7 +17,13 @@ _SCOPE = "Patients to score"
 @app.command("evaluate")
 def evaluate(
     submission: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="Submission CSV (patientId,PredictionString).")
+        Path,
+        typer.Option(
+            "--predictions",
+            exists=True,
+            dir_okay=False,
+            help="The predictions to score: a submission CSV (patientId,PredictionString), e.g. predict's --out.",
+        ),
     ],
     labels: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="stage_2_train_labels.csv (comma or semicolon separated).")
@@ -46,7 +52,7 @@ def evaluate(
 
     A scored patient missing from the submission counts as "no prediction"; a submission patient not in the labels is an error.
 
-    Example: pneumo-yolo evaluate --submission sub.csv --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
+    Example: pneumo-yolo evaluate --predictions sub.csv --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
     from ..data.labels import LabelFileError
     from ..eval.scoring import evaluate_submission, load_scoring_set
@@ -65,7 +71,12 @@ def evaluate(
 
 @app.command("validate-submission")
 def validate_submission(
-    submission: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Submission CSV to check.")],
+    submission: Annotated[
+        Path,
+        typer.Option(
+            "--predictions", exists=True, dir_okay=False, help="The submission CSV to check, e.g. predict's --out."
+        ),
+    ],
     sample: Annotated[
         Optional[Path],
         typer.Option(exists=True, dir_okay=False, help="stage_2_sample_submission.csv: the patients to cover."),
@@ -90,7 +101,7 @@ def validate_submission(
 
     Errors: the header; missing, duplicate, extra and invalid patient ids; malformed PredictionStrings (not 5 numbers per box, NaN, negative width or height, confidence outside 0-1). Warnings (still valid: Kaggle scores them): boxes reaching outside the image.
 
-    Example: pneumo-yolo validate-submission sub.csv --sample stage_2_sample_submission.csv
+    Example: pneumo-yolo validate-submission --predictions sub.csv --sample stage_2_sample_submission.csv
     """
     from ..data.dataset import read_manifest
     from ..data.labels import LabelFileError

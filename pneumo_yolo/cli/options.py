@@ -5,17 +5,33 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from ..settings import MAX_IMGSZ
+
 STRIDE = 32
 """YOLO's largest stride: train and predict sizes must be multiples of it."""
-MAX_IMGSZ = 4096
-"""The largest ``--imgsz`` of every command: a whole radiograph at full resolution (a 43 cm detector
-at 0.1 mm pixels is about 4,300 pixels; RSNA's images are 1,024). A model at 4,096 px does 64 times
-the work of one at 512 and holds about 1.3 GB per image on the CPU (docs/predict.md), so a larger
-size is a typo, not a plan."""
-MIN_CONVERT_IMGSZ = 8
+
+PRESETS = ("easy", "hard")
+"""The synthetic data presets (:data:`pneumo_yolo.synth.sample.PRESETS`), named here so that ``--help`` lists them
+without importing the synthesiser; a test checks that both agree."""
+ARCHS = ("yolo", "faster-rcnn", "mask-rcnn", "unet")
+"""The detector families of ``train --arch`` (:data:`pneumo_yolo.nets.archs.ARCHS`), for ``--help``; a test checks both agree."""
+DEVICE_METAVAR = "cpu|0|0,1,…"
+"""How ``--help`` shows ``--device``: the CPU, one GPU index, or several."""
+
+
+def choices(names: tuple[str, ...]) -> str:
+    """The metavar that lists ``names`` in ``--help``.
+
+    >>> choices(PRESETS)
+    'easy|hard'
+    """
+    return "|".join(names)
+
+
 MAX_SYNTH_IMAGES = 100_000
 """``--n-train`` and ``--n-test`` at most (synth's own bound, :data:`pneumo_yolo.synth.sample.MAX_IMAGES`)."""
 
@@ -33,13 +49,33 @@ def model_imgsz(value: int | None) -> int | None:
     return value
 
 
-def convert_imgsz(value: int | None) -> int | None:
-    """``--imgsz`` of convert: the longest side of the written PNGs, from 8 to 4096 (``None``: the original size)."""
-    if value is not None and not MIN_CONVERT_IMGSZ <= value <= MAX_IMGSZ:
-        raise typer.BadParameter(
-            f"{value} is not valid; give a size from {MIN_CONVERT_IMGSZ} to {MAX_IMGSZ} pixels (train at a multiple of {STRIDE}), or leave it out to keep the original size"
-        )
-    return value
+def convert_setting(field: str) -> Callable[[Any], Any]:
+    """The check of one ``convert`` option at parse time: :class:`converters.settings.ConvertSettings`' own rule, no copy of it.
+
+    >>> convert_setting("channels")(3)
+    3
+    """
+
+    def check(value: Any) -> Any:
+        from converters.settings import ConvertSettings
+
+        from ..settings import SettingError
+
+        try:
+            ConvertSettings(**{field: value})
+        except SettingError as error:
+            raise typer.BadParameter(f"{value} {error.problem}") from None
+        return value
+
+    return check
+
+
+convert_imgsz = convert_setting("imgsz")
+"""``--imgsz`` of convert: the longest side of the written PNGs, from 8 to 4096 (``None``: the original size)."""
+channels = convert_setting("channels")
+"""``--channels``: 1 (grayscale, the default) or 3."""
+val_fraction = convert_setting("val_fraction")
+"""``--val-fraction``: a share in [0, 1)."""
 
 
 def device(value: str | None) -> str | None:
@@ -103,20 +139,6 @@ def worker_count(value: int | None) -> int | None:
     return value
 
 
-def channels(value: int) -> int:
-    """``--channels``: 1 (grayscale, the default) or 3."""
-    if value not in (1, 3):
-        raise typer.BadParameter(f"{value} is not valid; use 1 or 3")
-    return value
-
-
-def val_fraction(value: float) -> float:
-    """``--val-fraction``: a share in [0, 1)."""
-    if not 0.0 <= value < 1.0:
-        raise typer.BadParameter(f"{value} is not in [0, 1)")
-    return value
-
-
 def split_name(value: str | None) -> str | None:
     """``--split``: a split of the converted dataset, ``train``, ``val``, or ``fold<i>`` of a ``--folds`` dataset.
 
@@ -168,7 +190,7 @@ def postprocess_values(key: str) -> Callable[[str | None], tuple[float, ...] | N
     def check(value: str | None) -> tuple[float, ...] | None:
         found = numbers(value)
         for number in found or ():
-            _postprocess_setting(**{key: number})
+            _postprocess_setting({key: number})
         return found
 
     return check
@@ -191,14 +213,14 @@ def merges(value: str | None) -> tuple[tuple[str, float], ...] | None:
             raise typer.BadParameter(
                 f"{item!r} is not a merge; write none, nms:IOU or wbf:IOU (e.g. none,nms:0.4,wbf:0.5)"
             )
-        iou_value = numbers(iou)[0] if iou else 0.0
+        iou_value = (numbers(iou) or (0.0,))[0] if iou else 0.0
         if method != "none":
-            _postprocess_setting(merge=method, merge_iou=iou_value)
+            _postprocess_setting({"merge": method, "merge_iou": iou_value})
         found.append((method, iou_value))
     return tuple(found)
 
 
-def _postprocess_setting(**setting: object) -> None:
+def _postprocess_setting(setting: dict[str, Any]) -> None:
     """Raise ``typer.BadParameter`` with the post-processing's own message for a setting it refuses."""
     from ..eval.postprocess import ConfigError, PostprocessConfig
 

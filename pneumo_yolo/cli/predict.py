@@ -78,6 +78,7 @@ def predict_command(
         Optional[str],
         typer.Option(
             callback=options.device,
+            metavar=options.DEVICE_METAVAR,
             help="'0' for GPU 0, 'cpu'. Several, e.g. '0,1,2,3': the images are split between the GPUs, one process each, into one submission. Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,
@@ -148,6 +149,7 @@ def predict_command(
     --sample rsna/stage_2_sample_submission.csv --postprocess tuned.yaml --out submission.csv
     """
     from dataclasses import replace
+    from typing import cast
 
     from ..data.dataset import read_manifest
     from ..data.labels import LabelFileError
@@ -158,10 +160,12 @@ def predict_command(
     from ..nets.classifier import ClassifierError
     from ..nets.detector import DetectorError
     from ..predict.decoding import InputError
-    from ..predict.device import PredictError
+    from ..predict.device import PredictError, PredictSettings
     from ..predict.run import errors_path_for, predict_folder
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
+    from ..settings import SettingError
+    from .flags import flag_message
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
@@ -186,29 +190,29 @@ def predict_command(
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
-        expected, duplicates = read_patient_ids(sample or ids) if (sample or ids) else (None, [])
+        listing = sample or ids
+        expected, duplicates = read_patient_ids(listing) if listing else (None, [])
         if duplicates:
             warn(
                 f"{sample or ids} lists {len(duplicates)} patientId(s) more than once, e.g. {duplicates[0]}: each gets one row"
             )
-        sizes = read_manifest(manifest) if manifest else None
-        report = predict_folder(
-            weights,
-            source,
-            out,
-            classifiers=classifier or [],
+        settings = PredictSettings(
+            weights=tuple(weights),
+            classifiers=tuple(classifier or ()),
             config=config,
             imgsz=imgsz,
             batch=batch,
-            device=device,
             tta=tta,
-            save_raw=save_raw,
+            workers=cast("int | None", workers),  # options.workers made the text a count, or None for auto
+            original_sizes=read_manifest(manifest) if manifest else None,
             dicom_out=dicom_out,
-            workers=workers,
-            expected_ids=expected,
-            original_sizes=sizes,
         )
-    except (DeviceError, InputError, OutputError, ResourceError) as error:
+        report = predict_folder(
+            source, out, settings, devices=Devices.parse(device), save_raw=save_raw, expected_ids=expected
+        )
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (InputError, OutputError, ResourceError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (
         ClassifierError,

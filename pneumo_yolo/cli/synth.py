@@ -36,10 +36,13 @@ def synth(
         str,
         typer.Option(
             callback=options.synth_preset,
+            metavar=options.choices(options.PRESETS),
             help="easy: clear opacities. hard: faint opacities, and opacity look-alikes without a box on half of the 'Not Normal' images (same patients and boxes as easy).",
         ),
     ] = "easy",
-    overwrite: Annotated[bool, typer.Option(help="Replace a data set already in OUT.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a data set that synth wrote in OUT before (only such a one).")
+    ] = False,
 ) -> None:
     """Write synthetic chest radiographs in the exact RSNA format, with labels (for tests and demos).
 

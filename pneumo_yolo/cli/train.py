@@ -48,6 +48,7 @@ def train_command(
         str,
         typer.Option(
             callback=_arch,
+            metavar=options.choices(options.ARCHS),
             help="Detector: yolo (Ultralytics), faster-rcnn or mask-rcnn (torchvision, on a ResNet-FPN that --model "
             "chooses), unet (segmentation U-Net whose map is read as boxes; --model chooses its encoder). The last three "
             "train with PyTorch Lightning and save weights/best.pt as plain tensors, with their backbone, which predict "
@@ -68,6 +69,7 @@ def train_command(
         Optional[str],
         typer.Option(
             callback=options.device,
+            metavar=options.DEVICE_METAVAR,
             help="'0' one GPU, '0,1,2,3' several (DDP), 'cpu'. Default: GPU 0 if there is one, else CPU.",
         ),
     ] = None,
@@ -127,47 +129,52 @@ def train_command(
     patients the model must never be scored on). The augmentation defaults live in
     pneumo_yolo/cfg/cxr_train.yaml.
     """
+    from dataclasses import replace
+
     from ..data.classify_view import ClassifyViewError
     from ..data.dataset import ConvertedDataset, DatasetError
     from ..files import OutputError, check_outputs
-    from ..runtime.devices import DeviceError
+    from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
     from ..runtime.weights import WeightsError
-    from ..train.common import TrainConfigError
+    from ..settings import SettingError
+    from ..train.common import TrainConfigError, TrainingDiverged, TrainSettings
     from ..train.folds import check_fold_count, fold_data, fold_name, train_folds
     from ..train.run import train
     from ..train.yolo import parse_overrides
+    from .flags import flag_message
 
     if folds is not None and fold is not None:
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
     try:
         check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
-        train_options = dict(
+        settings = TrainSettings(
+            model=model,
+            arch=arch,
             imgsz=imgsz,
             epochs=epochs,
             batch=batch,
-            project=project,
+            devices=Devices.parse(device),
+            name=name,
+            project=project or Path("runs"),
             resume=resume,
             online=online,
             overrides=parse_overrides(set_ or []),
             score_val=True,
-            arch=arch,
         )
         dataset = ConvertedDataset.from_yaml(data)
         if folds is not None:
             check_fold_count(dataset, folds)
-            results = train_folds(
-                dataset, model, folds=range(folds), device=device, name=name, log=typer.echo, **train_options
-            )
+            results = train_folds(dataset, settings, folds=range(folds), log=typer.echo)
         elif fold is not None:
-            results = [
-                train(fold_data(dataset, fold), model, device=device, name=fold_name(name, fold), **train_options)
-            ]
+            results = [train(fold_data(dataset, fold), replace(settings, name=fold_name(name, fold)))]
         else:
-            results = [train(dataset, model, device=device, name=name, **train_options)]
-    except (DeviceError, OutputError, ResourceError, TrainConfigError, WeightsError) as error:
+            results = [train(dataset, settings)]
+    except SettingError as error:
+        raise fail(flag_message(error), code=2) from None
+    except (OutputError, ResourceError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
-    except (ClassifyViewError, DatasetError) as error:
+    except (ClassifyViewError, DatasetError, TrainingDiverged) as error:
         raise fail(str(error)) from None
     for result in results:
         if result is not None:  # None: an extra process of a multi-GPU run

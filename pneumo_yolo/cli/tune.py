@@ -19,9 +19,10 @@ def tune(
     raw: Annotated[
         list[Path],
         typer.Option(
+            "--predictions",
             exists=True,
             dir_okay=False,
-            help="Raw detections (.csv or .parquet) from `predict --save-raw`; repeat to tune on several tables of other images together, e.g. each fold's out-of-fold detections.",
+            help="The predictions to tune on: raw detections (.csv or .parquet) from `predict --save-raw` (a submission CSV has already lost the boxes tune searches over); repeat to tune on several tables of other images together, e.g. each fold's out-of-fold detections.",
         ),
     ],
     labels: Annotated[
@@ -48,22 +49,27 @@ def tune(
     config: Annotated[
         Optional[Path],
         typer.Option(
+            "--postprocess",
             exists=True,
             dir_okay=False,
-            help="Base post-processing YAML: the default to compare with and the settings outside the grid.",
+            help="Post-processing YAML to start from: the configuration to compare with, and the settings outside the grid.",
         ),
     ] = None,
     out: Annotated[
         Optional[Path],
         typer.Option(
-            dir_okay=False, help="Where to write the best configuration.", show_default="postprocess.yaml next to --raw"
+            dir_okay=False,
+            help="Where to write the best configuration.",
+            show_default="postprocess.yaml next to the first --predictions",
         ),
     ] = None,
     conf: Annotated[
         Optional[str],
         typer.Option(
+            "--conf-grid",
             callback=options.postprocess_values("conf"),
-            help="Confidence thresholds, e.g. 0.1,0.2,0.3.",
+            metavar="X,Y,…",
+            help="Confidence thresholds to try (predict --conf takes one), e.g. 0.1,0.2,0.3.",
             show_default="0.05 to 0.95 by 0.05",
             rich_help_panel=_GRID,
         ),
@@ -71,8 +77,10 @@ def tune(
     merges: Annotated[
         Optional[str],
         typer.Option(
+            "--merge-grid",
             callback=options.merges,
-            help="Merges, e.g. none,nms:0.4,wbf:0.5.",
+            metavar="none|nms:IOU|wbf:IOU,…",
+            help="Merges to try, e.g. none,nms:0.4,wbf:0.5.",
             show_default="none,nms:0.3,nms:0.4,nms:0.5,wbf:0.4,wbf:0.5,wbf:0.6",
             rich_help_panel=_GRID,
         ),
@@ -80,8 +88,10 @@ def tune(
     shrink: Annotated[
         Optional[str],
         typer.Option(
+            "--shrink-grid",
             callback=options.postprocess_values("shrink"),
-            help="Shrink factors, e.g. 1,0.875.",
+            metavar="X,Y,…",
+            help="Shrink factors to try, e.g. 1,0.875.",
             show_default="1,0.95,0.9,0.875,0.85,0.83,0.8",
             rich_help_panel=_GRID,
         ),
@@ -89,8 +99,10 @@ def tune(
     fusion: Annotated[
         Optional[str],
         typer.Option(
+            "--fusion-iou-grid",
             callback=options.postprocess_values("fusion_iou"),
-            help="Fusion IoUs of several members per image (an ensemble, TTA), e.g. 0.4,0.5.",
+            metavar="X,Y,…",
+            help="Fusion IoUs to try where an image has several members (an ensemble, TTA), e.g. 0.4,0.5.",
             show_default="0.4,0.5,0.6",
             rich_help_panel=_GRID,
         ),
@@ -98,8 +110,10 @@ def tune(
     gate_alpha: Annotated[
         Optional[str],
         typer.Option(
+            "--gate-alpha-grid",
             callback=options.postprocess_values("gate_alpha"),
-            help="Gate exponents α of score × p^α, with a classifier's p, e.g. 0,1.",
+            metavar="X,Y,…",
+            help="Gate exponents α of score × p^α to try, with a classifier's p, e.g. 0,1.",
             show_default="0,0.5,1",
             rich_help_panel=_GRID,
         ),
@@ -107,8 +121,10 @@ def tune(
     gate_threshold: Annotated[
         Optional[str],
         typer.Option(
+            "--gate-threshold-grid",
             callback=options.postprocess_values("gate_threshold"),
-            help="Gate thresholds: no box where p is below, e.g. 0,0.2.",
+            metavar="X,Y,…",
+            help="Gate thresholds to try: no box where p is below, e.g. 0,0.2.",
             show_default="0,0.1,0.2,0.3,0.4",
             rich_help_panel=_GRID,
         ),
@@ -119,7 +135,7 @@ def tune(
 
     The fusion IoU is searched where the detections hold several members per image, the gate where they hold a classifier's probability. Prints the best configuration next to the default's score and writes it as a YAML that `predict` reads. The best score is measured on the images it was tuned on, so it is optimistic: tune on out-of-fold or validation detections, and score held-out images with evaluate.
 
-    Example: pneumo-yolo tune --raw runs/val_raw.parquet --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
+    Example: pneumo-yolo tune --predictions runs/val_raw.parquet --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
     from ..data.labels import LabelFileError
     from ..eval.combine import stack_images
@@ -132,7 +148,8 @@ def tune(
     options.check_split_has_manifest(split, manifest)
     out = out or raw[0].parent / "postprocess.yaml"
     refuse_bad_outputs(
-        {"--out": out}, inputs={"--raw": raw, "--labels": labels, "--manifest": manifest, "--config": config}
+        {"--out": out},
+        inputs={"--predictions": raw, "--labels": labels, "--manifest": manifest, "--postprocess": config},
     )
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()

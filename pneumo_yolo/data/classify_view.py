@@ -47,8 +47,8 @@ def has_opacity(image: Path) -> bool:
 
 
 def classify_view_dir(dataset: ConvertedDataset) -> Path:
-    """``<root>/classify/<yaml stem>``: the view of the dataset YAML that ``dataset`` was opened from."""
-    return dataset.root / VIEW_DIR / Path(dataset.yaml).stem
+    """``<root>/classify/<yaml stem>``: the view of the dataset YAML that ``dataset`` was opened from (``data``: none)."""
+    return dataset.root / VIEW_DIR / (dataset.yaml.stem if dataset.yaml else "data")
 
 
 def build_classify_view(dataset: ConvertedDataset) -> Path:

@@ -206,7 +206,10 @@ class ConvertedDataset:
         sizes = read_manifest(self.manifest) if self.manifest.is_file() else {}
         for path in images:
             if path.stem not in sizes:
-                height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+                picture = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                if picture is None:
+                    raise DatasetError(f"{path}: cannot be read as an image")
+                height, width = picture.shape
                 sizes[path.stem] = (width, height)
         return sizes
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,63 @@ def encode_jpeg_baseline(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> byt
     return buffer.getvalue()
 
 
-def _check_pixels(
-    pixels: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int | None, signed: bool
-) -> int:
-    """Validate the arguments of :func:`write_dicom`; return the bits stored."""
-    if transfer_syntax not in TRANSFER_SYNTAXES:
-        raise ValueError(f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, not {transfer_syntax!r}")
-    if photometric not in PHOTOMETRICS:
-        raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {photometric!r}")
+@dataclass(frozen=True, kw_only=True)
+class DicomFormat:
+    """How :func:`write_dicom` stores a radiograph: the exact RSNA format by default, or a variant a reader must accept.
+
+    Attributes:
+        transfer_syntax: ``"jpeg"`` (JPEG Baseline, 8-bit only), ``"explicit"`` (Explicit VR
+            Little Endian) or ``"implicit"`` (Implicit VR Little Endian).
+        photometric: ``"MONOCHROME2"`` or ``"MONOCHROME1"`` (the tag only; values are as given).
+        bits_stored: default 8 for uint8 and 16 for uint16 (e.g. 12 for 12-bit data in uint16).
+        rescale: ``(RescaleSlope, RescaleIntercept)``, written only when given.
+        window: ``(WindowCenter, WindowWidth)``, written only when given; a pair of sequences
+            writes several windows.
+        signed: Pixel Representation 1; the pixels are then int8 or int16.
+        voi_function: ``VOILUTFunction`` (``LINEAR``, ``LINEAR_EXACT``, ``SIGMOID``), written
+            only when given.
+        voi_lut: ``(first value mapped, bits per entry, entries)`` of a one-item VOI LUT
+            Sequence, written only when given: one 16-bit word per entry, unchecked against the bits.
+        modality_lut: the same for a Modality LUT Sequence.
+        view_position: ``ViewPosition``; ``SeriesDescription`` is ``view: <it>``.
+        sex: ``PatientSex``.
+        age: ``PatientAge``, a bare number string as in RSNA (``"51"``).
+
+    >>> DicomFormat(transfer_syntax="jpeg2000")
+    Traceback (most recent call last):
+    ...
+    ValueError: transfer_syntax must be one of jpeg, explicit, implicit, not 'jpeg2000'
+    """
+
+    transfer_syntax: str = "jpeg"
+    photometric: str = "MONOCHROME2"
+    bits_stored: int | None = None
+    rescale: tuple[float, float] | None = None
+    window: tuple[float | Sequence[float], float | Sequence[float]] | None = None
+    signed: bool = False
+    voi_function: str | None = None
+    voi_lut: tuple[int, int, Sequence[int]] | None = None
+    modality_lut: tuple[int, int, Sequence[int]] | None = None
+    view_position: str = "PA"
+    sex: str = "M"
+    age: str = "51"
+
+    def __post_init__(self) -> None:
+        if self.transfer_syntax not in TRANSFER_SYNTAXES:
+            raise ValueError(
+                f"transfer_syntax must be one of {', '.join(TRANSFER_SYNTAXES)}, not {self.transfer_syntax!r}"
+            )
+        if self.photometric not in PHOTOMETRICS:
+            raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, not {self.photometric!r}")
+
+
+RSNA_FORMAT = DicomFormat()
+"""The RSNA files' own: JPEG Baseline, MONOCHROME2, 8 bits, no Rescale or Window tags."""
+
+
+def _check_pixels(pixels: np.ndarray, stored: DicomFormat) -> int:
+    """Check ``pixels`` against how they are to be ``stored``; return the bits stored."""
+    transfer_syntax, bits_stored, signed = stored.transfer_syntax, stored.bits_stored, stored.signed
     dtypes = (np.int8, np.int16) if signed else (np.uint8, np.uint16)
     if pixels.ndim != 2 or pixels.dtype not in dtypes:
         kinds = "int8 or int16" if signed else "uint8 or uint16"
@@ -97,39 +147,24 @@ def _lut_item(first_mapped: int, bits: int, entries: Sequence[int]):
     return item
 
 
-def build_dataset(
-    pixels: np.ndarray,
-    patient_id: str,
-    *,
-    transfer_syntax: str = "jpeg",
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    rescale: tuple[float, float] | None = None,
-    window: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
-    signed: bool = False,
-    voi_function: str | None = None,
-    voi_lut: tuple[int, int, Sequence[int]] | None = None,
-    modality_lut: tuple[int, int, Sequence[int]] | None = None,
-    view_position: str = "PA",
-    sex: str = "M",
-    age: str = "51",
-):
+def build_dataset(pixels: np.ndarray, patient_id: str, stored: DicomFormat = RSNA_FORMAT):
     """Build the :class:`pydicom.FileDataset` that :func:`write_dicom` saves (same arguments)."""
     from pydicom import config
     from pydicom.dataelem import DataElement
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
-    bits = _check_pixels(pixels, transfer_syntax, photometric, bits_stored, signed)
+    bits = _check_pixels(pixels, stored)
+    transfer_syntax, view_position = stored.transfer_syntax, stored.view_position
     sop_uid = derived_uid(patient_id, "sop")
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = TRANSFER_SYNTAXES[transfer_syntax]
+    meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(TRANSFER_SYNTAXES[transfer_syntax])
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # type: ignore[arg-type]  # no file: written by write_dicom
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = SECONDARY_CAPTURE
     ds.SOPInstanceUID = sop_uid
@@ -143,8 +178,8 @@ def build_dataset(
     ds.PatientName = patient_id
     ds.PatientID = patient_id
     ds.PatientBirthDate = ""
-    ds.PatientSex = sex
-    ds.add(DataElement(0x00101010, "AS", age, validation_mode=config.IGNORE))  # RSNA's bare "51"
+    ds.PatientSex = stored.sex
+    ds.add(DataElement(0x00101010, "AS", stored.age, validation_mode=config.IGNORE))  # RSNA's bare "51"
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = view_position
     ds.StudyInstanceUID = derived_uid(patient_id, "study")
@@ -154,25 +189,25 @@ def build_dataset(
     ds.InstanceNumber = 1
     ds.PatientOrientation = ""
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
+    ds.PhotometricInterpretation = stored.photometric
     ds.Rows, ds.Columns = pixels.shape
     spacing = pixel_spacing(patient_id)
     ds.PixelSpacing = [spacing, spacing]
     ds.BitsAllocated = pixels.dtype.itemsize * 8
     ds.BitsStored = bits
     ds.HighBit = bits - 1
-    ds.PixelRepresentation = int(signed)
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    if voi_function is not None:
-        ds.VOILUTFunction = voi_function
-    if voi_lut is not None:
-        ds.VOILUTSequence = [_lut_item(*voi_lut)]
-    if rescale is not None:
-        ds.RescaleIntercept = rescale[1]
-        ds.RescaleSlope = rescale[0]
-    if modality_lut is not None:
-        ds.ModalityLUTSequence = [_lut_item(*modality_lut)]
+    ds.PixelRepresentation = int(stored.signed)
+    if stored.window is not None:
+        ds.WindowCenter, ds.WindowWidth = stored.window
+    if stored.voi_function is not None:
+        ds.VOILUTFunction = stored.voi_function
+    if stored.voi_lut is not None:
+        ds.VOILUTSequence = [_lut_item(*stored.voi_lut)]
+    if stored.rescale is not None:
+        ds.RescaleIntercept = stored.rescale[1]
+        ds.RescaleSlope = stored.rescale[0]
+    if stored.modality_lut is not None:
+        ds.ModalityLUTSequence = [_lut_item(*stored.modality_lut)]
     if transfer_syntax == "jpeg":
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
@@ -186,78 +221,32 @@ def build_dataset(
 
 
 def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    *,
-    patient_id: str | None = None,
-    transfer_syntax: str = "jpeg",
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    rescale: tuple[float, float] | None = None,
-    window: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
-    signed: bool = False,
-    voi_function: str | None = None,
-    voi_lut: tuple[int, int, Sequence[int]] | None = None,
-    modality_lut: tuple[int, int, Sequence[int]] | None = None,
-    view_position: str = "PA",
-    sex: str = "M",
-    age: str = "51",
+    path: Path, pixels: np.ndarray, *, patient_id: str | None = None, stored: DicomFormat = RSNA_FORMAT
 ) -> None:
-    """Write ``pixels`` (2-D uint8 or uint16, or int8/int16 when ``signed``; stored as given) as a
+    """Write ``pixels`` (2-D uint8 or uint16, or int8/int16 when ``stored.signed``; stored as given) as a
     single-frame radiograph DICOM.
 
-    The defaults give a file in the exact RSNA format (JPEG Baseline, MONOCHROME2, 8 bits, no
-    Rescale or Window tags, ``PatientID = PatientName = patient_id``).
+    The default format is the exact RSNA one (JPEG Baseline, MONOCHROME2, 8 bits, no Rescale
+    or Window tags, ``PatientID = PatientName = patient_id``); :class:`DicomFormat` gives the variants.
 
     Args:
         path: the ``.dcm`` file to write (folders are created; the write is atomic).
         pixels: stored values; a non-square array gives a non-square image.
         patient_id: ``PatientID`` and ``PatientName``; default ``path``'s stem.
-        transfer_syntax: ``"jpeg"`` (JPEG Baseline, 8-bit only), ``"explicit"`` (Explicit VR
-            Little Endian) or ``"implicit"`` (Implicit VR Little Endian).
-        photometric: ``"MONOCHROME2"`` or ``"MONOCHROME1"`` (the tag only; values are as given).
-        bits_stored: default 8 for uint8 and 16 for uint16 (e.g. 12 for 12-bit data in uint16).
-        rescale: ``(RescaleSlope, RescaleIntercept)``, written only when given.
-        window: ``(WindowCenter, WindowWidth)``, written only when given; a pair of sequences
-            writes several windows.
-        signed: Pixel Representation 1; ``pixels`` are then int8 or int16.
-        voi_function: ``VOILUTFunction`` (``LINEAR``, ``LINEAR_EXACT``, ``SIGMOID``), written
-            only when given.
-        voi_lut: ``(first value mapped, bits per entry, entries)`` of a one-item VOI LUT
-            Sequence, written only when given: one 16-bit word per entry, unchecked against the bits.
-        modality_lut: the same for a Modality LUT Sequence.
-        view_position: ``ViewPosition``; ``SeriesDescription`` is ``view: <it>``.
-        sex: ``PatientSex``.
-        age: ``PatientAge``, a bare number string as in RSNA (``"51"``).
+        stored: how the pixels are stored, and the header values RSNA's files vary in.
 
     Raises:
-        ValueError: unknown transfer syntax or photometric, a non-2-D array or one of the wrong
-            type (uint8/16, or int8/16 when ``signed``), values that do not fit ``bits_stored``,
-            or JPEG asked for non-8-bit data.
+        ValueError: a non-2-D array or one of the wrong type (uint8/16, or int8/16 when
+            ``signed``), values that do not fit ``bits_stored``, or JPEG asked for non-8-bit data.
 
     Example:
-        >>> write_dicom(Path("x/p1.dcm"), np.zeros((512, 400), np.uint16), transfer_syntax="explicit",
-        ...             bits_stored=12, window=(2048, 4096))  # doctest: +SKIP
+        >>> stored = DicomFormat(transfer_syntax="explicit", bits_stored=12, window=(2048, 4096))
+        >>> write_dicom(Path("x/p1.dcm"), np.zeros((512, 400), np.uint16), stored=stored)  # doctest: +SKIP
     """
     from pydicom import dcmwrite
 
     path = Path(path)
-    ds = build_dataset(
-        pixels,
-        path.stem if patient_id is None else patient_id,
-        transfer_syntax=transfer_syntax,
-        photometric=photometric,
-        bits_stored=bits_stored,
-        rescale=rescale,
-        window=window,
-        signed=signed,
-        voi_function=voi_function,
-        voi_lut=voi_lut,
-        modality_lut=modality_lut,
-        view_position=view_position,
-        sex=sex,
-        age=age,
-    )
+    ds = build_dataset(pixels, path.stem if patient_id is None else patient_id, stored)
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
     atomic_write_bytes(path, buffer.getvalue())

@@ -36,7 +36,7 @@ def combine_models(tables: Sequence[RawDetections]) -> RawDetections:
         boxes=np.concatenate([table.boxes for table in tables]),
         model=np.concatenate([table.model + offset for table, offset in zip(tables, offsets)]),
         pass_index=np.concatenate([table.pass_index for table in tables]),
-        models=sum(table.models for table in tables),
+        models=np.sum([table.models for table in tables], axis=0),
         passes=first.passes,
         p_opacity=p_opacity,
     )

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -81,9 +81,19 @@ class RawImage(NamedTuple):
     p_opacity: float = math.nan
 
     @property
+    def model_ids(self) -> np.ndarray:
+        """Each box's model (all 0 when ``model`` is ``None``)."""
+        return _ids(self.model, len(self.scores))
+
+    @property
+    def pass_ids(self) -> np.ndarray:
+        """Each box's pass within its model (all 0 when ``pass_index`` is ``None``)."""
+        return _ids(self.pass_index, len(self.scores))
+
+    @property
     def flat_pass(self) -> np.ndarray:
         """Each box's pass counted across models (``model × passes + pass``): what flat fusion fuses."""
-        return _ids(self.model, len(self.scores)) * self.passes + _ids(self.pass_index, len(self.scores))
+        return self.model_ids * self.passes + self.pass_ids
 
 
 def _ids(values: np.ndarray | None, n: int) -> np.ndarray:
@@ -153,8 +163,8 @@ class RawWriter:
         self._tmp.touch(exist_ok=False)
         self._seen: set[str] = set()
         self._buffer: dict[str, list] = {name: [] for name in RAW_COLUMNS}
-        self._parquet = None
-        self._csv = None
+        self._parquet: Any = None
+        self._csv: Any = None
         if self._format == ".csv":
             self._csv = open(self._tmp, "w", encoding="utf-8", newline="\n")
             self._csv.write(",".join(RAW_COLUMNS) + "\n")
@@ -289,7 +299,7 @@ class RawDetections:
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, source: str) -> RawDetections:
         """Check a table in this format or an earlier one (``source`` names it in errors) and convert it."""
-        return cls(**parse_frame(frame, source))
+        return cls(**parse_frame(frame, source))  # type: ignore[arg-type]  # parse_frame checks each column
 
     @classmethod
     def from_images(cls, images: Iterable[RawImage]) -> RawDetections:

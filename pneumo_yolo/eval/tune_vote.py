@@ -35,15 +35,16 @@ def vote_points(
     for image in raw.images():
         size = (image.width, image.height)
         per_model = []
+        model_ids, pass_ids = image.model_ids, image.pass_ids
         for k in range(image.models):
-            mine = image.model == k
+            mine = model_ids == k
             per_model.append(
                 fuse_and_gate(
                     image.boxes[mine],
                     image.scores[mine],
                     base,
                     size,
-                    image.pass_index[mine],
+                    pass_ids[mine],
                     image.passes,
                     image.p_opacity,
                 )

@@ -15,6 +15,8 @@ which cannot run code (an Ultralytics ``.pt`` is a pickled model and can).
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,12 @@ from ..files import temporary_sibling
 from .archs import DEFAULT_BACKBONES, model_name
 
 CHECKPOINT_FORMAT = "pneumo-yolo-torch/1"
+HEAD_BYTES = 4096
+"""Bytes read to tell our checkpoints from other files: the zip's first header and the pickle's first key."""
+
+
+class CheckpointError(ValueError):
+    """A file that says it is one of our checkpoints, but cannot be read as one (truncated, corrupt)."""
 
 
 def checkpoint_of(arch: str, imgsz: int, model: Any, backbone: str | None = None) -> dict[str, Any]:
@@ -56,25 +64,44 @@ def save_checkpoint(path: Path, arch: str, imgsz: int, model: Any, backbone: str
     return path
 
 
-def read_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint of a non-YOLO arch at ``path``, or ``None`` for any other file.
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is one of our checkpoints, from its first bytes: the tensors are not read.
 
-    Any other file: an Ultralytics ``.pt``, or something that is no checkpoint at all (a text
-    file, a truncated download), which the YOLO loader then refuses with a message naming it.
+    ``torch.save`` writes a zip whose first entry, stored uncompressed, is ``<name>/data.pkl``:
+    the dict, with the tensors by reference. Ours names :data:`CHECKPOINT_FORMAT` there, its
+    first key. An Ultralytics ``.pt`` (a pickled model) or any other file is not ours, and is
+    opened only by its own loader; one of ours cut short is still ours (and then unreadable).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") and CHECKPOINT_FORMAT.encode() in head
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint of a non-YOLO arch at ``path``, or ``None`` for a file of another family (:func:`is_checkpoint`).
+
+    Any other file (an Ultralytics ``.pt``, a text file, a truncated download) is left to the YOLO
+    loader, which refuses it with a message naming it. One of ours that torch cannot read raises
+    :class:`CheckpointError`.
     """
     import torch
 
+    if not is_checkpoint(path):
+        return None
     try:
         content = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ):  # torch raises many types (KeyError, UnpicklingError, RuntimeError...) for a file it cannot read safely
-        return None
-    if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
-        if content.get("arch") in DEFAULT_BACKBONES:
-            content.setdefault("backbone", DEFAULT_BACKBONES[content["arch"]])
-        return content
-    return None
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path}: a {CHECKPOINT_FORMAT} checkpoint that cannot be read ({type(error).__name__}: {error})"
+        ) from None
+    if not (isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT):
+        raise CheckpointError(f"{path}: names {CHECKPOINT_FORMAT} but holds no such checkpoint")
+    if content.get("arch") in DEFAULT_BACKBONES:
+        content.setdefault("backbone", DEFAULT_BACKBONES[content["arch"]])
+    return content
 
 
 def load_initial_weights(model: Any, arch: str, path: Path, backbone: str | None = None) -> str:

@@ -40,7 +40,7 @@ class ImageClassifier:
     """
 
     def __init__(
-        self, weights: Path, *, imgsz: int | None = None, device: str | None = None, batch: int = PREDICT_BATCH
+        self, weights: Path, *, imgsz: int | None = None, device: Devices = Devices(), batch: int = PREDICT_BATCH
     ) -> None:
         self.model = load_ultralytics(
             weights,
@@ -55,7 +55,7 @@ class ImageClassifier:
             raise ClassifierError(f"{weights}: its classes are {names}, not {list(CLASS_NAMES)}")
         self.opacity = names.index("opacity")
         self.imgsz = int(imgsz or trained_imgsz(self.model) or 224)
-        self.device = Devices.parse(device).resolve().first
+        self.device = device.resolve().first
         self.batch = max(1, batch)
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:

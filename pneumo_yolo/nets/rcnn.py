@@ -206,8 +206,7 @@ def rcnn_detect(model: Any, batch: Any, conf: float) -> list[Found]:
 class RcnnDetector(TorchDetector):
     """A Faster R-CNN or Mask R-CNN checkpoint; Mask R-CNN predicts without its mask branch (:func:`boxes_only`)."""
 
-    def __init__(self, checkpoint: dict[str, Any], **options: Any) -> None:
-        super().__init__(checkpoint, **options)
+    def loaded(self) -> None:
         if self.arch == "mask-rcnn":
             boxes_only(self.model)
 

@@ -40,22 +40,24 @@ class TorchDetector(Detector):
         checkpoint: dict[str, Any],
         *,
         imgsz: int | None = None,
-        device: str | None = None,
+        device: Devices = Devices(),
         tta: bool = False,
         conf: float = RAW_CONF,
     ) -> None:
         self.arch = checkpoint["arch"]
         self.backbone: str = checkpoint["backbone"]
-        super().__init__(
-            imgsz=imgsz or checkpoint["imgsz"], device=Devices.parse(device).resolve().torch, tta=tta, conf=conf
-        )
+        super().__init__(imgsz=imgsz or checkpoint["imgsz"], device=device.resolve().torch, tta=tta, conf=conf)
         self.model = self.build(self.imgsz)
         self.model.load_state_dict(checkpoint["state_dict"])
+        self.loaded()
         self.model.to(self.device).eval()
 
     @abstractmethod
     def build(self, imgsz: int) -> Any:
         """The family's network, ready for the checkpoint's weights."""
+
+    def loaded(self) -> None:
+        """What the family does once the checkpoint's weights are in :attr:`model` (nothing, unless it says)."""
 
     @abstractmethod
     def detect_squares(self, batch: Any) -> list[Found]:

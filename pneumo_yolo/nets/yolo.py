@@ -26,7 +26,7 @@ class YoloDetector(Detector):
         weights: Path,
         *,
         imgsz: int | None = None,
-        device: str | None = None,
+        device: Devices = Devices(),
         tta: bool = False,
         conf: float = RAW_CONF,
     ) -> None:
@@ -40,7 +40,7 @@ class YoloDetector(Detector):
         )
         super().__init__(
             imgsz=imgsz or trained_imgsz(self.model) or 640,
-            device=Devices.parse(device).resolve().first,
+            device=device.resolve().first,
             tta=tta,
             conf=conf,
         )

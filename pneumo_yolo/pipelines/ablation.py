@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..data.dataset import DATA_YAML, ConvertedDataset
 from ..eval.detections import RawDetections
 from ..files import atomic_write_text
-from ..runtime.devices import Devices
 from ..runtime.lifetime import cpu_seconds
 from .ablation_data import KaggleFolder, Split, check_fold_strata, split_patients, write_fold_inputs
 from .ablation_report import SeedRun, write_report
 from .ablation_settings import AblationSettings
 from .ablation_stages import Tables, diagnostics, stage_rows
-from .ablation_steps import TrainedModel, ids_digest, predicted_table, train_models
+from .ablation_steps import TRAIN_OVERRIDES, TrainedModel, ids_digest, predicted_table, train_models
 
 
 def run_ablation(
@@ -46,7 +46,7 @@ def run_ablation(
     log(f"{len(folder.boxes)} patients in {folder.root}{dropped}")
     split = split_patients(folder.strata, settings.test_size)
     check_fold_strata({pid: folder.strata[pid] for pid in split.folds}, settings.folds)
-    Devices.parse(settings.device).resolve()
+    settings = replace(settings, devices=settings.devices.resolve())
     runs = []
     for seed in settings.seeds:
         log(f"seed {seed}: {len(split.test)} test and {len(split.folds)} fold patients ({settings.folds} folds)")
@@ -70,24 +70,25 @@ def run_seed(
     log(
         f"[2/4] training {settings.folds} detectors ({settings.model}, {settings.epochs} epochs) and classifiers ({settings.classifier}, {settings.classifier_epochs})"
     )
-    common = dict(runs=out / "runs", device=settings.device, online=settings.online, log=log)
-    sizes = dict(imgsz=settings.imgsz, batch=settings.batch, seed=seed)
+    from ..train.common import TrainSettings
+
+    common = TrainSettings(
+        imgsz=settings.imgsz,
+        batch=settings.batch,
+        devices=settings.devices,
+        project=out / "runs",
+        online=settings.online,
+        overrides={**TRAIN_OVERRIDES, "seed": seed},
+    )
     folds = range(settings.folds)
     detectors = train_models(
-        dataset,
-        folds,
-        name="detector",
-        model=settings.model,
-        train_options={**sizes, "epochs": settings.epochs},
-        **common,
+        dataset, folds, replace(common, name="detector", model=settings.model, epochs=settings.epochs), log=log
     )
     classifiers = train_models(
         dataset,
         folds,
-        name="classifier",
-        model=settings.classifier,
-        train_options={**sizes, "epochs": settings.classifier_epochs},
-        **common,
+        replace(common, name="classifier", model=settings.classifier, epochs=settings.classifier_epochs),
+        log=log,
     )
     log("[3/4] predicting each fold's images out of fold, and the test images with every fold's models")
     oof, test = _predicted(dataset, folder, list(split.test), detectors, classifiers, out / "raw", settings, log)
@@ -132,7 +133,8 @@ def _predicted(
     log: Callable[[str], None],
 ) -> tuple[list[RawDetections], list[RawDetections]]:
     """Per fold: its images by its own models (``oof-fold<i>``), and the test images by its models (``test-fold<i>``)."""
-    oof, test = [], []
+    oof: list[RawDetections] = []
+    test: list[RawDetections] = []
     original_sizes = dataset.original_sizes(
         [path for fold in range(settings.folds) for path in dataset.images(f"fold{fold}")]
     )
@@ -173,20 +175,24 @@ def _predict(
     settings: AblationSettings,
 ) -> None:
     """Predict ``ids`` under ``source`` with one fold's detector (and its flipped pass) and classifier, into the raw table ``table``."""
+    from ..predict.device import PredictSettings
     from ..predict.run import predict_folder
 
-    report = predict_folder(
-        detector.best,
-        source,
-        table.with_suffix(".csv"),
-        classifiers=[classifier.best],
+    predict_settings = PredictSettings(
+        weights=(detector.best,),
+        classifiers=(classifier.best,),
         tta=True,
-        save_raw=table,
         imgsz=settings.imgsz,
-        device=settings.device,
-        expected_ids=ids,
         original_sizes=sizes,
         progress=False,
+    )
+    report = predict_folder(
+        source,
+        table.with_suffix(".csv"),
+        predict_settings,
+        devices=settings.devices,
+        save_raw=table,
+        expected_ids=ids,
     )
     if report.errors:
         raise AblationRunError(

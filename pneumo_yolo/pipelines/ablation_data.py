@@ -78,9 +78,9 @@ class KaggleFolder:
 
 
 def count_of(size: float, of: int, option: str) -> int:
-    """A ``--test-size``-like value as a number of patients out of ``of``: a fraction in ``[0, 1)`` of them (rounded), or a count.
+    """A size (``--test-fraction`` or ``--n-test``) as a number of patients out of ``of``: a fraction in ``[0, 1)`` of them (rounded), or a count.
 
-    >>> count_of(0.1, 1000, "--test-size"), count_of(600, 1000, "--test-size")
+    >>> count_of(0.1, 1000, "--test-fraction"), count_of(600, 1000, "--n-test")
     (100, 600)
     """
     if 0 <= size < 1:
@@ -105,10 +105,11 @@ def split_patients(strata: Mapping[str, str], test_size: float) -> Split:
     >>> len(split.test), len(split.folds)
     (2, 8)
     """
-    test = pick_stratified(strata, count_of(test_size, len(strata), "--test-size"), TEST_SPLIT_KEY)
+    option = "--test-fraction" if test_size < 1 else "--n-test"
+    test = pick_stratified(strata, count_of(test_size, len(strata), option), TEST_SPLIT_KEY)
     if not test or len(test) == len(strata):
         raise AblationDataError(
-            f"--test-size {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}"
+            f"{option} {test_size:g} leaves no patient for the {'test images' if not test else 'folds'}"
         )
     return Split(tuple(sorted(test)), tuple(sorted(set(strata) - test)))
 
@@ -119,13 +120,13 @@ def check_fold_strata(strata: Mapping[str, str], folds: int) -> None:
     >>> check_fold_strata({"a": "x", "b": "x", "c": "y"}, 2)
     Traceback (most recent call last):
     ...
-    pneumo_yolo.pipelines.ablation_data.AblationDataError: --folds 2: only 1 fold patient(s) are y, so some folds would hold none of them; add patients or lower --test-size
+    pneumo_yolo.pipelines.ablation_data.AblationDataError: --folds 2: only 1 fold patient(s) are y, so some folds would hold none of them; add patients or hold out fewer test patients
     """
     stratum, count = smallest_stratum(strata)
     if count < folds:
         fix = f"use --folds {count} or fewer" if count >= 2 else "add patients"
         raise AblationDataError(
-            f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or lower --test-size"
+            f"--folds {folds}: only {count} fold patient(s) are {stratum}, so some folds would hold none of them; {fix} or hold out fewer test patients"
         )
 
 

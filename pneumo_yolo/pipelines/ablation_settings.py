@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..runtime.devices import Devices
+
 
 @dataclass(frozen=True)
 class AblationSettings:
@@ -18,5 +20,5 @@ class AblationSettings:
     classifier_epochs: int = 10
     batch: int = 16
     seeds: tuple[int, ...] = (0,)
-    device: str | None = None
+    devices: Devices = Devices()
     online: bool = False

@@ -17,11 +17,14 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.dataset import ConvertedDataset
 from ..eval.detections import RawDetections, read_raw
 from ..files import atomic_write_text
+
+if TYPE_CHECKING:
+    from ..train.common import TrainSettings
 
 RUN_RECORD = ".pneumo_yolo_ablation.json"
 TRAIN_OVERRIDES: Mapping[str, Any] = {"exist_ok": True, "val": False, "plots": False, "deterministic": True}
@@ -60,57 +63,41 @@ class TrainedModel:
 
 
 def train_models(
-    dataset: ConvertedDataset,
-    folds: Sequence[int],
-    *,
-    name: str,
-    model: str,
-    runs: Path,
-    train_options: Mapping[str, Any],
-    device: str | None,
-    online: bool,
-    log: Callable[[str], None],
+    dataset: ConvertedDataset, folds: Sequence[int], settings: TrainSettings, *, log: Callable[[str], None]
 ) -> list[TrainedModel]:
-    """One model per fold of ``dataset`` in ``runs/<name>-fold<i>``; finished runs of the same settings are reused.
+    """One model per fold of ``dataset`` in ``<project>/<name>-fold<i>``; finished runs of the same settings are reused.
 
-    ``train_options`` (``imgsz``, ``epochs``, ``batch``, ``seed``) go to training with
-    :data:`TRAIN_OVERRIDES`; several devices train several folds at once.
+    ``settings`` (their ``overrides`` hold :data:`TRAIN_OVERRIDES` and the seed) train each
+    fold; several devices train several folds at once.
     """
     from ..train.common import TRAINED_ON
     from ..train.folds import fold_name, train_folds
 
-    options = dict(train_options)
-    seed = options.pop("seed")
-    overrides = {**TRAIN_OVERRIDES, "seed": seed}
     trained, todo = [], []
     for fold in folds:
-        run_dir = Path(runs) / fold_name(name, fold)
+        run_dir = settings.project / fold_name(settings.name, fold)
         trained_on = [path.stem for path in dataset.fold(fold).listed("train")]
-        settings = {"model": model, **options, "overrides": overrides, "trained_on": ids_digest(trained_on)}
+        record_settings = {
+            "model": settings.model,
+            "imgsz": settings.imgsz,
+            "batch": settings.batch,
+            "epochs": settings.epochs,
+            "overrides": dict(settings.overrides),
+            "trained_on": ids_digest(trained_on),
+        }
         record = run_dir / RUN_RECORD
         weights = run_dir / "weights" / "best.pt"
-        if _record_matches(record, settings) and (run_dir / TRAINED_ON).is_file() and weights.is_file():
+        if _record_matches(record, record_settings) and (run_dir / TRAINED_ON).is_file() and weights.is_file():
             log(f"      fold {fold}: reusing {run_dir} (finished with the same settings)")
         else:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             run_dir.mkdir(parents=True)
-            atomic_write_text(record, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(record, json.dumps(record_settings, indent=2, sort_keys=True) + "\n")
             todo.append(fold)
-        trained.append(TrainedModel(weights, run_dir, digest(settings)))
+        trained.append(TrainedModel(weights, run_dir, digest(record_settings)))
     if todo:
-        train_folds(
-            dataset,
-            model,
-            folds=todo,
-            device=device,
-            name=name,
-            log=log,
-            project=Path(runs),
-            online=online,
-            overrides=overrides,
-            **options,
-        )
+        train_folds(dataset, settings, folds=todo, log=log)
     return trained
 
 

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from ..runtime.lifetime import cpu_seconds, job_processes
@@ -109,10 +110,11 @@ def train_rows(
     own process, so it gets the same work either way, and the cores are not left idle while one
     row waits on its data loading. Each such process writes its output to ``out/logs/<row>.log``.
     """
-    from ..runtime.devices import Devices, cpu_count
+    from ..runtime.devices import cpu_count
 
     cores = cpu_count()
-    at_once = settings.rows_at_once(len(rows), on_cpu=Devices.parse(settings.device).resolve().on_cpu, cores=cores)
+    settings = replace(settings, devices=settings.devices.resolve())  # once, for every row
+    at_once = settings.rows_at_once(len(rows), on_cpu=settings.devices.on_cpu, cores=cores)
     if at_once == 1:
         results = []
         for row in rows:
@@ -161,40 +163,42 @@ def compare_row(row: str, settings: CompareSettings, out: Path, dataset, rsna: P
     from ..eval.bootstrap import score_interval
     from ..eval.detections import read_raw
     from ..eval.tune import score_config, tune
+    from ..predict.device import PredictSettings
     from ..predict.run import predict_folder
     from ..train.budget import read_record
+    from ..train.common import TrainSettings
     from ..train.run import train
 
     arch, model = settings.plan(row)
-    overrides = settings.overrides(row)
-    trained = train(
-        dataset,
-        model,
+    train_settings = TrainSettings(
+        model=model,
         arch=arch,
         imgsz=settings.imgsz,
         batch=settings.batch,
-        device=settings.device,
+        devices=settings.devices,
         name=row,
         project=out / "runs",
-        overrides=overrides,
+        overrides=settings.overrides(row),
         budget_min=settings.budget_min,
         curve_points=settings.curve_points,
     )
+    trained = train(dataset, train_settings)
+    if trained is None:
+        raise RuntimeError(f"{row}: an extra process of a multi-GPU run has no results")
     record = read_record(trained.run_dir)
-    common = dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, progress=False)
+    how = PredictSettings(weights=(trained.best,), imgsz=settings.imgsz, batch=settings.batch, progress=False)
     raw_dir = out / "raw"
     val_raw, test_raw = raw_dir / f"{row}-val.parquet", raw_dir / f"{row}-test.parquet"
     val_images = dataset.listed("val")
     predict_folder(
-        trained.best,
         dataset.root / "images" / "val",
         val_raw.with_suffix(".csv"),
+        replace(how, original_sizes=dataset.original_sizes(val_images)),
+        devices=settings.devices,
         save_raw=val_raw,
-        original_sizes=dataset.original_sizes(val_images),
-        **common,
     )
     report = predict_folder(
-        trained.best, rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), save_raw=test_raw, **common
+        rsna / "stage_2_test_images", test_raw.with_suffix(".csv"), how, devices=settings.devices, save_raw=test_raw
     )
     tuned = tune(read_raw(val_raw), truth["val"])
     result = score_config(read_raw(test_raw), truth["test"], tuned.best)

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.devices import Devices
+
 ROWS = ("yolo11", "yolov3", "faster-rcnn", "mask-rcnn", "unet")
 """The rows of the table, in order: each names an arch of ``train --arch`` (the two YOLOs by model)."""
 MODELS = {
@@ -46,7 +48,7 @@ class CompareSettings:
     rows: tuple[str, ...] = ROWS
     preset: str = "hard"
     seed: int = 0
-    device: str | None = None
+    devices: Devices = Devices()
     parallel: int | None = None
     """Rows trained at once, each in a process of its own; ``None``: on the CPU one per core (at most the rows), on a GPU one."""
 
@@ -94,7 +96,7 @@ def check_rows(rows: Sequence[str]) -> tuple[str, ...]:
     """
     unknown = [row for row in rows if row not in ROWS]
     if unknown or not rows:
-        raise ValueError(f"--archs {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
+        raise ValueError(f"--rows {','.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}")
     return tuple(row for row in ROWS if row in rows)
 
 

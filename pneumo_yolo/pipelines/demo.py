@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..runtime.devices import Devices
+
 if TYPE_CHECKING:
     from ..eval.metric import MetricResult
 
@@ -29,7 +31,7 @@ class DemoSettings:
     model: str = "yolo11n.yaml"
     seed: int = 0
     preset: str = "easy"
-    device: str | None = None
+    devices: Devices = Devices()
 
 
 @dataclass(frozen=True)
@@ -48,60 +50,55 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
 
     Reruns start over: each stage replaces what the previous demo wrote in ``out``.
     """
-    from converters.rsna import ConvertSettings, convert_rsna
+    from converters.settings import ConvertSettings
+    from converters.synthetic import synthetic_dataset
 
     from ..eval.postprocess import PostprocessConfig
     from ..eval.scoring import evaluate_submission, load_scoring_set
+    from ..predict.device import PredictSettings
     from ..predict.run import predict_folder
-    from ..runtime.devices import Devices
-    from ..synth import make_rsna_like
-    from ..train.common import TUNED_YAML
+    from ..synth.write import REAL_SIDE
+    from ..train.common import TUNED_YAML, TrainSettings
     from ..train.run import train
 
-    Devices.parse(settings.device).resolve()  # a device this machine lacks stops the demo before any work
+    devices = settings.devices.resolve()  # a device this machine lacks stops the demo before any work
     started = time.perf_counter()
     out = Path(out).absolute()
-    rsna, dataset = out / "rsna", out / "dataset"
-
-    log(
-        f"[1/6] synthesising {settings.n_train} training and {settings.n_test} test radiographs "
-        f"(DICOM, {settings.preset} preset) in {rsna}"
+    rsna, dataset = synthetic_dataset(
+        out,
+        n_train=settings.n_train,
+        n_test=settings.n_test,
+        dicom_size=REAL_SIDE,
+        preset=settings.preset,
+        settings=ConvertSettings(imgsz=settings.imgsz, seed=settings.seed),
+        steps=6,
+        log=log,
     )
-    make_rsna_like(
-        rsna, settings.n_train, seed=settings.seed, n_test=settings.n_test, preset=settings.preset, overwrite=True
-    )
-
-    log(f"[2/6] converting them to a YOLO dataset at {settings.imgsz} px in {dataset}")
-    report = convert_rsna(
-        rsna / "stage_2_train_images",
-        rsna / "stage_2_train_labels.csv",
-        dataset,
-        class_info=rsna / "stage_2_detailed_class_info.csv",
-        settings=ConvertSettings(imgsz=settings.imgsz),
-        overwrite=True,
-    )
-    log(f"      converted {report.converted + report.skipped} images, {report.failed} failed")
 
     log(f"[3/6] training {settings.model} from scratch for {settings.epochs} epochs")
-    trained = train(
-        dataset / "data.yaml",
-        settings.model,
+    train_settings = TrainSettings(
+        model=settings.model,
         imgsz=settings.imgsz,
         epochs=settings.epochs,
         batch=settings.batch,
-        device=settings.device,
+        devices=devices,
         project=out / "runs",
         name="demo",
         overrides={"exist_ok": True, "seed": settings.seed},
         score_val=True,
     )
+    trained = train(dataset / "data.yaml", train_settings)
+    assert trained is not None  # None only in the extra processes of a multi-GPU Lightning run
     log(f"      {trained.final_line()}")
 
     submission = out / "submission.csv"
     log(f"[4/6] predicting the {settings.n_test} test DICOMs with {trained.best.name} and {TUNED_YAML}")
     config = PostprocessConfig.from_yaml(trained.run_dir / TUNED_YAML)
     predicted = predict_folder(
-        trained.best, rsna / "stage_2_test_images", submission, config=config, device=settings.device
+        rsna / "stage_2_test_images",
+        submission,
+        PredictSettings(weights=(trained.best,), config=config),
+        devices=devices,
     )
     log(f"[5/6] wrote {submission} ({predicted.n_images} rows, {predicted.n_with_boxes} with boxes)")
 
@@ -111,4 +108,4 @@ def run_demo(out: Path, settings: DemoSettings = DemoSettings(), log: Callable[[
     log(f"[6/6] RSNA score on the synthetic test set: {result.score:.4f} ({result.n_images} images scored)")
     log(result.summary())
     log(f"demo finished in {elapsed / 60:.1f} min")
-    return DemoResult(submission, trained.best, result, dict(trained.rsna_val), elapsed)
+    return DemoResult(submission, trained.best, result, dict(trained.rsna_val or {}), elapsed)

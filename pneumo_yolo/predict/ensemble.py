@@ -18,6 +18,7 @@ from ..eval.postprocess import to_original_grid
 from ..nets.classifier import ImageClassifier
 from ..nets.detector import RAW_CONF, Detector, DetectorError
 from ..nets.load import load_detector
+from ..runtime.devices import Devices
 from .decoding import LoadedImage, is_dicom, iterate_batches
 
 
@@ -37,7 +38,9 @@ class Ensemble:
 
     def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Every detector's ``(boxes, scores, model, pass)`` per image: which detector found each box, and in which of its passes."""
-        found = [([], [], [], []) for _ in images]
+        found: list[tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = [
+            ([], [], [], []) for _ in images
+        ]
         for model, detector in enumerate(self.detectors):
             for (boxes, scores, pass_index), (all_boxes, all_scores, all_models, all_passes) in zip(
                 detector.detect(images), found
@@ -63,7 +66,7 @@ def load_ensemble(
     classifiers: Sequence[Path] = (),
     *,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     tta: bool = False,
     conf: float = RAW_CONF,
 ) -> Ensemble:
@@ -71,6 +74,7 @@ def load_ensemble(
     paths = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(path) for path in weights]
     if not paths:
         raise DetectorError("give at least one --weights file")
+    device = device.resolve()  # once for every model
     detectors = [load_detector(path, imgsz=imgsz, device=device, tta=tta, conf=conf) for path in paths]
     return Ensemble(detectors, [ImageClassifier(path, device=device) for path in classifiers])
 
@@ -101,7 +105,8 @@ def detect_files(
                     yield image, None
                     continue
                 (boxes, scores, model, pass_index), p_opacity = next(detections)
-                width, height = image.width, image.height
+                width: float = image.width
+                height: float = image.height
                 if original_sizes is not None and not is_dicom(Path(image.path)):
                     width, height = original_sizes.get(image.patient_id, (width, height))
                 input_size = (image.pixels.shape[1], image.pixels.shape[0])

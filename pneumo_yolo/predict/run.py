@@ -13,8 +13,8 @@ submission; a run that predicts no image writes nothing. What an interrupted run
 files, shared memory) is removed by a janitor process if the run is killed, else by the next run.
 
 Example:
-    >>> report = predict_folder(Path("runs/exp/weights/best.pt"), Path("stage_2_test_images"),
-    ...                         Path("submission.csv"))  # doctest: +SKIP
+    >>> settings = PredictSettings(weights=(Path("runs/exp/weights/best.pt"),))
+    >>> report = predict_folder(Path("stage_2_test_images"), Path("submission.csv"), settings)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
 from ..dicom.results import GSPS_FOLDER, SR_FOLDER
-from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import errors_only, validate_submission, write_submission
 from ..files import remove_stale_parts, staging_folder, write_errors_csv
 from ..runtime.devices import Devices
 from ..runtime.lifetime import Janitor, interrupts_held_off, remove_stale_shared_memory
-from .decoding import InputError, is_dicom, list_inputs
+from ..settings import SettingError
+from .decoding import is_dicom, list_inputs
 from .device import PredictSettings, predict_paths
 from .shards import predict_on_devices
 
@@ -84,34 +84,25 @@ def errors_path_for(out: Path) -> Path:
 
 
 def predict_folder(
-    weights: Path | Sequence[Path],
     source: Path,
     out: Path,
+    settings: PredictSettings,
     *,
-    classifiers: Sequence[Path] = (),
-    config: PostprocessConfig = PostprocessConfig(),
-    imgsz: int | None = None,
-    batch: int | None = None,
-    device: str | None = None,
-    tta: bool = False,
+    devices: Devices = Devices(),
     save_raw: Path | None = None,
-    dicom_out: Path | None = None,
-    workers: int | None = None,
     expected_ids: Sequence[str] | None = None,
-    original_sizes: Mapping[str, tuple[float, float]] | None = None,
-    progress: bool = True,
 ) -> PredictReport:
-    """Predict the images under ``source`` and write the submission CSV ``out``.
+    """Predict the images under ``source`` with ``settings`` and write the submission CSV ``out``.
 
-    ``weights`` is one detector or several (an ensemble: each image is decoded once and every
+    ``settings.weights`` is one detector or several (an ensemble: each image is decoded once and every
     model runs on it, each with its flipped pass under ``tta``); ``classifiers`` gate the boxes
     by their mean probability of opacity. The passes are fused, and the gate applied, by the
     post-processing (``config``: ``fusion_iou``, ``gate_alpha``, ``gate_threshold``).
 
-    ``workers`` decoding processes run beside the model, which takes ``batch`` images at a
+    ``settings.workers`` decoding processes run beside the model, which takes ``batch`` images at a
     time (``None``: :func:`~pneumo_yolo.runtime.devices.auto_workers` and
-    :func:`~pneumo_yolo.runtime.devices.auto_batch` for the device). Several devices
-    (``device="0,1"``, or ``"cpu,cpu"``) split the images between them, one process each
+    :func:`~pneumo_yolo.runtime.devices.auto_batch` for the device). Several ``devices``
+    (``0,1``, or ``cpu,cpu``) split the images between them, one process each
     (:mod:`.shards`); the outputs are the same as with one device.
 
     Without ``expected_ids`` every readable image gets a row (an empty PredictionString for
@@ -119,7 +110,7 @@ def predict_folder(
     gets a row: an unreadable or missing image gets an empty one, and is listed with the other
     problems in the report and in ``<out>.errors.csv``.
 
-    ``original_sizes`` (``--manifest``) maps the boxes found on resized pictures (the PNGs of
+    ``settings.original_sizes`` (``--manifest``) maps the boxes found on resized pictures (the PNGs of
     ``convert``) to each original image's ``(W, H)`` grid; a picture it does not list is a
     problem. Without it, boxes on pictures are in the pictures' own pixels. DICOMs always map
     to their own original grid.
@@ -127,18 +118,19 @@ def predict_folder(
     ``save_raw`` also writes the raw detections (original pixels, before post-processing, from
     the lower of ``config.conf`` and :data:`~pneumo_yolo.nets.detector.RAW_CONF`) that ``pneumo-yolo tune`` reads. The
     written file is checked by the rules of ``validate-submission`` before this returns.
-    ``dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
+    ``settings.dicom_out`` (DICOM inputs only) also writes each image's SR and GSPS with the very boxes
     of its CSV row (:mod:`pneumo_yolo.dicom.results`).
 
     Outputs are replaced only at the end, and only when at least one image was predicted
     (:attr:`PredictReport.written`).
     """
     started = time.time()
+    dicom_out, original_sizes = settings.dicom_out, settings.original_sizes
     paths = list_inputs(Path(source))
     pictures = [path for path in paths if not is_dicom(path)]
     if dicom_out and pictures:
-        raise InputError(
-            f"--dicom-out needs DICOM inputs: {pictures[0]} is not a .dcm file (leave --dicom-out out for PNG/JPEG inputs)"
+        raise SettingError(
+            "dicom_out", f"needs DICOM inputs: {pictures[0]} is not a .dcm file (leave it out for PNG/JPEG inputs)"
         )
     report = PredictReport(out=Path(out), raw=save_raw, dicom_out=dicom_out)
     if expected_ids is not None:
@@ -150,19 +142,16 @@ def predict_folder(
         paths, unlisted = _split_by(paths, lambda path: is_dicom(path) or path.stem in original_sizes)
         report.errors += [(str(path), "not in --manifest: its original image size is unknown") for path in unlisted]
     report.picture_pixels = original_sizes is None and any(not is_dicom(path) for path in paths)
-    devices = Devices.parse(device)
     outputs = [report.out, report.errors_path, *(path for path in (save_raw, dicom_out) if path)]
     for output in outputs:
         remove_stale_parts(output)
     remove_stale_shared_memory()
     with Janitor(outputs), StagedOutputs(save_raw, dicom_out) as staged:
-        settings = PredictSettings(
-            weights, classifiers, config, imgsz, batch, tta, workers, original_sizes, staged.dicom_out, progress
-        )
+        staged_settings = replace(settings, dicom_out=staged.dicom_out)
         if len(devices.names) > 1:
-            found = predict_on_devices(paths, settings, devices, staged.raw)
+            found = predict_on_devices(paths, staged_settings, devices, staged.raw)
         else:
-            found = predict_paths(paths, settings, device, staged.raw)
+            found = predict_paths(paths, staged_settings, devices, staged.raw)
         report.startup_s = found.loaded_at - started
         report.workers, report.batch, report.devices = found.workers, found.batch, max(1, len(devices.names))
         report.errors += found.errors

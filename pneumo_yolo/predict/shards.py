@@ -62,30 +62,32 @@ def join_predictions(parts: Sequence[DeviceOutput]) -> DeviceOutput:
 def predict_on_devices(
     paths: list[Path], settings: PredictSettings, devices: Devices, raw: Path | None = None
 ) -> DeviceOutput:
-    """Predict ``paths`` split over ``devices`` (several, each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device.
+    """Predict ``paths`` split over ``devices`` (several, each named: ``"0"``, ``"1"``, ``"cpu"``), one process per device, which gets its own as a :class:`Devices`.
 
     ``settings.workers`` of ``None`` becomes :func:`~pneumo_yolo.runtime.devices.auto_workers` for
     all the devices together. Each process writes its raw detections to a part beside ``raw``;
     the parts are joined into ``raw`` once every device has succeeded.
     """
-    devices = list(devices.names)
     if settings.workers is None:
-        settings = replace(settings, workers=auto_workers(cpu_count(), devices))
-    shards = shard_paths(paths, len(devices))
+        settings = replace(settings, workers=auto_workers(cpu_count(), devices.names))
+    each = devices.each()
+    shards = shard_paths(paths, len(each))
     if raw:
         raw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pneumo-yolo-shards-", dir=raw.parent if raw else None) as scratch:
-        parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(devices))]
+        parts = [Path(scratch) / f"shard{index}{raw.suffix}" if raw else None for index in range(len(each))]
         name_semaphores()
-        with job_processes(len(devices)) as pool:  # a process per device
+        with job_processes(len(each)) as pool:  # a process per device
             jobs = [
                 pool.submit(
                     predict_paths, shard, replace(settings, progress=settings.progress and index == 0), device, part
                 )
-                for index, (shard, device, part) in enumerate(zip(shards, devices, parts))
+                for index, (shard, device, part) in enumerate(zip(shards, each, parts))
             ]
-            found, failures, usage = [], [], []
-            for device, job in zip(devices, jobs):
+            found: list[DeviceOutput] = []
+            failures: list[str] = []
+            usage: list[Exception] = []
+            for name, job in zip(devices.names, jobs):
                 try:
                     found.append(job.result())
                 except BrokenProcessPool:
@@ -94,14 +96,14 @@ def predict_on_devices(
                     usage.append(error)
                 except Exception as error:  # whatever the device process raised, with its own message
                     failures.append(
-                        f"device {device}: {error}"
+                        f"device {name}: {error}"
                         if isinstance(error, (PredictError, DetectorError))
-                        else f"device {device}: {type(error).__name__}: {error}"
+                        else f"device {name}: {type(error).__name__}: {error}"
                     )
         if usage:
             raise usage[0]
         if failures:
             raise PredictError("; ".join(dict.fromkeys(failures)) + "; nothing was written")
         if raw:
-            concatenate_raw(parts, raw)
+            concatenate_raw([part for part in parts if part is not None], raw)
     return join_predictions(found)

@@ -81,10 +81,12 @@ def _coverage(
 
 def _write_charts(out: Path, analysis: Analysis) -> dict[str, str]:
     """Write the charts; returns their relative paths by chart name."""
-    charts = {CHART_COUNTS: plots.box_count_bars(COUNT_BINS, analysis.predicted_counts, analysis.true_counts)}
-    if analysis.result is not None:
-        charts[CHART_IOU] = plots.iou_threshold_bars(analysis.result.thresholds, analysis.result.per_threshold)
-        charts[CHART_CONFIDENCE] = plots.confidence_curve(analysis.conf_thresholds, analysis.conf_scores)
+    scored = analysis.scored
+    true_counts = scored.true_counts if scored else None
+    charts = {CHART_COUNTS: plots.box_count_bars(COUNT_BINS, analysis.predicted_counts, true_counts)}
+    if scored is not None:
+        charts[CHART_IOU] = plots.iou_threshold_bars(scored.result.thresholds, scored.result.per_threshold)
+        charts[CHART_CONFIDENCE] = plots.confidence_curve(scored.conf_thresholds, scored.conf_scores)
     paths = {}
     for name, data in charts.items():
         atomic_write_bytes(out / PLOTS / f"{name}.png", data)
@@ -165,5 +167,6 @@ def write_report(
     all_notes = [*notes, *coverage_notes, *overlay_notes]
     index = out / INDEX
     atomic_write_text(index, render_page(title, analysis, charts, overlays, all_notes))
-    score = None if analysis.result is None or np.isnan(analysis.result.score) else float(analysis.result.score)
+    result = analysis.scored.result if analysis.scored else None
+    score = None if result is None or np.isnan(result.score) else float(result.score)
     return ReportSummary(index, analysis.n_images, score, len(overlays), all_notes)

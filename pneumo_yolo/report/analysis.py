@@ -107,10 +107,11 @@ def score_by_confidence(
     Raw detections are post-processed anew at each threshold (with :func:`~pneumo_yolo.eval.tune.tune`'s
     shared work), so merging sees what ``predict --conf t`` would; a submission's boxes are filtered.
     """
-    if predictions.raw is not None and predictions.config is not None:
+    raw = predictions.select(list(truth)).raw
+    if raw is not None and predictions.config is not None:
         config = predictions.config
         grid = TuneGrid(conf=tuple(thresholds), merges=((config.merge, config.merge_iou),), shrink=(config.shrink,))
-        table = tune(predictions.select(list(truth)).raw, truth, config, grid).table
+        table = tune(raw, truth, config, grid).table
         return table.sort_values("conf")["score"].to_numpy()
     return np.array(
         [
@@ -204,16 +205,23 @@ def prediction_gallery(rows: Mapping[str, np.ndarray], size: int) -> Galleries:
 
 
 @dataclass(frozen=True)
+class Scored:
+    """What the page shows of the predictions against the labels."""
+
+    result: MetricResult
+    conf_thresholds: np.ndarray
+    conf_scores: np.ndarray
+    true_counts: np.ndarray
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """Everything the page shows except pictures; the metric parts are ``None`` without labels."""
+    """Everything the page shows except pictures; ``scored`` is ``None`` without labels."""
 
     n_images: int
     predicted_counts: np.ndarray
     galleries: Galleries
-    result: MetricResult | None = None
-    conf_thresholds: np.ndarray | None = None
-    conf_scores: np.ndarray | None = None
-    true_counts: np.ndarray | None = None
+    scored: Scored | None = None
 
 
 def analyse(predictions: Predictions, truth: Mapping[str, np.ndarray] | None, gallery_size: int) -> Analysis:
@@ -230,8 +238,12 @@ def analyse(predictions: Predictions, truth: Mapping[str, np.ndarray] | None, ga
         n_images=len(predictions.rows),
         predicted_counts=counts,
         galleries=labelled_galleries(truth, scored, gallery_size),
-        result=evaluate(truth, scored),
-        conf_thresholds=thresholds,
-        conf_scores=score_by_confidence(predictions, truth, thresholds) if truth else np.full(len(thresholds), np.nan),
-        true_counts=count_boxes(list(truth.values())),
+        scored=Scored(
+            result=evaluate(truth, scored),
+            conf_thresholds=thresholds,
+            conf_scores=score_by_confidence(predictions, truth, list(thresholds))
+            if truth
+            else np.full(len(thresholds), np.nan),
+            true_counts=count_boxes(list(truth.values())),
+        ),
     )

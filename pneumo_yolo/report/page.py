@@ -11,7 +11,7 @@ from html import escape
 
 import numpy as np
 
-from .analysis import COUNT_BINS, Analysis, Tile
+from .analysis import COUNT_BINS, Analysis, Scored, Tile
 
 CHART_IOU = "iou"
 CHART_CONFIDENCE = "confidence"
@@ -57,8 +57,8 @@ def _gallery(heading: str, tiles: Sequence[Tile], overlays: Mapping[str, str], e
     return f'<h3>{escape(heading)}</h3><div class="gallery">{figures}</div>'
 
 
-def _metric_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
-    result = analysis.result
+def _metric_section(scored: Scored, charts: Mapping[str, str]) -> str:
+    result = scored.result
     rows = [[f"{t:.2f}", _number(v)] for t, v in zip(result.thresholds, result.per_threshold)]
     share = "n/a" if np.isnan(result.negative_fp_share) else f"{result.negative_fp_share:.1%}"
     facts = _table(
@@ -76,7 +76,7 @@ def _metric_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
     )
     curve = _table(
         ["confidence threshold", "score"],
-        [[f"{t:.2f}", _number(s)] for t, s in zip(analysis.conf_thresholds, analysis.conf_scores)],
+        [[f"{t:.2f}", _number(s)] for t, s in zip(scored.conf_thresholds, scored.conf_scores)],
     )
     return (
         "<h2>RSNA metric</h2>"
@@ -88,12 +88,13 @@ def _metric_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
 
 
 def _counts_section(analysis: Analysis, charts: Mapping[str, str]) -> str:
-    header = ["boxes per image", "images (predicted)"] + (["images (true)"] if analysis.true_counts is not None else [])
+    true_counts = analysis.scored.true_counts if analysis.scored else None
+    header = ["boxes per image", "images (predicted)"] + (["images (true)"] if true_counts is not None else [])
     rows = []
     for i, label in enumerate(COUNT_BINS):
         row = [label, f"{analysis.predicted_counts[i]:,}"]
-        if analysis.true_counts is not None:
-            row.append(f"{analysis.true_counts[i]:,}")
+        if true_counts is not None:
+            row.append(f"{true_counts[i]:,}")
         rows.append(row)
     return f"<h2>Boxes per image</h2>{_table(header, rows)}{_image(charts[CHART_COUNTS], 'boxes per image')}"
 
@@ -103,7 +104,7 @@ def render_page(
 ) -> str:
     """The whole page. ``charts`` maps :data:`CHART_IOU` etc. and ``overlays`` maps patientIds to relative PNG paths."""
     galleries = analysis.galleries
-    truth = '<span style="color:#080">green</span> ground truth, ' if analysis.result is not None else ""
+    truth = '<span style="color:#080">green</span> ground truth, ' if analysis.scored is not None else ""
     legend = (
         f'<p class="legend">Overlays: {truth}<span style="color:#c00">red</span> predictions with their confidence.'
         + (" Matches are counted at IoU 0.4, the metric's most lenient threshold." if truth else "")
@@ -115,11 +116,11 @@ def render_page(
         f"<p>{analysis.n_images:,} images reported.</p>",
         "".join(f'<p class="note">{escape(note)}</p>' for note in notes),
     ]
-    if analysis.result is not None:
-        parts.append(_metric_section(analysis, charts))
+    if analysis.scored is not None:
+        parts.append(_metric_section(analysis.scored, charts))
     parts.append(_counts_section(analysis, charts))
     parts.append("<h2>Galleries</h2>" + legend)
-    if analysis.result is not None:
+    if analysis.scored is not None:
         parts += [
             _gallery("Worst false positives", galleries.false_positives, overlays, "No false positive."),
             _gallery("Worst missed opacities", galleries.missed, overlays, "No missed opacity."),

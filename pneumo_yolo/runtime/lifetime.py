@@ -170,7 +170,7 @@ class Janitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is None:
+        if self.process is None or self.process.stdin is None:
             return
         try:
             self.process.stdin.write(_DONE)

@@ -18,7 +18,7 @@ about 1.2 GB; the check counts 400 over 1.0 GB.
 
 from __future__ import annotations
 
-from .devices import CPU_NAMES
+from .devices import CPU_NAMES, MPS
 
 BYTES_PER_PIXEL = 70
 """Activations per input pixel of one image while the model runs (yolo11n, float32; measured on the CPU)."""
@@ -47,14 +47,22 @@ def decoding_bytes(batch: int, workers: int, side: int) -> int:
 
 
 def predict_memory(batch: int, workers: int, side: int, device: str) -> tuple[int, int]:
-    """``(host, accelerator)`` bytes one batch needs at ``side`` px on ``device`` (a resolved name: ``"cpu"``, ``"0"``); the accelerator's is 0 on the CPU.
+    """``(host, accelerator)`` bytes one batch needs at ``side`` px on ``device`` (a resolved name: ``"cpu"``, ``"0"``, ``"mps"``).
+
+    The accelerator's is 0 on the CPU, and on Apple's GPU, whose memory is the host's: there
+    the host holds both the GPU's share and the host's share of a GPU run.
 
     >>> [round(n / 1e9, 2) for n in predict_memory(4, 1, 4096, "cpu")]
     [4.98, 0.0]
+    >>> host, gpu = predict_memory(4, 1, 4096, "0")
+    >>> predict_memory(4, 1, 4096, "mps") == (host + gpu, 0)
+    True
     """
     pixels = batch * side * side
     if device in CPU_NAMES:
         return decoding_bytes(batch, workers, side) + pixels * BYTES_PER_PIXEL, 0
+    if device == MPS:
+        return decoding_bytes(batch, workers, side) + pixels * (HOST_BYTES_PER_PIXEL_ON_GPU + BYTES_PER_PIXEL), 0
     return decoding_bytes(batch, workers, side) + pixels * HOST_BYTES_PER_PIXEL_ON_GPU, pixels * BYTES_PER_PIXEL
 
 
@@ -117,8 +125,8 @@ def _host_free() -> tuple[int | None, str]:
 
 
 def _accelerator_free(device: str) -> tuple[int | None, str]:
-    """Free memory of GPU ``device`` (``None`` on the CPU, or where torch cannot tell)."""
-    if device in CPU_NAMES:
+    """Free memory of GPU ``device`` (``None`` on the CPU and Apple's GPU, whose memory is the host's, or where torch cannot tell)."""
+    if device in (*CPU_NAMES, MPS):
         return None, "GPU"
     import torch
 

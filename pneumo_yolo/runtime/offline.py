@@ -171,7 +171,7 @@ def hide_command_line() -> None:
     """
     for name, module in list(sys.modules.items()):
         if (name == "ultralytics" or name.startswith("ultralytics.")) and hasattr(module, "ARGV"):
-            module.ARGV = list(LIBRARY_ARGV)
+            setattr(module, "ARGV", list(LIBRARY_ARGV))  # noqa: B010  (a module attribute mypy cannot see)
 
 
 def prepare_process(trainer: Any = None) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS, label_rows
-from ..dicom.write import write_dicom
+from ..dicom.write import DicomFormat, write_dicom
 from ..files import Interrupted, atomic_write_text
 from .render import render_chest
 from .sample import MAX_IMAGES, MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
@@ -91,9 +91,7 @@ def _write_split(
             out / folder / f"{patient_id}.dcm",
             render_chest(spec),
             patient_id=patient_id,
-            view_position=spec.view_position,
-            sex=spec.sex,
-            age=str(spec.age),
+            stored=DicomFormat(view_position=spec.view_position, sex=spec.sex, age=str(spec.age)),
         )
         specs.append(spec)
         bar.update()

@@ -39,7 +39,8 @@ from typing import Any
 from ..data.dataset import ConvertedDataset
 from ..files import atomic_write_text
 from ..nets.detector import Detector
-from .validation import validation_detections
+from ..runtime.devices import Devices
+from .validation import ValidationSplit, validation_detections
 
 CURVE_JSON = "curve.json"
 """In a run folder trained with a budget or a learning curve: what :class:`TrainingRecord` holds."""
@@ -185,8 +186,9 @@ def validation_score(detector: Detector, dataset: ConvertedDataset, *, batch: in
     """
     from ..eval.tune import tune
 
-    raw, truth = validation_detections(detector, dataset, batch=batch, workers=0, progress=False)
-    score = tune(raw, truth).best_result.score
+    split = ValidationSplit.of(dataset)
+    raw = validation_detections(detector, split, batch=batch, workers=0, progress=False)
+    score = tune(raw, split.truth).best_result.score
     return round(score, 4) if math.isfinite(score) else None
 
 
@@ -240,7 +242,7 @@ class UltralyticsWatch:
         curve: LearningCurve,
         dataset: ConvertedDataset,
         *,
-        device: str,
+        device: Devices,
         batch: int,
     ) -> None:
         self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (

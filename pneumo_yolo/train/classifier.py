@@ -21,6 +21,7 @@ from ..data.dataset import ConvertedDataset
 from ..files import atomic_write_text
 from ..nets.classifier import PREDICT_BATCH, ImageClassifier
 from ..predict.decoding import load_image
+from ..runtime.devices import Devices
 from .common import CLASSIFIER_VAL_JSON
 
 CLASSIFIER_DEFAULTS: Mapping[str, Any] = {"auto_augment": None, "erasing": 0.0}
@@ -70,7 +71,7 @@ def score_classifier(
     *,
     top1: float | None,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     batch: int = PREDICT_BATCH,
 ) -> dict[str, Any]:
     """Score a classifier on ``dataset``'s validation images; write ``classifier_val.json`` to ``out_dir``.
@@ -80,7 +81,9 @@ def score_classifier(
     """
     classifier = ImageClassifier(weights, imgsz=imgsz, device=device, batch=batch)
     images = dataset.listed("val")
-    labels, scores, unreadable = [], [], []
+    labels: list[bool] = []
+    scores: list[float] = []
+    unreadable: list[str] = []
     for start in range(0, len(images), classifier.batch):
         loaded = [(path, load_image(path, None)) for path in images[start : start + classifier.batch]]
         unreadable += [f"{path}: {image.problem}" for path, image in loaded if image.pixels is None]

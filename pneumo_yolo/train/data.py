@@ -68,9 +68,18 @@ class BoxDataset:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def of(cls, dataset: ConvertedDataset, part: str, imgsz: int, **options: Any) -> BoxDataset:
+    def of(
+        cls,
+        dataset: ConvertedDataset,
+        part: str,
+        imgsz: int,
+        *,
+        flip: bool = False,
+        masks: str | None = None,
+        seed: int = 0,
+    ) -> BoxDataset:
         """The images that ``dataset`` lists for ``part`` (``train`` or ``val``)."""
-        return cls(dataset.listed(part), imgsz, **options)
+        return cls(dataset.listed(part), imgsz, flip=flip, masks=masks, seed=seed)
 
     def __len__(self) -> int:
         return len(self.images)

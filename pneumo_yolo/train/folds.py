@@ -12,13 +12,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from multiprocessing.managers import SyncManager
 from typing import Any
 
 from ..data.dataset import ConvertedDataset
-from ..runtime.devices import Devices
 from ..runtime.lifetime import exit_with_parent, job_processes
-from .common import TrainConfigError, TrainResult
+from ..settings import SettingError
+from .common import TrainConfigError, TrainResult, TrainSettings
 from .run import train
 
 
@@ -36,44 +37,34 @@ def fold_data(dataset: ConvertedDataset, fold: int) -> ConvertedDataset:
     if not dataset.folds:
         raise TrainConfigError(f"{dataset.yaml}: not a k-fold dataset; convert it with --folds K to train folds")
     if not 0 <= fold < dataset.folds:
-        raise TrainConfigError(f"--fold {fold}: {dataset.root} has folds 0..{dataset.folds - 1}")
+        raise SettingError("fold", f"{dataset.root} has folds 0..{dataset.folds - 1}", value=fold)
     return dataset.fold(fold)
 
 
 def check_fold_count(dataset: ConvertedDataset, folds: int) -> None:
-    """Refuse ``--folds K`` where ``dataset`` was not converted with the same K."""
+    """Refuse ``folds`` (``--folds K``) where ``dataset`` was not converted with the same K."""
     if dataset.folds != folds:
-        raise TrainConfigError(
-            f"--folds {folds}: {dataset.yaml} was converted with "
-            + (f"--folds {dataset.folds}" if dataset.folds else "no folds")
-        )
+        converted = f"{dataset.folds} folds" if dataset.folds else "no folds"
+        raise SettingError("folds", f"{dataset.yaml} was converted with {converted}", value=folds)
 
 
 def train_folds(
-    dataset: ConvertedDataset,
-    model: str | None,
-    *,
-    folds: Sequence[int],
-    device: str | None = None,
-    name: str,
-    log: Callable[[str], None] = print,
-    **train_options: Any,
-) -> list[TrainResult]:
-    """Train ``folds`` of ``dataset``, spread over the devices of ``device``; results in fold order.
-
-    ``train_options`` are :func:`~pneumo_yolo.train.run.train`'s other keyword arguments.
-    """
-    jobs = [(fold_data(dataset, fold), fold_name(name, fold)) for fold in folds]
-    devices: list[str | None] = list(Devices.parse(device).names) or [None]
+    dataset: ConvertedDataset, settings: TrainSettings, *, folds: Sequence[int], log: Callable[[str], None] = print
+) -> list[TrainResult | None]:
+    """Train ``folds`` of ``dataset`` with ``settings``, into ``<name>-fold<i>``, spread over ``settings.devices``; results in fold order."""
+    jobs = [(fold_data(dataset, fold), replace(settings, name=fold_name(settings.name, fold))) for fold in folds]
+    devices = settings.devices.each() or (settings.devices,)
     if len(devices) == 1 or len(jobs) == 1:
         results = []
-        for fold, (fold_set, run_name) in zip(folds, jobs):
-            log(f"fold {fold}: training {model or train_options.get('arch')} on {fold_set.yaml.name} into {run_name}")
-            results.append(train(fold_set, model, device=devices[0], name=run_name, **train_options))
+        one = devices[0].resolve()  # once for every fold
+        for fold, (fold_set, fold_settings) in zip(folds, jobs):
+            log(
+                f"fold {fold}: training {settings.model or settings.arch} on {(fold_set.yaml or fold_set.root).name} into {fold_settings.name}"
+            )
+            results.append(train(fold_set, replace(fold_settings, devices=one)))
         return results
-    log(
-        f"training folds {', '.join(map(str, folds))} on devices {', '.join(map(str, devices))}, one fold per device at a time"
-    )
+    names = ", ".join(name for device in devices for name in device.names)
+    log(f"training folds {', '.join(map(str, folds))} on devices {names}, one fold per device at a time")
     context = multiprocessing.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(exit_with_parent, (os.getpid(),))
@@ -82,18 +73,15 @@ def train_folds(
         for each in devices:
             free.put(each)
         pending = [
-            pool.submit(_train_on_free_device, free, fold_set, model, run_name, train_options)
-            for fold_set, run_name in jobs
+            pool.submit(_train_on_free_device, free, fold_set, fold_settings) for fold_set, fold_settings in jobs
         ]
         return [job.result() for job in pending]
 
 
-def _train_on_free_device(
-    free: Any, dataset: ConvertedDataset, model: str, name: str, options: dict[str, Any]
-) -> TrainResult:
+def _train_on_free_device(free: Any, dataset: ConvertedDataset, settings: TrainSettings) -> TrainResult | None:
     """Worker process (not a daemon, so training may start processes of its own): take a free device, train one fold on it, give it back."""
     device = free.get()
     try:
-        return train(dataset, model, device=device, name=name, **options)
+        return train(dataset, replace(settings, devices=device))
     finally:
         free.put(device)

@@ -8,13 +8,15 @@ the same command again; only rank 0 writes the run's files and scores it.
 
 A run folder, as for YOLO (:mod:`.common`), plus::
 
-    <project>/<name>/weights/best.pt     the model after the last epoch, as a plain checkpoint (:mod:`pneumo_yolo.nets.checkpoints`)
+    <project>/<name>/weights/last.pt     the model after the last epoch, as a plain checkpoint (:mod:`pneumo_yolo.nets.checkpoints`)
     <project>/<name>/weights/last.ckpt   Lightning's checkpoint (model, optimiser, epoch) for --resume
     <project>/<name>/metrics.csv         per epoch: mean training loss and its parts, learning rate, training minutes
     <project>/<name>/curve.json          with a budget or a learning curve (:mod:`.budget`): how far it got, and the curve
 
-There is no per-epoch validation to pick a best epoch from, so ``best.pt`` is the last epoch's
-model; the name is kept so that every command finds a run's weights at the same place.
+There is no per-epoch validation to pick a best epoch from, so the weights are named for what
+they are: ``last.pt``, the last epoch's model (:attr:`~.common.TrainResult.best` points to it). A
+step whose loss is not finite stops the run with :class:`~.common.TrainingDiverged`, naming the
+epoch and step, before the optimiser takes it.
 
 ``model`` (``--model``) names the backbone (:func:`~pneumo_yolo.nets.archs.is_backbone`) or a
 weights file to start from (:func:`resolve_model`). With a :class:`~.budget.Budget` the run
@@ -26,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ from ..nets.archs import (
     is_backbone,
     training_loss,
 )
-from ..nets.checkpoints import checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
+from ..nets.checkpoints import CheckpointError, checkpoint_of, load_initial_weights, read_checkpoint, save_checkpoint
 from ..runtime.devices import Devices, cpu_count
 from ..runtime.offline import import_ultralytics
+from ..settings import SettingError
 from .budget import (
     BUDGET_EPOCHS,
     Budget,
@@ -56,7 +58,7 @@ from .budget import (
     watch_run,
     write_record,
 )
-from .common import TrainConfigError, TrainResult, write_trained_on
+from .common import TrainConfigError, TrainingDiverged, TrainResult, TrainSettings, write_trained_on
 from .data import BoxDataset, collate
 from .validation import score_validation
 
@@ -66,8 +68,8 @@ LARGE_LEARNING_RATE = 3e-4
 """The peak rate of the R-CNNs' ResNet-50 v2 (43 million weights)."""
 WARMUP = 0.1
 """The share of a budgeted run over which the learning rate warms up (without a budget: a tenth of the steps, at most 100)."""
-OPTIONS = {"lr0": float, "weight_decay": float, "seed": int, "workers": int, "exist_ok": bool}
-"""The ``--set`` keys these archs take, with their types."""
+LAST_WEIGHTS = "last.pt"
+"""The plain checkpoint of the last epoch, in ``<run>/weights/``: the weights to predict with."""
 LOGGER_CONNECTOR = "lightning.pytorch.trainer.connectors.logger_connector.logger_connector"
 """Lightning's module that advertises its cloud logging service on every run: silenced."""
 
@@ -99,6 +101,12 @@ class ArchModule(L.LightningModule):
     def training_step(self, batch: tuple[list[Any], list[dict[str, Any]]], batch_index: int) -> Any:
         images, targets = batch
         loss, parts = training_loss(self.arch, self.model, images, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"epoch {self.current_epoch + 1}, step {batch_index + 1}: the training loss is {float(loss)}, not a "
+                f"number: training diverged (a lower learning rate lr0, or a smaller batch, may hold it); "
+                f"the weights of the last finished epoch are in {self.trainer.default_root_dir}/weights/last.ckpt"
+            )
         self.log(
             "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images), sync_dist=True
         )
@@ -114,7 +122,7 @@ class ArchModule(L.LightningModule):
         """The share of the run done at optimiser step ``step``: of the budget spent, or of the steps."""
         return self.budget_spent if self.budgeted else step / max(1, int(self.trainer.estimated_stepping_batches))
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         warmup = WARMUP
         if not self.budgeted:
@@ -140,7 +148,7 @@ class BudgetCallback(L.Callback):
         curve: LearningCurve,
         dataset: ConvertedDataset,
         *,
-        device: str,
+        device: Devices,
         batch: int,
     ) -> None:
         self.budget, self.clock, self.curve, self.dataset, self.device, self.batch = (
@@ -153,24 +161,28 @@ class BudgetCallback(L.Callback):
         )
         self.epochs = 0
 
-    def on_train_epoch_start(self, trainer: L.Trainer, module: ArchModule) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.clock.start()
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, module: ArchModule, outputs: Any, batch: Any, batch_index: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.budget is None:
             return
+        assert isinstance(pl_module, ArchModule)
         spent = trainer.strategy.broadcast(self.clock.seconds() / self.budget.seconds)
-        module.budget_spent = min(1.0, spent)
+        pl_module.budget_spent = min(1.0, spent)
         if spent >= 1.0:
             trainer.should_stop = True
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: ArchModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = pl_module
+        assert isinstance(module, ArchModule)
         self.clock.stop()
         self.epochs = epochs_done = trainer.current_epoch + 1
-        progress = module.budget_spent if self.budget else epochs_done / max(1, trainer.max_epochs)
-        last = trainer.should_stop or (self.budget is None and epochs_done >= trainer.max_epochs)
+        max_epochs = max(1, trainer.max_epochs or 1)
+        progress = module.budget_spent if self.budget else epochs_done / max_epochs
+        last = trainer.should_stop or (self.budget is None and epochs_done >= max_epochs)
         if trainer.is_global_zero and self.curve.due(progress, last=last):
             detector = DETECTORS[module.arch](
                 checkpoint_of(module.arch, module.imgsz, module.model, module.backbone), device=self.device
@@ -180,26 +192,13 @@ class BudgetCallback(L.Callback):
             )
 
 
-def arch_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``--set`` values these archs take, type-checked; anything else is refused by name."""
-    unknown = sorted(set(overrides) - set(OPTIONS))
-    if unknown:
-        raise TrainConfigError(
-            f"--set {', '.join(unknown)}: not an option of this arch (it takes {', '.join(OPTIONS)})"
-        )
-    try:
-        return {key: OPTIONS[key](value) for key, value in overrides.items()}
-    except (TypeError, ValueError) as error:
-        raise TrainConfigError(f"--set: {error}") from error
-
-
 def run_folder(project: Path, name: str, *, exist_ok: bool, resume: bool) -> Path:
     """``project/name``; like Ultralytics (its ``increment_path``), a new run beside an existing one becomes ``name2``, ``name3``…"""
     run_dir = project / name
     if resume:
         if not (run_dir / "weights" / "last.ckpt").is_file():
             raise TrainConfigError(
-                f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check --name and --project)"
+                f"Nothing to resume: {run_dir / 'weights' / 'last.ckpt'} not found (check the run's name and project)"
             )
         return run_dir
     import_ultralytics()  # offline and private first: a later predict in this process refuses an Ultralytics imported without it
@@ -227,54 +226,38 @@ def resolve_model(arch: str, model: str | None, run_dir: Path, *, resume: bool) 
         return model, None
     path = Path(model)
     if not path.is_file():
-        raise TrainConfigError(
-            f"--model {model}: neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists"
+        raise SettingError(
+            "model", f"neither a backbone of {arch} ({BACKBONE_HELP[arch]}) nor a weights file that exists", value=model
         )
-    checkpoint = read_checkpoint(path)
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise SettingError("model", str(error)) from None
     if checkpoint is not None and checkpoint["arch"] == arch:
         return checkpoint["backbone"], path
     return DEFAULT_BACKBONES[arch], path
 
 
-def train_arch(
-    dataset: ConvertedDataset,
-    arch: str,
-    model: str | None,
-    *,
-    imgsz: int,
-    epochs: int,
-    batch: int,
-    device: str | None,
-    name: str,
-    project: Path,
-    resume: bool = False,
-    overrides: Mapping[str, Any] | None = None,
-    score_val: bool = False,
-    budget_min: float | None = None,
-    curve_points: int = 0,
-) -> TrainResult | None:
-    """Train ``arch`` on ``dataset`` (see the module doc); ``None`` in the extra processes of DDP.
+def train_arch(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -> TrainResult | None:
+    """Train ``settings.arch`` on ``dataset`` at ``imgsz`` (see the module doc); ``None`` in the extra processes of DDP.
 
-    ``model`` names the backbone or a weights file to start from (:func:`resolve_model`).
+    ``settings.model`` names the backbone or a weights file to start from (:func:`resolve_model`);
+    ``overrides`` are the few keys of :data:`~.common.ARCH_OPTIONS`, typed by the settings.
     ``budget_min``: train for that many minutes (:class:`~.budget.Budget`: CPU minutes on the
     CPU, wall minutes on a GPU) instead of ``epochs``; ``curve_points``: score that many points of
     the learning curve; either writes ``curve.json``.
     """
-    if imgsz % 32:
-        raise TrainConfigError(f"--imgsz {imgsz}: {arch} needs a multiple of 32")
-    if batch < 1:
-        raise TrainConfigError(f"--batch {batch}: {arch} needs a fixed batch size (AutoBatch is Ultralytics' own)")
-    options = arch_options(overrides or {})
-    run_dir = run_folder(project, name, exist_ok=options.get("exist_ok", False), resume=resume)
-    backbone, initial_weights = resolve_model(arch, model, run_dir, resume=resume)
-    devices = Devices.parse(device).resolve()
+    arch, batch, resume, options = settings.arch, settings.batch, settings.resume, settings.overrides
+    run_dir = run_folder(settings.project, settings.name, exist_ok=options.get("exist_ok", False), resume=resume)
+    backbone, initial_weights = resolve_model(arch, settings.model, run_dir, resume=resume)
+    devices = settings.devices.resolve()
     hardware = devices.lightning()
     train_set = BoxDataset.of(
         dataset, "train", imgsz, flip=True, masks=MASK_SHAPES.get(arch), seed=options.get("seed", 0)
     )
     if not len(train_set):
         raise TrainConfigError(f"{dataset.yaml}: no training images")
-    budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
+    budget, clock, curve = watch_run(settings.budget_min, settings.curve_points, on_cpu=devices.on_cpu)
     L.seed_everything(options.get("seed", 0), verbose=False)
     logging.getLogger(LOGGER_CONNECTOR).setLevel(logging.WARNING)
     if (
@@ -296,8 +279,8 @@ def train_arch(
     except (FileNotFoundError, ValueError) as error:
         raise TrainConfigError(str(error)) from error
     workers = options.get("workers", 0 if devices.on_cpu else min(8, cpu_count()))
-    loader = torch.utils.data.DataLoader(
-        train_set,
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        train_set,  # type: ignore[arg-type]  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         shuffle=True,
         num_workers=workers,
@@ -308,10 +291,10 @@ def train_arch(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    watch = BudgetCallback(budget, clock, curve, dataset, device=devices.first, batch=batch)
+    watch = BudgetCallback(budget, clock, curve, dataset, device=devices, batch=batch)
     trainer = L.Trainer(
         **hardware,
-        max_epochs=BUDGET_EPOCHS if budget else epochs,
+        max_epochs=BUDGET_EPOCHS if budget else settings.epochs,
         default_root_dir=str(run_dir),
         logger=CSVLogger(run_dir, name="", version=""),
         enable_progress_bar=True,
@@ -324,9 +307,9 @@ def train_arch(
     trainer.fit(module, loader, ckpt_path=str(run_dir / "weights" / "last.ckpt") if resume else None)
     if not trainer.is_global_zero:
         return None
-    best = save_checkpoint(run_dir / "weights" / "best.pt", arch, imgsz, module.model, backbone)
+    best = save_checkpoint(run_dir / "weights" / LAST_WEIGHTS, arch, imgsz, module.model, backbone)
     write_trained_on(run_dir, dataset)
-    if budget or curve_points:
+    if budget or settings.curve_points:
         record = TrainingRecord(
             budget,
             clock.clock,
@@ -340,8 +323,8 @@ def train_arch(
         write_record(run_dir, record)
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
     rsna_val = None
-    if score_val:
-        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices.first, batch=batch)
+    if settings.score_val:
+        rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices, batch=batch)
     return TrainResult(
         run_dir=run_dir,
         best=best,

@@ -12,46 +12,64 @@ confirm it on held-out data).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data.dataset import ConvertedDataset
 from ..eval.detections import RawDetections
-from ..eval.tune import tune
+from ..eval.tune import TuneReport, tune
 from ..files import atomic_write_text
 from ..nets.detector import Detector
 from ..nets.load import load_detector
 from ..predict.ensemble import Ensemble, detect_files
 from ..report import REPORT_DIR, Predictions, write_report
+from ..runtime.devices import Devices
 from .common import DEFAULT_BATCH, TUNED_YAML, VAL_JSON
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """A dataset's validation images, their original sizes and their ground truth: listed and read once."""
+
+    images: list[Path]
+    sizes: dict[str, tuple[float, float]]
+    truth: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, dataset: ConvertedDataset) -> ValidationSplit:
+        images = dataset.listed("val")
+        if not images:
+            raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
+        sizes = dataset.original_sizes(images)
+        return cls(images, sizes, dataset.ground_truth(images, sizes))
 
 
 def validation_detections(
     detector: Detector,
-    dataset: ConvertedDataset,
+    split: ValidationSplit,
     *,
     batch: int = DEFAULT_BATCH,
     workers: int = 1,
     progress: bool = True,
-) -> tuple[RawDetections, dict[str, np.ndarray]]:
-    """``detector``'s raw detections on ``dataset``'s validation images, in original pixels, and their ground truth.
+) -> RawDetections:
+    """``detector``'s raw detections on the images of ``split``, in original pixels.
 
     ``workers`` decoding processes (:func:`~pneumo_yolo.predict.ensemble.detect_files`; 0: in this process).
     """
-    images = dataset.listed("val")
-    if not images:
-        raise FileNotFoundError(f"{dataset.yaml}: no validation images to score")
-    sizes = dataset.original_sizes(images)
-    raw = RawDetections.from_images(
+    return RawDetections.from_images(
         found
         for _, found in detect_files(
-            Ensemble([detector]), images, batch=batch, workers=workers, original_sizes=sizes, progress=progress
+            Ensemble([detector]),
+            split.images,
+            batch=batch,
+            workers=workers,
+            original_sizes=split.sizes,
+            progress=progress,
         )
         if found
     )
-    return raw, dataset.ground_truth(images, sizes)
 
 
 def score_validation(
@@ -60,30 +78,42 @@ def score_validation(
     out_dir: Path,
     *,
     imgsz: int | None = None,
-    device: str | None = None,
+    device: Devices = Devices(),
     batch: int = DEFAULT_BATCH,
     progress: bool = True,
 ) -> dict:
-    """Score ``weights`` on ``dataset``'s validation split; write ``rsna_val.json`` and ``postprocess_tuned.yaml`` to ``out_dir``."""
-    root = dataset.root
-    images = dataset.listed("val")
-    raw, truth = validation_detections(
-        load_detector(weights, imgsz=imgsz, device=device), dataset, batch=batch, progress=progress
+    """Score ``weights`` on ``dataset``'s validation split, tune there, and write ``rsna_val.json``, ``postprocess_tuned.yaml`` and the report to ``out_dir``."""
+    split = ValidationSplit.of(dataset)
+    raw = validation_detections(
+        load_detector(weights, imgsz=imgsz, device=device), split, batch=batch, progress=progress
     )
-    sizes = dataset.original_sizes(images)
-    report = tune(raw, truth)
-    title = f"Validation split of {root.name} (best.pt, tuned post-processing)"
+    report = tune(raw, split.truth)
+    write_validation_report(out_dir, dataset.root, split, Predictions.from_raw(raw, report.best), weights.name)
+    comment = f"Tuned by `pneumo-yolo train` on {len(raw.patient_ids)} validation images of {dataset.root}."
+    report.best.to_yaml(out_dir / TUNED_YAML, comment=comment)
+    summary = validation_summary(weights, dataset.root, out_dir, report)
+    atomic_write_text(out_dir / VAL_JSON, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def write_validation_report(
+    out_dir: Path, root: Path, split: ValidationSplit, predictions: Predictions, weights_name: str
+) -> None:
+    """The HTML report of the tuned predictions on the validation split, in ``out_dir/report``."""
+    title = f"Validation split of {root.name} ({weights_name}, tuned post-processing)"
     write_report(
         out_dir / REPORT_DIR,
-        {p.stem: p for p in images},
-        Predictions.from_raw(raw, report.best),
-        truth,
-        sizes=sizes,
+        {p.stem: p for p in split.images},
+        predictions,
+        split.truth,
+        sizes=split.sizes,
         title=title,
     )
-    comment = f"Tuned by `pneumo-yolo train` on {len(raw.patient_ids)} validation images of {root}."
-    report.best.to_yaml(out_dir / TUNED_YAML, comment=comment)
-    summary = {
+
+
+def validation_summary(weights: Path, root: Path, out_dir: Path, report: TuneReport) -> dict:
+    """What ``rsna_val.json`` holds: the scores at the default and the tuned post-processing."""
+    return {
         "weights": str(weights),
         "dataset": str(root),
         "split": "val",
@@ -96,5 +126,3 @@ def score_validation(
         },
         "note": "tuned on the same validation images it is scored on: confirm on held-out data",
     }
-    atomic_write_text(out_dir / VAL_JSON, json.dumps(summary, indent=2) + "\n")
-    return summary

@@ -1,9 +1,9 @@
 """Train an Ultralytics YOLO detector or image classifier on a converted RSNA dataset, offline and privately.
 
 Arguments are layered, later ones winning: Ultralytics' defaults, the chest X-ray defaults in
-``pneumo_yolo/cfg/cxr_train.yaml``, the main options (``imgsz``, ``epochs``, ``batch``,
-``device``) and finally any other Ultralytics training argument (``--set key=value``). Every key
-is checked against Ultralytics' configuration before anything runs.
+``pneumo_yolo/cfg/cxr_train.yaml``, the main settings (``imgsz``, ``epochs``, ``batch``,
+``devices``) and finally any other Ultralytics training argument (``overrides``: ``--set key=value``).
+Every key is checked once against Ultralytics' configuration, before the model is built.
 
 The task follows the model: a detector, or, for a model of Ultralytics' ``classify`` task
 (``yolo11n-cls.yaml``), the image-level opacity classifier of :mod:`.classifier`, trained on a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,28 +31,13 @@ from ..data.classify_view import build_classify_view
 from ..data.dataset import ConvertedDataset
 from ..limits import load_yaml
 from ..nets.classifier import CLASSIFY_TASK
-from ..runtime.devices import Devices
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
 from ..runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
+from ..settings import SettingError
 from .budget import BUDGET_EPOCHS, UltralyticsWatch, watch_run, write_record
 from .classifier import CLASSIFIER_DEFAULTS, TOP1_KEY, default_classifier_imgsz, score_classifier
-from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, write_trained_on
+from .common import DEFAULT_BATCH, TrainConfigError, TrainResult, TrainSettings, own_key_problems, write_trained_on
 from .validation import score_validation
-
-OPTION_FLAGS = {
-    "data": "--data",
-    "model": "--model",
-    "imgsz": "--imgsz",
-    "epochs": "--epochs",
-    "batch": "--batch",
-    "device": "--device",
-    "name": "--name",
-    "project": "--project",
-    "resume": "--resume",
-}
-"""Ultralytics keys that have their own option, so ``--set`` may not give them."""
-
-FIXED_KEYS = frozenset({"mode", "task"})
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -63,7 +49,7 @@ def cxr_defaults() -> dict[str, Any]:
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` strings; values are YAML scalars or lists, never evaluated as code.
+    """Parse ``key=value`` strings (``--set``) into ``overrides``; values are YAML scalars or lists, never evaluated as code.
 
     >>> parse_overrides(["lr0=1e-3", "cos_lr=true", "scale=[0.5, 1.5]", "cache=ram"])
     {'lr0': 0.001, 'cos_lr': True, 'scale': [0.5, 1.5], 'cache': 'ram'}
@@ -73,9 +59,9 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise TrainConfigError(f"--set {item!r}: expected key=value, e.g. --set lr0=0.002")
+            raise SettingError("overrides", "expected key=value, e.g. lr0=0.002", value=repr(item))
         if key in overrides:
-            raise TrainConfigError(f"--set {key}: given twice")
+            raise SettingError("overrides", "given twice", value=key)
         overrides[key] = _parse_value(text.strip(), key)
     return overrides
 
@@ -85,7 +71,9 @@ def _parse_value(text: str, key: str) -> Any:
     try:
         value = load_yaml(text)
     except yaml.YAMLError as error:
-        raise TrainConfigError(f"--set {key}={text}: not a valid value ({error.problem})") from error
+        raise SettingError(
+            "overrides", f"not a valid value ({getattr(error, 'problem', error)})", value=f"{key}={text}"
+        ) from error
     if isinstance(value, str) and value.lower() == "none":
         return None
     if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
@@ -93,109 +81,92 @@ def _parse_value(text: str, key: str) -> Any:
     return value
 
 
-def check_option_keys(keys: Iterable[str], valid: Iterable[str] | None, where: str) -> None:
-    """Raise :class:`TrainConfigError` for keys ``--set`` may not give, with near matches for typos.
+def option_key_problems(keys: Iterable[str], valid: Iterable[str]) -> list[str]:
+    """What is wrong with each of ``keys`` as an Ultralytics training argument, with near matches for typos.
 
-    Keys with their own option (``epochs``...) and ``mode``/``task`` are refused; with ``valid``
-    (Ultralytics' configuration keys) given, so is any key outside it.
+    Keys with a setting of their own (``epochs``...) and ``mode``/``task`` are refused, and so is
+    any key outside ``valid`` (Ultralytics' configuration keys).
+
+    >>> option_key_problems(["mosiac", "lr0"], ["mosaic", "mixup", "lr0"])
+    ["'mosiac' is not an Ultralytics training argument; did you mean 'mosaic'?"]
     """
-    valid = sorted(valid) if valid is not None else None
-    problems = []
+    valid = sorted(valid)
+    keys = list(keys)
+    problems = own_key_problems(keys)
     for key in keys:
-        if key in OPTION_FLAGS:
-            problems.append(f"'{key}' has its own option: use {OPTION_FLAGS[key]}")
-        elif key in FIXED_KEYS:
-            problems.append(
-                f"'{key}' cannot be changed (it follows --model: a detector, or a classifier such as yolo11n-cls.yaml)"
-            )
-        elif valid is not None and key not in valid:
+        if key not in valid and not any(f"'{key}'" in problem for problem in problems):
             near = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else "see `yolo cfg` for the list"
             problems.append(f"'{key}' is not an Ultralytics training argument; {hint}")
-    if problems:
-        raise TrainConfigError(f"{where}: " + "; ".join(problems))
+    return problems
 
 
 def training_arguments(
-    *,
-    data: Path,
-    imgsz: int,
-    epochs: int,
-    batch: int,
-    device: str,
-    project: Path,
-    name: str,
-    overrides: Mapping[str, Any],
-    task_defaults: Mapping[str, Any] | None = None,
+    settings: TrainSettings, *, data: Path, imgsz: int, task_defaults: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Layer the arguments (see module doc) and check them with Ultralytics' own checks.
+    """Layer the arguments (see module doc) and check their values with Ultralytics' own checks.
 
-    ``task_defaults`` (the classifier's) go over the chest X-ray defaults, under everything else.
-    Call :func:`pneumo_yolo.runtime.offline.import_ultralytics` first.
+    ``settings.devices`` must name the devices (resolved); ``settings.overrides`` were checked by
+    :func:`train_yolo`. ``task_defaults`` (the classifier's) go over the chest X-ray defaults,
+    under everything else. Call :func:`pneumo_yolo.runtime.offline.import_ultralytics` first.
     """
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
     defaults = {**cxr_defaults(), **(task_defaults or {})}
-    check_option_keys(defaults, DEFAULT_CFG_DICT, "pneumo_yolo/cfg/cxr_train.yaml")
-    check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")
-    main = {"data": str(data), "imgsz": imgsz, "epochs": epochs, "batch": batch, "device": device}
-    args = {**defaults, **main, "project": str(project), "name": name, **overrides}
+    problems = option_key_problems(defaults, DEFAULT_CFG_DICT)
+    if problems:
+        raise TrainConfigError("pneumo_yolo/cfg/cxr_train.yaml: " + "; ".join(problems))
+    main = {
+        "data": str(data),
+        "imgsz": imgsz,
+        "epochs": settings.epochs,
+        "batch": settings.batch,
+        "device": settings.devices.ultralytics,
+    }
+    args = {**defaults, **main, "project": str(settings.project), "name": settings.name, **settings.overrides}
     try:
         check_cfg(args)
     except (TypeError, ValueError) as error:
-        raise TrainConfigError(f"Invalid training argument: {error}") from error
+        raise SettingError("overrides", f"invalid training argument: {error}") from error
     return args
 
 
-def train_yolo(
-    dataset: ConvertedDataset,
-    model: str | None,
-    *,
-    imgsz: int,
-    size_given: bool,
-    epochs: int,
-    batch: int,
-    device: str | None,
-    name: str,
-    project: Path,
-    resume: bool = False,
-    online: bool = False,
-    overrides: Mapping[str, Any] | None = None,
-    score_val: bool = False,
-    budget_min: float | None = None,
-    curve_points: int = 0,
-) -> TrainResult:
-    """Train (or resume) a YOLO detector or an opacity classifier (as ``model``'s task says) on ``dataset``.
+def train_yolo(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -> TrainResult:
+    """Train (or resume) a YOLO detector or an opacity classifier (as ``settings.model``'s task says) on ``dataset`` at ``imgsz``.
 
-    Called by :func:`pneumo_yolo.train.run.train`, which checks the options every trainer
-    shares. A classifier trains at :func:`.classifier.default_classifier_imgsz` unless
-    ``size_given``. ``score_val`` also scores ``best.pt`` on the validation split: a detector
+    Called by :func:`pneumo_yolo.train.run.train`, which checks what depends on the dataset. A
+    classifier trains at :func:`.classifier.default_classifier_imgsz` unless ``settings.imgsz``
+    is given. ``score_val`` also scores ``best.pt`` on the validation split: a detector
     with the RSNA metric (:func:`.validation.score_validation`), a classifier by its top-1
     accuracy and ROC AUC (:func:`.classifier.score_classifier`). A resumed run keeps the
-    arguments stored in its checkpoint; only ``dataset``, ``device`` and ``overrides`` apply.
+    arguments stored in its checkpoint; only ``dataset``, ``devices`` and ``overrides`` apply.
     ``budget_min`` and ``curve_points`` (a detector on one device) train for a budget instead of
     ``epochs`` and score a learning curve (:class:`.budget.UltralyticsWatch`), into ``curve.json``.
     """
-    overrides = dict(overrides or {})
-    allow_download = online or downloads_allowed()
-    if resume:
+    model, name, project, batch = settings.model, settings.name, settings.project, settings.batch
+    overrides = dict(settings.overrides)
+    allow_download = settings.online or downloads_allowed()
+    if settings.resume:
         source = ModelSource(str(resume_checkpoint(project / name)))
     elif model is None:
-        raise TrainConfigError("--model is required (a .pt checkpoint or a .yaml model config), unless --resume")
+        raise SettingError("model", "is required (a .pt checkpoint or a .yaml model config), unless resuming")
     else:
         source = resolve_model(model, weights_dir=weights_dir(), allow_download=allow_download)
     pretrained = overrides.get("pretrained")
     if isinstance(pretrained, str):
         pretrained = resolve_model(pretrained, weights_dir=weights_dir(), allow_download=allow_download)
         if pretrained.is_config:
-            raise TrainConfigError(f"--set pretrained={overrides['pretrained']}: must be a .pt checkpoint")
+            raise SettingError("overrides", "must be a .pt checkpoint", value=f"pretrained={overrides['pretrained']}")
 
-    ultralytics = import_ultralytics(online=online)
+    ultralytics = import_ultralytics(online=settings.online)
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    check_option_keys(overrides, DEFAULT_CFG_DICT, "--set")  # before the model is built: a typo fails in seconds
+    problems = option_key_problems(overrides, DEFAULT_CFG_DICT)  # before the model is built: a typo fails in seconds
+    if problems:
+        raise SettingError("overrides", "; ".join(problems))
     dataset.check_parts()  # after the options: a mistake in them is named first
-    devices = Devices.parse(device).resolve()
+    devices = settings.devices.resolve()
+    resume = settings.resume
     if isinstance(pretrained, ModelSource):
         overrides["pretrained"] = download_weights(pretrained)
     try:
@@ -211,10 +182,14 @@ def train_yolo(
             f"--model {model or source.source}: cannot be loaded as YOLO weights ({type(failure).__name__}: {reason})"
         ) from None
     classify = yolo.task == CLASSIFY_TASK
-    if classify and not size_given:
+    if classify and settings.imgsz is None:
         imgsz = default_classifier_imgsz(imgsz)
     if not classify:
         _warn_on_size_mismatch(dataset, imgsz, resume)
+    if dataset.yaml is None:
+        raise TrainConfigError(
+            f"{dataset.root}: open the dataset from its YAML (ConvertedDataset.from_yaml) to train on it"
+        )
     source_data = build_classify_view(dataset) if classify else dataset.yaml
     if resume:
         args = {
@@ -226,14 +201,9 @@ def train_yolo(
         }
     else:
         args = training_arguments(
+            replace(settings, devices=devices, overrides=overrides),
             data=source_data,
             imgsz=imgsz,
-            epochs=epochs,
-            batch=batch,
-            device=devices.ultralytics,
-            project=project,
-            name=name,
-            overrides=overrides,
             task_defaults=CLASSIFIER_DEFAULTS if classify else None,
         )
     if resume and (yolo.ckpt.get("epoch", -1) < 0 or yolo.ckpt.get("optimizer") is None):
@@ -243,8 +213,8 @@ def train_yolo(
         )
     yolo.add_callback("on_pretrain_routine_start", prepare_process)
     watch = (
-        _watch(yolo, args, budget_min, curve_points, devices, dataset, batch, classify=classify)
-        if budget_min or curve_points
+        _watch(yolo, args, replace(settings, devices=devices), dataset, classify=classify)
+        if settings.budget_min or settings.curve_points
         else None
     )
     yolo.train(**args)
@@ -255,12 +225,14 @@ def train_yolo(
         write_record(run_dir, watch.record())
     metrics = {key: float(value) for key, value in (trainer.metrics or {}).items()}
     rsna_val = classifier_val = None
-    if score_val:
-        scoring = dict(imgsz=imgsz, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH)
+    if settings.score_val:
+        scoring_batch = batch if batch > 0 else DEFAULT_BATCH
         if classify:
-            classifier_val = score_classifier(best, dataset, run_dir, top1=metrics.get(TOP1_KEY), **scoring)
+            classifier_val = score_classifier(
+                best, dataset, run_dir, top1=metrics.get(TOP1_KEY), imgsz=imgsz, device=devices, batch=scoring_batch
+            )
         else:
-            rsna_val = score_validation(best, dataset, run_dir, **scoring)
+            rsna_val = score_validation(best, dataset, run_dir, imgsz=imgsz, device=devices, batch=scoring_batch)
     return TrainResult(
         run_dir=run_dir,
         best=best,
@@ -274,23 +246,14 @@ def train_yolo(
 
 
 def _watch(
-    yolo: Any,
-    args: dict[str, Any],
-    budget_min: float | None,
-    curve_points: int,
-    devices: Devices,
-    dataset: ConvertedDataset,
-    batch: int,
-    *,
-    classify: bool,
+    yolo: Any, args: dict[str, Any], settings: TrainSettings, dataset: ConvertedDataset, *, classify: bool
 ) -> UltralyticsWatch:
-    """Hook a budget and a learning curve into ``yolo``'s training; a budgeted run starts with :data:`BUDGET_EPOCHS` epochs, re-estimated after each."""
+    """Hook a budget and a learning curve into ``yolo``'s training (``settings.devices`` resolved); a budgeted run starts with :data:`BUDGET_EPOCHS` epochs, re-estimated after each."""
+    devices, batch = settings.devices, settings.batch
     if classify or len(devices.names) > 1:
         raise TrainConfigError("a training budget or a learning curve takes a YOLO detector on one device")
-    budget, clock, curve = watch_run(budget_min, curve_points, on_cpu=devices.on_cpu)
-    watch = UltralyticsWatch(
-        budget, clock, curve, dataset, device=devices.first, batch=batch if batch > 0 else DEFAULT_BATCH
-    )
+    budget, clock, curve = watch_run(settings.budget_min, settings.curve_points, on_cpu=devices.on_cpu)
+    watch = UltralyticsWatch(budget, clock, curve, dataset, device=devices, batch=batch if batch > 0 else DEFAULT_BATCH)
     for event, callback in watch.callbacks().items():
         yolo.add_callback(event, callback)
     if budget is not None:
@@ -318,5 +281,5 @@ def resume_checkpoint(run_dir: Path) -> Path:
     """The ``last.pt`` to resume ``run_dir`` from, or raise :class:`TrainConfigError`."""
     checkpoint = run_dir / "weights" / "last.pt"
     if not checkpoint.is_file():
-        raise TrainConfigError(f"Nothing to resume: {checkpoint} not found (check --name and --project)")
+        raise TrainConfigError(f"Nothing to resume: {checkpoint} not found (check the run's name and project)")
     return checkpoint
