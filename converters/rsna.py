@@ -32,7 +32,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -173,7 +173,7 @@ def _worker(parent: int) -> None:
     cv2.setNumThreads(1)
 
 
-def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Iterator[Outcome]:
+def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Generator[Outcome, None, None]:
     """Convert ``tasks`` in a pool of ``workers`` processes (in this process for 1, never more than the tasks), streaming outcomes.
 
     The pool's semaphores are named for this process (:func:`~pneumo_yolo.runtime.lifetime.name_semaphores`),
@@ -331,7 +331,7 @@ def convert_rsna(
                 if outcome.status == "failed":
                     report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
                     continue
-                records.append(outcome.record)  # type: ignore[arg-type]
+                records.append(outcome.record)
                 report.converted += outcome.status == "converted"
                 report.skipped += outcome.status == "skipped"
             outcomes.close()  # the pool ends here, inside the janitor's watch

@@ -133,7 +133,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     import torch
 
     from converters.rsna import ConvertSettings, convert_rsna
-    from pneumo_yolo.dicom.write import write_dicom
+    from pneumo_yolo.dicom.write import DicomFormat, write_dicom
     from pneumo_yolo.runtime.offline import import_ultralytics
 
     root = tmp_path_factory.mktemp("hostile")
@@ -162,9 +162,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     write_dicom(
         odd / "slope0.dcm",
         np.arange(64 * 64, dtype=np.uint16).reshape(64, 64),
-        transfer_syntax="explicit",
-        bits_stored=12,
-        rescale=(0.0, 5.0),
+        stored=DicomFormat(transfer_syntax="explicit", bits_stored=12, rescale=(0.0, 5.0)),
     )
     (root / "odd.csv").write_text(
         "patientId,x,y,width,height,Target\n" + "".join(f"{p.stem},,,,,0\n" for p in sorted(odd.glob("*.dcm")))

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -178,6 +178,13 @@ def _interrupted(stopped: KeyboardInterrupt, signum: int) -> int:
     return 128 + (signum if signum == signal.SIGTERM else signal.SIGINT)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     """``warnings.showwarning`` of the command line: one ``warning:`` line, without Python's source line."""
     warn(str(message).splitlines()[0] if str(message) else category.__name__)

@@ -9,7 +9,7 @@ import typer
 
 from ..pipelines.compare_settings import MODELS, ROWS, CompareSettings
 from . import options
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 _DEFAULTS = CompareSettings()
 _SIZES = "Sizes"
@@ -118,6 +118,7 @@ def compare(
     from ..settings import SettingError
     from .flags import flag_message
 
+    refuse_bad_outputs({}, folders={"--out": out})
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])
         models = parse_models(model or [])
