@@ -91,17 +91,14 @@ def first_line(path: Path | str) -> str:
 
 
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` without aliases: an alias raises ``yaml.YAMLError`` naming its line.
+    """``yaml.safe_load`` without aliases; any problem raises a ``yaml.YAMLError`` of one line that names its place.
 
     >>> load_yaml("a: 1")
     {'a': 1}
     >>> load_yaml("a: &x [1]\\nb: *x")
     Traceback (most recent call last):
     ...
-    yaml.composer.ComposerError: YAML aliases (*name) are not accepted: write the value out
-      in "<unicode string>", line 2, column 4:
-        b: *x
-           ^
+    yaml.error.YAMLError: YAML aliases (*name) are not accepted: write the value out (line 2, column 4)
     """
     import yaml
 
@@ -116,7 +113,12 @@ def load_yaml(text: str) -> Any:
                 )
             return super().compose_node(parent, index)
 
-    return yaml.load(text, Loader=NoAliases)  # noqa: S506 (a SafeLoader)
+    try:
+        return yaml.load(text, Loader=NoAliases)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise yaml.YAMLError(f"{error.problem or error.context}{where}") from None
 
 
 def read_yaml(path: Path | str) -> Any:

@@ -65,12 +65,12 @@ CASES = {
     "convert-workers": Case("convert --images {I} --labels {L} --out out --workers 1000", 2, "more than"),
     "predict-workers-unicode": Case("predict --weights {W} --source {S} --out o.csv --workers ²", 2, "not valid"),
     "labels-sparse-10GB": Case("convert --images {I} --labels sparse.csv --out out", 1, "more than 128 MB"),
-    "labels-dev-zero": Case("evaluate --submission {SAMPLE} --labels /dev/zero", 1, "more than 128 MB"),
+    "labels-dev-zero": Case("evaluate --predictions {SAMPLE} --labels /dev/zero", 1, "more than 128 MB"),
     "postprocess-laughs": Case(
         "predict --weights {W} --source {S} --out o.csv --postprocess l.yaml", 1, "aliases", {"l.yaml": LAUGHS}
     ),
     "tune-config-laughs": Case(
-        "tune --raw raw.csv --labels {L} --config l.yaml --out t.yaml",
+        "tune --predictions raw.csv --labels {L} --postprocess l.yaml --out t.yaml",
         1,
         "aliases",
         {"l.yaml": LAUGHS, "raw.csv": "x\n"},
@@ -104,7 +104,7 @@ CASES = {
         "synth --out out --n-train 400 --dicom-size 256", 143, "images written", signal_when="out/*/*.dcm"
     ),
     # pipes as inputs, and the smaller ones
-    "labels-from-a-pipe": Case("evaluate --submission {SAMPLE} --labels /dev/fd/{PIPE}", 0, "score"),
+    "labels-from-a-pipe": Case("evaluate --predictions {SAMPLE} --labels /dev/fd/{PIPE}", 0, "score"),
     "val-fraction-empty-train": Case(
         "convert --images {I} --labels {L} --out out --val-fraction 0.999 --imgsz 32", 0, "train split empty"
     ),
@@ -112,10 +112,10 @@ CASES = {
         "report --predictions {SAMPLE} --images empty --out rep", 2, "holds no .dcm", {"empty/.keep": ""}
     ),
     "labels-both-targets": Case(
-        "evaluate --submission {SAMPLE} --labels both.csv", 0, "both Target 0 and Target 1", {"both.csv": ""}
+        "evaluate --predictions {SAMPLE} --labels both.csv", 0, "both Target 0 and Target 1", {"both.csv": ""}
     ),
     "submission-third-column": Case(
-        "validate-submission three.csv --sample {SAMPLE}", 1, "unexpected column", {"three.csv": ""}
+        "validate-submission --predictions three.csv --sample {SAMPLE}", 1, "unexpected column", {"three.csv": ""}
     ),
 }
 

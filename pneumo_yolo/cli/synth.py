@@ -59,8 +59,6 @@ def synth(
         )
     except SynthError as error:
         raise fail(f"error: {error}") from None
-    except OSError as error:
-        raise fail(f"error: cannot write {out}: {error}") from None
     test = f" and {summary.test_images} test ({summary.test_positive} with opacity)" if summary.test_images else ""
     typer.echo(
         f"Wrote {summary.train_images} training ({summary.train_positive} with opacity, "
