@@ -1,5 +1,6 @@
 """The Typer application that every command module registers on."""
 
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -106,6 +107,7 @@ INTERRUPTED = {
 }
 """What a command interrupted before its end has done, where it does not say so itself (:class:`~pneumo_yolo.files.Interrupted`)."""
 _SIGNALS = ("SIGTERM", "SIGHUP")
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|Cannot allocate memory", re.IGNORECASE)
 
 
 def run() -> None:
@@ -116,7 +118,8 @@ def run() -> None:
       ``interrupted: …`` with what was written and exits 143 for SIGTERM, else 130 (a hangup
       of the terminal counts as its Ctrl-C).
     - An ``OSError`` that no command turned into its own message (a full disk, a read-only or
-      unwritable place, a name too long) prints one line naming the file and the reason, exit 1.
+      unwritable place, a name too long) prints one line naming the file and the reason, exit 1;
+      so does running out of memory (``MemoryError``, or torch's allocator failing) past the checks.
     - Python warnings that reach here print as one ``warning:`` line, not Python's two-line form.
     """
     import signal
@@ -148,6 +151,16 @@ def run() -> None:
         raise SystemExit(_interrupted(stopped, signum)) from None
     except OSError as error:
         typer.secho(f"error: {os_error_line(error)}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
+    except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises RuntimeError
+        if not isinstance(error, MemoryError) and not _OUT_OF_MEMORY.search(str(error)):
+            raise
+        typer.secho(
+            "error: out of memory (the memory checks estimate a lower bound): lower --batch or --imgsz, "
+            "or use fewer --workers",
+            err=True,
+            fg=typer.colors.RED,
+        )
         raise SystemExit(1) from None
 
 
