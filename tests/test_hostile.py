@@ -4,7 +4,7 @@ Each case runs under an address-space limit (``RLIMIT_AS``, set in the child bef
 and is checked by the same rules: no traceback and no raw Python warning on the terminal, an exit
 code of 0, 1, 2, 130 or 143, a word of its one-line message, every input byte-identical
 afterwards, no process of it left, none of its shared memory or semaphores left in ``/dev/shm``,
-and a peak resident memory under :data:`PEAK_BYTES`. The kinds: sizes without bound, special and
+no temporary file left, and a peak resident memory under :data:`PEAK_BYTES`. The kinds: sizes without bound, special and
 overlapping outputs, refusals of the file system (a full tmpfs where root may mount one), files
 that are not what they claim, interrupts, pipes as inputs, and the smaller ones.
 
@@ -56,7 +56,8 @@ class Case:
     """Input files to write into the case's folder first (their bytes are checked afterwards)."""
     env: dict[str, str] = field(default_factory=dict)
     signal_when: str = ""
-    """A glob below the case's folder: once it matches, SIGTERM is sent (``INT:`` first: SIGINT to the group)."""
+    """A glob below the case's folder: once it matches, a signal is sent to the command, SIGTERM unless it
+    starts ``INT:`` (Ctrl-C: SIGINT to the whole process group) or ``HUP:``."""
 
 
 CASES = {
@@ -102,6 +103,15 @@ CASES = {
     ),
     "synth-sigterm": Case(
         "synth --out out --n-train 400 --dicom-size 256", 143, "images written", signal_when="out/*/*.dcm"
+    ),
+    "synth-sighup": Case(
+        "synth --out out --n-train 400 --dicom-size 256", 130, "images written", signal_when="HUP:out/*/*.dcm"
+    ),
+    "predict-sigterm": Case(
+        "predict --weights {W} --source {MANY} --out o.csv --dicom-out dcm --imgsz 64 --workers 1",
+        143,
+        "nothing was written",
+        signal_when=".dcm.*.part/sr/*.dcm",
     ),
     # pipes as inputs, and the smaller ones
     "labels-from-a-pipe": Case("evaluate --predictions {SAMPLE} --labels /dev/fd/{PIPE}", 0, "score"),
@@ -272,20 +282,20 @@ def run_case(name: str, world: World, folder: Path) -> Outcome:
         os.close(pass_fds[0])
         pipe_writer.start()
     if case.signal_when:
-        group, pattern = case.signal_when.startswith("INT:"), case.signal_when.removeprefix("INT:")
+        kind, _, pattern = case.signal_when.rpartition(":")
         deadline = time.monotonic() + 120
         while process.poll() is None and not any(folder.glob(pattern)) and time.monotonic() < deadline:
             time.sleep(0.02)
         if process.poll() is None:
-            if group:
+            if kind == "INT":
                 os.killpg(process.pid, signal.SIGINT)
             else:
-                os.kill(process.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGHUP if kind == "HUP" else signal.SIGTERM)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if pipe_writer is not None:
         pipe_writer.join()
-    left = wait_gone(marker, 10)
+    left = wait_gone(marker, 10) + [str(path) for path in folder.rglob("*.part")]
     changed = [key for key, value in fingerprint(folder, world).items() if key in inputs and inputs[key] != value]
     changed += [key for key in inputs if not Path(key).exists()]
     return Outcome(

@@ -309,7 +309,7 @@ def fuse_and_gate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 0, then :func:`clean`: one model's passes fused and gated, clipped and sorted."""
     b, s = boxes, scores
-    if passes > 1:
+    if passes > 1 and pass_index is not None:
         b, s = fuse_passes(b, s, pass_index, passes, size, config.fusion_iou)
     b, s = apply_gate(b, s, p_opacity, config.gate_alpha, config.gate_threshold)
     return clean(b, s, size)
