@@ -165,7 +165,8 @@ def listen_command(
                 tls=tls,
             ),
             predict=PredictSettings(
-                weights=weights, config=PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
+                weights=tuple(weights),
+                config=PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig(),
             ),
             destination=Destination(
                 peer=parse_peer(return_to) if return_to else None,
