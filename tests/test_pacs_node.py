@@ -128,6 +128,8 @@ def test_only_callers_on_the_allow_list_may_associate(node, images):
     assert [status.ok for status in listed.send(one)] == [True]
     (stranger,) = listed.send(one, caller="STRANGER")
     assert not stranger.ok and "rejected the association" in stranger.detail and "Calling AE title" in stranger.detail
+    (misdirected,) = c_store_files(one, Peer("OTHERNODE", LOOPBACK, listed.settings.port), calling_ae=SENDER)
+    assert not misdirected.ok and "Called AE title" in misdirected.detail
     nobody = node(allow=())
     assert not nobody.send(one)[0].ok
     anybody = node(allow=(), allow_any=True)
