@@ -35,10 +35,10 @@ class _Group(TyperGroup):
 
 
 class _App(typer.Typer):
-    """``typer.Typer`` whose commands are :class:`_Command` unless told otherwise."""
+    """``typer.Typer`` whose commands are :class:`_Command`: ``@app.command("name")`` is all a command module says."""
 
-    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Callable[[Any], Any]:
-        return super().command(*args, cls=cls or _Command, **kwargs)
+    def command(self, name: str | None = None) -> Callable[[Any], Any]:  # type: ignore[override]
+        return super().command(name, cls=_Command)
 
 
 app = _App(
