@@ -181,6 +181,19 @@ def test_a_spool_disk_below_the_watermark_refuses_associations(node, images):
     assert not status.ok and "rejected the association" in status.detail and "Local limit exceeded" in status.detail
 
 
+def test_a_spool_that_cannot_write_answers_out_of_resources(node, images, monkeypatch):
+    import errno
+
+    listen = node()
+
+    def full(*args) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(listen.spool, "accept", full)
+    (status,) = listen.send(dicoms(images)[:1])
+    assert status.detail.startswith("0xA700")
+
+
 def test_a_file_over_max_mb_is_refused_out_of_resources(node, images):
     (status,) = node(max_bytes=1000).send(dicoms(images)[:1])
     assert status.detail.startswith("0xA700")
