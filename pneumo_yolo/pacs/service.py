@@ -86,7 +86,9 @@ def listen(settings: ListenSettings) -> dict[str, int]:
         warm_up(predictor, spool.root)
         try:
             server = start_node(settings.node, spool, wake.set)
-        except (OSError, ValueError) as error:
+        except ValueError as error:  # an --allow host that cannot be resolved
+            raise ListenError(str(error)) from None
+        except OSError as error:
             raise ListenError(f"cannot listen on {settings.node.host}:{settings.node.port} ({error})") from None
         node = settings.node
         LOG.info(

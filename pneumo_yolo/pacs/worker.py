@@ -100,9 +100,7 @@ class Worker:
         paths = [path for item in due for path in item.results]
         try:
             statuses = {status.path: status for status in self.destination.send(paths)}
-        except (
-            Exception
-        ) as error:  # e.g. unreadable STOW credentials: tried again later, like a destination that is down
+        except Exception as error:  # unreadable STOW credentials, say: tried again later, as a destination down
             statuses = {path: FileStatus(path, False, f"{type(error).__name__}: {error}") for path in paths}
         for item in due:
             failed = [statuses[path] for path in item.results if not statuses[path].ok]
