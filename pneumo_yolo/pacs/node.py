@@ -179,7 +179,7 @@ def _checked_file(file_meta, data: bytes, sop_class: str, sop_uid: str) -> tuple
 def start_node(settings: NodeSettings, spool: Spool, on_queued: Callable[[], None]):
     """Start the storage SCP in background threads; return pynetdicom's server (``.shutdown()`` stops it)."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+    from pynetdicom.sop_class import Verification
 
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
