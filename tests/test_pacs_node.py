@@ -128,6 +128,8 @@ def test_only_callers_on_the_allow_list_may_associate(node, images):
     assert [status.ok for status in listed.send(one)] == [True]
     (stranger,) = listed.send(one, caller="STRANGER")
     assert not stranger.ok and "rejected the association" in stranger.detail and "Calling AE title" in stranger.detail
+    (misdirected,) = c_store_files(one, Peer("OTHERNODE", LOOPBACK, listed.settings.port), calling_ae=SENDER)
+    assert not misdirected.ok and "Called AE title" in misdirected.detail
     nobody = node(allow=())
     assert not nobody.send(one)[0].ok
     anybody = node(allow=(), allow_any=True)
@@ -177,6 +179,19 @@ def test_the_same_image_sent_again_is_kept_once(node, images):
 def test_a_spool_disk_below_the_watermark_refuses_associations(node, images):
     (status,) = node(min_free_bytes=2**62).send(dicoms(images)[:1])
     assert not status.ok and "rejected the association" in status.detail and "Local limit exceeded" in status.detail
+
+
+def test_a_spool_that_cannot_write_answers_out_of_resources(node, images, monkeypatch):
+    import errno
+
+    listen = node()
+
+    def full(*args) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(listen.spool, "accept", full)
+    (status,) = listen.send(dicoms(images)[:1])
+    assert status.detail.startswith("0xA700")
 
 
 def test_a_file_over_max_mb_is_refused_out_of_resources(node, images):

@@ -129,7 +129,12 @@ class Node:
         if problem:
             LOG.warning("refused %s from %s: %s (0xC000)", sop_uid, caller, problem)
             return CANNOT_UNDERSTAND
-        if not self.spool.accept(sop_uid, file_bytes):
+        try:
+            accepted = self.spool.accept(sop_uid, file_bytes)
+        except OSError as error:  # the disk filled up, or the spool went away: the sender keeps its copy
+            LOG.error("refused %s from %s: the spool cannot keep it (%s) (0xA700)", sop_uid, caller, error.strerror)
+            return OUT_OF_RESOURCES
+        if not accepted:
             LOG.info("received %s from %s again: already %s, nothing new", sop_uid, caller, self.spool.state(sop_uid))
             return SUCCESS
         LOG.info("queued %s from %s", sop_uid, caller)
@@ -174,7 +179,7 @@ def _checked_file(file_meta, data: bytes, sop_class: str, sop_uid: str) -> tuple
 def start_node(settings: NodeSettings, spool: Spool, on_queued: Callable[[], None]):
     """Start the storage SCP in background threads; return pynetdicom's server (``.shutdown()`` stops it)."""
     from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+    from pynetdicom.sop_class import Verification
 
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False

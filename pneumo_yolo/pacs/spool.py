@@ -157,12 +157,13 @@ class Spool:
             self._db.execute("UPDATE images SET state = ?, problem = ? WHERE sop_uid = ?", (FAILED, problem, sop_uid))
         self.image_path(sop_uid).unlink(missing_ok=True)
 
-    def due(self, now: float) -> list[Pending]:
-        """The predicted images whose delivery is due at ``now``."""
+    def due(self, now: float, limit: int = 64) -> list[Pending]:
+        """The (at most ``limit``) predicted images whose delivery is due at ``now``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT sop_uid, results, attempts FROM images WHERE state = ? AND next_try <= ? ORDER BY predicted",
-                (PREDICTED, now),
+                "SELECT sop_uid, results, attempts FROM images WHERE state = ? AND next_try <= ? "
+                "ORDER BY predicted LIMIT ?",
+                (PREDICTED, now, limit),
             ).fetchall()
         return [
             Pending(uid, [self.root / name for name in json.loads(names)], attempts) for uid, names, attempts in rows

@@ -58,7 +58,7 @@ class Worker:
         """Step until ``stop``; between steps wait for an arrival or the next retry. The current batch always ends."""
         while not stop.is_set():
             wake.clear()
-            if self.step():
+            if self.step() or self.spool.due(self.clock(), limit=1):
                 continue
             due = self.spool.next_due()
             wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
@@ -93,16 +93,14 @@ class Worker:
         LOG.info("batch of %d image(s) predicted in %.2f s", len(sop_uids), time.perf_counter() - started)
 
     def deliver(self) -> None:
-        """Send every due result in one go; record each image as delivered or to be tried again."""
-        due = self.spool.due(self.clock())
+        """Send the due results (a few batches' worth, so a backlog never holds up a stop); record each image's outcome."""
+        due = self.spool.due(self.clock(), limit=8 * self.batch)
         if not due:
             return
         paths = [path for item in due for path in item.results]
         try:
             statuses = {status.path: status for status in self.destination.send(paths)}
-        except (
-            Exception
-        ) as error:  # e.g. unreadable STOW credentials: tried again later, like a destination that is down
+        except Exception as error:  # unreadable STOW credentials, say: tried again later, as a destination down
             statuses = {path: FileStatus(path, False, f"{type(error).__name__}: {error}") for path in paths}
         for item in due:
             failed = [statuses[path] for path in item.results if not statuses[path].ok]
