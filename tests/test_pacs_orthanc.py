@@ -62,7 +62,7 @@ def tiny_model(path: Path) -> Path:
     with torch.no_grad():
         model(torch.rand(16, 1, 64, 64, generator=torch.Generator().manual_seed(0)))
     model.eval()
-    head: Any = model.model[-1]  # type: ignore[index]
+    head: Any = model.model[-1]
     for branch in head.cv3:
         branch[-1].weight.data *= 20
     torch.save({"model": model, "train_args": {"imgsz": 64, "task": "detect"}}, path)
