@@ -14,9 +14,14 @@ from .app import app, fail, refuse_bad_outputs
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, laid out like the RSNA download.")],
-    n_train: Annotated[int, typer.Option(min=1, help="Training radiographs.")] = 200,
+    n_train: Annotated[int, typer.Option(min=1, max=options.MAX_SYNTH_IMAGES, help="Training radiographs.")] = 200,
     n_test: Annotated[
-        int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")
+        int,
+        typer.Option(
+            min=0,
+            max=options.MAX_SYNTH_IMAGES,
+            help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).",
+        ),
     ] = 0,
     dicom_size: Annotated[
         int,
@@ -45,17 +50,20 @@ def synth(
 
     Example: pneumo-yolo synth --out rsna --n-train 300 --n-test 60
     """
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..synth import SynthError, make_rsna_like
 
-    refuse_bad_outputs({}, folders={"--out": out})
+    refuse_bad_outputs({}, folders={"--out": out}, overwrite=overwrite, owner="synth")
     try:
-        summary = make_rsna_like(
-            out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite
-        )
+        with owned_folder(out, "synth"):
+            summary = make_rsna_like(
+                out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite
+            )
+    except OutputError as error:
+        raise fail(f"error: {error}", code=2) from None
     except SynthError as error:
         raise fail(f"error: {error}") from None
-    except OSError as error:
-        raise fail(f"error: cannot write {out}: {error}") from None
     test = f" and {summary.test_images} test ({summary.test_positive} with opacity)" if summary.test_images else ""
     typer.echo(
         f"Wrote {summary.train_images} training ({summary.train_positive} with opacity, "

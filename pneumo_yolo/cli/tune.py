@@ -130,6 +130,7 @@ def tune(
         ),
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="Rows of the table of best configurations.")] = 10,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Search the confidence threshold, merge method and IoU, shrink factor, fusion IoU and gate that maximise the metric.
 
@@ -152,6 +153,7 @@ def tune(
     refuse_bad_outputs(
         {"--out": out},
         inputs={"--predictions": raw, "--labels": labels, "--manifest": manifest, "--postprocess": config},
+        overwrite=overwrite,
     )
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
@@ -174,6 +176,8 @@ def tune(
     for note in scoring.notes + notes:
         warn(note)
     typer.echo(report.summary(top))
+    for caveat in report.caveats():
+        warn(caveat)
     names = ", ".join(path.name for path in raw)
     report.best.to_yaml(
         out,

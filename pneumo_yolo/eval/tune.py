@@ -124,6 +124,24 @@ class TuneReport:
     base_result: MetricResult
     elapsed_s: float
 
+    def caveats(self) -> list[str]:
+        """What the best score does not say on its own: that several configurations tie for it, or that it is 0."""
+        scores = self.table["score"].to_numpy(dtype=float)
+        best = self.best_result.score
+        notes = []
+        if not best > 0:
+            notes.append(
+                f"the best score is {best:.4f}: no configuration finds an opacity that the metric counts on these "
+                f"{self.n_images:,} image(s), so the configuration written is no better than any other"
+            )
+        ties = int(np.isclose(scores, scores[0], rtol=0, atol=1e-9).sum()) if len(scores) else 0
+        if ties > 1:
+            notes.append(
+                f"{ties:,} of the {len(scores):,} configurations tie for the best score {scores[0]:.4f}: "
+                "the first of them in the search order is written, and these images cannot tell them apart"
+            )
+        return notes
+
     def summary(self, top: int = 10) -> str:
         """The base and best configurations with their scores, then the ``top`` best grid points."""
         gain = self.best_result.score - self.base_result.score

@@ -131,12 +131,6 @@ class Predictor:
         self.loaded_at = time.time()
         self.results = ResultsWriter(Path(settings.dicom_out), fingerprint(settings)) if settings.dicom_out else None
 
-    def warm_up(self) -> None:
-        """Run the models once on a blank image, so that the first real image is not the slow first call."""
-        side = self.ensemble.imgsz
-        self.ensemble.detect([np.zeros((side, side), np.uint8)])
-        self.ensemble.probabilities([np.zeros((side, side), np.uint8)])
-
     def check_memory(self, n_images: int) -> None:
         """Raise :class:`~pneumo_yolo.runtime.memory.ResourceError` if a batch of ``n_images`` cannot fit in the device's free memory."""
         check_predict_memory(min(self.batch, max(1, n_images)), self.workers, self.ensemble.imgsz, self.device.first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ from ..data.labels import read_labels
 from ..eval.detections import read_raw
 from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import read_submission
-from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
-from . import ReportError
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..limits import InputSizeError, first_line
+from . import ReportError, ReportUsageError
 from .analysis import Predictions
 
 
@@ -27,7 +29,7 @@ def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
     else:
         try:
             header = first_line(path)
-        except (OSError, UnicodeDecodeError) as error:
+        except (OSError, UnicodeDecodeError, InputSizeError) as error:
             raise ReportError(f"{path}: cannot be read ({error})") from None
         if "PredictionString" in header:
             found = Predictions(read_submission(path))
@@ -46,7 +48,7 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
     """``{patientId: file}`` of the DICOM, PNG and JPEG files below ``folder``, and notes on files skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReportError(f"--images {folder}: not a folder")
+        raise ReportUsageError(f"--images {folder}: not a folder")
     suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
     images: dict[str, Path] = {}
     notes = []
@@ -61,7 +63,9 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         images[pid] = path
     if not images:
-        raise ReportError(f"--images {folder} holds no .dcm, .png or .jpg files")
+        raise ReportUsageError(
+            f"--images {folder} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images"
+        )
     return images, notes
 
 
@@ -75,3 +79,18 @@ def read_truth(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             f"{path}: {len(labels.problems):,} unusable row(s), their patients are not scored (first: line {first.line}, {first.problem})"
         )
     return labels.boxes, notes
+
+
+def pictures_without_size(
+    images: Mapping[str, Path], predictions: Predictions, sizes: Mapping[str, tuple[float, float]] | None
+) -> list[str]:
+    """The patients whose picture (PNG/JPEG) has no known original size, so their boxes cannot be placed on it.
+
+    A DICOM knows its size, and raw detections carry each image's; a submission's boxes on a
+    converted PNG need the converter's manifest, or they land where a resized picture's pixels are not.
+
+    >>> pictures_without_size({"a": Path("a.png"), "b": Path("b.dcm")}, Predictions({}), None)
+    ['a']
+    """
+    known = {**(sizes or {}), **predictions.sizes()}
+    return sorted(pid for pid, path in images.items() if path.suffix.lower() not in DICOM_SUFFIXES and pid not in known)
