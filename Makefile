@@ -50,3 +50,10 @@ bench: $(INSTALLED)
 
 clean:
 	rm -rf demo ablation compare
+
+# A real Orthanc and `pneumo-yolo listen` on the loopback: a few synthetic radiographs go through Orthanc's
+# routing rule to the node, each study gets its SR (and GSPS) back; both servers stop at the end (docs/pacs.md).
+# Needs Debian's orthanc and orthanc-dicomweb; uses `make demo`'s model if there is one, else trains a small one.
+.PHONY: pacs-demo
+pacs-demo: $(INSTALLED)
+	$(BIN)/python scripts/pacs_demo.py --out pacs-demo

@@ -32,7 +32,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,14 @@ from pneumo_yolo.data.dataset import (
 from pneumo_yolo.data.labels import read_class_info, read_labels
 from pneumo_yolo.data.split import assign_folds, assign_split, smallest_stratum
 from pneumo_yolo.dicom.read import DicomReadError, Radiograph, find_dicoms, read_header, read_radiograph
-from pneumo_yolo.files import atomic_write_bytes, atomic_write_text, remove_stale_temp_files, write_errors_csv
+from pneumo_yolo.files import (
+    Interrupted,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temp_files,
+    write_errors_csv,
+)
+from pneumo_yolo.runtime.lifetime import Janitor, exit_with_parent, name_semaphores, remove_stale_shared_memory
 from pneumo_yolo.settings import SettingError
 
 
@@ -160,19 +167,26 @@ def convert_one(task: Task, settings: ConvertSettings) -> Outcome:
     return Outcome(task.patient_id, "converted", _record(task, image, len(boxes)), warnings)
 
 
-def _single_threaded_opencv() -> None:
-    """Pool initializer: one OpenCV thread per worker process, the pool being the parallelism."""
+def _worker(parent: int) -> None:
+    """Pool initializer: the worker dies with its parent, which alone handles Ctrl-C; one OpenCV thread, the pool being the parallelism."""
+    exit_with_parent(parent, ignore_interrupt=True)
     cv2.setNumThreads(1)
 
 
-def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Iterator[Outcome]:
-    """Convert ``tasks`` in a pool of ``workers`` processes (in this process for 1), streaming outcomes."""
-    if workers <= 1 or len(tasks) <= 1:
+def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Generator[Outcome, None, None]:
+    """Convert ``tasks`` in a pool of ``workers`` processes (in this process for 1, never more than the tasks), streaming outcomes.
+
+    The pool's semaphores are named for this process (:func:`~pneumo_yolo.runtime.lifetime.name_semaphores`),
+    so that what a killed run leaves in ``/dev/shm`` is removed by its janitor or the next run.
+    """
+    workers = min(workers, len(tasks))
+    if workers <= 1:
         yield from (convert_one(task, settings) for task in tasks)
         return
+    name_semaphores()
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(16, len(tasks) // (workers * 8)))
-    with context.Pool(workers, initializer=_single_threaded_opencv) as pool:
+    with context.Pool(workers, initializer=_worker, initargs=(os.getpid(),)) as pool:
         yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
 
 
@@ -237,6 +251,13 @@ def _plan(
         split = {pid: f"fold{fold}" for pid, fold in assign_folds(strata, settings.folds, settings.seed).items()}
     else:
         split = assign_split(strata, settings.val_fraction, settings.seed)
+        empty = [name for name in ("train", "val") if name not in split.values()]
+        if split and empty and (settings.val_fraction > 0 or empty == ["train"]):
+            report.warnings.append(
+                f"--val-fraction {settings.val_fraction} leaves the {empty[0]} split empty "
+                f"({len(split)} patient(s), all in {'val' if empty[0] == 'train' else 'train'}): "
+                "train needs patients in both; choose another --val-fraction"
+            )
     dataset = ConvertedDataset(out)
     tasks = [
         Task(
@@ -301,15 +322,22 @@ def convert_rsna(
 
     records: list[dict] = []
     task_files = {task.patient_id: task.dicom for task in tasks}
+    remove_stale_shared_memory()
     outcomes = run_tasks(tasks, settings, workers or os.cpu_count() or 1)
-    for outcome in tqdm(outcomes, total=len(tasks), desc="convert", unit="img", disable=not progress):
-        report.warnings.extend(outcome.warnings)
-        if outcome.status == "failed":
-            report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
-            continue
-        records.append(outcome.record)  # type: ignore[arg-type]
-        report.converted += outcome.status == "converted"
-        report.skipped += outcome.status == "skipped"
+    try:
+        with Janitor([out]):
+            for outcome in tqdm(outcomes, total=len(tasks), desc="convert", unit="img", disable=not progress):
+                report.warnings.extend(outcome.warnings)
+                if outcome.status == "failed":
+                    report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
+                    continue
+                records.append(outcome.record)
+                report.converted += outcome.status == "converted"
+                report.skipped += outcome.status == "skipped"
+            outcomes.close()  # the pool ends here, inside the janitor's watch
+    except KeyboardInterrupt as stopped:
+        done = report.converted + report.skipped
+        raise Interrupted(f"{done} of {len(tasks)} images converted into {out}") from stopped
     enlarged = [
         record for record in records if settings.imgsz and max(record["width"], record["height"]) < settings.imgsz
     ]

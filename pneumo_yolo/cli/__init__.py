@@ -4,12 +4,13 @@ The modules register their commands in pipeline order, which ``--help`` shows.
 """
 
 # isort: off
-from . import synth, convert, train, predict, tune, evaluate, report, demo, ablation, compare  # noqa: F401  (each registers its commands, in this order)
+from . import synth, convert, train, predict, tune, evaluate, report, send, listen, demo, ablation, compare  # noqa: F401  (each registers its commands, in this order)
 
 # isort: on
-from .app import app
+from .app import app as app
+from .app import run
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: the app, with one line for an interrupt or a refusal of the file system (:func:`.app.run`)."""
+    run()

@@ -1,8 +1,10 @@
 """The Typer application that every command module registers on."""
 
+import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -35,10 +37,10 @@ class _Group(TyperGroup):
 
 
 class _App(typer.Typer):
-    """``typer.Typer`` whose commands are :class:`_Command` unless told otherwise."""
+    """``typer.Typer`` whose commands are :class:`_Command`: ``@app.command("name")`` is all a command module says."""
 
-    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Callable[[Any], Any]:
-        return super().command(*args, cls=cls or _Command, **kwargs)
+    def command(self, name: str | None = None) -> Callable[[Any], Any]:  # type: ignore[override]
+        return super().command(name, cls=_Command)
 
 
 app = _App(
@@ -158,3 +160,108 @@ def root(
     Stages: synth → convert → train → predict → tune → evaluate → validate-submission → report
     (synth only without real data; demo runs the main ones on synthetic data).
     """
+
+
+INTERRUPTED = {
+    "predict": "nothing was written; the outputs of earlier runs are as they were",
+    "train": "the run folder keeps weights/last.pt of the last finished epoch, if one finished: rerun with --resume to go on",
+    "tune": "nothing was written; the outputs of earlier runs are as they were",
+    "evaluate": "nothing was written",
+    "validate-submission": "nothing was written",
+}
+"""What a command interrupted before its end has done, where it does not say so itself (:class:`~pneumo_yolo.files.Interrupted`)."""
+_SIGNALS = ("SIGTERM", "SIGHUP")
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|Cannot allocate memory", re.IGNORECASE)
+
+
+def run() -> None:
+    """Run the application as the console script does, with one line and an exit code for what ends it abruptly.
+
+    - Ctrl-C, SIGTERM and SIGHUP stop the command the same way (a ``KeyboardInterrupt``, so that
+      every ``finally`` and pool shutdown runs and nothing is left behind); it prints
+      ``interrupted: …`` with what was written and exits 143 for SIGTERM, else 130 (a hangup
+      of the terminal counts as its Ctrl-C).
+    - An ``OSError`` that no command turned into its own message (a full disk, a read-only or
+      unwritable place, a name too long) prints one line naming the file and the reason, exit 1;
+      so does running out of memory (``MemoryError``, or torch's allocator failing) past the checks.
+    - Python warnings that reach here print as one ``warning:`` line, not Python's two-line form.
+    """
+    import signal
+    import warnings
+
+    from ..files import os_error_line
+
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for name in ("SIGINT", *_SIGNALS):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(number, interrupt)
+    warnings.showwarning = _show_warning
+    try:
+        app()
+    except SystemExit as done:
+        stopped = _interrupt_in(done)
+        if stopped is None:
+            raise
+        signum = received[-1] if received else signal.SIGINT
+        raise SystemExit(_interrupted(stopped, signum)) from None
+    except KeyboardInterrupt as stopped:  # before or after Typer's own handling
+        signum = received[-1] if received else signal.SIGINT
+        raise SystemExit(_interrupted(stopped, signum)) from None
+    except OSError as error:
+        typer.secho(f"error: {os_error_line(error)}", err=True, fg=typer.colors.RED)
+        raise SystemExit(1) from None
+    except (MemoryError, RuntimeError) as error:  # torch's CPU allocator raises RuntimeError
+        if not isinstance(error, MemoryError) and not _OUT_OF_MEMORY.search(str(error)):
+            raise
+        typer.secho(
+            "error: out of memory (the memory checks estimate a lower bound): lower --batch or --imgsz, "
+            "or use fewer --workers",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise SystemExit(1) from None
+
+
+def _interrupt_in(done: BaseException) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` that Typer turned into exit code 130, found in the chain of ``done``."""
+    seen: set[int] = set()
+    current: BaseException | None = done
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _interrupted(stopped: KeyboardInterrupt, signum: int) -> int:
+    """Print the one line of an interrupted command; return its exit code: 143 for SIGTERM, else 130."""
+    import signal
+
+    from ..files import Interrupted
+
+    if isinstance(stopped, Interrupted):
+        done = stopped.done + ("; rerun the same command to resume" if stopped.resumes else "")
+    else:
+        command = next((word for word in sys.argv[1:] if not word.startswith("-")), "")
+        done = INTERRUPTED.get(command, "stopped before the end; rerun the same command")
+    typer.secho(f"interrupted: {done}", err=True, fg=typer.colors.RED)
+    return 128 + (signum if signum == signal.SIGTERM else signal.SIGINT)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` of the command line: one ``warning:`` line, without Python's source line."""
+    warn(str(message).splitlines()[0] if str(message) else category.__name__)

@@ -54,13 +54,17 @@ def compare(
     n_train: Annotated[
         int,
         typer.Option(
-            min=20, help="Synthetic training radiographs (split into training and validation).", rich_help_panel=_SIZES
+            min=20,
+            max=options.MAX_SYNTH_IMAGES,
+            help="Synthetic training radiographs (split into training and validation).",
+            rich_help_panel=_SIZES,
         ),
     ] = _DEFAULTS.n_train,
     n_test: Annotated[
         int,
         typer.Option(
             min=1,
+            max=options.MAX_SYNTH_IMAGES,
             help="Synthetic test radiographs: every score is measured on them, and nothing is trained or tuned on them.",
             rich_help_panel=_SIZES,
         ),
@@ -123,6 +127,7 @@ def compare(
     from ..settings import SettingError
     from .flags import flag_message
 
+    refuse_bad_outputs({}, folders={"--out": out})
     try:
         rows = check_rows([part.strip() for part in archs.split(",") if part.strip()])
         models = parse_models(model or [])

@@ -76,7 +76,15 @@ def convert(
             help="K-fold cross-validation: every image written once, in its fold; data_foldI.yaml trains on the other folds and validates on fold I (data.yaml is fold 0). Replaces --val-fraction.",
         ),
     ] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes.", show_default="all cores")] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            callback=options.worker_count,
+            help="Worker processes (at most twice the cores).",
+            show_default="all cores",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an output folder converted with other settings.")
     ] = False,

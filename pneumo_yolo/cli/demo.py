@@ -20,8 +20,12 @@ def demo(
         Path,
         typer.Option(file_okay=False, help="Folder for everything the demo writes; a rerun needs --overwrite."),
     ] = Path("demo"),
-    n_train: Annotated[int, typer.Option(min=20, help="Synthetic training radiographs.")] = _DEFAULTS.n_train,
-    n_test: Annotated[int, typer.Option(min=1, help="Synthetic test radiographs.")] = _DEFAULTS.n_test,
+    n_train: Annotated[
+        int, typer.Option(min=20, max=options.MAX_SYNTH_IMAGES, help="Synthetic training radiographs.")
+    ] = _DEFAULTS.n_train,
+    n_test: Annotated[
+        int, typer.Option(min=1, max=options.MAX_SYNTH_IMAGES, help="Synthetic test radiographs.")
+    ] = _DEFAULTS.n_test,
     imgsz: Annotated[
         int,
         typer.Option(

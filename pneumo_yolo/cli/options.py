@@ -32,6 +32,10 @@ def choices(names: tuple[str, ...]) -> str:
     return "|".join(names)
 
 
+MAX_SYNTH_IMAGES = 100_000
+"""``--n-train`` and ``--n-test`` at most (synth's own bound, :data:`pneumo_yolo.synth.sample.MAX_IMAGES`)."""
+
+
 def model_imgsz(value: int | None) -> int | None:
     """``--imgsz`` of train and predict: a multiple of 32 up to 4096, else the nearest valid size is named.
 
@@ -97,8 +101,20 @@ def raw_table(value: Path | None) -> Path | None:
     return value
 
 
+def max_workers() -> int:
+    """The most processes one ``--workers`` may start: twice the cores this process may use, and at least 4.
+
+    Each is a Python process of about 100 MB; more than the cores only wait for them.
+    """
+    from ..runtime.devices import cpu_count
+
+    return max(4, 2 * cpu_count())
+
+
 def workers(value: str) -> int | None:
-    """``--workers``: ``auto`` (returned as ``None``) or a whole number ≥ 0.
+    """``--workers`` of predict and the like: ``auto`` (returned as ``None``) or a whole number from 0 to :func:`max_workers`.
+
+    Only ASCII digits count: ``str.isdigit`` also takes ``²``, which ``int`` refuses.
 
     >>> workers("auto"), workers("3")
     (None, 3)
@@ -106,11 +122,21 @@ def workers(value: str) -> int | None:
     text = value.strip().lower()
     if text == "auto":
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdecimal()):
         raise typer.BadParameter(
             f"{value!r} is not valid; use auto or a whole number ≥ 0 (0: decode in the predicting process)"
         )
-    return int(text)
+    return worker_count(int(text))
+
+
+def worker_count(value: int | None) -> int | None:
+    """A number of worker processes (``None``: the default), refused above :func:`max_workers`."""
+    if value is not None and value > (limit := max_workers()):
+        raise typer.BadParameter(
+            f"{value} is more than {limit} (twice the cores this process may use, at least 4): "
+            "more processes only wait for the cores and hold memory"
+        )
+    return value
 
 
 def split_name(value: str | None) -> str | None:

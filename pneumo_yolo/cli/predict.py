@@ -216,8 +216,6 @@ def predict_command(
             dicom_out=dicom_out,
         )
         report = predict_folder(source, out, settings, devices=devices, save_raw=save_raw, expected_ids=expected)
-    except KeyboardInterrupt:
-        raise fail("interrupted: nothing was written, the outputs of earlier runs are as they were", code=130) from None
     except SettingError as error:
         raise fail(f"error: {flag_message(error)}", code=2) from None
     except (InputError, OutputError, ResourceError) as error:

@@ -76,7 +76,7 @@ def report(
     from ..eval.submission import SubmissionError
     from ..files import OutputError
     from ..owned import owned_folder
-    from ..report import ReportError, write_report
+    from ..report import ReportError, ReportUsageError, write_report
     from ..report.inputs import list_images, pictures_without_size, read_predictions, read_truth
 
     refuse_bad_outputs(
@@ -109,7 +109,7 @@ def report(
                 title=f"pneumo-yolo report: {predictions.name}",
                 notes=notes + label_notes,
             )
-    except OutputError as error:
+    except (OutputError, ReportUsageError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (ConfigError, LabelFileError, RawFileError, ReportError, SubmissionError) as error:
         raise fail(f"error: {error}") from None

@@ -14,9 +14,14 @@ from .app import app, fail, refuse_bad_outputs
 @app.command("synth")
 def synth(
     out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, laid out like the RSNA download.")],
-    n_train: Annotated[int, typer.Option(min=1, help="Training radiographs.")] = 200,
+    n_train: Annotated[int, typer.Option(min=1, max=options.MAX_SYNTH_IMAGES, help="Training radiographs.")] = 200,
     n_test: Annotated[
-        int, typer.Option(min=0, help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).")
+        int,
+        typer.Option(
+            min=0,
+            max=options.MAX_SYNTH_IMAGES,
+            help="Test radiographs (also writes a sample submission and stage_2_test_labels.csv).",
+        ),
     ] = 0,
     dicom_size: Annotated[
         int,
@@ -59,8 +64,6 @@ def synth(
         raise fail(f"error: {error}", code=2) from None
     except SynthError as error:
         raise fail(f"error: {error}") from None
-    except OSError as error:
-        raise fail(f"error: cannot write {out}: {error}") from None
     test = f" and {summary.test_images} test ({summary.test_positive} with opacity)" if summary.test_images else ""
     typer.echo(
         f"Wrote {summary.train_images} training ({summary.train_positive} with opacity, "

@@ -143,6 +143,7 @@ def train_command(
     from ..data.dataset import ConvertedDataset, DatasetError
     from ..files import OutputError
     from ..runtime.devices import Devices
+    from ..runtime.memory import ResourceError
     from ..runtime.weights import WeightsError
     from ..settings import SettingError
     from ..train.common import TrainConfigError, TrainingDiverged, TrainSettings
@@ -188,7 +189,7 @@ def train_command(
             results = [train(dataset, settings)]
     except SettingError as error:
         raise fail(flag_message(error), code=2) from None
-    except (OutputError, TrainConfigError, WeightsError) as error:
+    except (OutputError, ResourceError, TrainConfigError, WeightsError) as error:
         raise fail(str(error), code=2) from None
     except (ClassifyViewError, DatasetError, TrainingDiverged) as error:
         raise fail(str(error)) from None

@@ -40,6 +40,7 @@ import yaml
 
 from ..boxes import yolo_to_ltwh
 from ..files import atomic_write_text
+from ..limits import InputSizeError, read_yaml
 from .labels import LabelFileError, read_csv_table
 
 SPLITS = ("train", "val")
@@ -85,8 +86,8 @@ class ConvertedDataset:
         if not path.is_file():
             raise DatasetError(f"{path}: dataset YAML not found (make one with `pneumo-yolo convert`)")
         try:
-            content = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            content = read_yaml(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, InputSizeError) as error:
             raise DatasetError(f"{path}: cannot read the dataset YAML ({error})") from error
         if not isinstance(content, dict) or not set(SPLITS) <= content.keys():
             raise DatasetError(f"{path}: not a YOLO dataset YAML (needs 'train' and 'val' entries)")

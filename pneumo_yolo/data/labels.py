@@ -9,6 +9,7 @@ ends are read too.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..files import UnsafeIdError, check_patient_id
+from ..limits import InputSizeError, read_input_text
 
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 CLASS_COLUMNS = ("patientId", "class")
@@ -48,18 +50,22 @@ class Labels:
     dropped: list[RowProblem] = field(default_factory=list)
 
 
-def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_csv_table(path: Path, columns: tuple[str, ...], exact: bool = False) -> pd.DataFrame:
     """Read a CSV with ``,`` or ``;`` separators as strings, checking the header.
 
     Decimal commas of ``;`` files are turned into points. A row's index + 2 is its line number
-    in the file (blank lines, which are skipped, shift it). Raises :class:`LabelFileError`.
+    in the file (blank lines, which are skipped, shift it). Raises :class:`LabelFileError`, also
+    for a file over :data:`~pneumo_yolo.limits.MAX_TABLE_BYTES`, and with ``exact`` for a column beyond ``columns``.
+    A pipe (``<(…)``) is read like a file.
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = handle.readline()
+        text = read_input_text(path)
+        header = text.partition("\n")[0]
         separator = ";" if header.count(";") > header.count(",") else ","
-        table = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False)
+    except InputSizeError as error:
+        raise LabelFileError(str(error)) from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise LabelFileError(f"{path}: cannot be read as CSV ({error})") from error
     table.columns = [str(c).strip() for c in table.columns]
@@ -68,6 +74,11 @@ def read_csv_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise LabelFileError(
             f"{path}: missing column(s) {', '.join(missing)}; expected a header like {','.join(columns)} "
             f"(found {','.join(table.columns)})"
+        )
+    extra = [c for c in table.columns if c not in columns]
+    if exact and extra:
+        raise LabelFileError(
+            f"{path}: unexpected column(s) {', '.join(extra)}; expected exactly the header {','.join(columns)}"
         )
     table = table[list(columns)].apply(lambda column: column.str.strip())
     if separator == ";":

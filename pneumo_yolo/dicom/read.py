@@ -27,15 +27,25 @@ No value is clipped to fit. pydicom masks stored values to Bits Stored (PS3.5 8.
 unused high bits are no part of the value, and may hold overlays), so none exceeds its range;
 a VOI LUT whose entries exceed the bits its descriptor declares is refused. Also refused: both
 modality LUT forms in one file (PS3.3 C.11.1 allows one, and pydicom's window output range
-then differs from its modality LUT's), and a VOI LUT of more than 256 8-bit entries, which
-pydicom 3.0 indexes through an 8-bit array, wrapping the index.
+then differs from its modality LUT's), a VOI LUT of more than 256 8-bit entries, which
+pydicom 3.0 indexes through an 8-bit array, wrapping the index, and a Rescale Slope of 0 (or not
+finite), which maps every pixel to one gray.
+
+Every read goes through one guard (:func:`_reading`): whatever a broken file makes pydicom raise
+(an ``IS`` value of ``'1A'``, say) becomes a :class:`DicomReadError` naming the file, and
+pydicom's warnings never reach the terminal: they are recorded, quoted in the problem of a file
+that fails, and dropped for one that reads (a padded pixel data element, a VR mismatch that
+pydicom repairs).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +56,9 @@ from ..files import UnsafeIdError, check_patient_id
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+MAX_PIXELS = 16384**2
+"""The largest image decoded (a 43 cm detector at 0.1 mm has about 4,300² pixels): a header that
+declares more is refused before its pixels are read."""
 
 
 class DicomReadError(ValueError):
@@ -151,6 +164,8 @@ def _modality_range(ds) -> tuple[float, float]:
     low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if int(ds.PixelRepresentation) else (0.0, 2.0**bits - 1)
     if _has_rescale(ds):
         slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
+            raise ValueError(f"Rescale Slope {slope:g} and Intercept {intercept:g} map every pixel to one value")
         return low * slope + intercept, high * slope + intercept
     return low, high
 
@@ -197,8 +212,8 @@ def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
     return np.rint((values.astype(np.float64) - low) / (high - low) * 255.0).astype(np.uint8)
 
 
-def _check_decodable(ds, path: Path) -> None:
-    """Raise a clear :class:`DicomReadError` before decoding what cannot be decoded."""
+def _check_decodable(ds, path: Path) -> tuple[int, int]:
+    """The image's ``(width, height)``; a clear :class:`DicomReadError` before decoding what cannot be decoded."""
     from pydicom.pixels import get_decoder
 
     if "PixelData" not in ds:
@@ -209,11 +224,22 @@ def _check_decodable(ds, path: Path) -> None:
             path,
             f"PhotometricInterpretation {photometric or '(missing)'} is not supported: expected MONOCHROME1 or MONOCHROME2",
         )
-    if int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise DicomReadError(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported")
+    frames = _whole_number(ds, "NumberOfFrames", path, default=1)
+    if frames != 1:
+        raise DicomReadError(path, f"multi-frame DICOM ({frames} frames) is not supported")
+    samples = _whole_number(ds, "SamplesPerPixel", path, default=1)
+    if samples != 1:
+        raise DicomReadError(
+            path, f"{samples} samples per pixel (a colour image) is not supported: expected 1 (grayscale)"
+        )
+    width, height = _whole_number(ds, "Columns", path, default=0), _whole_number(ds, "Rows", path, default=0)
+    if not 0 < width * height <= MAX_PIXELS:
+        raise DicomReadError(
+            path, f"{width}x{height} pixels: expected Rows and Columns from 1 up to {MAX_PIXELS:,} pixels in all"
+        )
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     if syntax is None:
-        return
+        return width, height
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
@@ -223,6 +249,16 @@ def _check_decodable(ds, path: Path) -> None:
         raise DicomReadError(
             path, f"no decoder installed for transfer syntax {syntax.name} ({syntax}). Install one of: {needs}"
         )
+    return width, height
+
+
+def _whole_number(ds, keyword: str, path: Path, default: int) -> int:
+    """An integer header value (``default`` when absent or empty), else a :class:`DicomReadError` that names it."""
+    value = ds.get(keyword, default)
+    try:
+        return int(value if value not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise DicomReadError(path, f"{keyword} {str(value)[:40]!r} is not a whole number") from None
 
 
 def _is_plain_jpeg(ds) -> bool:
@@ -268,15 +304,41 @@ def _open(path: Path, *, pixels: bool):
         raise DicomReadError(path, f"corrupt or truncated DICOM ({type(error).__name__}: {error})") from None
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """The guard of every read: any failure becomes a :class:`DicomReadError` naming ``path``, and pydicom's warnings are held back.
+
+    An unforeseen failure's problem quotes the first warning pydicom gave (often the real cause);
+    the warnings of a file that reads are dropped. Python's own errors (memory, interrupts) pass.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except DicomReadError:
+            raise
+        except Exception as error:  # pydicom raises many types for values it cannot convert
+            failure = DicomReadError(path, f"cannot be read ({type(error).__name__}: {str(error)[:200]})")
+            raise _quoting(failure, caught) from None
+
+
+def _quoting(error: DicomReadError, caught: list[warnings.WarningMessage]) -> DicomReadError:
+    """``error`` with the first of pydicom's ``caught`` warnings quoted at the end of its problem."""
+    if not caught:
+        return error
+    return DicomReadError(error.path, f"{error.problem} (pydicom: {str(caught[0].message).splitlines()[0][:200]})")
+
+
 def read_header(path: Path | str) -> Radiograph:
     """Size and header fields without decoding the pixels (``pixels`` is empty)."""
     path = Path(path)
-    ds = _open(path, pixels=False)
-    try:
-        width, height = int(ds.Columns), int(ds.Rows)
-    except (AttributeError, TypeError, ValueError):
-        raise DicomReadError(path, "DICOM header has no valid Rows/Columns") from None
-    return Radiograph(np.zeros((0, 0), np.uint8), width, height, **header_fields(ds))
+    with _reading(path):
+        ds = _open(path, pixels=False)
+        try:
+            width, height = int(ds.Columns), int(ds.Rows)
+        except (AttributeError, TypeError, ValueError):
+            raise DicomReadError(path, "DICOM header has no valid Rows/Columns") from None
+        return Radiograph(np.zeros((0, 0), np.uint8), width, height, **header_fields(ds))
 
 
 def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph:
@@ -291,31 +353,31 @@ def read_radiograph(path: Path | str, max_side: int | None = None) -> Radiograph
     ((512, 512), (1024, 1024))
     """
     path = Path(path)
-    ds = _open(path, pixels=True)
-    _check_decodable(ds, path)
-    width, height = int(ds.Columns), int(ds.Rows)
-    reduced = bool(max_side) and max_side < max(width, height) and _is_plain_jpeg(ds)
-    try:
-        pixels = _decode_jpeg_reduced(ds, max_side) if reduced else ds.pixel_array
-    except Exception as error:  # decoders raise many types on broken data
-        raise DicomReadError(path, f"pixel data cannot be decoded ({type(error).__name__}: {error})") from None
-    if not reduced:
+    with _reading(path):
+        ds = _open(path, pixels=True)
+        width, height = _check_decodable(ds, path)
+        reduced = max_side is not None and 0 < max_side < max(width, height) and _is_plain_jpeg(ds)
         try:
-            pixels = to_uint8(pixels, ds)
-        except Exception as error:  # pydicom raises several types on malformed LUTs and windows
-            raise DicomReadError(
-                path, f"pixel values cannot be mapped to 8 bits ({type(error).__name__}: {error})"
-            ) from None
-        if ds.PhotometricInterpretation == "MONOCHROME1":
-            pixels = 255 - pixels
-    if pixels.ndim != 2:
-        raise DicomReadError(path, f"expected a single grayscale frame, got pixel array of shape {pixels.shape}")
-    return Radiograph(
-        pixels=resize_longest(np.ascontiguousarray(pixels), max_side),
-        width=width,
-        height=height,
-        **header_fields(ds),
-    )
+            pixels = _decode_jpeg_reduced(ds, max_side) if max_side is not None and reduced else ds.pixel_array
+        except Exception as error:  # decoders raise many types on broken data
+            raise DicomReadError(path, f"pixel data cannot be decoded ({type(error).__name__}: {error})") from None
+        if not reduced:
+            try:
+                pixels = to_uint8(pixels, ds)
+            except Exception as error:  # pydicom raises several types on malformed LUTs and windows
+                raise DicomReadError(
+                    path, f"pixel values cannot be mapped to 8 bits ({type(error).__name__}: {error})"
+                ) from None
+            if ds.PhotometricInterpretation == "MONOCHROME1":
+                pixels = 255 - pixels
+        if pixels.ndim != 2:
+            raise DicomReadError(path, f"expected a single grayscale frame, got pixel array of shape {pixels.shape}")
+        return Radiograph(
+            pixels=resize_longest(np.ascontiguousarray(pixels), max_side),
+            width=width,
+            height=height,
+            **header_fields(ds),
+        )
 
 
 def find_dicoms(images_dir: Path) -> tuple[dict[str, Path], list[tuple[str, str]]]:

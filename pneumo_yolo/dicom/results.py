@@ -7,16 +7,19 @@ For each source radiograph ``<patientId>.dcm``:
   shows that the algorithm ran even where it found nothing. Each box is a planar ROI group
   (TID 1410): a closed 5-point POLYLINE SCOORD on the source image, the finding DCM 112033
   "Abnormal opacity" at SCT 39607008 "Lung", and its confidence as DCM 111012 "Certainty of
-  Finding" in %. Every group names the algorithm (TID 4019: ``pneumo-yolo`` and its version).
+  Finding" in %. Its region has the geometric purpose SCT 75958009 "Bounded by" (DICOM CP 1852), by
+  which viewers such as 3D Slicer recognise a bounding box. Every group names the algorithm
+  (TID 4019: ``pneumo-yolo`` and its version).
 - ``gsps/<patientId>.dcm``, for an image with at least one box: a Grayscale Softcopy
   Presentation State with one graphic layer holding each box as a closed polyline and a text
   label with its confidence. A box's tracking UID is the one of its SR region.
 
-Both objects join the source study. From the source header they take only what the standard
-requires (:func:`reference_header`): its UIDs, its size and grayscale display pipeline (which
-the GSPS must restate), and the Type 1 and 2 attributes of the Patient and General Study
-modules, repaired where that is unambiguous and emptied otherwise, so every output is valid
-DICOM. Each run makes new series (one per study and kind) and new instance UIDs.
+Both objects join the source study, and take from its header only what the standard requires
+(:mod:`.reference`). Their new UIDs are derived from the source's and from a fingerprint of the
+models and post-processing (:func:`derived_uid`): one series per (study, kind, fingerprint), one
+instance per (source image, kind, fingerprint). The same image predicted again by the same
+models makes the same objects, so a PACS that receives them twice keeps one copy, while other
+models or settings make new ones.
 
 Boxes arrive as submission rows ``conf x y w h`` in the source's pixel grid. DICOM pixel
 coordinates put (0, 0) at the top-left corner of the top-left pixel, as the RSNA boxes do, so
@@ -62,22 +65,40 @@ def confidence_label(conf: float) -> str:
     return f"opacity {conf:.0%}"
 
 
+def derived_uid(*parts: str) -> str:
+    """A UID that is always the same for the same ``parts`` (pydicom's UID root and a hash of them).
+
+    >>> derived_uid("sr", "models", "1.2.3") == derived_uid("sr", "models", "1.2.3") != derived_uid("sr", "other", "1.2.3")
+    True
+    """
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["pneumo-yolo result", *parts]))
+
+
 @dataclass
 class SeriesPlan:
-    """UIDs of one run: a new series per (study, kind), instance numbers counting within it."""
+    """The series of a run's results: one per (study, kind) and ``fingerprint``, instance numbers counting within it."""
 
-    series: dict[tuple[str, str], str] = field(default_factory=dict)
+    fingerprint: str = ""
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def next(self, study_uid: str, kind: str) -> tuple[str, int]:
-        """The series UID for ``kind`` in ``study_uid`` (made on first use) and the next instance number."""
-        from pydicom.uid import generate_uid
-
+        """The series UID for ``kind`` in ``study_uid`` and the next instance number."""
         key = (study_uid, kind)
-        if key not in self.series:
-            self.series[key] = generate_uid()
         self.counts[key] = self.counts.get(key, 0) + 1
-        return self.series[key], self.counts[key]
+        return derived_uid("series", kind, self.fingerprint, study_uid), self.counts[key]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The UIDs and instance number of one result object, and the tracking UIDs of its image and boxes."""
+
+    series_uid: str
+    sop_uid: str
+    instance: int
+    image_tracking_uid: str
+    tracking_uids: Sequence[str]
 
 
 def _algorithm():
@@ -101,18 +122,17 @@ def _observation_context():
     )
 
 
-def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_uid: str, instance: int):
+def build_sr(reference, rows: np.ndarray, identity: Identity):
     """A Comprehensive SR (TID 1500) of one image's ``(M, 5)`` ``conf x y w h`` rows; ``M = 0`` reports no opacity."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     algorithm = _algorithm()
     size = (int(reference.Columns), int(reference.Rows))
     verdict = codes.SCT.Present if len(rows) else codes.SCT.Absent
-    groups = [
+    groups: list = [
         hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="image"),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=identity.image_tracking_uid, identifier="image"),
             finding_type=codes.DCM.AbnormalOpacity,
             algorithm_id=algorithm,
             finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
@@ -120,7 +140,7 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.AbnormalOpacity, verdict)],
         )
     ]
-    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, tracking_uids, strict=True), start=1):
+    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, identity.tracking_uids, strict=True), start=1):
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=polyline(x, y, w, h, size),
@@ -136,6 +156,7 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=f"opacity {k}"),
                 referenced_region=region,
+                geometric_purpose=codes.SCT.BoundedBy,
                 finding_type=codes.DCM.AbnormalOpacity,
                 algorithm_id=algorithm,
                 finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
@@ -150,26 +171,25 @@ def build_sr(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_u
     return hd.sr.ComprehensiveSR(
         evidence=[reference],
         content=report[0],
-        series_instance_uid=series_uid,
+        series_instance_uid=identity.series_uid,
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance,
+        sop_instance_uid=identity.sop_uid,
+        instance_number=identity.instance,
         manufacturer=ALGORITHM,
         series_description=f"{ALGORITHM} lung opacity report",
         is_complete=True,
     )
 
 
-def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series_uid: str, instance: int):
+def build_gsps(reference, rows: np.ndarray, identity: Identity):
     """A Grayscale Softcopy Presentation State drawing each box of ``rows`` with a confidence label."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     size = (int(reference.Columns), int(reference.Rows))
     layer = hd.pr.GraphicLayer(layer_name=LAYER, order=1, description=f"{ALGORITHM} lung opacities")
     pixel = hd.pr.AnnotationUnitsValues.PIXEL
     boxes, labels = [], []
-    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, tracking_uids, strict=True), start=1):
+    for k, ((conf, x, y, w, h), uid) in enumerate(zip(rows, identity.tracking_uids, strict=True), start=1):
         outline = polyline(x, y, w, h, size)
         boxes.append(
             hd.pr.GraphicObject(
@@ -195,10 +215,10 @@ def build_gsps(reference, rows: np.ndarray, tracking_uids: Sequence[str], series
     shape = "INVERSE" if reference.get("PhotometricInterpretation") == "MONOCHROME1" else "IDENTITY"
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[reference],
-        series_instance_uid=series_uid,
+        series_instance_uid=identity.series_uid,
         series_number=GSPS_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=instance,
+        sop_instance_uid=identity.sop_uid,
+        instance_number=identity.instance,
         manufacturer=ALGORITHM,
         manufacturer_model_name=ALGORITHM,
         software_versions=__version__,
@@ -224,33 +244,47 @@ def _encode(dataset) -> bytes:
 
 @dataclass
 class ResultsWriter:
-    """Writes the SR (and GSPS) of each source image below ``out``; one instance per ``predict`` run."""
+    """Writes the SR (and GSPS) of each source image below ``out``; one instance per run of the same models.
+
+    ``fingerprint`` names the models and post-processing (``predict`` hashes them): the UIDs of
+    the results derive from it and from the source's (:func:`derived_uid`).
+    """
 
     out: Path
-    plan: SeriesPlan = field(default_factory=SeriesPlan)
+    fingerprint: str = ""
+    plan: SeriesPlan = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.plan = SeriesPlan(self.fingerprint)
 
     def write(self, source: Path, rows: np.ndarray) -> list[Path]:
         """Write ``sr/<stem>.dcm`` and, when ``rows`` holds a box, ``gsps/<stem>.dcm``; return the paths.
 
-        ``rows`` are the image's submission rows ``conf x y w h`` (original pixels). A GSPS that
-        an earlier run left for an image now without boxes is removed. Raises
+        ``rows`` are the image's boxes ``conf x y w h`` (original pixels, as in a submission).
+        A GSPS that an earlier run left for an image now without boxes is removed. Raises
         :class:`DicomResultsError` naming ``source`` when its results cannot be written validly.
         """
-        from pydicom.uid import generate_uid
-
         source = Path(source)
         patient_id = check_patient_id(source.stem)
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
         reference = read_reference(source)
-        tracking = [str(generate_uid()) for _ in rows]
+        image_uid = str(reference.SOPInstanceUID)
+        tracking = [derived_uid("box", str(k), self.fingerprint, image_uid) for k in range(len(rows))]
         objects = [(SR_FOLDER, build_sr)] + ([(GSPS_FOLDER, build_gsps)] if len(rows) else [])
         written = []
         for folder, build in objects:
             series_uid, instance = self.plan.next(reference.StudyInstanceUID, folder)
+            identity = Identity(
+                series_uid,
+                derived_uid(folder, self.fingerprint, image_uid),
+                instance,
+                derived_uid("image", self.fingerprint, image_uid),
+                tracking,
+            )
             try:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*person name.*")  # RSNA names are single-component ids
-                    data = _encode(build(reference, rows, tracking, series_uid, instance))
+                    data = _encode(build(reference, rows, identity))
             except (ValueError, TypeError, AttributeError, KeyError) as error:
                 raise DicomResultsError(
                     source, f"{folder.upper()} cannot be built ({type(error).__name__}: {error})"

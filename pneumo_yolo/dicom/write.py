@@ -164,7 +164,7 @@ def build_dataset(pixels: np.ndarray, patient_id: str, stored: DicomFormat = RSN
     meta.TransferSyntaxUID = UID(TRANSFER_SYNTAXES[transfer_syntax])
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # type: ignore[arg-type]  # no file: written by write_dicom
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)  # no file: written by write_dicom
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = SECONDARY_CAPTURE
     ds.SOPInstanceUID = sop_uid

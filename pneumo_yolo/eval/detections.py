@@ -27,6 +27,7 @@ image by image; :func:`read_raw` checks the table and returns :class:`RawDetecti
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import shutil
@@ -40,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from ..boxes import as_boxes
-from ..files import check_patient_id, temporary_sibling
+from ..files import check_patient_id, named, temporary_sibling
+from ..limits import read_input
 from .raw_format import RAW_COLUMNS, VALUE_COLUMNS, RawFileError, parse_frame
 
 __all__ = [
@@ -225,10 +227,16 @@ class RawWriter:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if kind is None:
-            self.close()
-        else:
+        try:
+            if kind is None:
+                self.close()
+        except OSError as failure:  # a full disk: the partial table goes, and the error names the table
             self.abort()
+            raise named(failure, self.path) from None
+        if kind is not None:
+            self.abort()
+            if isinstance(error, OSError):
+                raise named(error, self.path) from None
 
 
 def write_raw(path: Path, images: Iterable[RawImage] | pd.DataFrame) -> None:
@@ -377,14 +385,15 @@ class RawDetections:
 
 
 def read_raw(path: Path) -> RawDetections:
-    """Read and check a raw detections table (``.csv`` or ``.parquet``)."""
+    """Read and check a raw detections table (``.csv`` or ``.parquet``, at most :data:`~pneumo_yolo.limits.MAX_TABLE_BYTES`)."""
     path = Path(path)
     kind = raw_format(path)
     try:
+        data = io.BytesIO(read_input(path))  # bounded, and a pipe is read once
         if kind == ".csv":
-            frame = pd.read_csv(path, dtype={"patientId": str}, encoding="utf-8")
+            frame = pd.read_csv(data, dtype={"patientId": str}, encoding="utf-8")
         else:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(data)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise RawFileError(f"{path}: cannot be read as a {kind[1:]} table ({error})") from error
     return RawDetections.from_frame(frame, source=str(path))

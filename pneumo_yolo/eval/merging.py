@@ -43,6 +43,8 @@ def load_weighted_boxes_fusion() -> Callable:
         raise ModuleNotFoundError("ensemble-boxes is not installed: pip install ensemble-boxes")
     path = Path(package.submodule_search_locations[0]) / "ensemble_boxes_wbf.py"
     spec = importlib.util.spec_from_file_location("pneumo_yolo.eval._ensemble_boxes_wbf", path)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"ensemble-boxes is incomplete: {path} cannot be loaded; reinstall ensemble-boxes")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.weighted_boxes_fusion
@@ -80,7 +82,12 @@ def fuse(
 
 
 def fuse_passes(
-    boxes: np.ndarray, scores: np.ndarray, pass_index: np.ndarray, passes: int, size: tuple[float, float], iou: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    pass_index: np.ndarray | None,
+    passes: int,
+    size: tuple[float, float],
+    iou: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One image's boxes of ``passes`` passes (``pass_index`` says which found each box) fused by WBF; one pass is only sorted.
 
@@ -91,7 +98,7 @@ def fuse_passes(
     >>> len(fused), round(float(scores[0]), 3)
     (1, 0.6)
     """
-    b, s, m = as_boxes(boxes), np.asarray(scores, dtype=np.float64), np.asarray(pass_index)
+    b, s, m = as_boxes(boxes), np.asarray(scores, dtype=np.float64), _pass_ids(pass_index, len(scores))
     if passes <= 1:
         return sort_by_score(b, s)
     return fuse([b[m == k] for k in range(passes)], [s[m == k] for k in range(passes)], size, iou)
@@ -119,3 +126,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, size: tuple[float, float], iou: f
     b, s = clean(boxes, scores, size)
     keep = nms_keep(b, iou)
     return b[keep], s[keep]
+
+
+def _pass_ids(pass_index: np.ndarray | None, n: int) -> np.ndarray:
+    """Each of ``n`` boxes' pass; ``None`` reads as all 0 (one pass)."""
+    return np.zeros(n, np.int64) if pass_index is None else np.asarray(pass_index)

@@ -40,6 +40,7 @@ import yaml
 
 from ..boxes import as_boxes, scale_xyxy, shrink_xyxy
 from ..files import atomic_write_text
+from ..limits import InputSizeError, read_yaml, shorten
 from .detections import RawImage
 from .gate import apply_gate
 from .merging import clean, fuse, fuse_passes, nms, sort_by_score
@@ -84,7 +85,7 @@ class PostprocessConfig:
     def __post_init__(self) -> None:
         def check(ok: bool, key: str, rule: str) -> None:
             if not ok:
-                raise ConfigError(f"{key}: {getattr(self, key)!r} is invalid; {rule}")
+                raise ConfigError(f"{key}: {shorten(getattr(self, key))} is invalid; {rule}")
 
         def number(key: str) -> bool:
             value = getattr(self, key)
@@ -162,7 +163,7 @@ class PostprocessConfig:
             if key not in known:
                 near = difflib.get_close_matches(str(key), known, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise ConfigError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(known)}")
+                raise ConfigError(f"{source}: unknown key {shorten(key)}{hint}; valid keys: {', '.join(known)}")
         try:
             return cls(**values)
         except ConfigError as error:
@@ -189,8 +190,8 @@ class PostprocessConfig:
         """
         path = Path(path)
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            values = read_yaml(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, InputSizeError) as error:
             raise ConfigError(f"{path}: cannot be read as YAML ({error})") from error
         return cls.from_dict({} if values is None else values, source=str(path))
 
@@ -236,7 +237,7 @@ def merge(
         return fuse([boxes], [scores], size, iou)
     if method == "none":
         return sort_by_score(boxes, scores)
-    raise ConfigError(f"merge: {method!r} is invalid; use one of {', '.join(MERGE_METHODS)}")
+    raise ConfigError(f"merge: {shorten(method)} is invalid; use one of {', '.join(MERGE_METHODS)}")
 
 
 def limit(
@@ -308,7 +309,7 @@ def fuse_and_gate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 0, then :func:`clean`: one model's passes fused and gated, clipped and sorted."""
     b, s = boxes, scores
-    if passes > 1:
+    if passes > 1 and pass_index is not None:
         b, s = fuse_passes(b, s, pass_index, passes, size, config.fusion_iou)
     b, s = apply_gate(b, s, p_opacity, config.gate_alpha, config.gate_threshold)
     return clean(b, s, size)

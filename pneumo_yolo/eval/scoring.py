@@ -21,7 +21,8 @@ from .submission import SubmissionError, read_submission
 class ScoringSet:
     """The ground truth to score (``boxes``: ``{patientId: (N, 4) ltwh}``) and what it was taken from.
 
-    ``label_ids`` holds every usable patient of the label CSV; ``sizes`` the manifest's image
+    ``label_ids`` holds every patient of the label CSV, those of unusable rows too (not scored,
+    and named in ``notes``, rather than reported as missing from the labels); ``sizes`` the manifest's image
     sizes (empty without a manifest); ``notes`` what was left out and why.
     """
 
@@ -47,14 +48,15 @@ def load_scoring_set(labels: Path, manifest: Path | None = None, split: str | No
             f"{labels}: {len(parsed.problems)} unusable row(s), their patients are not scored "
             f"(first: line {first.line}, {first.patient_id}: {first.problem})"
         )
+    known = frozenset(parsed.boxes) | {problem.patient_id for problem in parsed.problems}
     if manifest is None:
-        return ScoringSet(parsed.boxes, frozenset(parsed.boxes), notes=notes)
+        return ScoringSet(parsed.boxes, known, notes=notes)
     sizes = read_manifest(Path(manifest), split)
-    unknown = [pid for pid in sizes if pid not in parsed.boxes]
+    unknown = [pid for pid in sizes if pid not in known]
     if unknown:
         raise LabelFileError(f"{manifest}: {len(unknown)} patient(s) are not in {labels}, e.g. {unknown[0]}")
-    boxes = {pid: parsed.boxes[pid] for pid in sizes}
-    return ScoringSet(boxes, frozenset(parsed.boxes), sizes, notes)
+    boxes = {pid: parsed.boxes[pid] for pid in sizes if pid in parsed.boxes}
+    return ScoringSet(boxes, known, sizes, notes)
 
 
 def evaluate_submission(path: Path, scoring: ScoringSet) -> MetricResult:

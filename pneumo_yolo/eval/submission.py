@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.labels import LabelFileError, read_csv_table
-from ..files import UnsafeIdError, atomic_write_text, check_patient_id, first_line
+from ..files import UnsafeIdError, atomic_write_text, check_patient_id
+from ..limits import InputSizeError, first_line, read_input_text
 from .merging import sort_by_score
 
 SUBMISSION_COLUMNS = ("patientId", "PredictionString")
@@ -132,7 +133,7 @@ def write_submission(path: Path, prediction_strings: Mapping[str, str], patient_
 
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        table = read_csv_table(Path(path), SUBMISSION_COLUMNS)
+        table = read_csv_table(Path(path), SUBMISSION_COLUMNS, exact=True)
     except LabelFileError as error:
         raise SubmissionError(str(error)) from None
     return table.fillna("")
@@ -258,9 +259,9 @@ def read_patient_ids(path: Path) -> PatientIds:
                 "(the sample submission starts with patientId,PredictionString), or a file of one id per line"
             )
         else:
-            text = path.read_text(encoding="utf-8-sig").splitlines()
+            text = read_input_text(path).splitlines()
             lines, ids = list(range(1, len(text) + 1)), [line.strip() for line in text]
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, InputSizeError) as error:
         raise SubmissionError(f"{path}: cannot be read ({error})") from error
     except LabelFileError as error:
         raise SubmissionError(str(error)) from None

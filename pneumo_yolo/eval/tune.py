@@ -21,7 +21,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -339,7 +338,9 @@ def tune(
     else:
         points = _flat_points(raw, base, grid, score)
     base_fields = asdict(base)
-    rows, best, best_scores, top = [], dict[str, Any](), np.zeros((0, 0)), -np.inf
+    rows: list[dict] = []
+    best: dict = {}
+    best_scores, top = np.zeros((0, 0)), -np.inf
     for settings, per_image in points:
         rows.append({**base_fields, **settings, **_figures(per_image, positive)})
         if not best or rows[-1]["score"] > top:  # the first of equal scores, as the stable sort below

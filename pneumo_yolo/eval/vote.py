@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Final, Literal, Union
 
 import numpy as np
 
 from ..boxes import as_boxes, iou_xyxy
 
-MAJORITY = "majority"
+MAJORITY: Final = "majority"
 Votes = Union[int, Literal["majority"]]
 
 

@@ -100,8 +100,8 @@ def summary(runs: Sequence[SeedRun]) -> dict[str, Any]:
         stages.append(row)
     oracle_scores = np.vstack([run.oracle.result.image_scores for run in runs])
     ensemble = next(i for i, stage in enumerate(runs[0].stages) if stage.stage == "+ fold ensemble")
-    oracle = {"stage": ORACLE, **_interval_fields(score_interval(oracle_scores))}
-    oracle.update(scores=[_rounded(run.oracle.result.score) for run in runs])
+    oracle: dict[str, object] = {"stage": ORACLE, **_interval_fields(score_interval(oracle_scores))}
+    oracle["scores"] = [_rounded(run.oracle.result.score) for run in runs]
     oracle.update(_interval_fields(change_interval(oracle_scores, scores[ensemble]), "ensemble_minus_oracle"))
     return {
         "seeds": [run.seed for run in runs],

@@ -151,13 +151,15 @@ def iterate_batches(paths: list[Path], max_side: int | None, batch: int, workers
     """Decode ``paths`` in ``workers`` background processes, yielding lists of ``batch`` images in order.
 
     At most ``2 × workers + 1`` batches are in flight, each with its own shared-memory buffer
-    of ``batch × max_side²`` bytes that the decoding process fills (:func:`load_batch_shared`),
+    of ``batch × max_side²`` bytes (``batch`` at most the number of paths; the caller checks
+    beforehand that they fit: :func:`~pneumo_yolo.runtime.memory.check_predict_memory`) that the decoding process fills (:func:`load_batch_shared`),
     so memory does not grow with the number of images. The buffers are removed when the
     iteration ends, however it ends; the workers end with this process, even when it is
     killed, and what a kill leaves is named for this process (:mod:`pneumo_yolo.runtime.lifetime`).
     Workers are spawned, not forked: a fork taken while OpenCV's or torch's thread pools hold a
     lock deadlocks the child.
     """
+    batch = max(1, min(batch, len(paths)))  # no buffer larger than the images need
     chunks = [paths[start : start + batch] for start in range(0, len(paths), batch)]
     if workers <= 0:
         yield from (load_batch(chunk, max_side) for chunk in chunks)

@@ -2,21 +2,27 @@
 
 :func:`predict_paths` is the whole of a single-device run, and the work of each process of a
 multi-device one (:mod:`.shards`). What it returns, :class:`DeviceOutput`, is joined by the
-caller into one submission.
+caller into one submission. A :class:`Predictor` holds the loaded models, so that a long-lived
+caller (``pneumo-yolo listen``) loads them once and predicts batch after batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from ..boxes import xyxy_to_ltwh
 from ..dicom.results import DicomResultsError, ResultsWriter
 from ..eval.detections import RawWriter
-from ..eval.postprocess import PostprocessConfig, postprocess_image
-from ..eval.submission import parse_prediction_string, prediction_string
+from ..eval.postprocess import PostprocessConfig, postprocess_image, sort_by_score
+from ..eval.submission import prediction_string
 from ..nets.detector import RAW_CONF
 from ..runtime.devices import Devices, auto_batch, auto_workers, cpu_count
 from ..runtime.memory import check_predict_memory
@@ -60,7 +66,7 @@ class PredictSettings:
         object.__setattr__(self, "weights", tuple(Path(path) for path in weights))
         object.__setattr__(self, "classifiers", tuple(Path(path) for path in self.classifiers))
         if not self.weights:
-            raise SettingError("weights", "give at least one detector's weights file")
+            raise SettingError("weights", "needs at least one detector's weights file")
         if self.batch is not None and self.batch < 1:
             raise SettingError("batch", "must be at least 1", value=self.batch)
         if self.workers is not None and self.workers < 0:
@@ -80,40 +86,68 @@ class DeviceOutput:
     batch: int = 0
     loaded_at: float = 0.0
     """``time.time()`` once the models were loaded."""
+    results: dict[str, list[Path]] = field(default_factory=dict)
+    """The DICOM results written per patientId (with ``settings.dicom_out``)."""
 
 
-def predict_paths(
-    paths: list[Path], settings: PredictSettings, device: Devices, raw: Path | None = None
-) -> DeviceOutput:
-    """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
+def fingerprint(settings: PredictSettings) -> str:
+    """A hash of what decides the boxes: the weights and classifier files' bytes, the post-processing, the size and TTA."""
+    hasher = hashlib.sha256()
+    weights = [settings.weights] if isinstance(settings.weights, (str, Path)) else list(settings.weights)
+    for path in [*weights, *settings.classifiers]:
+        with open(path, "rb") as file:
+            hasher.update(hashlib.file_digest(file, "sha256").digest())
+    hasher.update(json.dumps([asdict(settings.config), settings.imgsz, settings.tta], default=str).encode())
+    return hasher.hexdigest()
 
-    A file whose patientId an earlier file of ``paths`` already gave is a problem. Once the
-    models are loaded, and before any image is decoded, a batch that cannot fit in the memory
-    the device has free raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
+
+def result_rows(boxes_xyxy: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """An image's post-processed boxes as ``(M, 5)`` rows ``conf x y w h``, in descending confidence (as a submission lists them)."""
+    boxes, scores = sort_by_score(boxes_xyxy, scores)
+    return np.c_[scores, xyxy_to_ltwh(boxes)].reshape(-1, 5)
+
+
+class Predictor:
+    """The models of a run, loaded once on one device, predicting a list of paths per call.
+
+    :func:`predict_paths` is one call; ``pneumo-yolo listen`` keeps one for its whole life.
     """
-    import_ultralytics()  # before torch: resolving the device imports it
-    device = device.resolve()
-    workers = auto_workers(cpu_count(), [device.first]) if settings.workers is None else settings.workers
-    batch = auto_batch(device.first) if settings.batch is None else settings.batch
-    ensemble = load_ensemble(
-        settings.weights,
-        settings.classifiers,
-        imgsz=settings.imgsz,
-        device=device,
-        tta=settings.tta,
-        conf=min(RAW_CONF, settings.config.conf),
-    )
-    check_predict_memory(min(batch, max(1, len(paths))), workers, ensemble.imgsz, device.first)
-    found = DeviceOutput(workers=workers, batch=batch, loaded_at=time.time())
-    results = ResultsWriter(Path(settings.dicom_out)) if settings.dicom_out else None
-    with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
+
+    def __init__(self, settings: PredictSettings, device: Devices) -> None:
+        import_ultralytics()  # before torch: resolving the device imports it
+        self.settings = settings
+        self.device = device.resolve()
+        first = self.device.first
+        self.workers = auto_workers(cpu_count(), [first]) if settings.workers is None else settings.workers
+        self.batch = auto_batch(first) if settings.batch is None else settings.batch
+        self.ensemble = load_ensemble(
+            settings.weights,
+            settings.classifiers,
+            imgsz=settings.imgsz,
+            device=self.device,
+            tta=settings.tta,
+            conf=min(RAW_CONF, settings.config.conf),
+        )
+        self.loaded_at = time.time()
+        self.results = ResultsWriter(Path(settings.dicom_out), fingerprint(settings)) if settings.dicom_out else None
+
+    def check_memory(self, n_images: int) -> None:
+        """Raise :class:`~pneumo_yolo.runtime.memory.ResourceError` if a batch of ``n_images`` cannot fit in the device's free memory."""
+        check_predict_memory(min(self.batch, max(1, n_images)), self.workers, self.ensemble.imgsz, self.device.first)
+
+    def predict(self, paths: list[Path], raw_writer: RawWriter | None = None) -> DeviceOutput:
+        """Predict ``paths``, adding their raw detections to ``raw_writer`` and writing their DICOM results.
+
+        A file whose patientId an earlier file of ``paths`` already gave is a problem.
+        """
+        found = DeviceOutput(workers=self.workers, batch=self.batch, loaded_at=self.loaded_at)
         detections = detect_files(
-            ensemble,
+            self.ensemble,
             paths,
-            batch=batch,
-            workers=workers,
-            original_sizes=settings.original_sizes,
-            progress=settings.progress,
+            batch=self.batch,
+            workers=self.workers,
+            original_sizes=self.settings.original_sizes,
+            progress=self.settings.progress,
         )
         for image, detected in detections:
             if detected is None:
@@ -123,12 +157,28 @@ def predict_paths(
             else:
                 if raw_writer:
                     raw_writer.add(detected)
-                boxes, scores = postprocess_image(detected, settings.config)
+                boxes, scores = postprocess_image(detected, self.settings.config)
                 found.strings[detected.patient_id] = prediction_string(boxes, scores)
                 found.sizes[detected.patient_id] = (detected.width, detected.height)
-                if results:
+                if self.results:
                     try:
-                        results.write(Path(image.path), parse_prediction_string(found.strings[detected.patient_id]))
+                        found.results[detected.patient_id] = self.results.write(
+                            Path(image.path), result_rows(boxes, scores)
+                        )
                     except DicomResultsError as error:
                         found.errors.append((image.path, error.problem))
-    return found
+        return found
+
+
+def predict_paths(
+    paths: list[Path], settings: PredictSettings, device: Devices, raw: Path | None = None
+) -> DeviceOutput:
+    """Predict ``paths`` on one device, writing their raw detections to ``raw`` and their DICOM results to ``settings.dicom_out``.
+
+    Once the models are loaded, and before any image is decoded, a batch that cannot fit in the
+    memory the device has free raises :class:`~pneumo_yolo.runtime.memory.ResourceError`.
+    """
+    predictor = Predictor(settings, device)
+    predictor.check_memory(len(paths))
+    with RawWriter(raw) if raw else contextlib.nullcontext() as raw_writer:
+        return predictor.predict(paths, raw_writer)

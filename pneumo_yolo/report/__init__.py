@@ -23,7 +23,15 @@ from .analysis import COUNT_BINS, Analysis, Predictions, analyse
 from .overlay import OverlayError, draw_overlay, encode_png, load_picture
 from .page import CHART_CONFIDENCE, CHART_COUNTS, CHART_IOU, render_page
 
-__all__ = ["GALLERY_SIZE", "REPORT_DIR", "Predictions", "ReportError", "ReportSummary", "write_report"]
+__all__ = [
+    "GALLERY_SIZE",
+    "REPORT_DIR",
+    "Predictions",
+    "ReportError",
+    "ReportSummary",
+    "ReportUsageError",
+    "write_report",
+]
 
 REPORT_DIR = "report"
 GALLERY_SIZE = 12
@@ -34,6 +42,10 @@ OVERLAYS = "overlays"
 
 class ReportError(ValueError):
     """Inputs from which no report can be made; the message says which and why."""
+
+
+class ReportUsageError(ReportError):
+    """A report asked of the wrong place (an ``--images`` that is no folder, or holds no image): a usage error, like predict's."""
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from ..data.labels import read_labels
 from ..eval.detections import read_raw
 from ..eval.postprocess import PostprocessConfig
 from ..eval.submission import read_submission
-from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id, first_line
-from . import ReportError
+from ..files import DICOM_SUFFIXES, PICTURE_SUFFIXES, UnsafeIdError, check_patient_id
+from ..limits import InputSizeError, first_line
+from . import ReportError, ReportUsageError
 from .analysis import Predictions
 
 
@@ -28,7 +29,7 @@ def read_predictions(path: Path, config: PostprocessConfig) -> Predictions:
     else:
         try:
             header = first_line(path)
-        except (OSError, UnicodeDecodeError) as error:
+        except (OSError, UnicodeDecodeError, InputSizeError) as error:
             raise ReportError(f"{path}: cannot be read ({error})") from None
         if "PredictionString" in header:
             found = Predictions(read_submission(path))
@@ -47,7 +48,7 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
     """``{patientId: file}`` of the DICOM, PNG and JPEG files below ``folder``, and notes on files skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReportError(f"--images {folder}: not a folder")
+        raise ReportUsageError(f"--images {folder}: not a folder")
     suffixes = DICOM_SUFFIXES | PICTURE_SUFFIXES
     images: dict[str, Path] = {}
     notes = []
@@ -62,7 +63,9 @@ def list_images(folder: Path) -> tuple[dict[str, Path], list[str]]:
             continue
         images[pid] = path
     if not images:
-        raise ReportError(f"--images {folder} holds no .dcm, .png or .jpg files")
+        raise ReportUsageError(
+            f"--images {folder} holds no .dcm, .png or .jpg files (searched recursively): give the folder of the images"
+        )
     return images, notes
 
 

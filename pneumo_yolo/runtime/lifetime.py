@@ -77,11 +77,15 @@ def remove_stale_shared_memory(folder: Path = SHM_DIR) -> int:
 def exit_with_parent(parent: int, ignore_interrupt: bool = False) -> None:
     """Pool initializer of helper processes: die as soon as the process ``parent`` ends.
 
-    With ``ignore_interrupt`` a Ctrl-C (sent to the whole process group) is left to the parent,
-    which stops the work itself; without it, each helper printed a ``KeyboardInterrupt`` traceback.
+    With ``ignore_interrupt`` a Ctrl-C or SIGHUP sent to the whole process group is left to the
+    parent, which stops the work itself and takes its helpers along; without it, each helper
+    printed a ``KeyboardInterrupt`` traceback. SIGTERM keeps its default: it is how a pool ends
+    its workers.
     """
     if ignore_interrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name in ("SIGINT", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
     if not _kill_on_parent_death():
         threading.Thread(target=_watch_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
     if os.getppid() != parent:  # the parent ended before the signal was asked for

@@ -103,14 +103,25 @@ def configure(*, online: bool = False) -> Path:
 
     ``online=True`` allows weight downloads for this process and its children (DDP workers).
     Raises :class:`ImportedElsewhereError` when Ultralytics was already imported without this
-    set-up, since it cannot be changed after the import.
+    set-up, since it cannot be changed after the import, and an ``OSError`` that says so where
+    ``<home>`` cannot be written.
     """
     home = home_dir()
     os.environ.update(ultralytics_environment(home))
     os.environ.pop("ULTRALYTICS_API_KEY", None)
     if online:
         os.environ[ENV_ONLINE] = "1"
-    install_fonts(home / "Ultralytics")
+    try:
+        (home / "Ultralytics").mkdir(parents=True, exist_ok=True)  # before matplotlib is imported, which warns about it
+        install_fonts(home / "Ultralytics")
+    except OSError as error:  # a read-only HOME, a $PNEUMO_YOLO_HOME that is a file, a full disk
+        reason = (error.strerror or "cannot be written").lower()
+        raise OSError(
+            error.errno,
+            f"{reason}; the cache folder (${ENV_HOME}, else the user's cache) must be a folder that can be written: "
+            f"set {ENV_HOME} to one",
+            str(error.filename or home),
+        ) from None
     if "ultralytics.utils" in sys.modules:
         _check_imported(sys.modules["ultralytics.utils"], home)
     return home

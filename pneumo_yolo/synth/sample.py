@@ -39,6 +39,9 @@ BOX_SIZE_CORRELATION = 0.6
 FINDINGS = ("cardiomegaly", "line", "ecg", "pacemaker")
 MIMIC_KINDS = {"patch": 0.5, "band": 0.2, "crowding": 0.3}
 MIN_SIZE = 64
+MAX_IMAGES = 100_000
+"""The most radiographs of one data set (train and test together): about three RSNA downloads.
+Every case's spec is kept until the CSVs are written, so the count is bounded before any is made."""
 
 Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) in image units
 

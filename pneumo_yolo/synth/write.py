@@ -21,9 +21,9 @@ import numpy as np
 
 from ..data.labels import CLASS_COLUMNS, LABEL_COLUMNS, label_rows
 from ..dicom.write import DicomFormat, write_dicom
-from ..files import atomic_write_text
+from ..files import Interrupted, atomic_write_text
 from .render import render_chest
-from .sample import MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
+from .sample import MAX_IMAGES, MIN_SIZE, REAL_SIDE, ChestSpec, SynthError, patient_ids, preset_params, sample_chest
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -129,7 +129,7 @@ def make_rsna_like(
         progress: show a progress bar.
 
     Raises:
-        SynthError: ``n < 1``, ``n_test < 0``, ``seed < 0``, ``size < 64`` or an unknown
+        SynthError: ``n < 1``, ``n_test < 0``, more than :data:`.sample.MAX_IMAGES` images, ``seed < 0``, ``size < 64`` or an unknown
             ``preset``, or ``out`` already holds a data set and ``overwrite`` is false.
 
     Example:
@@ -140,6 +140,8 @@ def make_rsna_like(
 
     if n < 1 or n_test < 0 or seed < 0:
         raise SynthError(f"need n >= 1, n_test >= 0 and seed >= 0 (got n={n}, n_test={n_test}, seed={seed})")
+    if n + n_test > MAX_IMAGES:
+        raise SynthError(f"{n + n_test} images asked for; at most {MAX_IMAGES:,} in one data set")
     if size < MIN_SIZE:
         raise SynthError(f"image size must be at least {MIN_SIZE} pixels, not {size}")
     preset_params(preset)  # an unknown preset fails before anything is written
@@ -148,8 +150,15 @@ def make_rsna_like(
     ids = patient_ids(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))), n + n_test)
     train_ids, test_ids = ids[:n], ids[n:]
     with tqdm(total=n + n_test, desc=f"synth {out}", unit="img", disable=not progress) as bar:
-        train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, preset, bar)
-        test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, preset, bar)
+        try:
+            train = _write_split(out, TRAIN_IMAGES, 1, train_ids, seed, size, preset, bar)
+            test = _write_split(out, TEST_IMAGES, 2, test_ids, seed, size, preset, bar)
+        except KeyboardInterrupt as stopped:
+            raise Interrupted(
+                f"{bar.n} of {n + n_test} images written to {out}, and no label CSV; "
+                "rerun the same command with --overwrite to write them all",
+                resumes=False,
+            ) from stopped
     if overwrite:
         _remove_stale(out, set(ids), n_test)
 

@@ -280,7 +280,7 @@ def train_arch(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -
         raise TrainConfigError(str(error)) from error
     workers = options.get("workers", 0 if devices.on_cpu else min(8, cpu_count()))
     loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        train_set,  # type: ignore[arg-type]  # a map-style dataset: __len__ and __getitem__
+        train_set,  # a map-style dataset: __len__ and __getitem__
         batch_size=batch,
         shuffle=True,
         num_workers=workers,

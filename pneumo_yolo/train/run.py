@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data.dataset import ConvertedDataset
 from ..nets.archs import YOLO
+from ..runtime.memory import check_train_memory
 from .common import DEFAULT_IMGSZ, TrainResult, TrainSettings, check_imgsz
 from .yolo import train_yolo
 
@@ -37,6 +38,8 @@ def train(dataset: ConvertedDataset | Path, settings: TrainSettings) -> TrainRes
     if settings.imgsz is None:
         check_imgsz(imgsz, settings.arch, "dataset_imgsz")
     settings = replace(settings, project=settings.project.expanduser().resolve())
+    if not settings.resume and settings.devices.names[:1] in (("cpu",), ("mps",)):
+        check_train_memory(settings.batch, imgsz)
     if settings.arch != YOLO:
         dataset.check_parts()
         from .lightning import (

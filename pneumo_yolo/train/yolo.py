@@ -29,6 +29,7 @@ import yaml
 
 from ..data.classify_view import build_classify_view
 from ..data.dataset import ConvertedDataset
+from ..limits import load_yaml
 from ..nets.classifier import CLASSIFY_TASK
 from ..runtime.offline import downloads_allowed, import_ultralytics, prepare_process, weights_dir
 from ..runtime.weights import ModelSource, WeightsError, download_weights, resolve_model
@@ -68,7 +69,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def _parse_value(text: str, key: str) -> Any:
     """A ``--set`` value: YAML, plus Python-style ``None`` and ``1e-3`` (YAML 1.1 reads those as text)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as error:
         raise SettingError(
             "overrides", f"not a valid value ({getattr(error, 'problem', error)})", value=f"{key}={text}"
@@ -126,7 +127,7 @@ def training_arguments(
     try:
         check_cfg(args)
     except (TypeError, ValueError) as error:
-        raise SettingError("overrides", f"invalid training argument: {error}") from error
+        raise SettingError("overrides", f"holds an invalid training argument: {error}") from error
     return args
 
 
@@ -174,6 +175,11 @@ def train_yolo(dataset: ConvertedDataset, settings: TrainSettings, imgsz: int) -
         raise WeightsError(
             f"--model {model}: {error}; give a model config that Ultralytics ships (yolo11n.yaml … yolo11x.yaml, "
             "yolov8s.yaml, yolov3.yaml, yolo11n-cls.yaml), or the path of your own .yaml or .pt"
+        ) from None
+    except Exception as failure:  # torch and Ultralytics raise many types for a file that is not a checkpoint
+        reason = (str(failure).splitlines() or [""])[0][:300]
+        raise WeightsError(
+            f"--model {model or source.source}: cannot be loaded as YOLO weights ({type(failure).__name__}: {reason})"
         ) from None
     classify = yolo.task == CLASSIFY_TASK
     if classify and settings.imgsz is None:

@@ -1,0 +1,116 @@
+"""The node's worker: predicts queued images in batches with the models loaded once, and delivers their results.
+
+Each step predicts up to one batch of queued images with ``predict``'s own code
+(:class:`~pneumo_yolo.predict.device.Predictor`), writing one SR per image and one GSPS where
+there are boxes, then sends every result whose delivery is due. A destination that is down is
+tried again after 2, 4, 8 ... seconds (at most 5 minutes between tries); nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..predict.device import DeviceOutput, Predictor
+from .send import Destination
+from .spool import Pending, Spool
+from .store import FileStatus
+
+LOG = logging.getLogger("pneumo_yolo.pacs")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds before the next delivery try after ``attempts`` failed ones: ``first`` doubling up to ``most``.
+
+    >>> [Backoff(2, 30).delay(n) for n in range(1, 6)]
+    [2.0, 4.0, 8.0, 16.0, 30.0]
+    """
+
+    first: float = 2.0
+    most: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.most, self.first * 2 ** max(0, attempts - 1)))
+
+
+class Worker:
+    """Predicts and delivers until ``stop`` is set; ``wake`` is set when an image arrives."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        predictor: Predictor,
+        destination: Destination,
+        *,
+        batch: int,
+        backoff: Backoff = Backoff(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool, self.predictor, self.destination = spool, predictor, destination
+        self.batch, self.backoff, self.clock = batch, backoff, clock
+
+    def run(self, stop: threading.Event, wake: threading.Event) -> None:
+        """Step until ``stop``; between steps wait for an arrival or the next retry. The current batch always ends."""
+        while not stop.is_set():
+            wake.clear()
+            if self.step() or self.spool.due(self.clock(), limit=1):
+                continue
+            due = self.spool.next_due()
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
+            wake.wait(wait)
+
+    def step(self) -> bool:
+        """Predict one batch and deliver what is due; whether a batch was predicted."""
+        queued = self.spool.queued(self.batch)
+        if queued:
+            self.predict(queued)
+        self.deliver()
+        return bool(queued)
+
+    def predict(self, sop_uids: list[str]) -> None:
+        """Predict these queued images and record each one's results or problem."""
+        started = time.perf_counter()
+        try:
+            found = self.predictor.predict([self.spool.image_path(uid) for uid in sop_uids])
+        except Exception as error:  # a model failure must not take the node down: the batch is recorded as failed
+            found = DeviceOutput(
+                errors=[(str(self.spool.image_path(uid)), f"prediction failed ({error})") for uid in sop_uids]
+            )
+        problems = {Path(path).stem: problem for path, problem in found.errors}
+        for uid in sop_uids:
+            if uid in found.results and uid not in problems:
+                self.spool.mark_predicted(uid, found.results[uid])
+                LOG.info("predicted %s: %d box(es)", uid, len(found.strings[uid].split()) // 5)
+            else:
+                problem = problems.get(uid, "no result")
+                self.spool.mark_failed(uid, problem)
+                LOG.warning("cannot predict %s: %s", uid, problem)
+        LOG.info("batch of %d image(s) predicted in %.2f s", len(sop_uids), time.perf_counter() - started)
+
+    def deliver(self) -> None:
+        """Send the due results (a few batches' worth, so a backlog never holds up a stop); record each image's outcome."""
+        due = self.spool.due(self.clock(), limit=8 * self.batch)
+        if not due:
+            return
+        paths = [path for item in due for path in item.results]
+        try:
+            statuses = {status.path: status for status in self.destination.send(paths)}
+        except Exception as error:  # unreadable STOW credentials, say: tried again later, as a destination down
+            statuses = {path: FileStatus(path, False, f"{type(error).__name__}: {error}") for path in paths}
+        for item in due:
+            failed = [statuses[path] for path in item.results if not statuses[path].ok]
+            if not failed:
+                self.spool.mark_delivered(item)
+                LOG.info("delivered the results of %s to %s", item.sop_uid, self.destination)
+            else:
+                self._retry(item, failed[0].detail)
+
+    def _retry(self, item: Pending, problem: str) -> None:
+        delay = self.backoff.delay(item.attempts + 1)
+        self.spool.mark_retry(item, problem, self.clock() + delay)
+        LOG.warning("results of %s not delivered (%s); next try in %.0f s", item.sop_uid, problem, delay)
