@@ -56,6 +56,8 @@ from ..files import UnsafeIdError, check_patient_id
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+MAX_DICOM_BYTES = 600 * 2**20
+"""The largest DICOM whose pixels are read (read whole into memory): 16384² pixels of 16 bits are 512 MB."""
 MAX_PIXELS = 16384**2
 """The largest image decoded (a 43 cm detector at 0.1 mm has about 4,300² pixels): a header that
 declares more is refused before its pixels are read."""
@@ -290,10 +292,17 @@ def _decode_jpeg_reduced(ds, max_side: int) -> np.ndarray:
 
 
 def _open(path: Path, *, pixels: bool):
-    """``dcmread`` with every failure turned into a :class:`DicomReadError`; truncation is an error."""
+    """``dcmread`` with every failure turned into a :class:`DicomReadError`; truncation is an error.
+
+    With ``pixels`` the whole file is read into memory, so a file over :data:`MAX_DICOM_BYTES` is refused first.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if pixels and Path(path).is_file() and (size := Path(path).stat().st_size) > MAX_DICOM_BYTES:
+        raise DicomReadError(
+            path, f"{size / 2**20:,.0f} MB: larger than the {MAX_DICOM_BYTES / 2**20:,.0f} MB a radiograph can take"
+        )
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="End of file reached")
