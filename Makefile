@@ -22,7 +22,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 demo: $(INSTALLED)
-	$(BIN)/pneumo-yolo demo --out demo
+	$(BIN)/pneumo-yolo demo --out demo --overwrite
 
 # Which of the RSNA winners' steps helps: a synthetic folder in the Kaggle layout, then the chain of
 # `pneumo-yolo ablation --rsna` on it, scored on 600 held-out test images (docs/ablation.md; a rerun reuses what finished).
@@ -38,7 +38,7 @@ ablation: $(ABLATION_DATA) | $(INSTALLED)
 # YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for 6 CPU-min each, two at a time on 2 cores, scored on held-out
 # synthetic images (docs/compare.md). 20.8 min measured on 2 idle cores.
 compare: $(INSTALLED)
-	$(BIN)/pneumo-yolo compare --out compare
+	$(BIN)/pneumo-yolo compare --out compare --overwrite
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/convert.py --n 200 1000 --imgsz 512
@@ -50,3 +50,10 @@ bench: $(INSTALLED)
 
 clean:
 	rm -rf demo ablation compare
+
+# A real Orthanc and `pneumo-yolo listen` on the loopback: a few synthetic radiographs go through Orthanc's
+# routing rule to the node, each study gets its SR (and GSPS) back; both servers stop at the end (docs/pacs.md).
+# Needs Debian's orthanc and orthanc-dicomweb; uses `make demo`'s model if there is one, else trains a small one.
+.PHONY: pacs-demo
+pacs-demo: $(INSTALLED)
+	$(BIN)/python scripts/pacs_demo.py --out pacs-demo

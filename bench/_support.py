@@ -34,7 +34,7 @@ def model_only_ms(detector: Any, images: list[Any], batch: int) -> float:
 
 
 class PeakMemory:
-    """Sample the memory of this process and all its children; ``peak_mb`` (and ``peak_pss_mb``) after the block.
+    """Sample the memory of this process (or of process ``pid``) and all its children; ``peak_mb`` (and ``peak_pss_mb``) after the block.
 
     ``peak_mb`` sums each process's resident set (RSS), so a shared library's pages count once in
     every process that maps them; ``peak_pss_mb`` sums the proportional set sizes (shared pages
@@ -48,7 +48,8 @@ class PeakMemory:
     >>> memory.peak_mb  # doctest: +SKIP
     """
 
-    def __init__(self, interval_s: float = 0.05, pss_every: int = 20) -> None:
+    def __init__(self, interval_s: float = 0.05, pss_every: int = 20, pid: int | None = None) -> None:
+        self.pid = pid
         self.interval_s = interval_s
         self.pss_every = pss_every
         self.peak_bytes = 0
@@ -57,7 +58,10 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _tree(self, with_pss: bool) -> tuple[int, int]:
-        me = psutil.Process()
+        try:
+            me = psutil.Process(self.pid)
+        except psutil.Error:
+            return 0, 0
         rss = pss = 0
         for process in [me, *me.children(recursive=True)]:
             try:

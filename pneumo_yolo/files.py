@@ -11,7 +11,9 @@ output.
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
 import os
 import re
 import secrets
@@ -169,16 +171,10 @@ def remove_stale_parts(target: Path) -> int:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (this one included)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    """Whether a process ``pid`` exists (this one and other users' included)."""
+    import psutil
+
+    return pid == os.getpid() or psutil.pid_exists(pid)
 
 
 def remove_stale_temp_files(folder: Path) -> int:
@@ -214,13 +210,12 @@ def write_errors_csv(path: Path, errors: list[tuple[str, str]]) -> None:
     if not errors:
         path.unlink(missing_ok=True)
         return
-    lines = ["file,problem"] + [",".join(_csv_field(value) for value in row) for row in errors]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def _csv_field(value: str) -> str:
-    """Quote a CSV field when it holds a comma, a quote or a line break."""
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
+    text = io.StringIO()
+    bare_cr = any("\r" in value for row in errors for value in row)  # with \n line ends csv would leave a \r unquoted
+    writer = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL if bare_cr else csv.QUOTE_MINIMAL)
+    writer.writerow(["file", "problem"])
+    writer.writerows(errors)
+    atomic_write_text(path, text.getvalue())
 
 
 Paths = Path | Sequence[Path] | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from pneumo_yolo.data.labels import LABEL_COLUMNS
 from pneumo_yolo.dicom.write import DicomFormat, write_dicom
+from pneumo_yolo.pacs import orthanc as orthanc_server
 from pneumo_yolo.runtime import offline
 
 LABEL_HEADER = ",".join(LABEL_COLUMNS)
@@ -94,6 +96,23 @@ def pneumo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ultralytics is set up once per process: keep its settings, fonts and weights inside pytest's temp folder."""
     os.environ[offline.ENV_HOME] = str(tmp_path_factory.getbasetemp() / "pneumo-yolo-home")
     return offline.home_dir()
+
+
+def require_orthanc() -> Path:
+    """Debian's Orthanc binary: skip the test where it is absent, but fail under CI (CI=true), where .ci/run installs it."""
+    if orthanc_server.BINARY.is_file() and orthanc_server.DICOMWEB_PLUGIN.is_file():
+        return orthanc_server.BINARY
+    if os.environ.get("CI") == "true":
+        pytest.fail("Orthanc is not installed but CI=true: .ci/run must `apt-get install -y orthanc orthanc-dicomweb`")
+    pytest.skip("Orthanc not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[orthanc_server.Orthanc]:
+    """A private Orthanc in ``tmp_path/orthanc`` on free loopback ports, stopped by its PID after the test."""
+    require_orthanc()
+    with orthanc_server.Orthanc(tmp_path / "orthanc") as server:
+        yield server
 
 
 class _Links(HTMLParser):

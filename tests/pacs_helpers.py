@@ -100,7 +100,7 @@ class LineReader:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float = 60.0, count: int = 1) -> None:
+    def wait_for(self, needle: str, timeout: float = 180.0, count: int = 1) -> None:
         end = time.monotonic() + timeout
         while self.text().count(needle) < count:
             if self.process.poll() is not None and self.text().count(needle) < count:

@@ -131,7 +131,7 @@ RO = "/sys/pneumo-yolo" if os.geteuid() == 0 else "ro/sub"
 CASES = {
     # bad: tracebacks or wrong results
     "1-text-as-weights": Case(
-        "predict --weights x.pt --source {S} --out keep.csv",
+        "predict --weights x.pt --source {S} --out keep.csv --overwrite",
         1,
         "cannot be loaded as YOLO weights",
         ("keep.csv",),
@@ -139,10 +139,10 @@ CASES = {
         slow=True,
     ),
     "2-classifier-as-weights": Case(
-        "predict --weights {C} --source {S} --out keep.csv", 1, "not a detector", ("keep.csv",), slow=True
+        "predict --weights {C} --source {S} --out keep.csv --overwrite", 1, "not a detector", ("keep.csv",), slow=True
     ),
     "2-detector-as-classifier": Case(
-        "predict --weights {W} --classifier {W} --source {S} --out keep.csv",
+        "predict --weights {W} --classifier {W} --source {S} --out keep.csv --overwrite",
         1,
         "not an image classifier",
         ("keep.csv",),
@@ -155,7 +155,7 @@ CASES = {
     "3-train-imgsz": Case("train --data {D} --model yolo11n.yaml --imgsz 8192", 2, "4096"),
     "3-synth-size": Case("synth --out out --dicom-size 100000", 2, "4096"),
     "3-batch-memory": Case(
-        "predict --weights {W} --source many --imgsz 4096 --batch 400 --out keep.csv",
+        "predict --weights {W} --source many --imgsz 4096 --batch 400 --out keep.csv --overwrite",
         2,
         "memory",
         ("keep.csv",),
@@ -185,7 +185,7 @@ CASES = {
         folders=("ro",),
     ),
     "6-every-file-fails": Case(
-        "predict --weights {W} --source bad --out keep.csv --save-raw keep.parquet",
+        "predict --weights {W} --source bad --out keep.csv --save-raw keep.parquet --overwrite",
         1,
         "nothing was written",
         ("keep.csv", "keep.parquet"),
@@ -193,21 +193,21 @@ CASES = {
         slow=True,
     ),
     "7-sample-without-header": Case(
-        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv --overwrite",
         1,
         "no patientId column",
         ("keep.csv",),
         {"sample.csv": "abc,\n"},
     ),
     "7-sample-wrong-header": Case(
-        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv --overwrite",
         1,
         "no patientId column",
         ("keep.csv",),
         {"sample.csv": "id,foo\nabc,1\n"},
     ),
     "7-sample-unsafe-id": Case(
-        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv",
+        "predict --weights {W} --source {S} --sample sample.csv --out keep.csv --overwrite",
         1,
         "not a safe file name",
         ("keep.csv",),
@@ -244,12 +244,56 @@ CASES = {
     "12-moved-dataset": Case(
         "train --data moved/data.yaml --model yolo11n.yaml --project runs", 1, "was the dataset folder moved"
     ),
+    "13-predict-out-exists": Case(
+        "predict --weights {W} --source {S} --out keep.csv",
+        2,
+        "keep.csv exists already; add --overwrite",
+        ("keep.csv",),
+    ),
+    "13-tune-out-exists": Case(
+        "tune --predictions raw.csv --labels {L} --out keep.yaml",
+        2,
+        "add --overwrite",
+        ("keep.yaml",),
+        {"raw.csv": "x\n"},
+    ),
+    "13-report-out-holds-the-users-plots": Case(
+        "report --predictions {SAMPLE} --images {S} --out mine --overwrite",
+        2,
+        "report did not write",
+        ("mine/plots/own.png", "mine/overlays/own.png"),
+        {"mine/plots/own.png": KEEP, "mine/overlays/own.png": KEEP},
+    ),
+    "13-demo-out-holds-the-users-dicoms": Case(
+        "demo --out . --overwrite --n-train 20 --n-test 1",
+        2,
+        "demo did not write",
+        ("rsna/stage_2_train_images/mine.dcm", "rsna/stage_2_train_labels.csv"),
+        {"rsna/stage_2_train_images/mine.dcm": KEEP, "rsna/stage_2_train_labels.csv": KEEP},
+    ),
+    "13-compare-out-holds-the-users-data": Case(
+        "compare --out mine --overwrite", 2, "compare did not write", ("mine/rsna/a.dcm",), {"mine/rsna/a.dcm": KEEP}
+    ),
+    "13-synth-overwrite-the-users-dicoms": Case(
+        "synth --out mine --overwrite --n-train 2 --dicom-size 64",
+        2,
+        "synth did not write",
+        ("mine/stage_2_train_images/a.dcm", "mine/stage_2_train_labels.csv"),
+        {"mine/stage_2_train_images/a.dcm": KEEP, "mine/stage_2_train_labels.csv": KEEP},
+    ),
+    "13-train-no-gpu-and-no-weights": Case(
+        "train --data {D} --model yolo11s.pt --device 7 --project runs", 2, "GPU 7 is not available", slow=True
+    ),
     # weak: the wrong exit code, or a message that could say more
     "w-empty-source": Case(
-        "predict --weights {W} --source empty --out keep.csv", 2, "holds no .dcm", ("keep.csv",), folders=("empty",)
+        "predict --weights {W} --source empty --out keep.csv --overwrite",
+        2,
+        "holds no .dcm",
+        ("keep.csv",),
+        folders=("empty",),
     ),
     "w-dicom-out-with-pngs": Case(
-        "predict --weights {W} --source pngs --dicom-out dicom --out keep.csv",
+        "predict --weights {W} --source pngs --dicom-out dicom --out keep.csv --overwrite",
         2,
         "needs DICOM inputs",
         ("keep.csv",),
@@ -375,6 +419,32 @@ def test_bad_input_is_refused_clearly_and_loses_nothing(name: str, outcomes: dic
     assert not list(folder.rglob("*.part")), "a temporary file was left behind"
 
 
+@pytest.mark.parametrize(
+    ("name", "problems"),
+    [
+        ("4-device-7", ["GPU 7 is not available", "keep.csv exists already; add --overwrite"]),
+        ("13-train-no-gpu-and-no-weights", ["GPU 7 is not available", "'yolo11s.pt' are not on this machine"]),
+    ],
+)
+def test_a_command_line_with_several_problems_names_them_all_at_once(
+    name: str, problems: list[str], outcomes: dict[str, Outcome]
+) -> None:
+    stderr = outcomes[name].result.stderr
+    assert all(problem in stderr for problem in problems), stderr
+    assert stderr.count("error: ") == len(problems), stderr
+
+
+def test_predict_replaces_an_existing_out_with_overwrite_only(world: World, tmp_path: Path) -> None:
+    (tmp_path / "sub.csv").write_text(KEEP)
+    args = ["predict", "--weights", world["W"], "--source", world["S"], "--out", "sub.csv", "--device", "cpu"]
+    refused = pneumo_yolo(*args, cwd=tmp_path)
+    assert refused.returncode == 2 and "add --overwrite" in refused.stderr
+    assert (tmp_path / "sub.csv").read_text() == KEEP
+    replaced = pneumo_yolo(*args, "--overwrite", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert (tmp_path / "sub.csv").read_text().startswith("patientId,PredictionString\n")
+
+
 def test_a_moved_dataset_is_read_from_where_it_is_now(world: World, tmp_path: Path) -> None:
     """convert's YAMLs and fold lists name no absolute path, so the folder can move (or be copied)."""
     dataset = tmp_path / "folds"
@@ -399,7 +469,7 @@ def test_a_moved_dataset_is_read_from_where_it_is_now(world: World, tmp_path: Pa
 # Interrupts: predict killed while it writes, with --save-raw and --dicom-out.
 
 PREVIOUS = {"sub.csv": "previous submission\n", "raw.parquet": "previous raw table\n"}
-RUN = "predict --weights {W} --source source --out sub.csv --save-raw raw.parquet --dicom-out dicom --batch 1 --device cpu"
+RUN = "predict --weights {W} --source source --out sub.csv --save-raw raw.parquet --dicom-out dicom --batch 1 --device cpu --overwrite"
 
 
 @pytest.fixture(scope="module")

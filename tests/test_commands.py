@@ -30,6 +30,8 @@ SMALLER = {
     "--epochs 30": "--epochs 1",
     "--batch 16": "--batch 4",
     "--device 0": "--device cpu",
+    "--imgsz 256": "--imgsz 64",
+    "--epochs 3": "--epochs 1",
 }
 """README value → the value the tests run with (tiny synthetic data, the CPU)."""
 PIPELINE_ORDER = [
@@ -145,6 +147,18 @@ def test_the_walkthrough_covers_every_stage_and_each_output_reads_back_as_what_i
         assert errors_only(validate_submission(cwd / option(command, "--out"), ids)) == []
     PostprocessConfig.from_yaml(cwd / option(walkthrough.result("tune")[0], "--out"))
     assert_self_contained(cwd / option(walkthrough.result("report")[0], "--out") / "index.html")
+
+
+def test_the_readme_s_cpu_line_for_step_2_runs_as_typed_without_a_gpu_or_internet(walkthrough: Walkthrough) -> None:
+    """Step 2's comment gives a line for a machine without a GPU or internet: no download, no GPU (sizes made smaller)."""
+    lines = re.findall(r"^#\s+(pneumo-yolo train .*)$", README.read_text(encoding="utf-8"), re.M)
+    assert len(lines) == 1 and "--device cpu" in lines[0] and ".yaml" in lines[0] and "--online" not in lines[0]
+    line = lines[0]
+    for readme_value, test_value in SMALLER.items():
+        line = line.replace(readme_value, test_value)
+    result = pneumo_yolo(*shlex.split(line)[1:], cwd=walkthrough.cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best weights: " in result.stdout
 
 
 def test_train_names_its_weights_and_the_rsna_scores_it_wrote(walkthrough: Walkthrough) -> None:

@@ -243,3 +243,23 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
     tuned_on = {p.stem for p in (tmp_path / "c" / "dataset" / "images" / "val").glob("*.png")}
     assert tuned_on and not tuned_on & set((tmp_path / "c" / "runs" / "unet" / "trained_on.txt").read_text().split())
     assert "| unet | unet-resnet18 |" in (tmp_path / "c" / "compare.md").read_text()
+
+
+def test_a_row_without_a_score_is_plotted_as_missing_not_as_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
+    from pneumo_yolo.pipelines.compare_report import figure
+
+    drawn: dict[str, list] = {"bars": [], "texts": []}
+    barh, text = Axes.barh, Axes.text
+    monkeypatch.setattr(
+        Axes, "barh", lambda self, y, width, **kw: drawn["bars"].append(list(width)) or barh(self, y, width, **kw)
+    )
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, **kw: drawn["texts"].append(s) or text(self, x, y, s, **kw))
+    rows = [
+        Row(row, row, Interval(score, score, score), 0.2, _record([0.1]), 5.0, PostprocessConfig())
+        for row, score in (("yolo11", 0.3), ("unet", float("nan")))
+    ]
+    assert figure(rows, 10)[:4] == b"\x89PNG"
+    assert math.isnan(drawn["bars"][0][0]) and drawn["bars"][0][1] == 0.3  # drawn bottom up: unet, yolo11
+    assert " no score" in drawn["texts"] and " 0.000" not in drawn["texts"]

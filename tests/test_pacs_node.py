@@ -128,6 +128,8 @@ def test_only_callers_on_the_allow_list_may_associate(node, images):
     assert [status.ok for status in listed.send(one)] == [True]
     (stranger,) = listed.send(one, caller="STRANGER")
     assert not stranger.ok and "rejected the association" in stranger.detail and "Calling AE title" in stranger.detail
+    (misdirected,) = c_store_files(one, Peer("OTHERNODE", LOOPBACK, listed.settings.port), calling_ae=SENDER)
+    assert not misdirected.ok and "Called AE title" in misdirected.detail
     nobody = node(allow=())
     assert not nobody.send(one)[0].ok
     anybody = node(allow=(), allow_any=True)
@@ -179,6 +181,19 @@ def test_a_spool_disk_below_the_watermark_refuses_associations(node, images):
     assert not status.ok and "rejected the association" in status.detail and "Local limit exceeded" in status.detail
 
 
+def test_a_spool_that_cannot_write_answers_out_of_resources(node, images, monkeypatch):
+    import errno
+
+    listen = node()
+
+    def full(*args) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(listen.spool, "accept", full)
+    (status,) = listen.send(dicoms(images)[:1])
+    assert status.detail.startswith("0xA700")
+
+
 def test_a_file_over_max_mb_is_refused_out_of_resources(node, images):
     (status,) = node(max_bytes=1000).send(dicoms(images)[:1])
     assert status.detail.startswith("0xA700")
@@ -228,6 +243,36 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_served_when_back
     finally:
         receiver.stop()
     assert not list(listen.spool.results.rglob("*.dcm"))
+
+
+def test_results_go_by_stow_with_credentials_from_the_environment(node, images, monkeypatch):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str]] = []
+
+    class Stow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, free_port()), Stow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PNEUMO_YOLO_STOW_AUTH", "reader:pa55")
+    listen = node()
+    url = f"http://{LOOPBACK}:{server.server_port}/dicom-web"
+    worker = Worker(listen.spool, StandIn(listen.spool.results), Destination(stow=url), batch=4)  # type: ignore[arg-type]
+    try:
+        assert listen.send(dicoms(images)[:1])[0].ok and worker.step()
+    finally:
+        server.shutdown()
+    assert listen.spool.counts() == {"delivered": 1}
+    assert seen == [("/dicom-web/studies", "Basic cmVhZGVyOnBhNTU=")] * 2  # the SR and the GSPS
 
 
 def test_an_image_that_cannot_be_predicted_is_recorded_failed_and_never_retried(node, images):
@@ -291,9 +336,12 @@ def send_script(folder: Path, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def stop(process: subprocess.Popen) -> tuple[int, str]:
+def stop(process: subprocess.Popen, lines: LineReader) -> tuple[int, str]:
+    """SIGTERM, then the exit code and stdout once every stderr line is read."""
     process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
+    out = process.stdout.read() if process.stdout else ""
+    process.wait(timeout=120)
+    lines.thread.join(30)
     return process.returncode, out
 
 
@@ -307,7 +355,7 @@ def test_listen_returns_predicts_boxes_into_each_study_and_sigterm_ends_after_th
     try:
         process, lines = start_listen(model, spool, port, receiver)
         assert send_script(images, port).returncode == 0
-        code, out = stop(process)  # while the first batch is being predicted
+        code, out = stop(process, lines)  # while the first batch is being predicted
         assert code == 0 and "stopping: the current batch is done" in lines.text(), lines.text()
         states = spool_states(spool)
         assert sum(states.values()) == 6 and states.get("delivered", 0) >= 1, out
@@ -316,7 +364,7 @@ def test_listen_returns_predicts_boxes_into_each_study_and_sigterm_ends_after_th
         before = len(receiver.received)
         assert send_script(images, port).returncode == 0
         lines.wait_for("again: already delivered, nothing new", count=6)
-        code, out = stop(process)
+        code, out = stop(process, lines)
     finally:
         receiver.stop()
     assert code == 0 and "stopped; spool: 6 delivered" in out
@@ -357,11 +405,11 @@ def test_kill_9_and_a_restart_give_each_image_exactly_one_result(model, images, 
     receiver.start()
     try:
         process, lines = start_listen(model, spool, port, receiver)
-        end = time.monotonic() + 90
+        end = time.monotonic() + 180
         while spool_states(spool) != {"delivered": 6}:
             assert time.monotonic() < end, (spool_states(spool), lines.text())
             time.sleep(0.2)
-        code, _ = stop(process)
+        code, _ = stop(process, lines)
     finally:
         receiver.stop()
     assert code == 0

@@ -206,3 +206,19 @@ def test_raw_parts_join_into_the_table_one_writer_would_have_written(tmp_path: P
 def test_a_device_list_of_mixed_kinds_or_repeated_gpus_is_refused(text: str, problem: str) -> None:
     with pytest.raises(DeviceError, match=problem):
         Devices.parse(text)
+
+
+def test_resolved_devices_resolve_to_themselves_without_asking_torch_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run resolves ``--device`` once: the models of an ensemble and its classifiers get the resolved devices."""
+    import torch
+
+    resolved = Devices.parse("cpu,cpu").resolve()
+
+    def asked_again() -> int:
+        raise AssertionError("the devices were resolved a second time")
+
+    monkeypatch.setattr(torch.cuda, "device_count", asked_again)
+    monkeypatch.setattr(torch.cuda, "is_available", asked_again)
+    assert resolved.resolve() is resolved and resolved.resolved
+    assert [device.resolve().names for device in resolved.each()] == [("cpu",), ("cpu",)]
+    assert Devices.parse("mps").names == ("mps",) and not Devices.parse("mps").on_cpu

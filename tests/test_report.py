@@ -159,29 +159,36 @@ def test_report_from_the_console_script(tmp_path):
     (tmp_path / "sub.csv").write_text(
         "patientId,PredictionString\ncase0,0.9 12 10 50 50\ncase1,0.7 30 30 40 40\ncase2,\ncase3,\n"
     )
-    run = subprocess.run(
-        [
-            console_script(),
-            "report",
-            "--predictions",
-            str(tmp_path / "sub.csv"),
-            "--images",
-            str(folder),
-            "--labels",
-            str(tmp_path / "labels.csv"),
-            "--out",
-            str(tmp_path / "report"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    args = [
+        console_script(),
+        "report",
+        "--predictions",
+        str(tmp_path / "sub.csv"),
+        "--images",
+        str(folder),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(tmp_path / "report"),
+    ]
+    run = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "report of 4 images, score 0.3333" in run.stdout
     index = tmp_path / "report" / "index.html"
     assert_self_contained(index)
     assert "Secret" not in index.read_text(encoding="utf-8")
+
+    page = index.read_bytes()
+    again = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
+    assert again.returncode == 2 and "add --overwrite" in again.stderr and index.read_bytes() == page
+    replaced = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, check=False, timeout=120)
+    assert replaced.returncode == 0, replaced.stderr
+    assert_self_contained(index)
+    own = tmp_path / "report" / "plots" / "my_own.png"
+    own.write_bytes(b"a user's own picture")
+    refused = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, check=False, timeout=120)
+    assert refused.returncode == 2 and "report did not write" in refused.stderr
+    assert own.read_bytes() == b"a user's own picture" and index.is_file()
 
 
 def test_report_names_a_file_that_is_neither_kind(tmp_path):
@@ -196,3 +203,28 @@ def test_report_names_a_file_that_is_neither_kind(tmp_path):
     )
     assert result.exit_code == 1
     assert "odd.csv: neither a submission" in result.output
+
+
+def test_report_warns_when_boxes_on_converted_pngs_cannot_be_placed(tmp_path):
+    """A submission's boxes are in the original pixels: on a resized PNG they need the manifest's sizes, as in predict."""
+    from typer.testing import CliRunner
+
+    from pneumo_yolo.cli import app
+
+    (tmp_path / "images").mkdir()
+    for pid in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "images" / f"{pid}.png"), np.full((64, 64), 100, np.uint8))
+    (tmp_path / "sub.csv").write_text("patientId,PredictionString\na,0.9 100 100 300 300\nb,\n")
+    (tmp_path / "manifest.csv").write_text(
+        "patientId,split,width,height,n_boxes,class,view_position,sex,age\n"
+        "a,val,1024,1024,1,Lung Opacity,PA,M,40\nb,val,1024,1024,0,Normal,AP,F,30\n"
+    )
+    args = ["report", "--predictions", str(tmp_path / "sub.csv"), "--images", str(tmp_path / "images")]
+    unplaced = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r1")])
+    assert unplaced.exit_code == 0, unplaced.output
+    assert "warning: 2 picture(s) in" in unplaced.stderr and "give --manifest" in unplaced.stderr
+    placed = CliRunner().invoke(
+        app, [*args, "--out", str(tmp_path / "r2"), "--manifest", str(tmp_path / "manifest.csv")]
+    )
+    assert placed.exit_code == 0, placed.output
+    assert "warning" not in placed.stderr

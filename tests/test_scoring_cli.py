@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pneumo_yolo.boxes import ltwh_to_xyxy
 from pneumo_yolo.cli import app
 from pneumo_yolo.data.labels import read_labels
-from pneumo_yolo.eval.detections import write_raw
+from pneumo_yolo.eval.detections import RawImage, write_raw
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.eval.submission import prediction_string, write_submission
 
@@ -63,7 +63,10 @@ class TestEvaluateOnRealLabels:
         result = run("evaluate", "--predictions", real_submissions[0], "--labels", LABELS)
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
-        assert lines[0] == "score 1.0000 on 6,012 image(s)"
+        assert lines[0] == (
+            "score 1.0000 on 6,012 image(s) of 26,684: the other 20,672 are negative images without a prediction,"
+            " which the metric leaves out (nothing to match there, right or wrong)"
+        )
         assert lines[1:10] == ["IoU threshold  score"] + [f"  {t:.2f}  1.0000" for t in np.arange(0.40, 0.76, 0.05)]
         assert "positive images  1.0000  (6,012 scored)" in lines
         assert "negative images with any prediction: 0.0%" in lines
@@ -106,6 +109,19 @@ class TestEvaluate:
         # Without a manifest every labelled patient counts: pos-2 has no prediction.
         result = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--json")
         assert json.loads(result.stdout)["score"] == pytest.approx(1 / 3)
+
+    def test_says_how_many_images_it_scored_and_why_not_the_others(self, tmp_path: Path) -> None:
+        """Of 4 patients, one positive has a box and the two negatives none: the metric scores the 2 positives only."""
+        write_small_set(tmp_path)
+        (tmp_path / "sub.csv").write_text("patientId,PredictionString\npos-1,0.9 100 100 200 300\nneg-1,\nneg-2,\n")
+        result = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0] == (
+            "score 0.5000 on 2 image(s) of 4: the other 2 are negative images without a prediction,"
+            " which the metric leaves out (nothing to match there, right or wrong)"
+        )
+        as_json = run("evaluate", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--json")
+        assert json.loads(as_json.stdout)["n_left_out"] == 2
 
     def test_submission_patient_not_in_the_labels_is_an_error(self, tmp_path: Path) -> None:
         write_small_set(tmp_path)
@@ -209,6 +225,18 @@ class TestValidateSubmission:
 
 
 class TestTune:
+    def test_a_model_that_finds_nothing_is_said_to_score_0_with_every_configuration_tied(self, tmp_path: Path) -> None:
+        write_small_set(tmp_path)
+        nothing = [RawImage(pid, np.zeros((0, 4)), np.zeros(0), 1024.0, 1024.0) for pid in ("pos-1", "neg-1")]
+        write_raw(tmp_path / "raw.csv", nothing)
+        args = ["tune", "--predictions", tmp_path / "raw.csv", "--labels", tmp_path / "labels.csv"]
+        result = run(*args, "--manifest", tmp_path / "manifest.csv", "--split", "val", "--shrink-grid", "1,0.9")
+        assert result.exit_code == 0, result.output
+        message = " ".join(result.stderr.split())
+        assert "warning: the best score is 0.0000: no configuration finds an opacity" in message
+        configurations = int(result.stdout.split()[1])
+        assert f"{configurations} of the {configurations} configurations tie for the best score 0.0000" in message
+
     def test_tune_writes_a_config_that_predict_can_read(self, tmp_path: Path) -> None:
         truth, images = generated(120, seed=2)
         rows = ["patientId,x,y,width,height,Target"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -312,7 +314,7 @@ class TestDeterminism:
 
     def test_refuses_existing_set_and_overwrite_removes_stale(self, tmp_path: Path):
         make_rsna_like(tmp_path, n=4, seed=0, n_test=2, size=64, progress=False)
-        with pytest.raises(SynthError, match="--overwrite"):
+        with pytest.raises(SynthError, match="overwrite=True"):
             make_rsna_like(tmp_path, n=3, seed=1, size=64, progress=False)
         make_rsna_like(tmp_path, n=3, seed=1, size=64, overwrite=True, progress=False)
         assert len(list((tmp_path / "stage_2_train_images").glob("*.dcm"))) == 3
@@ -418,12 +420,33 @@ class TestCommand:
         ):
             assert (out / name).is_file()
 
-    def test_synth_refuses_existing_set(self, tmp_path: Path):
+    def test_synth_refuses_existing_set_and_overwrite_replaces_its_own(self, tmp_path: Path):
         args = ["synth", "--out", str(tmp_path), "--n-train", "2", "--dicom-size", "64"]
         assert CliRunner().invoke(app, args).exit_code == 0
         result = CliRunner().invoke(app, args)
-        assert result.exit_code == 1 and "already holds a data set" in result.output
-        assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+        assert result.exit_code == 2 and "exists and is not empty; add --overwrite to replace it" in result.output
+        assert "overwrite=True" not in result.output
+        assert CliRunner().invoke(app, [*args, "--n-train", "3", "--overwrite"]).exit_code == 0
+        assert len(list((tmp_path / "stage_2_train_images").glob("*.dcm"))) == 3
+
+    def test_synth_overwrite_refuses_a_folder_it_did_not_write_and_deletes_nothing(self, tmp_path: Path):
+        """A user's own DICOMs and label CSV, even in the RSNA layout, are never deleted (through the console script)."""
+        out = tmp_path / "rsna"
+        (out / "stage_2_train_images").mkdir(parents=True)
+        own = {out / "stage_2_train_images" / "mine.dcm": b"DICM", out / "stage_2_train_labels.csv": b"patientId\n"}
+        for path, data in own.items():
+            path.write_bytes(data)
+        script = Path(sys.executable).with_name("pneumo-yolo")
+        args = [str(script), "synth", "--out", str(out), "--n-train", "2", "--dicom-size", "64", "--overwrite"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "synth did not write" in result.stderr and "nothing was deleted" in result.stderr
+        assert {path: path.read_bytes() for path in own} == own
+        assert sorted(p.name for p in out.rglob("*")) == [
+            "mine.dcm",
+            "stage_2_train_images",
+            "stage_2_train_labels.csv",
+        ]
 
     def test_synth_preset(self, tmp_path: Path):
         for name in PRESETS:

@@ -86,17 +86,15 @@ class TestOverrides:
 
     @pytest.mark.parametrize(
         ("key", "problem"),
-        [
-            ("epochs", "has a setting of its own \\(epochs\\)"),
-            ("data", "of its own \\(data\\)"),
-            ("task", "cannot be changed"),
-        ],
+        [("epochs", "use --epochs"), ("data", "use --data"), ("task", "cannot be changed")],
     )
     def test_keys_with_their_own_option_are_refused(self, key, problem):
-        with pytest.raises(SettingError, match=problem) as error:
+        with pytest.raises(SettingError) as error:
             TrainSettings(overrides={key: 1})
-        assert flag_message(error.value).startswith(f"--set {key}=1: ")
-        assert option_key_problems([key], [key]) == [str(error.value).split(": ", 1)[1]]
+        assert error.value.field == "overrides" and "--" not in str(error.value)  # the library names fields
+        message = flag_message(error.value)
+        assert message.startswith(f"--set {key}=1: ") and problem in message
+        assert len(option_key_problems([key], [key])) == 1
 
 
 class TestArguments:

@@ -2,7 +2,7 @@
 
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -61,15 +61,79 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
 
 
 def refuse_bad_outputs(
-    files: Mapping[str, Path | None], folders: Mapping[str, Path | None] = {}, inputs: Mapping[str, Any] = {}
+    files: Mapping[str, Path | None],
+    folders: Mapping[str, Path | None] = {},
+    inputs: Mapping[str, Any] = {},
+    *,
+    overwrite: bool | None = None,
+    owner: str | None = None,
+    goes_with_others: Sequence[str] = (),
+    checks: Sequence[Callable[[], object]] = (),
 ) -> None:
-    """:func:`pneumo_yolo.files.check_outputs`, its refusal printed as a usage error (exit 2)."""
-    from ..files import OutputError, check_outputs
+    """Refuse a command line with bad outputs or other usage problems, naming them all at once (exit 2).
 
+    The outputs are checked by :func:`pneumo_yolo.files.check_outputs`. ``overwrite`` is the
+    command's ``--overwrite`` (``None``: a command that resumes or never replaces, whose outputs
+    may exist): without it an output that exists (a folder: that holds anything) is refused. With
+    ``owner``, the command replaces its ``folders`` only where it wrote them itself
+    (:mod:`pneumo_yolo.owned`), so a folder holding anything else is refused even with
+    ``--overwrite``. An output named in ``goes_with_others`` (an errors file beside ``--out``) is
+    replaced with them, so it may exist. ``checks`` are further checks of the command line (the device, the model),
+    each raising ``ValueError`` or ``FileNotFoundError`` with its problem.
+    """
+    from ..files import OutputError, check_outputs
+    from ..settings import SettingError
+    from .flags import flag_message
+
+    problems = []
     try:
         check_outputs(files, folders=folders, inputs=inputs)
     except OutputError as error:
-        raise fail(f"error: {error}", code=2) from None
+        problems.append(str(error))
+    if overwrite is not None:
+        problems += _existing_outputs(files, folders, overwrite, owner, goes_with_others)
+    for check in checks:
+        try:
+            check()
+        except SettingError as error:
+            problems.append(flag_message(error))
+        except (ValueError, FileNotFoundError) as error:
+            problems.append(str(error))
+    if problems:
+        raise fail("\n".join(f"error: {problem}" for problem in problems), code=2)
+
+
+def _existing_outputs(
+    files: Mapping[str, Path | None],
+    folders: Mapping[str, Path | None],
+    overwrite: bool,
+    owner: str | None,
+    goes_with_others: Sequence[str],
+) -> list[str]:
+    """The problems of outputs that exist: without ``overwrite`` each one; with an ``owner``, a folder it did not write."""
+    from ..owned import foreign_files, has_content
+
+    problems = [
+        f"{name} {path} exists already; add --overwrite to replace it"
+        for name, path in files.items()
+        if not overwrite
+        and path is not None
+        and name not in goes_with_others
+        and (path.exists() or path.is_symlink())
+        and not path.is_dir()
+    ]
+    for name, path in folders.items():
+        if path is None or not has_content(path):
+            continue
+        foreign = foreign_files(path, owner) if owner else []
+        if foreign:
+            problems.append(
+                f"{name} {path} holds {len(foreign)} file(s) that {owner} did not write, e.g. {foreign[0]}; "
+                f"{owner} replaces only a folder it wrote itself, so nothing was deleted: choose another {name}"
+            )
+        elif not overwrite:
+            problems.append(f"{name} {path} exists and is not empty; add --overwrite to replace it")
+    return problems
 
 
 def warn(message: str) -> None:

@@ -20,7 +20,8 @@ def compare(
     out: Annotated[
         Path,
         typer.Option(
-            file_okay=False, help="Folder for everything it writes (replaced on a rerun); the table is OUT/compare.md."
+            file_okay=False,
+            help="Folder for everything it writes; the table is OUT/compare.md. A rerun needs --overwrite.",
         ),
     ] = Path("compare"),
     archs: Annotated[
@@ -104,6 +105,12 @@ def compare(
             help="Rows trained at once, each in its own process with its share of the cores as threads. Default: on the CPU one per core, on a GPU one.",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an earlier comparison's --out (only a folder that compare wrote itself)."
+        ),
+    ] = False,
 ) -> None:
     """Train YOLO11, YOLOv3, Faster R-CNN, Mask R-CNN and U-Net for the same budget on one split and score them on held-out synthetic images.
 
@@ -113,6 +120,8 @@ def compare(
     and OUT/compare.png (the scores and the learning curves). At the defaults, about 20 minutes
     on 2 CPU cores (docs/compare.md).
     """
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..pipelines.compare import check_rows, parse_models, run_compare
     from ..runtime.devices import Devices
     from ..settings import SettingError
@@ -142,4 +151,15 @@ def compare(
         devices=devices,
         parallel=parallel,
     )
-    run_compare(out, settings, log=typer.echo)
+    refuse_bad_outputs(
+        {},
+        folders={"--out": out},
+        overwrite=overwrite,
+        owner="compare",
+        checks=[lambda: devices.names and devices.resolve()],
+    )
+    try:
+        with owned_folder(out, "compare"):
+            run_compare(out, settings, log=typer.echo)
+    except OutputError as error:
+        raise fail(f"error: {error}", code=2) from None

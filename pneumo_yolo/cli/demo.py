@@ -9,7 +9,7 @@ import typer
 
 from ..pipelines.demo import DemoSettings
 from . import options
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 _DEFAULTS = DemoSettings()
 
@@ -17,7 +17,8 @@ _DEFAULTS = DemoSettings()
 @app.command("demo")
 def demo(
     out: Annotated[
-        Path, typer.Option(file_okay=False, help="Folder for everything the demo writes (replaced on a rerun).")
+        Path,
+        typer.Option(file_okay=False, help="Folder for everything the demo writes; a rerun needs --overwrite."),
     ] = Path("demo"),
     n_train: Annotated[
         int, typer.Option(min=20, max=options.MAX_SYNTH_IMAGES, help="Synthetic training radiographs.")
@@ -49,6 +50,10 @@ def demo(
             help="Synthetic data: easy (clear opacities) or hard (faint opacities, look-alikes on negatives).",
         ),
     ] = _DEFAULTS.preset,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an earlier demo's --out (only a folder that demo wrote itself)."),
+    ] = False,
 ) -> None:
     """Run synth → convert → train → predict → submission.csv → evaluate, and print the RSNA score.
 
@@ -56,7 +61,8 @@ def demo(
     """
     from converters.rsna import ConvertError
 
-    from ..files import OutputError, check_outputs
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..pipelines.demo import run_demo
     from ..runtime.devices import Devices
     from ..settings import SettingError
@@ -64,6 +70,14 @@ def demo(
     from ..train.common import TrainConfigError
     from .flags import flag_message
 
+    devices = Devices.parse(device)  # checked by the option's callback
+    refuse_bad_outputs(
+        {},
+        folders={"--out": out},
+        overwrite=overwrite,
+        owner="demo",
+        checks=[lambda: devices.names and devices.resolve()],
+    )
     try:
         settings = DemoSettings(
             n_train=n_train,
@@ -72,10 +86,10 @@ def demo(
             epochs=epochs,
             seed=seed,
             preset=preset,
-            devices=Devices.parse(device),
+            devices=devices,
         )
-        check_outputs({}, folders={"--out": out})
-        run_demo(out, settings, log=typer.echo)
+        with owned_folder(out, "demo"):
+            run_demo(out, settings, log=typer.echo)
     except SettingError as error:
         raise fail(f"error: {flag_message(error)}", code=2) from None
     except (ConvertError, OutputError, SynthError, TrainConfigError) as error:

@@ -111,7 +111,9 @@ def validate_submission(
     if (sample is None) == (ids is None):
         raise typer.BadParameter("give exactly one of --sample or --ids")
     try:
-        expected, duplicates = read_patient_ids(sample or ids)
+        listing = sample or ids
+        assert listing is not None  # exactly one of them, checked above
+        expected, duplicates = read_patient_ids(listing)
         sizes = read_manifest(manifest) if manifest else None
         problems = check(submission, expected, sizes)
     except (LabelFileError, SubmissionError) as error:

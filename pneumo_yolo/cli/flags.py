@@ -31,4 +31,4 @@ def flag(field: str) -> str:
 
 def flag_message(error: SettingError) -> str:
     """``error``'s message, naming the flag where the library names the field."""
-    return error.named(flag(error.field))
+    return error.named(flag(error.field), flag)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import options
-from .app import app, fail, warn
+from .app import app, fail, refuse_bad_outputs, warn
 
 _PATIENTS = "Patients and image sizes"
 _POSTPROCESS = "Post-processing"
@@ -138,6 +138,13 @@ def predict_command(
             help="Also write a DICOM SR per image and a GSPS per image with boxes (DICOM inputs only) into DIR/sr and DIR/gsps.",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace --out and --save-raw if they exist, and write into a --dicom-out that holds results already (the results of other images stay).",
+        ),
+    ] = False,
 ) -> None:
     """Predict a folder of DICOMs into a Kaggle submission CSV, fully offline.
 
@@ -156,7 +163,7 @@ def predict_command(
     from ..eval.detections import RawFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.submission import SubmissionError, read_patient_ids
-    from ..files import OutputError, check_outputs
+    from ..files import OutputError
     from ..nets.classifier import ClassifierError
     from ..nets.detector import DetectorError
     from ..predict.decoding import InputError
@@ -169,24 +176,25 @@ def predict_command(
 
     if sample is not None and ids is not None:
         raise typer.BadParameter("give at most one of --sample and --ids")
+    devices = Devices.parse(device)  # checked by the option's callback
+    errors_file = f"the errors file of --out ({errors_path_for(out).name})"
+    refuse_bad_outputs(
+        {"--out": out, "--save-raw": save_raw, errors_file: errors_path_for(out)},
+        folders={"--dicom-out": dicom_out},
+        inputs={
+            "--weights": weights,
+            "--classifier": classifier,
+            "--source": source,
+            "--sample": sample,
+            "--ids": ids,
+            "--manifest": manifest,
+            "--postprocess": postprocess,
+        },
+        overwrite=overwrite,
+        goes_with_others=[errors_file],
+        checks=[lambda: devices.names and devices.resolve()],
+    )
     try:
-        check_outputs(
-            {
-                "--out": out,
-                "--save-raw": save_raw,
-                f"the errors file of --out ({errors_path_for(out).name})": errors_path_for(out),
-            },
-            folders={"--dicom-out": dicom_out},
-            inputs={
-                "--weights": weights,
-                "--classifier": classifier,
-                "--source": source,
-                "--sample": sample,
-                "--ids": ids,
-                "--manifest": manifest,
-                "--postprocess": postprocess,
-            },
-        )
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:
             config = replace(config, conf=conf)
@@ -207,9 +215,7 @@ def predict_command(
             original_sizes=read_manifest(manifest) if manifest else None,
             dicom_out=dicom_out,
         )
-        report = predict_folder(
-            source, out, settings, devices=Devices.parse(device), save_raw=save_raw, expected_ids=expected
-        )
+        report = predict_folder(source, out, settings, devices=devices, save_raw=save_raw, expected_ids=expected)
     except SettingError as error:
         raise fail(f"error: {flag_message(error)}", code=2) from None
     except (InputError, OutputError, ResourceError) as error:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, fail, refuse_bad_outputs
+from .app import app, fail, refuse_bad_outputs, warn
 
 
 @app.command("report")
@@ -54,6 +54,12 @@ def report(
         "report"
     ),
     gallery: Annotated[int, typer.Option(min=1, help="Pictures per gallery.")] = 12,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an earlier report in --out (only a folder that report wrote itself)."
+        ),
+    ] = False,
 ) -> None:
     """Write an offline HTML report (OUT/index.html) of predictions on a folder of images.
 
@@ -68,8 +74,10 @@ def report(
     from ..eval.detections import RawFileError
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.submission import SubmissionError
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..report import ReportError, ReportUsageError, write_report
-    from ..report.inputs import list_images, read_predictions, read_truth
+    from ..report.inputs import list_images, pictures_without_size, read_predictions, read_truth
 
     refuse_bad_outputs(
         {},
@@ -81,6 +89,8 @@ def report(
             "--manifest": manifest,
             "--postprocess": postprocess,
         },
+        overwrite=overwrite,
+        owner="report",
     )
     try:
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
@@ -88,20 +98,28 @@ def report(
         pictures, notes = list_images(images)
         truth, label_notes = read_truth(labels) if labels else (None, [])
         sizes = read_manifest(manifest) if manifest else None
-        summary = write_report(
-            out,
-            pictures,
-            found,
-            truth,
-            sizes=sizes,
-            gallery_size=gallery,
-            title=f"pneumo-yolo report: {predictions.name}",
-            notes=notes + label_notes,
-        )
-    except ReportUsageError as error:
+        with owned_folder(out, "report"):
+            summary = write_report(
+                out,
+                pictures,
+                found,
+                truth,
+                sizes=sizes,
+                gallery_size=gallery,
+                title=f"pneumo-yolo report: {predictions.name}",
+                notes=notes + label_notes,
+            )
+    except (OutputError, ReportUsageError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (ConfigError, LabelFileError, RawFileError, ReportError, SubmissionError) as error:
         raise fail(f"error: {error}") from None
+    unplaced = pictures_without_size(pictures, found, sizes)
+    if unplaced:
+        warn(
+            f"{len(unplaced)} picture(s) in {images} (PNG/JPEG, e.g. {unplaced[0]}) have no original size: their boxes "
+            "are drawn in the pictures' own pixels, misplaced where convert resized them; give --manifest "
+            "(the converter's manifest.csv), or raw detections from predict --save-raw"
+        )
     for note in summary.notes:
         typer.secho(f"note: {note}", err=True, fg=typer.colors.YELLOW)
     score = "" if summary.score is None else f", score {summary.score:.4f}"

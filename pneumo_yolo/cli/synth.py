@@ -50,13 +50,18 @@ def synth(
 
     Example: pneumo-yolo synth --out rsna --n-train 300 --n-test 60
     """
+    from ..files import OutputError
+    from ..owned import owned_folder
     from ..synth import SynthError, make_rsna_like
 
-    refuse_bad_outputs({}, folders={"--out": out})
+    refuse_bad_outputs({}, folders={"--out": out}, overwrite=overwrite, owner="synth")
     try:
-        summary = make_rsna_like(
-            out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite
-        )
+        with owned_folder(out, "synth"):
+            summary = make_rsna_like(
+                out, n_train, seed=seed, n_test=n_test, size=dicom_size, preset=preset, overwrite=overwrite
+            )
+    except OutputError as error:
+        raise fail(f"error: {error}", code=2) from None
     except SynthError as error:
         raise fail(f"error: {error}") from None
     test = f" and {summary.test_images} test ({summary.test_positive} with opacity)" if summary.test_images else ""

@@ -7,7 +7,7 @@ import typer
 
 from ..train.common import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_IMGSZ, DEFAULT_NAME
 from . import options
-from .app import app, fail
+from .app import app, fail, refuse_bad_outputs
 
 _RUN = "Run"
 _FOLDS = "Cross-validation folds"
@@ -20,6 +20,14 @@ def _arch(value: str) -> str:
     if value not in ARCHS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(ARCHS)}")
     return value
+
+
+def _model(model: str, online: bool) -> object:
+    """A YOLO ``--model`` checked where it can be before training: a file that exists, or weights here or downloadable (raises ``WeightsError``)."""
+    from ..runtime.offline import downloads_allowed, weights_dir
+    from ..runtime.weights import resolve_model
+
+    return resolve_model(model, weights_dir=weights_dir(), allow_download=online or downloads_allowed())
 
 
 @app.command("train")
@@ -133,7 +141,7 @@ def train_command(
 
     from ..data.classify_view import ClassifyViewError
     from ..data.dataset import ConvertedDataset, DatasetError
-    from ..files import OutputError, check_outputs
+    from ..files import OutputError
     from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
     from ..runtime.weights import WeightsError
@@ -146,15 +154,24 @@ def train_command(
 
     if folds is not None and fold is not None:
         raise typer.BadParameter("give --folds K (every fold) or --fold I (one fold), not both")
+    devices = Devices.parse(device)  # checked by the option's callback
+    refuse_bad_outputs(
+        {},
+        folders={"--project": project or Path("runs")},
+        inputs={"--data": data},
+        checks=[
+            lambda: devices.names and devices.resolve(),
+            lambda: model and arch == "yolo" and not resume and _model(model, online),
+        ],
+    )
     try:
-        check_outputs({}, folders={"--project": project or Path("runs")}, inputs={"--data": data})
         settings = TrainSettings(
             model=model,
             arch=arch,
             imgsz=imgsz,
             epochs=epochs,
             batch=batch,
-            devices=Devices.parse(device),
+            devices=devices,
             name=name,
             project=project or Path("runs"),
             resume=resume,

@@ -130,6 +130,7 @@ def tune(
         ),
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="Rows of the table of best configurations.")] = 10,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Search the confidence threshold, merge method and IoU, shrink factor, fusion IoU and gate that maximise the metric.
 
@@ -137,10 +138,12 @@ def tune(
 
     Example: pneumo-yolo tune --predictions runs/val_raw.parquet --labels stage_2_train_labels.csv --manifest datasets/rsna/manifest.csv --split val
     """
+    from typing import cast
+
     from ..data.labels import LabelFileError
     from ..eval.combine import stack_images
     from ..eval.detections import RawFileError, read_raw
-    from ..eval.postprocess import ConfigError, PostprocessConfig
+    from ..eval.postprocess import ConfigError, MergeMethod, PostprocessConfig
     from ..eval.scoring import load_scoring_set
     from ..eval.tune import TuneError, TuneGrid, images_to_score
     from ..eval.tune import tune as run_tune
@@ -150,18 +153,21 @@ def tune(
     refuse_bad_outputs(
         {"--out": out},
         inputs={"--predictions": raw, "--labels": labels, "--manifest": manifest, "--postprocess": config},
+        overwrite=overwrite,
     )
     try:
         base = PostprocessConfig.from_yaml(config) if config else PostprocessConfig()
-        given = {
-            "conf": conf,
-            "merges": merges,
-            "shrink": shrink,
-            "fusion_iou": fusion,
-            "gate_alpha": gate_alpha,
-            "gate_threshold": gate_threshold,
-        }
-        grid = TuneGrid(**{axis: values for axis, values in given.items() if values is not None})
+        default = TuneGrid()
+        grid = TuneGrid(  # the callbacks made each given list a tuple of values
+            conf=default.conf if conf is None else cast("tuple[float, ...]", conf),
+            merges=default.merges if merges is None else cast("tuple[tuple[MergeMethod, float], ...]", merges),
+            shrink=default.shrink if shrink is None else cast("tuple[float, ...]", shrink),
+            fusion_iou=default.fusion_iou if fusion is None else cast("tuple[float, ...]", fusion),
+            gate_alpha=default.gate_alpha if gate_alpha is None else cast("tuple[float, ...]", gate_alpha),
+            gate_threshold=default.gate_threshold
+            if gate_threshold is None
+            else cast("tuple[float, ...]", gate_threshold),
+        )
         scoring = load_scoring_set(labels, manifest, split)
         detections, notes = images_to_score(stack_images([read_raw(path) for path in raw]), scoring)
         report = run_tune(detections, scoring.boxes, base, grid)
@@ -170,6 +176,8 @@ def tune(
     for note in scoring.notes + notes:
         warn(note)
     typer.echo(report.summary(top))
+    for caveat in report.caveats():
+        warn(caveat)
     names = ", ".join(path.name for path in raw)
     report.best.to_yaml(
         out,

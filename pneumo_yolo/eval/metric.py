@@ -58,6 +58,7 @@ class MetricResult:
             "score": clean(self.score),
             "per_threshold": {f"{t:.2f}": clean(v) for t, v in zip(self.thresholds, self.per_threshold)},
             "n_images": self.n_images,
+            "n_left_out": max(len(self.image_scores) - self.n_images, 0),
             "n_positive": self.n_positive,
             "n_negative": self.n_negative,
             "score_positive": clean(self.score_positive),
@@ -84,7 +85,14 @@ class MetricResult:
         negative images     n/a  (0 scored: those with a prediction)
         negative images with any prediction: n/a
         """
-        lines = [f"score {_text(self.score)} on {self.n_images:,} image(s)", "IoU threshold  score"]
+        left_out = len(self.image_scores) - self.n_images
+        head = f"score {_text(self.score)} on {self.n_images:,} image(s)"
+        if left_out > 0:
+            head += (
+                f" of {len(self.image_scores):,}: the other {left_out:,} are negative images without a prediction,"
+                " which the metric leaves out (nothing to match there, right or wrong)"
+            )
+        lines = [head, "IoU threshold  score"]
         lines += [f"  {t:.2f}  {_text(v)}" for t, v in zip(self.thresholds, self.per_threshold)]
         share = "n/a" if np.isnan(self.negative_fp_share) else f"{self.negative_fp_share:.1%}"
         lines += [

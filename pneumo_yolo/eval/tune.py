@@ -30,13 +30,13 @@ from .detections import RawDetections
 from .gate import apply_gate
 from .merging import clean, fuse_passes, nms_keep
 from .metric import MetricResult, evaluate, flatten_ground_truth, score_images, summarise
-from .postprocess import PostprocessConfig, limit, merge, postprocess_image
+from .postprocess import MergeMethod, PostprocessConfig, limit, merge, postprocess_image
 from .scoring import ScoringSet
 from .tune_vote import vote_points
 from .vote import Votes
 
 DEFAULT_CONF = tuple(round(0.05 * i, 2) for i in range(1, 20))
-DEFAULT_MERGES: tuple[tuple[str, float], ...] = (
+DEFAULT_MERGES: tuple[tuple[MergeMethod, float], ...] = (
     ("none", 0.0),
     ("nms", 0.3),
     ("nms", 0.4),
@@ -61,7 +61,7 @@ class TuneGrid:
     """Values to try. ``merges`` holds ``(method, iou)`` pairs; the IoU of ``"none"`` is ignored."""
 
     conf: tuple[float, ...] = DEFAULT_CONF
-    merges: tuple[tuple[str, float], ...] = DEFAULT_MERGES
+    merges: tuple[tuple[MergeMethod, float], ...] = DEFAULT_MERGES
     shrink: tuple[float, ...] = DEFAULT_SHRINK
     fusion_iou: tuple[float, ...] = DEFAULT_FUSION_IOU
     gate_alpha: tuple[float, ...] = DEFAULT_GATE_ALPHA
@@ -124,6 +124,24 @@ class TuneReport:
     base_result: MetricResult
     elapsed_s: float
 
+    def caveats(self) -> list[str]:
+        """What the best score does not say on its own: that several configurations tie for it, or that it is 0."""
+        scores = self.table["score"].to_numpy(dtype=float)
+        best = self.best_result.score
+        notes = []
+        if not best > 0:
+            notes.append(
+                f"the best score is {best:.4f}: no configuration finds an opacity that the metric counts on these "
+                f"{self.n_images:,} image(s), so the configuration written is no better than any other"
+            )
+        ties = int(np.isclose(scores, scores[0], rtol=0, atol=1e-9).sum()) if len(scores) else 0
+        if ties > 1:
+            notes.append(
+                f"{ties:,} of the {len(scores):,} configurations tie for the best score {scores[0]:.4f}: "
+                "the first of them in the search order is written, and these images cannot tell them apart"
+            )
+        return notes
+
     def summary(self, top: int = 10) -> str:
         """The base and best configurations with their scores, then the ``top`` best grid points."""
         gain = self.best_result.score - self.base_result.score
@@ -182,7 +200,7 @@ class _Merged:
 def _merge_prefixes(
     images: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float]]],
     prefixes: np.ndarray,
-    method: str,
+    method: MergeMethod,
     iou: float,
     base: PostprocessConfig,
 ) -> _Merged:
@@ -320,7 +338,9 @@ def tune(
     else:
         points = _flat_points(raw, base, grid, score)
     base_fields = asdict(base)
-    rows, best, best_scores, top = [], {}, np.zeros((0, 0)), -np.inf
+    rows: list[dict] = []
+    best: dict = {}
+    best_scores, top = np.zeros((0, 0)), -np.inf
     for settings, per_image in points:
         rows.append({**base_fields, **settings, **_figures(per_image, positive)})
         if not best or rows[-1]["score"] > top:  # the first of equal scores, as the stable sort below

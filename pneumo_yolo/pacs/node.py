@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .addresses import Caller
-from .spool import Spool
+from .spool import Spool, is_uid
 from .tls import TlsFiles
 
 LOG = logging.getLogger("pneumo_yolo.pacs")
@@ -107,6 +107,9 @@ class Node:
         request = event.request
         sop_class, sop_uid = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
         caller = f"{str(event.assoc.requestor.ae_title).strip()}@{event.assoc.requestor.address}"
+        if not is_uid(sop_uid):
+            LOG.warning("refused a C-STORE from %s: its SOP Instance UID is not a valid UID (0xC000)", caller)
+            return CANNOT_UNDERSTAND
         if sop_class.startswith(IGNORED_PREFIXES):
             LOG.info("ignored %s %s from %s (results are not predicted)", _class_name(sop_class), sop_uid, caller)
             return SUCCESS
@@ -126,7 +129,12 @@ class Node:
         if problem:
             LOG.warning("refused %s from %s: %s (0xC000)", sop_uid, caller, problem)
             return CANNOT_UNDERSTAND
-        if not self.spool.accept(sop_uid, file_bytes):
+        try:
+            accepted = self.spool.accept(sop_uid, file_bytes)
+        except OSError as error:  # the disk filled up, or the spool went away: the sender keeps its copy
+            LOG.error("refused %s from %s: the spool cannot keep it (%s) (0xA700)", sop_uid, caller, error.strerror)
+            return OUT_OF_RESOURCES
+        if not accepted:
             LOG.info("received %s from %s again: already %s, nothing new", sop_uid, caller, self.spool.state(sop_uid))
             return SUCCESS
         LOG.info("queued %s from %s", sop_uid, caller)

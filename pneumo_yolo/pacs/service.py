@@ -38,6 +38,26 @@ class ListenSettings:
     backoff: Backoff = Backoff()
 
 
+def warm_up(predictor: Predictor, folder: Path) -> None:
+    """Predict one blank synthetic radiograph end to end (decoding, models, SR), so that the first real image is not slow.
+
+    The first call of each step imports and initialises what it needs (pixel decoders, the
+    model's kernels, highdicom), which took seconds: the node pays that before it listens.
+    """
+    import numpy as np
+
+    from ..dicom.write import write_dicom
+
+    path = folder / "warm-up.dcm"
+    write_dicom(path, np.full((256, 256), 128, np.uint8), patient_id="warm-up")
+    try:
+        found = predictor.predict([path])
+    finally:
+        path.unlink(missing_ok=True)
+    for written in found.results.get(path.stem, []):
+        written.unlink(missing_ok=True)
+
+
 def listen(settings: ListenSettings) -> dict[str, int]:
     """Run the node until SIGTERM or SIGINT, then finish the current batch; return the spool's count per state.
 
@@ -63,10 +83,12 @@ def listen(settings: ListenSettings) -> dict[str, int]:
         predict = replace(settings.predict, dicom_out=spool.results, progress=False, batch=settings.batch, workers=0)
         predictor = Predictor(predict, settings.device)
         predictor.check_memory(predictor.batch)
-        predictor.warm_up()
+        warm_up(predictor, spool.root)
         try:
             server = start_node(settings.node, spool, wake.set)
-        except (OSError, ValueError) as error:
+        except ValueError as error:  # an --allow host that cannot be resolved
+            raise ListenError(str(error)) from None
+        except OSError as error:
             raise ListenError(f"cannot listen on {settings.node.host}:{settings.node.port} ({error})") from None
         node = settings.node
         LOG.info(

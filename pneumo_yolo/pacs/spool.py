@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -44,6 +45,18 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_state ON images (state, next_try);
 """
+
+
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def is_uid(text: str) -> bool:
+    """Whether ``text`` is a valid DICOM UID (digits and dots, at most 64 characters), and so a safe file name.
+
+    >>> is_uid("1.2.840.10008.5.1.4.1.1.7"), is_uid("../1.2"), is_uid("1.02")
+    (True, False, False)
+    """
+    return len(text) <= 64 and _UID.fullmatch(text) is not None
 
 
 class SpoolError(RuntimeError):
@@ -98,7 +111,9 @@ class Spool:
                 path.unlink(missing_ok=True)
 
     def image_path(self, sop_uid: str) -> Path:
-        """Where a received image waits for prediction."""
+        """Where a received image waits for prediction; a ``sop_uid`` that is not a UID is a ``ValueError``."""
+        if not is_uid(sop_uid):
+            raise ValueError(f"{sop_uid!r} is not a valid UID")
         return self.images / f"{sop_uid}.dcm"
 
     def state(self, sop_uid: str) -> str | None:
@@ -142,12 +157,13 @@ class Spool:
             self._db.execute("UPDATE images SET state = ?, problem = ? WHERE sop_uid = ?", (FAILED, problem, sop_uid))
         self.image_path(sop_uid).unlink(missing_ok=True)
 
-    def due(self, now: float) -> list[Pending]:
-        """The predicted images whose delivery is due at ``now``."""
+    def due(self, now: float, limit: int = 64) -> list[Pending]:
+        """The (at most ``limit``) predicted images whose delivery is due at ``now``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT sop_uid, results, attempts FROM images WHERE state = ? AND next_try <= ? ORDER BY predicted",
-                (PREDICTED, now),
+                "SELECT sop_uid, results, attempts FROM images WHERE state = ? AND next_try <= ? "
+                "ORDER BY predicted LIMIT ?",
+                (PREDICTED, now, limit),
             ).fetchall()
         return [
             Pending(uid, [self.root / name for name in json.loads(names)], attempts) for uid, names, attempts in rows

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..predict.device import Predictor
+from ..predict.device import DeviceOutput, Predictor
 from .send import Destination
 from .spool import Pending, Spool
+from .store import FileStatus
 
 LOG = logging.getLogger("pneumo_yolo.pacs")
 
@@ -57,7 +58,7 @@ class Worker:
         """Step until ``stop``; between steps wait for an arrival or the next retry. The current batch always ends."""
         while not stop.is_set():
             wake.clear()
-            if self.step():
+            if self.step() or self.spool.due(self.clock(), limit=1):
                 continue
             due = self.spool.next_due()
             wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
@@ -74,7 +75,12 @@ class Worker:
     def predict(self, sop_uids: list[str]) -> None:
         """Predict these queued images and record each one's results or problem."""
         started = time.perf_counter()
-        found = self.predictor.predict([self.spool.image_path(uid) for uid in sop_uids])
+        try:
+            found = self.predictor.predict([self.spool.image_path(uid) for uid in sop_uids])
+        except Exception as error:  # a model failure must not take the node down: the batch is recorded as failed
+            found = DeviceOutput(
+                errors=[(str(self.spool.image_path(uid)), f"prediction failed ({error})") for uid in sop_uids]
+            )
         problems = {Path(path).stem: problem for path, problem in found.errors}
         for uid in sop_uids:
             if uid in found.results and uid not in problems:
@@ -87,11 +93,15 @@ class Worker:
         LOG.info("batch of %d image(s) predicted in %.2f s", len(sop_uids), time.perf_counter() - started)
 
     def deliver(self) -> None:
-        """Send every due result in one go; record each image as delivered or to be tried again."""
-        due = self.spool.due(self.clock())
+        """Send the due results (a few batches' worth, so a backlog never holds up a stop); record each image's outcome."""
+        due = self.spool.due(self.clock(), limit=8 * self.batch)
         if not due:
             return
-        statuses = {status.path: status for status in self.destination.send([p for item in due for p in item.results])}
+        paths = [path for item in due for path in item.results]
+        try:
+            statuses = {status.path: status for status in self.destination.send(paths)}
+        except Exception as error:  # unreadable STOW credentials, say: tried again later, as a destination down
+            statuses = {path: FileStatus(path, False, f"{type(error).__name__}: {error}") for path in paths}
         for item in due:
             failed = [statuses[path] for path in item.results if not statuses[path].ok]
             if not failed:

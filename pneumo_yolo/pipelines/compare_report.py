@@ -153,12 +153,19 @@ def figure(rows: Sequence[Row], n_test: int) -> bytes:
     fig = Figure(figsize=(11.0, 3.2 + 0.3 * len(rows)))
     bars, curves = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
     labels = [f"{r.arch}\n{r.model}" for r in rows][::-1]
-    scores = [r.test.estimate if math.isfinite(r.test.estimate) else 0.0 for r in rows][::-1]
-    low = [s - r.test.low if math.isfinite(r.test.low) else 0.0 for s, r in zip(scores, rows[::-1])]
-    high = [r.test.high - s if math.isfinite(r.test.high) else 0.0 for s, r in zip(scores, rows[::-1])]
+    scores = [r.test.estimate for r in rows][::-1]  # a row without a score (nan) gets no bar, and says so
+    low = [
+        s - r.test.low if math.isfinite(s) and math.isfinite(r.test.low) else 0.0 for s, r in zip(scores, rows[::-1])
+    ]
+    high = [
+        r.test.high - s if math.isfinite(s) and math.isfinite(r.test.high) else 0.0 for s, r in zip(scores, rows[::-1])
+    ]
     bars.barh(labels, scores, xerr=[low, high], capsize=3, color=[COLOURS.get(r.arch, "#4c72b0") for r in rows[::-1]])
     for y, (score, above) in enumerate(zip(scores, high)):
-        bars.text(score + above, y, f" {score:.3f}", va="center", fontsize=8)
+        if math.isfinite(score):
+            bars.text(score + above, y, f" {score:.3f}", va="center", fontsize=8)
+        else:
+            bars.text(0, y, " no score", va="center", fontsize=8, style="italic")
     reference = next((r.test.estimate for r in rows if r.arch == "yolo11" and math.isfinite(r.test.estimate)), None)
     if reference:
         bars.axvline(reference / 2, color="grey", linestyle="--", linewidth=1, label="half of YOLO11's score")

@@ -66,7 +66,7 @@ class PredictSettings:
         object.__setattr__(self, "weights", tuple(Path(path) for path in weights))
         object.__setattr__(self, "classifiers", tuple(Path(path) for path in self.classifiers))
         if not self.weights:
-            raise SettingError("weights", "give at least one detector's weights file")
+            raise SettingError("weights", "needs at least one detector's weights file")
         if self.batch is not None and self.batch < 1:
             raise SettingError("batch", "must be at least 1", value=self.batch)
         if self.workers is not None and self.workers < 0:
@@ -130,12 +130,6 @@ class Predictor:
         )
         self.loaded_at = time.time()
         self.results = ResultsWriter(Path(settings.dicom_out), fingerprint(settings)) if settings.dicom_out else None
-
-    def warm_up(self) -> None:
-        """Run the models once on a blank image, so that the first real image is not the slow first call."""
-        side = self.ensemble.imgsz
-        self.ensemble.detect([np.zeros((side, side), np.uint8)])
-        self.ensemble.probabilities([np.zeros((side, side), np.uint8)])
 
     def check_memory(self, n_images: int) -> None:
         """Raise :class:`~pneumo_yolo.runtime.memory.ResourceError` if a batch of ``n_images`` cannot fit in the device's free memory."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,18 @@ def read_truth(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             f"{path}: {len(labels.problems):,} unusable row(s), their patients are not scored (first: line {first.line}, {first.problem})"
         )
     return labels.boxes, notes
+
+
+def pictures_without_size(
+    images: Mapping[str, Path], predictions: Predictions, sizes: Mapping[str, tuple[float, float]] | None
+) -> list[str]:
+    """The patients whose picture (PNG/JPEG) has no known original size, so their boxes cannot be placed on it.
+
+    A DICOM knows its size, and raw detections carry each image's; a submission's boxes on a
+    converted PNG need the converter's manifest, or they land where a resized picture's pixels are not.
+
+    >>> pictures_without_size({"a": Path("a.png"), "b": Path("b.dcm")}, Predictions({}), None)
+    ['a']
+    """
+    known = {**(sizes or {}), **predictions.sizes()}
+    return sorted(pid for pid, path in images.items() if path.suffix.lower() not in DICOM_SUFFIXES and pid not in known)

@@ -80,17 +80,3 @@ def box_count_bars(bins: Sequence[str], predicted: np.ndarray, true: np.ndarray 
     axes.set(xlabel="boxes per image", ylabel="images", title="Boxes per image")
     axes.legend()
     return _png(figure)
-
-
-def score_bars(labels: Sequence[str], scores: Sequence[float], xlabel: str) -> bytes:
-    """Horizontal bars of one score per row, first row on top, each labelled with its value (the ablation and the comparison)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(8.0, 1.6 + 0.4 * len(labels)))
-    axes = figure.subplots()
-    axes.barh(list(labels)[::-1], list(scores)[::-1], color="#4c72b0")
-    for y, score in enumerate(list(scores)[::-1]):
-        axes.text(score, y, f" {score:.3f}", va="center")
-    axes.set_xlabel(xlabel)
-    axes.set_xlim(0, max(1e-6, *scores) * 1.2)
-    return _png(figure)

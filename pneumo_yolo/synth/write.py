@@ -64,7 +64,7 @@ def _check_output(out: Path, overwrite: bool) -> None:
     if earlier and not overwrite:
         raise SynthError(
             f"{out} already holds a data set ({earlier[0].name}); "
-            "choose an empty folder, or pass --overwrite (overwrite=True) to replace it"
+            "choose an empty folder, or replace it with overwrite=True"
         )
 
 

@@ -85,7 +85,7 @@ class TrainSettings:
     >>> TrainSettings(overrides={"epochs": 3})
     Traceback (most recent call last):
     ...
-    pneumo_yolo.settings.SettingError: overrides epochs=3: 'epochs' has a setting of its own (epochs)
+    pneumo_yolo.settings.SettingError: overrides epochs=3: 'epochs' has a setting of its own: use epochs
     """
 
     model: str | None = None
@@ -141,7 +141,7 @@ def own_key_problems(keys: Mapping[str, Any] | list[str]) -> list[str]:
     problems = []
     for key in keys:
         if key in OWN_SETTINGS:
-            problems.append(f"'{key}' has a setting of its own ({OWN_SETTINGS[key]})")
+            problems.append(f"'{key}' has a setting of its own: use {{field:{OWN_SETTINGS[key]}}}")
         elif key in FIXED_KEYS:
             problems.append(
                 f"'{key}' cannot be changed (it follows the model: a detector, or a classifier such as yolo11n-cls.yaml)"
@@ -163,7 +163,8 @@ def arch_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return {key: ARCH_OPTIONS[key](value) for key, value in overrides.items()}
     except (TypeError, ValueError) as error:
-        raise SettingError("overrides", str(error)) from error
+        given = " ".join(f"{key}={value}" for key, value in overrides.items())
+        raise SettingError("overrides", f"holds a value of the wrong type ({error})", value=given) from error
 
 
 def check_imgsz(imgsz: int, arch: str, field: str) -> None:

@@ -44,7 +44,7 @@ def fold_data(dataset: ConvertedDataset, fold: int) -> ConvertedDataset:
 def check_fold_count(dataset: ConvertedDataset, folds: int) -> None:
     """Refuse ``folds`` (``--folds K``) where ``dataset`` was not converted with the same K."""
     if dataset.folds != folds:
-        converted = f"{dataset.folds} folds" if dataset.folds else "no folds"
+        converted = f"{{field:folds}} {dataset.folds}" if dataset.folds else "no folds"
         raise SettingError("folds", f"{dataset.yaml} was converted with {converted}", value=folds)
 
 

@@ -127,7 +127,7 @@ def training_arguments(
     try:
         check_cfg(args)
     except (TypeError, ValueError) as error:
-        raise SettingError("overrides", f"invalid training argument: {error}") from error
+        raise SettingError("overrides", f"holds an invalid training argument: {error}") from error
     return args
 
 

@@ -1,0 +1,205 @@
+"""Benchmark of ``listen``: radiographs go from a real Orthanc to the node, and their results come back into Orthanc.
+
+Run: ``.venv/bin/python bench/pacs.py [--n 200] [--imgsz 512] [--lone 3]`` (needs Debian's ``orthanc``).
+
+N real-format 1,024² synthetic DICOMs (JPEG Baseline, as RSNA's) are uploaded into a private
+Orthanc on the loopback. ``pneumo-yolo listen`` (yolo11n, 1 channel, random weights saved as a
+checkpoint, as in ``bench/predict.py``: its speed does not depend on training) serves it and
+returns its results there by C-STORE. First ``--lone`` images, one at a time on the idle node;
+then the rest as a burst, each image sent by its own ``POST /modalities/pneumo/store`` (one
+association per image, as an Orthanc routing rule on each stored instance does) from one
+thread, as fast as Orthanc sends. An image's latency runs from the start of its send to the
+moment its SR is seen in Orthanc (its ``/changes`` are polled every 20 ms). Throughput is the
+burst's images over the time from its first send to its last SR. Peak memory is the node's
+process tree (RSS every 50 ms; PSS, which counts shared pages once, every second). Then, in
+the same run and with the node stopped, ``predict`` on all N files with the same weights:
+its images/s once the model is loaded, and the ratio of the node's throughput to it.
+
+Goals: throughput ≥ 0.8 × predict's; node peak memory < 1.5 GB; a lone image's result in
+Orthanc in < 2 s on 2 CPU cores (yolo11n at 512 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import PeakMemory, synthetic_dicoms  # noqa: E402
+from predict import random_weights  # noqa: E402
+
+from pneumo_yolo.pacs.orthanc import HOST, Modality, Orthanc, free_port  # noqa: E402
+
+NODE_AE = "PNEUMOYOLO"
+POLL_S = 0.02
+
+
+class ResultWatch:
+    """Polls Orthanc's changes in a thread; ``seen[study]`` is when the first SR of that study (Orthanc ID) appeared."""
+
+    def __init__(self, pacs: Orthanc) -> None:
+        self.pacs = pacs
+        _, self.since = pacs.new_instances()
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            arrived, self.since = self.pacs.new_instances(self.since)
+            now = time.perf_counter()
+            for instance in arrived:
+                series = self.pacs.get(f"/instances/{instance}/series")
+                if series["MainDicomTags"].get("Modality") == "SR":
+                    self.seen.setdefault(series["ParentStudy"], now)
+            self._stop.wait(POLL_S)
+
+    def wait(self, studies: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not all(study in self.seen for study in studies):
+            if time.monotonic() > deadline:
+                missing = sum(study not in self.seen for study in studies)
+                raise SystemExit(f"error: {missing} of {len(studies)} result(s) missing after {timeout_s:.0f} s")
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` and of its children now alive."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def start_node(weights: Path, pacs: Orthanc, spool: Path, log: Path) -> subprocess.Popen:
+    """``pneumo-yolo listen`` serving ``pacs``; returns once its port accepts connections."""
+    import socket
+
+    port = pacs.modalities["pneumo"].port
+    command = [str(Path(sys.executable).with_name("pneumo-yolo")), "listen", "--weights", str(weights)]
+    command += ["--device", "cpu", "--ae-title", NODE_AE, "--port", str(port), "--allow", f"{pacs.aet}@{HOST}"]
+    command += ["--return-to", pacs.address, "--spool", str(spool)]
+    node = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    while True:
+        if node.poll() is not None:
+            raise SystemExit(f"error: listen exited with {node.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return node
+        except OSError:
+            time.sleep(0.1)
+
+
+def node_run(n: int, imgsz: int, lone: int, scratch: Path) -> dict:
+    """The node's figures: lone latencies, burst throughput and latencies, peak memory."""
+    source = synthetic_dicoms(n) / "stage_2_train_images"
+    paths = sorted(source.glob("*.dcm"))
+    weights = random_weights(imgsz)
+    pacs = Orthanc(scratch / "orthanc", {"pneumo": Modality(NODE_AE, free_port())})
+    with pacs:
+        instances = [pacs.upload(path) for path in paths]
+        studies = [pacs.get(f"/instances/{instance}/study")["ID"] for instance in instances]
+        node = start_node(weights, pacs, scratch / "spool", scratch / "listen.log")
+        watch = ResultWatch(pacs)
+        sent: dict[str, float] = {}
+        try:
+            with PeakMemory(pid=node.pid) as memory:
+                for study, instance in zip(studies[:lone], instances[:lone]):
+                    time.sleep(1.0)
+                    sent[study] = time.perf_counter()
+                    pacs.store("pneumo", [instance])
+                    watch.wait([study], 60)
+                burst_started, cpu_started = time.perf_counter(), tree_cpu_s(node.pid)
+                for study, instance in zip(studies[lone:], instances[lone:]):
+                    sent[study] = time.perf_counter()
+                    pacs.store("pneumo", [instance])
+                watch.wait(studies[lone:], 60 + 10 * n)
+                cpu_s = tree_cpu_s(node.pid) - cpu_started
+        finally:
+            watch.close()
+            node.terminate()
+            node.wait(60)
+    lone_s = [watch.seen[study] - sent[study] for study in studies[:lone]]
+    burst_s = np.array([watch.seen[study] - sent[study] for study in studies[lone:]])
+    burst_end = max(watch.seen[study] for study in studies[lone:])
+    return {
+        "burst": n - lone,
+        "images_per_s": (n - lone) / (burst_end - burst_started),
+        "p50_s": float(np.percentile(burst_s, 50)),
+        "p95_s": float(np.percentile(burst_s, 95)),
+        "lone_s": lone_s,
+        "cpu_ms_per_image": 1000 * cpu_s / (n - lone),
+        "peak_mb": memory.peak_mb,
+        "peak_pss_mb": memory.peak_pss_mb,
+    }
+
+
+def predict_run(n: int, imgsz: int) -> dict:
+    """``predict`` on the same files and weights, in its own process: images/s once the model is loaded, CPU ms per image."""
+    code = (
+        "import json, sys; from pathlib import Path; from pneumo_yolo.predict.run import predict_folder; "
+        "r = predict_folder(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), imgsz=int(sys.argv[4]), "
+        "device='cpu', progress=False); print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, "
+        "'startup_s': r.startup_s, 'n': r.n_images}))"
+    )
+    source = synthetic_dicoms(n) / "stage_2_train_images"
+    with tempfile.TemporaryDirectory() as scratch:
+        args = [str(random_weights(imgsz)), str(source), str(Path(scratch) / "submission.csv"), str(imgsz)]
+        before = os.times()
+        result = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+        after = os.times()
+    found = dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    cpu_s = after.children_user + after.children_system - before.children_user - before.children_system
+    found["cpu_ms_per_image"] = 1000 * cpu_s / found["n"]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="images in all (the lone ones included)")
+    parser.add_argument("--imgsz", type=int, default=512)
+    parser.add_argument("--lone", type=int, default=3, help="images sent one at a time to the idle node first")
+    args = parser.parse_args()
+    synthetic_dicoms(args.n)
+    with tempfile.TemporaryDirectory() as scratch:
+        node = node_run(args.n, args.imgsz, args.lone, Path(scratch))
+    predicted = predict_run(args.n, args.imgsz)
+    ratio = node["images_per_s"] / predicted["steady"]
+    lone = ", ".join(f"{seconds:.2f}" for seconds in node["lone_s"])
+    print(
+        f"N={args.n} imgsz={args.imgsz} CPU: node {node['images_per_s']:.2f} img/s over a burst of {node['burst']} "
+        f"(predict {predicted['steady']:.2f} img/s once loaded, batch {predicted['batch']}; ratio {ratio:.2f}, goal ≥ 0.8) | "
+        f"send → SR in Orthanc: p50 {node['p50_s']:.2f} s, p95 {node['p95_s']:.2f} s in the burst; "
+        f"a lone image on the idle node {lone} s (goal < 2) | "
+        f"node peak memory {node['peak_mb']:.0f} MB RSS, {node['peak_pss_mb']:.0f} MB PSS (goal < 1536) | "
+        f"CPU per image: node {node['cpu_ms_per_image']:.0f} ms in the burst, predict {predicted['cpu_ms_per_image']:.0f} ms "
+        f"(start-up included)",
+        flush=True,
+    )
+    print(json.dumps({**node, "predict": predicted, "ratio": ratio}))
+
+
+if __name__ == "__main__":
+    main()
