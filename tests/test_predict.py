@@ -354,7 +354,7 @@ def test_a_failing_device_process_is_named_and_nothing_is_written(trained, tmp_p
     )
     assert result.returncode == 2  # a usage error, the same on every device
     assert (
-        "--device 0,99: GPU 0 is not available" in result.stderr or "--device 0,99: GPU 99 is not available" in result.stderr
+        "--device 0: GPU 0 is not available" in result.stderr or "--device 99: GPU 99 is not available" in result.stderr
     )
     assert list(tmp_path.iterdir()) == []
 
