@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -121,7 +122,8 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path) -> dict:
     with pacs:
         instances = [pacs.upload(path) for path in paths]
         studies = [pacs.get(f"/instances/{instance}/study")["ID"] for instance in instances]
-        node = start_node(weights, pacs, scratch / "spool", scratch / "listen.log")
+        log = scratch / "listen.log"
+        node = start_node(weights, pacs, scratch / "spool", log)
         watch = ResultWatch(pacs)
         sent: dict[str, float] = {}
         try:
@@ -141,6 +143,10 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path) -> dict:
             watch.close()
             node.terminate()
             node.wait(60)
+    batches = [
+        (int(size), float(seconds))
+        for size, seconds in re.findall(r"batch of (\d+) image\(s\) predicted in ([\d.]+) s", log.read_text())
+    ][lone:]
     lone_s = [watch.seen[study] - sent[study] for study in studies[:lone]]
     burst_s = np.array([watch.seen[study] - sent[study] for study in studies[lone:]])
     burst_end = max(watch.seen[study] for study in studies[lone:])
@@ -151,6 +157,8 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path) -> dict:
         "p95_s": float(np.percentile(burst_s, 95)),
         "lone_s": lone_s,
         "cpu_ms_per_image": 1000 * cpu_s / (n - lone),
+        "mean_batch": float(np.mean([size for size, _ in batches])),
+        "predict_step_ms_per_image": 1000 * sum(t for _, t in batches) / sum(size for size, _ in batches),
         "peak_mb": memory.peak_mb,
         "peak_pss_mb": memory.peak_pss_mb,
     }
@@ -160,9 +168,10 @@ def predict_run(n: int, imgsz: int) -> dict:
     """``predict`` on the same files and weights, in its own process: images/s once the model is loaded, CPU ms per image."""
     code = (
         "import json, sys; from pathlib import Path; from pneumo_yolo.predict.run import predict_folder; "
-        "r = predict_folder(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), imgsz=int(sys.argv[4]), "
-        "device='cpu', progress=False); print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, "
-        "'startup_s': r.startup_s, 'n': r.n_images}))"
+        "from pneumo_yolo.predict.device import PredictSettings; from pneumo_yolo.runtime.devices import CPU; "
+        "s = PredictSettings(weights=(Path(sys.argv[1]),), imgsz=int(sys.argv[4]), progress=False); "
+        "r = predict_folder(Path(sys.argv[2]), Path(sys.argv[3]), s, devices=CPU); "
+        "print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, 'startup_s': r.startup_s, 'n': r.n_images}))"
     )
     source = synthetic_dicoms(n) / "stage_2_train_images"
     with tempfile.TemporaryDirectory() as scratch:
@@ -185,6 +194,7 @@ def main() -> None:
     synthetic_dicoms(args.n)
     with tempfile.TemporaryDirectory() as scratch:
         node = node_run(args.n, args.imgsz, args.lone, Path(scratch))
+    print(json.dumps(node), flush=True)
     predicted = predict_run(args.n, args.imgsz)
     ratio = node["images_per_s"] / predicted["steady"]
     lone = ", ".join(f"{seconds:.2f}" for seconds in node["lone_s"])
@@ -195,7 +205,8 @@ def main() -> None:
         f"a lone image on the idle node {lone} s (goal < 2) | "
         f"node peak memory {node['peak_mb']:.0f} MB RSS, {node['peak_pss_mb']:.0f} MB PSS (goal < 1536) | "
         f"CPU per image: node {node['cpu_ms_per_image']:.0f} ms in the burst, predict {predicted['cpu_ms_per_image']:.0f} ms "
-        f"(start-up included)",
+        f"(start-up included) | the node's prediction steps: {node['mean_batch']:.1f} images each on average, "
+        f"{node['predict_step_ms_per_image']:.0f} ms per image",
         flush=True,
     )
     print(json.dumps({**node, "predict": predicted, "ratio": ratio}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pydicom
 import pytest
@@ -53,6 +54,17 @@ def test_with_overwrite_a_copy_counts_as_a_new_instance(tmp_path):
         assert server.new_instances(since)[0] == [first]
         server.delete_everything()
         assert server.get("/instances") == []
+
+
+def test_a_port_taken_before_the_first_start_is_replaced(tmp_path):
+    require_orthanc()
+    server = Orthanc(tmp_path / "orthanc")
+    taken = server.dicom_port
+    with socket.socket() as squatter:
+        squatter.bind(("0.0.0.0", taken))
+        squatter.listen()
+        with server:
+            assert server.dicom_port != taken and server.get("/system")["DicomPort"] == server.dicom_port
 
 
 def test_a_missing_binary_is_named(tmp_path):

@@ -62,7 +62,7 @@ def tiny_model(path: Path) -> Path:
     with torch.no_grad():
         model(torch.rand(16, 1, 64, 64, generator=torch.Generator().manual_seed(0)))
     model.eval()
-    head: Any = model.model[-1]  # type: ignore[index]
+    head: Any = model.model[-1]
     for branch in head.cv3:
         branch[-1].weight.data *= 20
     torch.save({"model": model, "train_args": {"imgsz": 64, "task": "detect"}}, path)
@@ -214,12 +214,15 @@ def pacs(root: Path) -> Iterator[Orthanc]:
 
 
 @pytest.fixture(scope="module")
-def node(root: Path, model: tuple[Path, Path], pacs: Orthanc) -> Iterator[Node]:
+def node(root: Path, model: tuple[Path, Path], pacs: Orthanc, request: pytest.FixtureRequest) -> Iterator[Node]:
+    """``listen`` serving Orthanc; ``predict`` runs while it starts (both import torch and load the model)."""
     weights, postprocess = model
     listen = Node(
         weights, postprocess, root / "spool", root / "listen.log", pacs.modalities["pneumo"].port, pacs.address
     )
-    listen.start()
+    listen.launch()
+    request.getfixturevalue("predicted")
+    listen.wait_ready()
     yield listen
     if listen.process is not None:
         assert listen.kill(signal.SIGTERM) == 0, listen.text()[-3000:]

@@ -31,11 +31,16 @@ BINARY = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
+PORT_TRIES = 3
 STOP_TIMEOUT_S = 10.0
 
 
 class OrthancError(RuntimeError):
     """Orthanc did not start, or a REST call failed (the message holds the route and Orthanc's answer)."""
+
+
+class _PortTaken(OrthancError):
+    """Another process took one of the ports between :func:`free_port` and Orthanc's start."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class Orthanc:
         self.http_port = free_port()
         self.dicom_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
+        """Whether it has run once: its ports are then known to others and kept."""
 
     @property
     def url(self) -> str:
@@ -149,11 +156,26 @@ class Orthanc:
         return f"{self.aet}@{HOST}:{self.dicom_port}"
 
     def start(self) -> Self:
-        """Write the configuration, start the server, and return once ``/system`` answers."""
+        """Write the configuration, start the server, and return once ``/system`` answers.
+
+        If a port was taken in the meantime, the first start tries new ones; a restart keeps its ports.
+        """
         if not self.binary.is_file():
             raise OrthancError(
                 f"{self.binary}: Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb)"
             )
+        for attempt in range(PORT_TRIES):
+            try:
+                self._launch()
+                break
+            except _PortTaken:
+                if self.started or attempt == PORT_TRIES - 1:
+                    raise
+                self.http_port, self.dicom_port = free_port(), free_port()
+        self.started = True
+        return self
+
+    def _launch(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         settings = config(
             self.folder,
@@ -169,6 +191,7 @@ class Orthanc:
         path.write_text(json.dumps(settings, indent=2))
         log = (self.folder / "orthanc.log").open("ab")
         with log:
+            written = log.seek(0, 2)
             self.process = subprocess.Popen(
                 [str(self.binary), str(path)],
                 stdin=subprocess.DEVNULL,
@@ -177,17 +200,20 @@ class Orthanc:
                 cwd=self.folder,
                 preexec_fn=_die_with_parent,
             )
-        self._wait_ready()
-        return self
+        self._wait_ready(written)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, log_offset: int) -> None:
+        """Until ``/system`` answers; if Orthanc exits first, an error with what it logged from ``log_offset`` on."""
         deadline = time.monotonic() + START_TIMEOUT_S
         assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                tail = (self.folder / "orthanc.log").read_text(errors="replace")[-2000:]
+                with (self.folder / "orthanc.log").open("rb") as log:
+                    log.seek(log_offset)
+                    tail = log.read().decode(errors="replace")[-2000:]
                 self.process = None
-                raise OrthancError(f"Orthanc exited while starting; the end of its log:\n{tail}")
+                problem = _PortTaken if "already in use" in tail else OrthancError
+                raise problem(f"Orthanc exited while starting; the end of its log:\n{tail}")
             try:
                 self.get("/system")
                 return
