@@ -14,11 +14,12 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[dev]"
 	touch $@
 
-# Lint and format checks first (seconds), then the test files in parallel, one process per core; a file's tests
+# Lint, format and type checks first (about 40 s), then the test files in parallel, one process per core; a file's tests
 # stay together, so each trains its models once.
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 demo: $(INSTALLED)

@@ -359,6 +359,24 @@ def test_help_shows_every_option_text_whole_flags_without_a_type_and_the_choices
             )
 
 
+def test_docs_cli_md_names_every_option_of_every_command_and_no_other() -> None:
+    """The vocabulary page (docs/cli.md) and the commands cannot drift apart."""
+    import typer
+
+    from pneumo_yolo.cli import app
+
+    page = (README.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    options = {
+        name
+        for command in typer.main.get_command(app).commands.values()
+        for param in command.params
+        for name in param.opts
+        if name.startswith("--")
+    }
+    assert sorted(name for name in options if f"`{name}`" not in page) == []
+    assert sorted(set(re.findall(r"`(--[a-z][a-z-]*)", page)) - options) == []
+
+
 def test_the_help_lists_the_library_s_own_presets_and_archs() -> None:
     from pneumo_yolo.cli import options
     from pneumo_yolo.nets.archs import ARCHS

@@ -384,4 +384,4 @@ def test_dicom_out_refuses_picture_inputs(confident, tmp_path):
         ],
     )
     assert result.exit_code == 2
-    assert "--dicom-out: needs DICOM inputs" in result.output and "case.png is not a .dcm file" in result.output
+    assert "--dicom-out needs DICOM inputs" in result.output and "case.png is not a .dcm file" in result.output

@@ -93,6 +93,9 @@ CASES = {
     "predict-foreign-dicoms": Case(
         "predict --weights {W} --source odd --out o.csv --device cpu,cpu", 1, "NumberOfFrames '1A'"
     ),
+    "convert-5GB-dicom": Case(
+        "convert --images big --labels big.csv --out out --imgsz 32", 1, "larger than the 600 MB", {"big.csv": ""}
+    ),
     "convert-foreign-dicoms": Case("convert --images odd --labels odd.csv --out out --imgsz 32", 1, "Rescale Slope 0"),
     # interrupts
     "convert-ctrl-c": Case(
@@ -219,6 +222,11 @@ def prepare(name: str, case: Case, world: World, folder: Path) -> None:
     if name == "submission-third-column":
         rows = Path(world.paths["SAMPLE"]).read_text().splitlines()
         (folder / "three.csv").write_text("\n".join([rows[0] + ",extra"] + [row + ",x" for row in rows[1:]]) + "\n")
+    if name == "convert-5GB-dicom":  # a real header, then 5 GB of nothing (sparse)
+        (folder / "big").mkdir()
+        shutil.copy(Path(world.paths["S"]) / world.paths["FIRST"], folder / "big" / "huge.dcm")
+        os.truncate(folder / "big" / "huge.dcm", 5 * 2**30)
+        (folder / "big.csv").write_text("patientId,x,y,width,height,Target\nhuge,,,,,0\n")
     if name in ("predict-foreign-dicoms", "convert-foreign-dicoms"):
         (folder / "odd").symlink_to(world.root / "odd")
         (folder / "odd.csv").symlink_to(world.root / "odd.csv")

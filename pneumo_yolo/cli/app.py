@@ -168,6 +168,10 @@ INTERRUPTED = {
     "tune": "nothing was written; the outputs of earlier runs are as they were",
     "evaluate": "nothing was written",
     "validate-submission": "nothing was written",
+    "report": "stopped before the end; rerun the same command with --overwrite to write the report again",
+    "demo": "stopped before the end; rerun the same command with --overwrite to start again",
+    "compare": "stopped before the end; rerun the same command with --overwrite to start again",
+    "ablation": "stopped before the end; rerun the same command: it reuses what finished",
 }
 """What a command interrupted before its end has done, where it does not say so itself (:class:`~pneumo_yolo.files.Interrupted`)."""
 _SIGNALS = ("SIGTERM", "SIGHUP")

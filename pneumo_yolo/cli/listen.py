@@ -136,8 +136,10 @@ def listen_command(
     from ..pacs.stow import StowError, check_url
     from ..pacs.tls import TlsError, TlsFiles
     from ..predict.device import PredictSettings
-    from ..runtime.devices import DeviceError, Devices
+    from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
+    from ..settings import SettingError
+    from .flags import flag_message
 
     if (return_to is None) == (stow is None):
         raise fail("error: give exactly one of --return-to AE@HOST:PORT and --stow URL", code=2)
@@ -181,7 +183,9 @@ def listen_command(
         if tls:
             tls.server_context()
         counts = listen(settings)
-    except (AddressError, DeviceError, ListenError, ResourceError, StowError, TlsError, ValueError) as error:
+    except SettingError as error:
+        raise fail(f"error: {flag_message(error)}", code=2) from None
+    except (AddressError, ListenError, ResourceError, StowError, TlsError, ValueError) as error:
         raise fail(f"error: {error}", code=2) from None
     except (ConfigError, DetectorError) as error:
         raise fail(f"error: {error}") from None

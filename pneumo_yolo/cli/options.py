@@ -85,7 +85,7 @@ def device(value: str | None) -> str | None:
     try:
         Devices.parse(value)
     except DeviceError as error:
-        raise typer.BadParameter(str(error)) from None
+        raise typer.BadParameter(f"{error.value}: {error.problem}") from None
     return value
 
 

@@ -41,7 +41,6 @@ pydicom repairs).
 from __future__ import annotations
 
 import io
-import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -53,9 +52,12 @@ import cv2
 import numpy as np
 
 from ..files import UnsafeIdError, check_patient_id
+from .grays import has_modality_lut, has_voi, to_uint8
 
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+MAX_DICOM_BYTES = 600 * 2**20
+"""The largest DICOM whose pixels are read (read whole into memory): 16384² pixels of 16 bits are 512 MB."""
 MAX_PIXELS = 16384**2
 """The largest image decoded (a 43 cm detector at 0.1 mm has about 4,300² pixels): a header that
 declares more is refused before its pixels are read."""
@@ -130,88 +132,6 @@ def resize_longest(image: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interpolation)
 
 
-def _has_rescale(ds) -> bool:
-    return "RescaleSlope" in ds and "RescaleIntercept" in ds
-
-
-def _has_modality_lut(ds) -> bool:
-    return bool(ds.get("ModalityLUTSequence")) or _has_rescale(ds)
-
-
-def _has_voi_lut(ds) -> bool:
-    return bool(ds.get("VOILUTSequence"))
-
-
-def _has_window(ds) -> bool:
-    return "WindowCenter" in ds and "WindowWidth" in ds
-
-
-def _has_voi(ds) -> bool:
-    return _has_voi_lut(ds) or _has_window(ds)
-
-
-def _modality_range(ds) -> tuple[float, float]:
-    """The lowest and highest stored value Bits Stored allows, through the modality LUT.
-
-    This is pydicom's window output range (``y_min``, ``y_max`` in ``apply_windowing``): with
-    a negative Rescale Slope the first value is the larger.
-    """
-    if ds.get("ModalityLUTSequence"):
-        if _has_rescale(ds):
-            raise ValueError("both a Modality LUT Sequence and Rescale Slope/Intercept; PS3.3 C.11.1 allows one")
-        return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
-    bits = int(ds.BitsStored)
-    low, high = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if int(ds.PixelRepresentation) else (0.0, 2.0**bits - 1)
-    if _has_rescale(ds):
-        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
-        if slope == 0 or not math.isfinite(slope) or not math.isfinite(intercept):
-            raise ValueError(f"Rescale Slope {slope:g} and Intercept {intercept:g} map every pixel to one value")
-        return low * slope + intercept, high * slope + intercept
-    return low, high
-
-
-def _apply_voi_lut_sequence(values: np.ndarray, ds) -> tuple[np.ndarray, tuple[float, float]]:
-    """pydicom's ``apply_voi`` on integer input, and the ``[0, 2**n - 1]`` range of its output.
-
-    Input is rounded and held within the LUT's input range (values outside it take the first
-    or last entry, as the LUT itself does), so pydicom's index array, of the entries' integer
-    type, cannot wrap.
-    """
-    from pydicom.pixels import apply_voi
-
-    entries, first, bits = (int(value) for value in ds.VOILUTSequence[0].LUTDescriptor)
-    entries = entries or 2**16
-    if bits == 8 and entries > 256:
-        raise ValueError(f"VOI LUT of {entries} 8-bit entries: pydicom indexes it through 8 bits, wrapping the index")
-    index = np.rint(np.clip(values, first, first + entries - 1)).astype(np.int64)
-    out = apply_voi(index, ds)
-    top = 2**bits - 1
-    if int(out.max()) > top:
-        raise ValueError(f"VOI LUT value {int(out.max())} exceeds the {bits} bits per entry of its LUT Descriptor")
-    return out, (0.0, float(top))
-
-
-def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window, with their output range mapped to 0–255.
-
-    See the module docstring for the ranges. Raises ``ValueError`` (or pydicom's error) for a
-    LUT or window that cannot be applied.
-    """
-    from pydicom.pixels import apply_modality_lut, apply_windowing
-
-    low, high = _modality_range(ds)
-    values = apply_modality_lut(arr, ds)
-    if _has_voi_lut(ds):
-        values, (low, high) = _apply_voi_lut_sequence(values, ds)
-    elif _has_window(ds):
-        values = apply_windowing(values, ds)
-    else:
-        low, high = min(low, high), max(low, high)
-    if values.dtype == np.uint8 and (low, high) == (0.0, 255.0):  # already 0–255: no float round trip
-        return values
-    return np.rint((values.astype(np.float64) - low) / (high - low) * 255.0).astype(np.uint8)
-
-
 def _check_decodable(ds, path: Path) -> tuple[int, int]:
     """The image's ``(width, height)``; a clear :class:`DicomReadError` before decoding what cannot be decoded."""
     from pydicom.pixels import get_decoder
@@ -268,8 +188,8 @@ def _is_plain_jpeg(ds) -> bool:
         and ds.get("PhotometricInterpretation") == "MONOCHROME2"
         and int(ds.get("BitsStored", 0)) == 8
         and int(ds.get("SamplesPerPixel", 1)) == 1
-        and not _has_modality_lut(ds)
-        and not _has_voi(ds)
+        and not has_modality_lut(ds)
+        and not has_voi(ds)
     )
 
 
@@ -290,10 +210,17 @@ def _decode_jpeg_reduced(ds, max_side: int) -> np.ndarray:
 
 
 def _open(path: Path, *, pixels: bool):
-    """``dcmread`` with every failure turned into a :class:`DicomReadError`; truncation is an error."""
+    """``dcmread`` with every failure turned into a :class:`DicomReadError`; truncation is an error.
+
+    With ``pixels`` the whole file is read into memory, so a file over :data:`MAX_DICOM_BYTES` is refused first.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if pixels and Path(path).is_file() and (size := Path(path).stat().st_size) > MAX_DICOM_BYTES:
+        raise DicomReadError(
+            path, f"{size / 2**20:,.0f} MB: larger than the {MAX_DICOM_BYTES / 2**20:,.0f} MB a radiograph can take"
+        )
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="End of file reached")

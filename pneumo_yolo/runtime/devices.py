@@ -152,9 +152,7 @@ class Devices:
         missing = [name for name in self.names if name not in (*CPU_NAMES, MPS) and int(name) >= gpus]
         if missing:
             have = f"GPUs 0..{gpus - 1}" if gpus else "no CUDA GPU"
-            raise DeviceError(
-                f"GPU {missing[0]} is not available (this machine has {have}); use cpu", value=",".join(self.names)
-            )
+            raise DeviceError(f"GPU {missing[0]} is not available (this machine has {have}); use cpu", value=missing[0])
         if MPS in self.names and not torch.backends.mps.is_available():
             raise DeviceError("Apple's MPS is not available on this machine; use cpu", value=MPS)
         return Devices(self.names, resolved=True)

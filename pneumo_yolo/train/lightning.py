@@ -103,7 +103,7 @@ class ArchModule(L.LightningModule):
         loss, parts = training_loss(self.arch, self.model, images, targets)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"epoch {self.current_epoch + 1}, step {batch_index + 1}: the training loss is {float(loss)}, not a "
+                f"epoch {self.current_epoch + 1}, step {batch_index + 1}: the training loss is {float(loss.detach())}, not a "
                 f"number: training diverged (a lower learning rate lr0, or a smaller batch, may hold it); "
                 f"the weights of the last finished epoch are in {self.trainer.default_root_dir}/weights/last.ckpt"
             )
