@@ -528,7 +528,11 @@ def leftovers(pids: set[int], folder: Path) -> list[str]:
         for path in SHM_DIR.glob(f"*{SHM_PREFIX}-*")
         if any(f"{SHM_PREFIX}-{pid}-" in path.name for pid in pids)
     ]
-    return alive + shared + [str(path) for path in folder.rglob("*.part")]
+    try:
+        parts = [str(path) for path in folder.rglob("*.part")]
+    except FileNotFoundError:  # the janitor removed a folder while it was being listed: look again
+        parts = [f"{folder} (changing)"]
+    return alive + shared + parts
 
 
 def wait_for(check, seconds: float) -> list[str]:
