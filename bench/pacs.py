@@ -171,18 +171,23 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path, together: bool) -> di
     }
 
 
-def predict_run(n: int, imgsz: int) -> dict:
-    """``predict`` on the same files and weights, in its own process: images/s once the model is loaded, CPU ms per image."""
+def predict_run(n: int, imgsz: int, dicom_out: bool = False) -> dict:
+    """``predict`` on the same files and weights, in its own process: images/s once the model is loaded, CPU ms per image.
+
+    With ``dicom_out`` it also writes each image's SR and GSPS (``--dicom-out``), the work the node does besides predicting.
+    """
     code = (
         "import json, sys; from pathlib import Path; from pneumo_yolo.predict.run import predict_folder; "
         "from pneumo_yolo.predict.device import PredictSettings; from pneumo_yolo.runtime.devices import CPU; "
-        "s = PredictSettings(weights=(Path(sys.argv[1]),), imgsz=int(sys.argv[4]), progress=False); "
+        "s = PredictSettings(weights=(Path(sys.argv[1]),), imgsz=int(sys.argv[4]), progress=False, "
+        "dicom_out=Path(sys.argv[5]) if len(sys.argv) > 5 else None); "
         "r = predict_folder(Path(sys.argv[2]), Path(sys.argv[3]), s, devices=CPU); "
         "print(json.dumps({'steady': r.steady_images_per_s, 'batch': r.batch, 'startup_s': r.startup_s, 'n': r.n_images}))"
     )
     source = synthetic_dicoms(n) / "stage_2_train_images"
     with tempfile.TemporaryDirectory() as scratch:
         args = [str(random_weights(imgsz)), str(source), str(Path(scratch) / "submission.csv"), str(imgsz)]
+        args += [str(Path(scratch) / "results")] if dicom_out else []
         before = os.times()
         result = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
         after = os.times()
@@ -209,10 +214,13 @@ def main() -> None:
     print(json.dumps(node), flush=True)
     predicted = predict_run(args.n, args.imgsz)
     ratio = node["images_per_s"] / predicted["steady"]
+    with_results = predict_run(args.n, args.imgsz, dicom_out=True)
+    ratio_results = node["images_per_s"] / with_results["steady"]
     lone = ", ".join(f"{seconds:.2f}" for seconds in node["lone_s"])
     print(
         f"N={args.n} imgsz={args.imgsz} CPU: node {node['images_per_s']:.2f} img/s over a burst of {node['burst']} "
         f"(predict {predicted['steady']:.2f} img/s once loaded, batch {predicted['batch']}; ratio {ratio:.2f}, goal ≥ 0.8; "
+        f"predict --dicom-out, the same SR and GSPS as the node, {with_results['steady']:.2f} img/s: ratio {ratio_results:.2f}; "
         f"Orthanc sent the burst in {node['sending_s']:.1f} s, its last SR came at {node['burst_s']:.1f} s) | "
         f"send → SR in Orthanc: p50 {node['p50_s']:.2f} s, p95 {node['p95_s']:.2f} s in the burst; "
         f"a lone image on the idle node {lone} s (goal < 2) | "
@@ -222,7 +230,17 @@ def main() -> None:
         f"{node['predict_step_ms_per_image']:.0f} ms per image",
         flush=True,
     )
-    print(json.dumps({**node, "predict": predicted, "ratio": ratio}))
+    print(
+        json.dumps(
+            {
+                **node,
+                "predict": predicted,
+                "ratio": ratio,
+                "predict_dicom_out": with_results,
+                "ratio_dicom_out": ratio_results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Each step predicts up to one batch of queued images with ``predict``'s own code
 (:class:`~pneumo_yolo.predict.device.Predictor`), writing one SR per image and one GSPS where
-there are boxes, then sends every result whose delivery is due. A destination that is down is
-tried again after 2, 4, 8 ... seconds (at most 5 minutes between tries); nothing is dropped.
+there are boxes, then sends every result whose delivery is due. In a running node
+(:meth:`Worker.run`) a second thread delivers while the next batch is predicted, so waiting
+for the destination never stalls the models. A destination that is down is tried again after
+2, 4, 8 ... seconds (at most 5 minutes between tries); nothing is dropped.
 """
 
 from __future__ import annotations
@@ -55,17 +57,37 @@ class Worker:
         self.batch, self.backoff, self.clock = batch, backoff, clock
 
     def run(self, stop: threading.Event, wake: threading.Event) -> None:
-        """Step until ``stop``; between steps wait for an arrival or the next retry. The current batch always ends."""
+        """Predict until ``stop``, waiting for an arrival between batches, while a second thread delivers.
+
+        The current batch always ends, and so does the delivery round under way.
+        """
+        predicted = threading.Event()
+        courier = threading.Thread(target=self._deliver_until, args=(stop, predicted), name="deliver")
+        courier.start()
+        try:
+            while not stop.is_set():
+                wake.clear()
+                queued = self.spool.queued(self.batch)
+                if queued:
+                    self.predict(queued)
+                    predicted.set()
+                else:
+                    wake.wait(1.0)
+        finally:
+            predicted.set()
+            courier.join()
+
+    def _deliver_until(self, stop: threading.Event, predicted: threading.Event) -> None:
+        """Deliver what is due until ``stop``; between rounds wait for new results or the next retry."""
         while not stop.is_set():
-            wake.clear()
-            if self.step() or self.spool.due(self.clock(), limit=1):
+            predicted.clear()
+            if self.deliver():
                 continue
             due = self.spool.next_due()
-            wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
-            wake.wait(wait)
+            predicted.wait(1.0 if due is None else min(1.0, max(0.0, due - self.clock())))
 
     def step(self) -> bool:
-        """Predict one batch and deliver what is due; whether a batch was predicted."""
+        """Predict one batch and deliver what is due, in this thread; whether a batch was predicted."""
         queued = self.spool.queued(self.batch)
         if queued:
             self.predict(queued)
@@ -92,11 +114,14 @@ class Worker:
                 LOG.warning("cannot predict %s: %s", uid, problem)
         LOG.info("batch of %d image(s) predicted in %.2f s", len(sop_uids), time.perf_counter() - started)
 
-    def deliver(self) -> None:
-        """Send the due results (a few batches' worth, so a backlog never holds up a stop); record each image's outcome."""
+    def deliver(self) -> bool:
+        """Send the due results (a few batches' worth, so a backlog never holds up a stop); record each image's outcome.
+
+        Returns whether any result was due.
+        """
         due = self.spool.due(self.clock(), limit=8 * self.batch)
         if not due:
-            return
+            return False
         paths = [path for item in due for path in item.results]
         try:
             statuses = {status.path: status for status in self.destination.send(paths)}
@@ -109,6 +134,7 @@ class Worker:
                 LOG.info("delivered the results of %s to %s", item.sop_uid, self.destination)
             else:
                 self._retry(item, failed[0].detail)
+        return True
 
     def _retry(self, item: Pending, problem: str) -> None:
         delay = self.backoff.delay(item.attempts + 1)
