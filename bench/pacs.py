@@ -40,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import PeakMemory, synthetic_dicoms  # noqa: E402
 from predict import random_weights  # noqa: E402
 
-from pneumo_yolo.pacs.orthanc import HOST, Modality, Orthanc, free_port  # noqa: E402
+from pneumo_yolo.pacs.orthanc import HOST, Modality, Orthanc, free_port, wait_until_listening  # noqa: E402
 
 NODE_AE = "PNEUMOYOLO"
 POLL_S = 0.02
+LISTEN_WAIT_S = 180.0
+"""How long the node may take to load its models and open its port."""
 
 
 class ResultWatch:
@@ -97,21 +99,16 @@ def tree_cpu_s(pid: int) -> float:
 
 def start_node(weights: Path, pacs: Orthanc, spool: Path, log: Path) -> subprocess.Popen:
     """``pneumo-yolo listen`` serving ``pacs``; returns once its port accepts connections."""
-    import socket
-
     port = pacs.modalities["pneumo"].port
     command = [str(Path(sys.executable).with_name("pneumo-yolo")), "listen", "--weights", str(weights)]
     command += ["--device", "cpu", "--ae-title", NODE_AE, "--port", str(port), "--allow", f"{pacs.aet}@{HOST}"]
     command += ["--return-to", pacs.address, "--spool", str(spool)]
     node = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    while True:
-        if node.poll() is not None:
-            raise SystemExit(f"error: listen exited with {node.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return node
-        except OSError:
-            time.sleep(0.1)
+    problem = wait_until_listening(node, port, LISTEN_WAIT_S)
+    if problem:
+        node.kill()
+        raise SystemExit(f"error: listen: {problem}:\n{log.read_text()[-2000:]}")
+    return node
 
 
 def node_run(n: int, imgsz: int, lone: int, scratch: Path, together: bool) -> dict:

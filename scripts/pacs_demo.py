@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from pneumo_yolo.pacs.orthanc import BINARY, HOST, Modality, Orthanc, free_port
+from pneumo_yolo.pacs.orthanc import BINARY, HOST, Modality, Orthanc, free_port, wait_until_listening
 
 NODE_AE = "PNEUMOYOLO"
 MAKE_DEMO = Path("demo/runs/demo")
@@ -68,16 +67,11 @@ def start_listen(weights: Path, postprocess: Path | None, pacs: Orthanc, out: Pa
     print(f"listen: {' '.join(command[1:])}")
     log = (out / "listen.log").open("w")
     node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise SystemExit(f"error: listen exited with {node.returncode}; see {out / 'listen.log'}")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return node
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"error: listen did not open port {port} within {WAIT_S:.0f} s; see {out / 'listen.log'}")
+    problem = wait_until_listening(node, port, WAIT_S)
+    if problem:
+        node.kill()
+        raise SystemExit(f"error: listen: {problem}; see {out / 'listen.log'}")
+    return node
 
 
 def series_of(pacs: Orthanc, study: str) -> list[tuple[str, str, int]]:

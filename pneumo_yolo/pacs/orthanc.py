@@ -62,6 +62,20 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_listening(process: subprocess.Popen, port: int, seconds: float) -> str | None:
+    """Wait until ``process`` accepts connections on ``port`` of the loopback; the problem if it exits or times out first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"it exited with {process.returncode}"
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return None
+        except OSError:
+            time.sleep(0.1)
+    return f"it did not open port {port} within {seconds:.0f} s"
+
+
 def config(
     folder: Path,
     http_port: int,
