@@ -218,7 +218,7 @@ def test_a_destination_that_is_down_is_retried_with_backoff_and_served_when_back
     now = [1000.0]
     worker = Worker(
         listen.spool,
-        StandIn(listen.spool.results),  # type: ignore[arg-type]
+        StandIn(listen.spool.results),
         Destination(peer=Peer("PACS", LOOPBACK, receiver.port)),
         batch=4,
         backoff=Backoff(2, 8),
@@ -266,7 +266,7 @@ def test_results_go_by_stow_with_credentials_from_the_environment(node, images, 
     monkeypatch.setenv("PNEUMO_YOLO_STOW_AUTH", "reader:pa55")
     listen = node()
     url = f"http://{LOOPBACK}:{server.server_port}/dicom-web"
-    worker = Worker(listen.spool, StandIn(listen.spool.results), Destination(stow=url), batch=4)  # type: ignore[arg-type]
+    worker = Worker(listen.spool, StandIn(listen.spool.results), Destination(stow=url), batch=4)
     try:
         assert listen.send(dicoms(images)[:1])[0].ok and worker.step()
     finally:
@@ -283,7 +283,7 @@ def test_an_image_that_cannot_be_predicted_is_recorded_failed_and_never_retried(
 
     listen = node()
     failing = Failing(listen.spool.results)
-    worker = Worker(listen.spool, failing, Destination(peer=Peer("PACS", LOOPBACK, free_port())), batch=4)  # type: ignore[arg-type]
+    worker = Worker(listen.spool, failing, Destination(peer=Peer("PACS", LOOPBACK, free_port())), batch=4)
     assert listen.send(dicoms(images)[:1])[0].ok
     assert worker.step() and not worker.step() and failing.calls == 1
     assert listen.spool.counts() == {"failed": 1} and not list(listen.spool.images.iterdir())

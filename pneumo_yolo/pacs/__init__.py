@@ -21,7 +21,7 @@ Design, one module per job:
   outlives the files, so an image sent again makes no new result. Every step commits before
   removing the files it no longer needs: after kill -9 a restart resumes, and each accepted
   image gets exactly one result.
-- :mod:`.worker`: one loop with the models loaded once (:class:`~pneumo_yolo.predict.device.Predictor`,
+- :mod:`.worker`: one loop with the models loaded once (:class:`~pneumo_yolo.predict.process.PredictorProcess`,
   ``predict``'s very code and settings, so the boxes equal ``predict``'s) predicts queued
   images in batches, writes the SR/GSPS (:mod:`pneumo_yolo.dicom.results`, whose UIDs derive
   from the source's SOP Instance UID and a fingerprint of the models and post-processing: a

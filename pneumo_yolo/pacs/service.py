@@ -9,12 +9,13 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..predict.device import Predictor, PredictSettings
+from ..predict.device import PredictSettings
+from ..predict.process import PredictorProcess
 from ..runtime.devices import Devices
 from .node import NodeSettings, start_node
 from .send import Destination
 from .spool import Spool
-from .worker import Backoff, Worker
+from .worker import Backoff, Predicts, Worker
 
 LOG = logging.getLogger("pneumo_yolo.pacs")
 
@@ -38,7 +39,7 @@ class ListenSettings:
     backoff: Backoff = Backoff()
 
 
-def warm_up(predictor: Predictor, folder: Path) -> None:
+def warm_up(predictor: Predicts, folder: Path) -> None:
     """Predict one blank synthetic radiograph end to end (decoding, models, SR), so that the first real image is not slow.
 
     The first call of each step imports and initialises what it needs (pixel decoders, the
@@ -78,10 +79,10 @@ def listen(settings: ListenSettings) -> dict[str, int]:
         wake.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = None
+    server = predictor = None
     try:
         predict = replace(settings.predict, dicom_out=spool.results, progress=False, batch=settings.batch, workers=0)
-        predictor = Predictor(predict, settings.device)
+        predictor = PredictorProcess(predict, settings.device)
         predictor.check_memory(predictor.batch)
         warm_up(predictor, spool.root)
         try:
@@ -107,6 +108,8 @@ def listen(settings: ListenSettings) -> dict[str, int]:
     finally:
         if server is not None:
             server.shutdown()
+        if predictor is not None:
+            predictor.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         counts = spool.counts()

@@ -1,8 +1,9 @@
 """The node's worker: predicts queued images in batches with the models loaded once, and delivers their results.
 
 Each step predicts up to one batch of queued images with ``predict``'s own code
-(:class:`~pneumo_yolo.predict.device.Predictor`), writing one SR per image and one GSPS where
-there are boxes, then sends every result whose delivery is due. In a running node
+(:class:`~pneumo_yolo.predict.device.Predictor`, which ``listen`` runs in a process of its own:
+:mod:`pneumo_yolo.predict.process`), writing one SR per image and one GSPS where there are
+boxes, then sends every result whose delivery is due. In a running node
 (:meth:`Worker.run`) a second thread delivers while the next batch is predicted, so waiting
 for the destination never stalls the models. A destination that is down is tried again after
 2, 4, 8 ... seconds (at most 5 minutes between tries); nothing is dropped.
@@ -16,13 +17,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from ..predict.device import DeviceOutput, Predictor
+from ..predict.device import DeviceOutput
 from .send import Destination
 from .spool import Pending, Spool
 from .store import FileStatus
 
 LOG = logging.getLogger("pneumo_yolo.pacs")
+
+
+class Predicts(Protocol):
+    """What the worker predicts with: :class:`~pneumo_yolo.predict.process.PredictorProcess` in a node."""
+
+    def predict(self, paths: list[Path]) -> DeviceOutput: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Worker:
     def __init__(
         self,
         spool: Spool,
-        predictor: Predictor,
+        predictor: Predicts,
         destination: Destination,
         *,
         batch: int,
