@@ -60,7 +60,13 @@ from pneumo_yolo.files import (
     remove_stale_temp_files,
     write_errors_csv,
 )
-from pneumo_yolo.runtime.lifetime import Janitor, exit_with_parent, name_semaphores, remove_stale_shared_memory
+from pneumo_yolo.runtime.lifetime import (
+    Janitor,
+    exit_with_parent,
+    interrupts_held_off,
+    name_semaphores,
+    remove_stale_shared_memory,
+)
 from pneumo_yolo.settings import SettingError
 
 
@@ -177,7 +183,9 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Gen
     """Convert ``tasks`` in a pool of ``workers`` processes (in this process for 1, never more than the tasks), streaming outcomes.
 
     The pool's semaphores are named for this process (:func:`~pneumo_yolo.runtime.lifetime.name_semaphores`),
-    so that what a killed run leaves in ``/dev/shm`` is removed by its janitor or the next run.
+    so that what a killed run leaves in ``/dev/shm`` is removed by its janitor or the next run. However the
+    pool ends (done, Ctrl-C, an error, the generator closed), its workers get SIGTERM, perhaps between a
+    temporary file and its rename; once they are gone, their temporary files are removed.
     """
     workers = min(workers, len(tasks))
     if workers <= 1:
@@ -186,8 +194,14 @@ def run_tasks(tasks: list[Task], settings: ConvertSettings, workers: int) -> Gen
     name_semaphores()
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(16, len(tasks) // (workers * 8)))
-    with context.Pool(workers, initializer=_worker, initargs=(os.getpid(),)) as pool:
+    pool = context.Pool(workers, initializer=_worker, initargs=(os.getpid(),))
+    try:
         yield from pool.imap_unordered(functools.partial(convert_one, settings=settings), tasks, chunksize=chunksize)
+    finally:
+        with interrupts_held_off():
+            pool.terminate()  # returns once its workers are gone
+            for folder in {path.parent for task in tasks for path in (task.image_path, task.label_path)}:
+                remove_stale_temp_files(folder)
 
 
 def _remove_unplanned(out: Path, tasks: Iterable[Task], splits: tuple[str, ...]) -> None:
@@ -326,15 +340,17 @@ def convert_rsna(
     outcomes = run_tasks(tasks, settings, workers or os.cpu_count() or 1)
     try:
         with Janitor([out]):
-            for outcome in tqdm(outcomes, total=len(tasks), desc="convert", unit="img", disable=not progress):
-                report.warnings.extend(outcome.warnings)
-                if outcome.status == "failed":
-                    report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
-                    continue
-                records.append(outcome.record)
-                report.converted += outcome.status == "converted"
-                report.skipped += outcome.status == "skipped"
-            outcomes.close()  # the pool ends here, inside the janitor's watch
+            try:
+                for outcome in tqdm(outcomes, total=len(tasks), desc="convert", unit="img", disable=not progress):
+                    report.warnings.extend(outcome.warnings)
+                    if outcome.status == "failed":
+                        report.errors.append((str(task_files[outcome.patient_id]), outcome.problem))
+                        continue
+                    records.append(outcome.record)
+                    report.converted += outcome.status == "converted"
+                    report.skipped += outcome.status == "skipped"
+            finally:
+                outcomes.close()  # the pool ends here, inside the janitor's watch, wherever an interrupt landed
     except KeyboardInterrupt as stopped:
         done = report.converted + report.skipped
         raise Interrupted(f"{done} of {len(tasks)} images converted into {out}") from stopped

@@ -11,6 +11,7 @@ output.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -171,10 +172,17 @@ def remove_stale_parts(target: Path) -> int:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (this one and other users' included)."""
+    """Whether process ``pid`` may still write: it exists (this one, other users' too) and is no zombie (dead, not reaped)."""
     import psutil
 
-    return pid == os.getpid() or psutil.pid_exists(pid)
+    if pid == os.getpid():
+        return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # there, but not ours to look at
+        return True
 
 
 def remove_stale_temp_files(folder: Path) -> int:
@@ -354,4 +362,6 @@ def _check_writable(output: str, folder: Path) -> None:
         raise OutputError(
             f"{output}: cannot write in {place} ({error.strerror or error}); choose a place you can write to"
         ) from None
-    probe.unlink(missing_ok=True)
+    finally:  # an interrupt between the two leaves no probe either
+        with contextlib.suppress(OSError):
+            probe.unlink()

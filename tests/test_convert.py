@@ -21,6 +21,8 @@ from pneumo_yolo.settings import SettingError
 
 from .conftest import RsnaFolder, make_rsna_folder
 
+SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
+
 
 def convert(folder: RsnaFolder, out: Path, **kwargs):
     kwargs.setdefault("workers", 1)
@@ -245,6 +247,21 @@ def test_the_sweep_of_temporary_files_spares_live_runs(tmp_path):
     assert not stale.exists() and live.exists() and other.exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux: /proc")
+def test_the_sweep_takes_what_a_dead_process_left_before_it_is_reaped(tmp_path):
+    """A worker killed mid-write whose parent is gone too stays a zombie until someone reaps it; it writes no more."""
+    from pneumo_yolo.files import remove_stale_temp_files
+
+    zombie = subprocess.Popen(["true"])  # ended, and not waited for yet
+    deadline = time.monotonic() + 10
+    while running(zombie.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stale = tmp_path / f".a.png.{zombie.pid}.0badc0de.part"
+    stale.write_text("x")
+    assert Path(f"/proc/{zombie.pid}").exists() and remove_stale_temp_files(tmp_path) == 1 and not stale.exists()
+    zombie.wait()
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, stop):
     folder = make_rsna_folder(tmp_path / "rsna", n=60, size=512)
@@ -279,6 +296,86 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
     subprocess.run(command, check=True, capture_output=True)
     assert snapshot(out) == clean
+
+
+HOLD_WORKER_WRITES = """# A pool worker stops for good between creating a temporary file and renaming it into place.
+
+import multiprocessing
+import os
+import time
+
+_replace = os.replace
+
+
+def _held_replace(source, target, *args, **kwargs):
+    if multiprocessing.parent_process() is not None and str(source).endswith(".part"):
+        time.sleep(3600)
+    return _replace(source, target, *args, **kwargs)
+
+
+os.replace = _held_replace
+"""
+"""A ``sitecustomize`` that every process of the run imports, and whose hold only the convert pool's workers reach."""
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux: /proc")
+@pytest.mark.parametrize("stop", ["SIGINT to the process group (Ctrl-C)", "SIGKILL to the process group"])
+def test_a_convert_stopped_while_its_workers_write_leaves_no_temporary_file(tmp_path, stop):
+    """Every worker is held between its temporary file and the rename, so the stop always lands in that window.
+
+    A Ctrl-C ends the pool, whose workers get SIGTERM mid-write (as SIGTERM or SIGHUP to the run would: the same
+    ``KeyboardInterrupt``); a kill -9 of the group leaves the cleaning to the janitor. Either way no temporary file
+    and no worker is left, and a rerun converts everything.
+    """
+    folder = make_rsna_folder(tmp_path / "rsna", n=6, size=64)
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOLD_WORKER_WRITES)
+    out = tmp_path / "out"
+    args = [str(SCRIPT), "convert", "--images", str(folder.images), "--labels", str(folder.labels), "--out", str(out)]
+    held_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "hook"), os.getenv("PYTHONPATH")])),
+    }
+    with open(tmp_path / "stderr", "w") as err:
+        process = subprocess.Popen(
+            [*args, "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=held_env,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a shell
+        )
+    deadline = time.monotonic() + 60
+    while len(held := list((out / "images").rglob("*.part"))) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
+        time.sleep(0.02)
+    assert len(held) == 2, "the two workers were not held mid-write"
+    workers = {int(path.name.split(".")[-3]) for path in held}
+    os.killpg(process.pid, signal.SIGINT if stop.startswith("SIGINT") else signal.SIGKILL)
+    code = process.wait(timeout=60)
+    deadline = time.monotonic() + 10  # a janitor cleans half a second after the kill
+    while (left := [*map(str, out.rglob("*.part")), *(f"worker {pid}" for pid in workers if running(pid))]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert left == []
+    message = (tmp_path / "stderr").read_text()
+    if stop.startswith("SIGINT"):
+        assert code == 130 and "interrupted: 0 of 7 images converted" in message, message[-2000:]
+        assert "Traceback" not in message, message[-2000:]
+    else:
+        assert code == -signal.SIGKILL
+    again = subprocess.run([*args, "--workers", "1"], capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(list((out / "images").rglob("*.png"))) == 7 and not list(out.rglob("*.part"))
 
 
 def test_ultralytics_accepts_the_written_data_yaml(rsna_folder, tmp_path):

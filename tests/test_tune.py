@@ -159,6 +159,17 @@ class TestRawTable:
                 writer.add(RawImage("a-1", np.zeros((0, 4)), np.zeros(0), 10, 10))
         assert list(tmp_path.iterdir()) == []
 
+    def test_a_table_that_cannot_be_opened_leaves_no_temporary_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def too_many_open_files(*args: object, **kwargs: object) -> None:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr("pneumo_yolo.eval.detections.open", too_many_open_files, raising=False)
+        with pytest.raises(OSError, match="Too many open files"):
+            RawWriter(tmp_path / "raw.csv")
+        assert list(tmp_path.iterdir()) == []
+
     def test_unknown_suffix(self, tmp_path: Path) -> None:
         with pytest.raises(RawFileError, match="unknown raw detections format '.txt'"):
             read_raw(tmp_path / "raw.txt")

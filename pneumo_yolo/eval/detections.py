@@ -160,14 +160,15 @@ class RawWriter:
         self._format = raw_format(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temporary_sibling(self.path)
-        self._tmp.touch(exist_ok=False)
         self._seen: set[str] = set()
         self._buffer: dict[str, list] = {name: [] for name in RAW_COLUMNS}
         self._parquet: Any = None
         self._csv: Any = None
-        if self._format == ".csv":
-            self._csv = open(self._tmp, "w", encoding="utf-8", newline="\n")
+        if self._format == ".csv":  # created by the open itself: one that fails leaves no file
+            self._csv = open(self._tmp, "x", encoding="utf-8", newline="\n")
             self._csv.write(",".join(RAW_COLUMNS) + "\n")
+        else:
+            self._tmp.touch(exist_ok=False)
 
     def add(self, image: RawImage) -> None:
         """Append one image's detections (an empty ``boxes`` records a patient with none)."""

@@ -15,7 +15,8 @@ process group (the resource tracker included) the segments and semaphores stayed
   can remove what processes now gone left, whoever killed them.
 - :class:`Janitor`: a small process outside the run's process group that waits for the run to
   end; if it ends without saying so (killed), the janitor removes the run's shared memory and the
-  temporary files of its outputs at once, since a kill of the whole group also took the resource tracker.
+  temporary files of its outputs (beside them, and inside an output folder) at once, since a kill
+  of the whole group also took the resource tracker.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
-from ..files import remove_left_by_gone_processes, remove_stale_parts
+from ..files import remove_left_by_gone_processes, remove_stale_parts, remove_stale_temp_files
 
 SHM_PREFIX = "pneumo-yolo"
 SHM_DIR = Path("/dev/shm")
@@ -141,13 +142,15 @@ def _watch_parent(parent: int) -> None:
 
 
 class Janitor:
-    """Cleans up after this process if it is killed: its shared memory, and the temporary files beside ``outputs``.
+    """Cleans up after this process if it is killed: its shared memory, and the temporary files of ``outputs``.
 
     Use as a context manager around the run. The janitor is a child process in a session of its
     own, so a kill of this process's group does not reach it; it waits on a pipe that only this
     process holds. On a normal end (an exception included) :meth:`__exit__` tells it so and it
     exits at once; if the pipe closes without that, this process was killed, and it cleans
-    (:func:`remove_stale_shared_memory`, :func:`~pneumo_yolo.files.remove_stale_parts`), then exits.
+    (:func:`remove_stale_shared_memory`, :func:`~pneumo_yolo.files.remove_stale_parts` beside each output, and
+    :func:`~pneumo_yolo.files.remove_stale_temp_files` inside an output folder, where helpers killed
+    mid-write left theirs), then exits.
     """
 
     def __init__(self, outputs: Sequence[Path]) -> None:
@@ -198,3 +201,4 @@ def janitor_main(outputs: Sequence[str]) -> None:
     remove_stale_shared_memory()
     for output in outputs:
         remove_stale_parts(Path(output))
+        remove_stale_temp_files(Path(output))
