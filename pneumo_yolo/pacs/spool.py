@@ -25,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,21 +142,31 @@ class Spool:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def mark_predicted(self, sop_uid: str, results: list[Path]) -> None:
-        """Record an image's results (already written); its image file is then removed."""
-        names = json.dumps([str(Path(path).relative_to(self.root)) for path in results])
-        with self._lock:
-            self._db.execute(
-                "UPDATE images SET state = ?, predicted = ?, results = ?, next_try = 0 WHERE sop_uid = ?",
-                (PREDICTED, time.time(), names, sop_uid),
-            )
-        self.image_path(sop_uid).unlink(missing_ok=True)
+    def record_batch(self, results: Mapping[str, list[Path]], problems: Mapping[str, str]) -> None:
+        """Record a batch in one commit: each predicted image's results (already written), each failed one's problem.
 
-    def mark_failed(self, sop_uid: str, problem: str) -> None:
-        """Record that an image cannot be predicted, and why; its image file is removed."""
+        Their image files are then removed. One commit per batch, not per image: each commit
+        waits for the disk (3.5 ms here), and the models wait for this.
+        """
+        now = time.time()
+        rows = [(PREDICTED, now, self._names(paths), "", uid) for uid, paths in results.items()]
+        rows += [(FAILED, 0.0, "[]", problem, uid) for uid, problem in problems.items()]
         with self._lock:
-            self._db.execute("UPDATE images SET state = ?, problem = ? WHERE sop_uid = ?", (FAILED, problem, sop_uid))
-        self.image_path(sop_uid).unlink(missing_ok=True)
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "UPDATE images SET state = ?, predicted = ?, results = ?, problem = ?, next_try = 0 WHERE sop_uid = ?",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        for uid in [*results, *problems]:
+            self.image_path(uid).unlink(missing_ok=True)
+
+    def _names(self, paths: list[Path]) -> str:
+        return json.dumps([str(Path(path).relative_to(self.root)) for path in paths])
 
     def due(self, now: float, limit: int = 64) -> list[Pending]:
         """The (at most ``limit``) predicted images whose delivery is due at ``now``, oldest first."""

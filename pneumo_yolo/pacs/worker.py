@@ -112,14 +112,13 @@ class Worker:
                 errors=[(str(self.spool.image_path(uid)), f"prediction failed ({error})") for uid in sop_uids]
             )
         problems = {Path(path).stem: problem for path, problem in found.errors}
-        for uid in sop_uids:
-            if uid in found.results and uid not in problems:
-                self.spool.mark_predicted(uid, found.results[uid])
-                LOG.info("predicted %s: %d box(es)", uid, len(found.strings[uid].split()) // 5)
-            else:
-                problem = problems.get(uid, "no result")
-                self.spool.mark_failed(uid, problem)
-                LOG.warning("cannot predict %s: %s", uid, problem)
+        results = {uid: found.results[uid] for uid in sop_uids if uid in found.results and uid not in problems}
+        failed = {uid: problems.get(uid, "no result") for uid in sop_uids if uid not in results}
+        self.spool.record_batch(results, failed)
+        for uid in results:
+            LOG.info("predicted %s: %d box(es)", uid, len(found.strings[uid].split()) // 5)
+        for uid, problem in failed.items():
+            LOG.warning("cannot predict %s: %s", uid, problem)
         LOG.info("batch of %d image(s) predicted in %.2f s", len(sop_uids), time.perf_counter() - started)
 
     def deliver(self) -> bool:
