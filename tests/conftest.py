@@ -17,6 +17,10 @@ from pneumo_yolo.dicom.write import DicomFormat, write_dicom
 from pneumo_yolo.pacs import orthanc as orthanc_server
 from pneumo_yolo.runtime import offline
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+"""OpenMP threads (torch's) sleep rather than spin while they wait, in this process and every command it starts, as in
+``compare`` (pipelines/compare.py): the test files run side by side on the cores, and a tiny training whose two threads
+spun at their barriers while another file's process held the other core took twice the CPU time (46 s against 23 s)."""
 LABEL_HEADER = ",".join(LABEL_COLUMNS)
 RSNA_ENV = "PNEUMO_YOLO_RSNA_DIR"
 RSNA_DIR = Path(os.environ.get(RSNA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "rsna")

@@ -1,8 +1,11 @@
 """Bad input, as a clumsy or hostile user types it (issue 20): never a traceback, never a lost file, nothing left behind.
 
-One table of bad and odd command lines, each run through the installed console script: its
-exit code (2 for a usage error, 1 for inputs that failed), a word of its message, no
-``Traceback``, and every output that existed before it byte-identical afterwards. Then
+One table of bad and odd command lines: its exit code (2 for a usage error, 1 for inputs that
+failed), a word of its message, no ``Traceback``, and every output that existed before it
+byte-identical afterwards. The cases that load torch or Ultralytics before they fail run through
+the installed console script; the others run the same application in this process, as Typer's
+``CliRunner`` does (a process of their own costs more than the case, and the kills below, other
+files' help screens and tests/test_hostile.py run those commands as processes). Then
 ``predict`` is killed while it writes (``kill -9`` of its main process, of its whole process
 group, and Ctrl-C): no process of it survives, nothing of it stays in ``/dev/shm``, the earlier
 outputs are untouched, and a rerun leaves no ``.part`` file.
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +113,21 @@ def pneumo_yolo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def in_this_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The application run in this process from ``cwd``, its outcome as a process's; an exception shows as its traceback."""
+    from typer.testing import CliRunner
+
+    from pneumo_yolo.cli import app
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        result = CliRunner().invoke(app, list(args))
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
+
+
 @dataclass(frozen=True)
 class Case:
     """A command line (``{W}`` and the like name paths of the world), its exit code and a word of its message."""
@@ -123,7 +142,7 @@ class Case:
     folders: tuple[str, ...] = ()
     """Empty folders to make first."""
     slow: bool = False
-    """Imports torch or Ultralytics before it fails (seconds, not one)."""
+    """Imports torch or Ultralytics before it fails (seconds, not one): run through the console script."""
 
 
 RO = "/sys/pneumo-yolo" if os.geteuid() == 0 else "ro/sub"
@@ -393,16 +412,23 @@ class Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Every case, each in a folder of its own, run side by side on the cores this process may use (the slow ones first)."""
+    """Every case, each in a folder of its own: the slow ones by the console script, side by side on the cores this
+    process may use, while the others run here."""
     folders = {name: tmp_path_factory.mktemp(name) for name in CASES}
     before = {name: prepare(CASES[name], world, folders[name]) for name in CASES}
-    slow_first = sorted(CASES, key=lambda name: not CASES[name].slow)
+    slow = [name for name in CASES if CASES[name].slow]
 
     def run(name: str) -> subprocess.CompletedProcess:
         return pneumo_yolo(*CASES[name].args.format_map(world).split(), cwd=folders[name])
 
     with ThreadPoolExecutor(max(2, len(os.sched_getaffinity(0)))) as pool:
-        results = dict(zip(slow_first, pool.map(run, slow_first)))
+        running = pool.map(run, slow)
+        results = {
+            name: in_this_process(*CASES[name].args.format_map(world).split(), cwd=folders[name])
+            for name in CASES
+            if not CASES[name].slow
+        }
+        results.update(zip(slow, running))
     return {name: Outcome(results[name], before[name], folders[name]) for name in CASES}
 
 

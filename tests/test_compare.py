@@ -15,17 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pneumo_yolo.cli import app
-from pneumo_yolo.data.dataset import ConvertedDataset
 from pneumo_yolo.eval.bootstrap import Interval
 from pneumo_yolo.eval.postprocess import PostprocessConfig
 from pneumo_yolo.pipelines.compare import MODELS, ROWS, CompareSettings, check_rows, parse_models
 from pneumo_yolo.pipelines.compare_report import Row, write_outputs
-from pneumo_yolo.runtime.devices import CPU
-from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock, read_record
-from pneumo_yolo.train.common import TrainSettings
-from pneumo_yolo.train.run import train
-
-from .test_train import make_tiny_dataset
+from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock
 
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 
@@ -154,37 +148,11 @@ def check_budgeted_run(record: dict, budget_min: float, batches_per_epoch: int) 
     )
 
 
-def test_a_budgeted_yolo_run_stops_past_its_budget_and_records_its_curve(tmp_path: Path) -> None:
-    """Ultralytics' trainer, through the callbacks; Lightning's is the end-to-end test's (the U-Net)."""
-    import torch
-
-    data = ConvertedDataset.from_yaml(make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4, size=64))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # as compare's row processes on 2 cores; a second thread spinning at its barriers on a busy machine burns CPU time
-    try:
-        settings = TrainSettings(
-            model="yolo11n.yaml",
-            imgsz=64,
-            batch=4,
-            devices=CPU,
-            project=tmp_path,
-            name="yolo",
-            budget_min=0.05,
-            curve_points=2,
-            overrides={"val": False, "plots": False},
-        )
-        result = train(data, settings)
-    finally:
-        torch.set_num_threads(threads)
-    check_budgeted_run(read_record(result.run_dir), 0.05, batches_per_epoch=2)
-
-
 def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path: Path) -> None:
     """Two rows at once, each in its own process (the CPU default): the U-Net and YOLO11, to stay quick.
 
-    Every arch's own train → predict → tune → evaluate is tests/test_archs.py's. Run as from a
+    Each row's budget ends its training through its trainer's callbacks: Lightning's (the U-Net) and
+    Ultralytics' (YOLO11), both checked by :func:`check_budgeted_run`. Every arch's own train → predict → tune → evaluate is tests/test_archs.py's. Run as from a
     user's shell, without the ``YOLO_*`` variables this test session set: a row that is not a
     YOLO must still set Ultralytics up offline before anything imports it.
     """

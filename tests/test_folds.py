@@ -15,7 +15,8 @@ from converters.rsna import ConvertSettings, convert_rsna
 from .conftest import make_rsna_folder
 
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
-TINY = ["--model", "yolo11n.yaml", "--imgsz", "64", "--epochs", "1", "--batch", "4"]
+TINY = ["--model", "yolo11n.yaml", "--imgsz", "64", "--epochs", "1", "--batch", "4", "--set", "plots=False"]
+"""One epoch of a tiny model, without Ultralytics' plots (a third of a tiny run's CPU time; tests/test_train.py checks them)."""
 
 
 @pytest.fixture(scope="module")

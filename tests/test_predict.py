@@ -46,7 +46,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[RsnaFolder, Path,
         progress=False,
     )
     settings = TrainSettings(
-        model="yolo11n.yaml", imgsz=IMGSZ, epochs=1, batch=4, devices=CPU, project=root / "runs", name="tiny"
+        model="yolo11n.yaml",
+        imgsz=IMGSZ,
+        epochs=1,
+        batch=4,
+        devices=CPU,
+        project=root / "runs",
+        name="tiny",
+        overrides={"plots": False},  # Ultralytics' plots: tests/test_train.py's
     )
     result = train(dataset / "data.yaml", settings)
     return folder, dataset, result.best
