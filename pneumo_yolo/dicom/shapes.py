@@ -24,6 +24,7 @@ from .templates import SENTINEL_ROOT, TIMESTAMPS, Slot, Template, TemplateError,
 Builder = Callable[..., Any]
 """``build_sr`` or ``build_gsps``: ``(reference, rows, identity)`` → a highdicom data set."""
 SIZES = ("Rows", "Columns")
+"""The source's size: slots (a GSPS's displayed area), not part of the shape."""
 UID_SLOTS = tuple(keyword for keyword in REFERENCE_UIDS if keyword != "SOPClassUID")
 """The source's UIDs that differ from image to image (its SOP class is known to highdicom, so part of the shape)."""
 SLOT_VRS = {
