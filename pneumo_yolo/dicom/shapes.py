@@ -19,7 +19,18 @@ import numpy as np
 
 from .builders import Identity, confidence_label, polyline
 from .reference import DISPLAY, DISPLAY_CODES, DISPLAY_NUMBERS, DISPLAY_SEQUENCES, PATIENT_STUDY, REFERENCE_UIDS
-from .templates import SENTINEL_ROOT, TIMESTAMPS, Slot, Template, TemplateError, encode, encode_meta, stamp
+from .templates import (
+    SENTINEL_ROOT,
+    TIMESTAMPS,
+    Slot,
+    Template,
+    TemplateError,
+    encode,
+    encode_body,
+    encode_meta,
+    encode_value,
+    stamp,
+)
 
 Builder = Callable[..., Any]
 """``build_sr`` or ``build_gsps``: ``(reference, rows, identity)`` → a highdicom data set."""
@@ -122,8 +133,6 @@ def sentinel_inputs(reference, n_boxes: int) -> tuple[object, np.ndarray, Identi
 
 def cut_template(build: Builder, reference, n_boxes: int) -> tuple[str, Template]:
     """The SOP class and template of ``build``'s result for ``reference``'s shape with ``n_boxes`` boxes (highdicom, once)."""
-    from .templates import encode_body, encode_value
-
     sentinel, rows, identity = sentinel_inputs(reference, n_boxes)
     dataset = build(sentinel, rows, identity)
     stamp(dataset, SENTINEL_NOW)
@@ -155,9 +164,7 @@ class ResultTemplates:
         known = self.built[shape]
         if known is None:
             return highdicom_file(build, reference, rows, identity, now)
-        sop_class, template = known
-        values = {name: value for name, (_, value) in slot_values(reference, rows, identity, now).items()}
-        return encode_meta(sop_class, identity.sop_uid) + template.fill(values)
+        return filled(*known, reference, rows, identity, now)
 
     def check(
         self, shape: tuple, build: Builder, reference, rows: np.ndarray, identity: Identity, now: datetime
@@ -170,10 +177,15 @@ class ResultTemplates:
                 sop_class, template = cut_template(build, reference, len(rows))
             except TemplateError:
                 return expected
-            values = {name: value for name, (_, value) in slot_values(reference, rows, identity, now).items()}
-            if expected == encode_meta(sop_class, identity.sop_uid) + template.fill(values):
+            if expected == filled(sop_class, template, reference, rows, identity, now):
                 self.built[shape] = sop_class, template
         return expected
+
+
+def filled(sop_class: str, template: Template, reference, rows: np.ndarray, identity: Identity, now: datetime) -> bytes:
+    """The DICOM file of a result of ``sop_class``: its file meta, and ``template`` filled with this image's slot values."""
+    values = {name: value for name, (_, value) in slot_values(reference, rows, identity, now).items()}
+    return encode_meta(sop_class, identity.sop_uid) + template.fill(values)
 
 
 def highdicom_file(build: Builder, reference, rows: np.ndarray, identity: Identity, now: datetime) -> bytes:

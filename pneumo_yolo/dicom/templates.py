@@ -166,14 +166,21 @@ def stamp(dataset, now: datetime) -> None:
 
 def encode_body(dataset) -> bytes:
     """``dataset`` without its file meta, explicit VR little endian, sequences and items of undefined length."""
-    from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
     undefined_lengths(dataset)
-    buffer = DicomBytesIO()
-    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    buffer = _explicit_little_endian()
     write_dataset(buffer, dataset)
     return buffer.getvalue()
+
+
+def _explicit_little_endian():
+    """An in-memory pydicom buffer that encodes explicit VR little endian."""
+    from pydicom.filebase import DicomBytesIO
+
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    return buffer
 
 
 def encode_meta(sop_class: str, sop_uid: str) -> bytes:
@@ -186,7 +193,6 @@ def encode_meta(sop_class: str, sop_uid: str) -> bytes:
 def _meta_template(sop_class: str) -> Template:
     """The file meta information after its group length, cut at the SOP Instance UID."""
     from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_file_meta_info
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -194,8 +200,7 @@ def _meta_template(sop_class: str) -> Template:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sentinel
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    buffer = DicomBytesIO()
-    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    buffer = _explicit_little_endian()
     write_file_meta_info(buffer, meta, enforce_standard=True)
     encoded = buffer.getvalue()
     if not encoded.startswith(GROUP_LENGTH):

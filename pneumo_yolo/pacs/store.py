@@ -59,7 +59,7 @@ def read_header(path: Path) -> Header | FileStatus:
         meta = read_file_meta_info(path)
         values = [str(meta.get(keyword, "") or "") for keyword in META_UIDS]
         if not all(values[:2]):
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(DATASET_UIDS))
             values[:2] = [value or str(ds.get(keyword, "")) for value, keyword in zip(values, DATASET_UIDS)]
     except unreadable as error:
         return FileStatus(path, False, f"not a readable DICOM file ({type(error).__name__}: {error})")

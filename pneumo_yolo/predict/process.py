@@ -65,6 +65,7 @@ class PredictorProcess:
 
     def _call(self, method: str, argument: object):
         if not self._process.is_alive():
+            self._connection.close()  # the pipe of the process that ended
             self._start()
         self._connection.send((method, argument))
         return self._reply()
