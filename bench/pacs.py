@@ -12,7 +12,9 @@ thread, as fast as Orthanc sends; with ``--together``, in one store call (one as
 rule on whole studies sends a study), every image's latency then counting from that call's start. An image's latency runs from the start of its send to the
 moment its SR is seen in Orthanc (its ``/changes`` are polled every 50 ms). Throughput is the
 burst's images over the time from its first send to its last SR. Peak memory is the node's
-process tree (RSS every 50 ms; PSS, which counts shared pages once, every second). Then, in
+process tree (RSS every 50 ms; PSS, which counts shared pages once, every second). The cores
+that the node, Orthanc and the bench itself used during the burst, and the machine's idle
+share (/proc/stat), tell where the time went. Then, in
 the same run, before the node starts and after it stops, ``predict`` on all N files with the
 same weights: its images/s once the model is loaded (the mean of the two runs, as this
 machine's speed drifts), and the ratio of the node's throughput to it.
@@ -99,6 +101,19 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def own_cpu_s() -> float:
+    """User and system CPU seconds of this process (its threads, not its children)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Seconds of CPU this machine has spent busy, and idle (all cores, from /proc/stat)."""
+    fields = [float(value) / os.sysconf("SC_CLK_TCK") for value in Path("/proc/stat").read_text().split()[1:9]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, idle
+
+
 def start_node(weights: Path, pacs: Orthanc, spool: Path, log: Path) -> subprocess.Popen:
     """``pneumo-yolo listen`` serving ``pacs``; returns once its port accepts connections."""
     port = pacs.modalities["pneumo"].port
@@ -134,6 +149,8 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path, together: bool) -> di
                     pacs.store("pneumo", [instance])
                     watch.wait([study], 60)
                 burst_started, cpu_started = time.perf_counter(), tree_cpu_s(node.pid)
+                machine_started = machine_cpu()
+                others_started = {"orthanc": tree_cpu_s(pacs.process.pid), "bench": own_cpu_s()}
                 if together:
                     sent.update(dict.fromkeys(studies[lone:], burst_started))
                     pacs.store("pneumo", instances[lone:])
@@ -143,10 +160,14 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path, together: bool) -> di
                 sent_all = time.perf_counter()
                 watch.wait(studies[lone:], 60 + 10 * n)
                 cpu_s = tree_cpu_s(node.pid) - cpu_started
+                machine = [end - start for start, end in zip(machine_started, machine_cpu())]
+                others = {"orthanc": tree_cpu_s(pacs.process.pid), "bench": own_cpu_s()}
+                others = {name: others[name] - others_started[name] for name in others}
         finally:
             watch.close()
             node.terminate()
             node.wait(60)
+    lanes = re.search(r"(\d+) lane\(s\) of models", log.read_text())
     batches = [
         (int(size), float(seconds))
         for size, seconds in re.findall(r"batch of (\d+) image\(s\) predicted in ([\d.]+) s", log.read_text())
@@ -163,6 +184,13 @@ def node_run(n: int, imgsz: int, lone: int, scratch: Path, together: bool) -> di
         "p95_s": float(np.percentile(burst_s, 95)),
         "lone_s": lone_s,
         "cpu_ms_per_image": 1000 * cpu_s / (n - lone),
+        "burst_cores": {
+            "node": cpu_s / (burst_end - burst_started),
+            **{name: seconds / (burst_end - burst_started) for name, seconds in others.items()},
+            "idle": machine[1] / (burst_end - burst_started),
+            "all_busy": machine[0] / (burst_end - burst_started),
+        },
+        "lanes": int(lanes.group(1)) if lanes else 1,
         "mean_batch": float(np.mean([size for size, _ in batches])),
         "predict_step_ms_per_image": 1000 * sum(t for _, t in batches) / sum(size for size, _ in batches),
         "peak_mb": memory.peak_mb,
@@ -219,6 +247,7 @@ def main() -> None:
     with_results = predict_run(args.n, args.imgsz, dicom_out=True)
     ratio_results = node["images_per_s"] / with_results["steady"]
     lone = ", ".join(f"{seconds:.2f}" for seconds in node["lone_s"])
+    cores = ", ".join(f"{name} {share:.2f}" for name, share in node["burst_cores"].items())
     print(
         f"N={args.n} imgsz={args.imgsz} CPU: node {node['images_per_s']:.2f} img/s over a burst of {node['burst']} "
         f"(predict {predicted['steady']:.2f} img/s once loaded, the mean of a run before the node's "
@@ -229,8 +258,9 @@ def main() -> None:
         f"a lone image on the idle node {lone} s (goal < 2) | "
         f"node peak memory {node['peak_mb']:.0f} MB RSS, {node['peak_pss_mb']:.0f} MB PSS (goal < 1536) | "
         f"CPU per image: node {node['cpu_ms_per_image']:.0f} ms in the burst, predict {predicted['cpu_ms_per_image']:.0f} ms "
-        f"(start-up included) | the node's prediction steps: {node['mean_batch']:.1f} images each on average, "
-        f"{node['predict_step_ms_per_image']:.0f} ms per image",
+        f"(start-up included) | cores used in the burst: {cores} | the node's prediction steps: "
+        f"{node['mean_batch']:.1f} images each on average, {node['predict_step_ms_per_image']:.0f} ms per image "
+        f"in each of its {node['lanes']} lane(s)",
         flush=True,
     )
     print(

@@ -75,12 +75,25 @@ def sop_uid(path: Path) -> str:
 
 
 class StandIn:
-    """A predictor with ``Predictor.predict``'s answer: every image gets :data:`ROWS` (no model, so no torch)."""
+    """A predictor with ``Predictor.predict``'s answer: every image gets :data:`ROWS` (no model, so no torch).
 
-    batch = 4
+    Each batch is predicted when it is submitted, in the caller's thread.
+    """
+
+    batch, lanes = 4, 1
 
     def __init__(self, out: Path) -> None:
         self.writer, self.calls = ResultsWriter(out, "stand-in"), 0
+        self.outputs: list[DeviceOutput] = []
+
+    def submit(self, paths: list[Path]) -> None:
+        self.outputs.append(self.predict(paths))
+
+    def ready(self, timeout_s: float) -> bool:
+        return bool(self.outputs)
+
+    def collect(self) -> DeviceOutput:
+        return self.outputs.pop(0)
 
     def predict(self, paths: list[Path]) -> DeviceOutput:
         self.calls += 1
@@ -422,3 +435,35 @@ def test_kill_9_and_a_restart_give_each_image_exactly_one_result(model, images, 
         if kind == "Comprehensive SR Storage"
     ]
     assert sorted(references) == sorted(sop_uid(path) for path in dicoms(images))
+
+
+def test_two_lanes_answer_batches_in_order_and_a_killed_models_process_fails_only_what_it_held(model, images, tmp_path):
+    import psutil
+
+    from pneumo_yolo.predict.device import PredictError, PredictSettings
+    from pneumo_yolo.predict.process import PredictorProcess
+    from pneumo_yolo.runtime.devices import CPU
+
+    paths = dicoms(images)
+    settings = PredictSettings(weights=(model,), dicom_out=tmp_path / "out", progress=False, workers=0)
+    models = PredictorProcess(settings, CPU, lanes=2)
+    try:
+        for start in (0, 2, 4):
+            models.submit(paths[start : start + 2])
+        outputs = [models.collect() for _ in range(3)]
+        assert [sorted(output.strings) for output in outputs] == [[p.stem for p in paths[s : s + 2]] for s in (0, 2, 4)]
+        together = models.predict(paths).strings
+        assert {stem: text for output in outputs for stem, text in output.strings.items()} == together
+        assert all(together.values())  # the raised logits give every image boxes
+
+        (child,) = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        models.submit(paths[:2])
+        models.submit(paths[2:4])
+        child.kill()
+        for _ in range(2):
+            with pytest.raises(PredictError, match="ended abruptly"):
+                models.collect()
+        assert models.predict(paths[:1]).strings == {paths[0].stem: together[paths[0].stem]}  # started again
+    finally:
+        models.close()
+    assert not [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]

@@ -113,8 +113,9 @@ def listen_command(
     them in batches with predict's code and settings, and sends the results to --return-to or
     --stow, retrying with backoff while the destination is down. Other images (CT...) are
     refused; SR and presentation states, our own among them, are ignored; an image sent again
-    makes no new result. SIGTERM (or Ctrl-C) finishes the current batch and exits 0; a restart
-    on the same --spool resumes. Log lines carry no patient data.
+    makes no new result. On the CPU, one lane of models per core (at most 4) predicts side by
+    side. SIGTERM (or Ctrl-C) finishes the batches under way, delivers their results and exits
+    0; a restart on the same --spool resumes. Log lines carry no patient data.
 
     Exit codes: 0 once stopped by SIGTERM or Ctrl-C; 1 the weights or --postprocess cannot be
     used; 2 a usage error (an address, a port in use, a --spool held by another node, TLS files).

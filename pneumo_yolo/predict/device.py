@@ -88,6 +88,8 @@ class DeviceOutput:
     """``time.time()`` once the models were loaded."""
     results: dict[str, list[Path]] = field(default_factory=dict)
     """The DICOM results written per patientId (with ``settings.dicom_out``)."""
+    elapsed_s: float = 0.0
+    """The seconds :meth:`Predictor.predict` took (decoding, models, post-processing, writing)."""
 
 
 def fingerprint(settings: PredictSettings) -> str:
@@ -140,6 +142,7 @@ class Predictor:
 
         A file whose patientId an earlier file of ``paths`` already gave is a problem.
         """
+        started = time.perf_counter()
         found = DeviceOutput(workers=self.workers, batch=self.batch, loaded_at=self.loaded_at)
         detections = detect_files(
             self.ensemble,
@@ -167,6 +170,7 @@ class Predictor:
                         )
                     except DicomResultsError as error:
                         found.errors.append((image.path, error.problem))
+        found.elapsed_s = time.perf_counter() - started
         return found
 
 

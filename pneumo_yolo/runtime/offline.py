@@ -164,6 +164,18 @@ def import_ultralytics(*, online: bool = False) -> ModuleType:
     return ultralytics
 
 
+def use_cpu_threads(threads: int) -> None:
+    """Have torch use ``threads`` threads on the CPU, from now on and whenever Ultralytics selects the CPU again.
+
+    Call it after :func:`import_ultralytics`, which sets them to every core.
+    """
+    import torch
+    import ultralytics.utils.torch_utils as torch_utils
+
+    torch_utils.NUM_THREADS = threads
+    torch.set_num_threads(threads)
+
+
 def hide_command_line() -> None:
     """Point every imported Ultralytics module's ``ARGV`` at :data:`LIBRARY_ARGV`, whatever ``sys.argv`` holds.
 
