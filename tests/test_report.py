@@ -150,6 +150,12 @@ def console_script() -> str:
 
 
 def test_report_from_the_console_script(tmp_path):
+    """The first report runs through the console script; the refused and replacing reruns in this process (the report
+    code is loaded here already), as Typer's ``CliRunner`` runs them."""
+    from typer.testing import CliRunner
+
+    from pneumo_yolo.cli import app
+
     folder = tmp_path / "dicoms"
     for i in range(4):
         write_dicom(folder / f"case{i}.dcm", np.full((256, 256), 120, np.uint8), patient_id="Doe^Secret")
@@ -179,15 +185,15 @@ def test_report_from_the_console_script(tmp_path):
     assert "Secret" not in index.read_text(encoding="utf-8")
 
     page = index.read_bytes()
-    again = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)
-    assert again.returncode == 2 and "add --overwrite" in again.stderr and index.read_bytes() == page
-    replaced = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, check=False, timeout=120)
-    assert replaced.returncode == 0, replaced.stderr
+    again = CliRunner().invoke(app, args[1:])
+    assert again.exit_code == 2 and "add --overwrite" in again.stderr and index.read_bytes() == page
+    replaced = CliRunner().invoke(app, [*args[1:], "--overwrite"])
+    assert replaced.exit_code == 0, replaced.stderr
     assert_self_contained(index)
     own = tmp_path / "report" / "plots" / "my_own.png"
     own.write_bytes(b"a user's own picture")
-    refused = subprocess.run([*args, "--overwrite"], capture_output=True, text=True, check=False, timeout=120)
-    assert refused.returncode == 2 and "report did not write" in refused.stderr
+    refused = CliRunner().invoke(app, [*args[1:], "--overwrite"])
+    assert refused.exit_code == 2 and "report did not write" in refused.stderr
     assert own.read_bytes() == b"a user's own picture" and index.is_file()
 
 

@@ -164,6 +164,7 @@ def predict_command(
     from ..eval.postprocess import ConfigError, PostprocessConfig
     from ..eval.submission import SubmissionError, read_patient_ids
     from ..files import OutputError
+    from ..nets.checkpoints import is_checkpoint
     from ..nets.classifier import ClassifierError
     from ..nets.detector import DetectorError
     from ..predict.decoding import InputError
@@ -171,6 +172,7 @@ def predict_command(
     from ..predict.run import errors_path_for, predict_folder
     from ..runtime.devices import Devices
     from ..runtime.memory import ResourceError
+    from ..runtime.weights import checkpoint_problem
     from ..settings import SettingError
     from .flags import flag_message
 
@@ -194,6 +196,14 @@ def predict_command(
         goes_with_others=[errors_file],
         checks=[lambda: devices.names and devices.resolve()],
     )
+    unloadable = [  # before torch loads: a text file as weights is refused in a moment
+        f"error: {flag} {path}: cannot be loaded as YOLO weights ({problem})"
+        for flag, paths in (("--weights", weights), ("--classifier", classifier or []))
+        for path in paths
+        if not is_checkpoint(path) and (problem := checkpoint_problem(path))
+    ]
+    if unloadable:
+        raise fail("\n".join(unloadable))
     try:
         config = PostprocessConfig.from_yaml(postprocess) if postprocess else PostprocessConfig()
         if conf is not None:

@@ -23,11 +23,15 @@ def _arch(value: str) -> str:
 
 
 def _model(model: str, online: bool) -> object:
-    """A YOLO ``--model`` checked where it can be before training: a file that exists, or weights here or downloadable (raises ``WeightsError``)."""
+    """A YOLO ``--model`` checked where it can be before training: a file that exists, or weights here or downloadable,
+    and a checkpoint that is no text file or cut-short download (raises ``WeightsError``)."""
     from ..runtime.offline import downloads_allowed, weights_dir
-    from ..runtime.weights import resolve_model
+    from ..runtime.weights import WeightsError, checkpoint_problem, resolve_model
 
-    return resolve_model(model, weights_dir=weights_dir(), allow_download=online or downloads_allowed())
+    source = resolve_model(model, weights_dir=weights_dir(), allow_download=online or downloads_allowed())
+    if not (source.is_config or source.download) and (problem := checkpoint_problem(Path(source.source))):
+        raise WeightsError(f"--model {model}: cannot be loaded as YOLO weights ({problem})")
+    return source
 
 
 @app.command("train")

@@ -11,6 +11,8 @@ message that says how to get going. Nothing here imports torch or Ultralytics, e
 
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,22 @@ def resolve_model(model: str, *, weights_dir: Path, allow_download: bool) -> Mod
     if allow_download:
         return ModelSource(str(stored), download=True)
     raise WeightsError(missing_weights_message(path.name, weights_dir))
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the file ``path`` cannot be a PyTorch checkpoint, told from its first and last bytes; ``None`` if it may be one.
+
+    ``torch.save`` writes a zip archive, PyTorch before 1.6 a pickle (protocol 2: its first byte is
+    0x80) or, before 0.4, a tar archive. A zip without its central directory (a download cut
+    short) is refused too. Without torch: a text file given as weights is refused at once.
+    """
+    with open(path, "rb") as file:
+        head = file.read(2)
+    if head == b"PK":
+        return None if zipfile.is_zipfile(path) else "a zip archive cut short or damaged: it has no central directory"
+    if head[:1] == b"\x80" or tarfile.is_tarfile(path):
+        return None
+    return "not a PyTorch checkpoint: neither a zip archive nor a pickle"
 
 
 def missing_weights_message(name: str, weights_dir: Path) -> str:
