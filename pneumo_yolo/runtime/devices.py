@@ -134,11 +134,13 @@ class Devices:
     def resolve(self) -> Devices:
         """These devices, checked against the machine; the default is GPU 0 where CUDA has one, else the CPU (with a warning).
 
-        Imports torch, the first time only: resolved devices resolve to themselves. Raises
-        :class:`DeviceError` for a GPU that this machine does not have.
+        Imports torch, the first time only, unless every device is the CPU, which every machine has: resolved
+        devices resolve to themselves. Raises :class:`DeviceError` for a GPU that this machine does not have.
         """
         if self.resolved:
             return self
+        if self.names and all(name in CPU_NAMES for name in self.names):
+            return Devices(self.names, resolved=True)
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
