@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -12,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.data.labels import LABEL_COLUMNS
 from pneumo_yolo.dicom.write import DicomFormat, write_dicom
 from pneumo_yolo.pacs import orthanc as orthanc_server
@@ -93,6 +99,69 @@ def make_rsna_folder(root: Path, n: int, seed: int = 0, size: int = 256) -> Rsna
 @pytest.fixture
 def rsna_folder(tmp_path: Path) -> RsnaFolder:
     return make_rsna_folder(tmp_path / "rsna", n=12)
+
+
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """``name`` in the temporary folder of this pytest session, which every xdist worker of the session sees."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+@dataclass
+class FoldClassifiers:
+    """``root/dataset``: a 2-fold dataset; ``root/runs/gate-fold{0,1}``: a classifier per fold; ``result``: the run."""
+
+    root: Path
+    result: subprocess.CompletedProcess
+
+
+FOLD_CLASSIFIERS = [
+    "train",
+    "--data",
+    "dataset/data.yaml",
+    "--model",
+    "yolo11n-cls.yaml",
+    "--folds",
+    "2",
+    "--device",
+    "cpu,cpu",
+    "--imgsz",
+    "64",
+    "--epochs",
+    "1",
+    "--batch",
+    "4",
+    "--name",
+    "gate",
+    "--set",
+    "plots=False",  # Ultralytics' plots: tests/test_train.py's
+]
+
+
+@pytest.fixture(scope="session")
+def fold_classifiers(tmp_path_factory: pytest.TempPathFactory) -> FoldClassifiers:
+    """A 2-fold dataset (12 patients, half with boxes, at 64 px) and an image classifier per fold, trained as a user
+    would, through the console script (1 epoch), one fold per process (``--device cpu,cpu``).
+
+    Made once per session for tests/test_folds.py (the folds on their own devices) and tests/test_classifier.py
+    (the classifiers), whichever xdist worker asks first: the others wait on a lock, then read what it made.
+    """
+    root = shared_folder(tmp_path_factory, "fold-classifiers")
+    record = root / "result.json"
+    with open(root.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a worker that failed here left
+            folder = make_rsna_folder(root / "rsna", n=11)
+            settings = ConvertSettings(imgsz=64, folds=2)
+            convert_rsna(folder.images, folder.labels, root / "dataset", settings=settings, workers=1, progress=False)
+            script = Path(sys.executable).with_name("pneumo-yolo")
+            done = subprocess.run(
+                [str(script), *FOLD_CLASSIFIERS], cwd=root, capture_output=True, text=True, timeout=900
+            )
+            record.write_text(json.dumps([done.returncode, done.stdout, done.stderr]))
+        returncode, stdout, stderr = json.loads(record.read_text())
+    return FoldClassifiers(root, subprocess.CompletedProcess(FOLD_CLASSIFIERS, returncode, stdout, stderr))
 
 
 @pytest.fixture(scope="session", autouse=True)

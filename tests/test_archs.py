@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from typer.testing import CliRunner
 
 from converters.rsna import ConvertSettings, convert_rsna
 from pneumo_yolo.cli.flags import flag_message
@@ -25,7 +25,6 @@ from pneumo_yolo.runtime.devices import CPU, Devices
 from pneumo_yolo.settings import SettingError
 from pneumo_yolo.train.common import TrainingDiverged, TrainSettings, arch_options
 from pneumo_yolo.train.data import BoxDataset, box_masks, read_label_boxes
-from pneumo_yolo.train.lightning import ArchModule, resolve_model
 
 from .conftest import make_rsna_folder
 from .test_train import make_tiny_dataset
@@ -34,13 +33,17 @@ SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 IMGSZ = 64
 RUNS = {
     "faster-rcnn": ["--arch", "faster-rcnn", "--model", "resnet18"],
-    "mask-rcnn": ["--arch", "mask-rcnn"],
+    "mask-rcnn": ["--arch", "mask-rcnn", "--model", "resnet18"],
     "unet": ["--arch", "unet"],
     "yolov3": ["--model", "yolov3-tiny.yaml", "--set", "plots=False"],
 }
-"""Each arch as ``train`` is told it (Faster R-CNN with a compact backbone, the others with their default); YOLOv3 is Ultralytics' own config,
-without its plots (tests/test_train.py checks them)."""
-BACKBONES = {"faster-rcnn": "resnet18", "mask-rcnn": "resnet50", "unet": "resnet18"}
+"""Each arch as ``train`` is told it: the R-CNNs with the compact backbone (mask-rcnn's default, ResNet-50, is
+resolved by TestWeights), the U-Net with its default; YOLOv3 is Ultralytics' own config, without its plots
+(tests/test_train.py checks them)."""
+BACKBONES = {"faster-rcnn": "resnet18", "mask-rcnn": "resnet18", "unet": "resnet18"}
+CONSOLE = ("unet", "yolov3")
+"""The runs trained through the console script; the R-CNNs train in this process, which has Lightning loaded
+already (one Lightning console run is enough to prove the command, and each would import Lightning again)."""
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -49,9 +52,18 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def in_process(cwd: Path, *args: str) -> None:
+    from pneumo_yolo.cli import app
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output[-3000:]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny converted dataset (4 training, 3 validation images) and one run per arch, each one step, through the console script."""
+    """A tiny converted dataset (4 training, 3 validation images) and one run per arch, each one step."""
     root = tmp_path_factory.mktemp("archs")
     folder = make_rsna_folder(root / "rsna", n=6, size=128)
     convert_rsna(
@@ -63,23 +75,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         progress=False,
     )
     for name, how in RUNS.items():
-        cli(
-            root,
-            "train",
-            "--data",
-            "dataset/data.yaml",
-            *how,
-            "--imgsz",
-            str(IMGSZ),
-            "--epochs",
-            "1",
-            "--batch",
-            "4",
-            "--device",
-            "cpu",
-            "--name",
-            name,
-        )
+        args = ["train", "--data", "dataset/data.yaml", *how, "--imgsz", str(IMGSZ), "--epochs", "1", "--batch", "4"]
+        (cli if name in CONSOLE else in_process)(root, *args, "--device", "cpu", "--name", name)
     return root
 
 
@@ -124,8 +121,6 @@ def test_predictions_of_every_arch_pass_through_tune_and_evaluate(
     trained: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In this process (the console script is exercised by training and by the ensemble below)."""
-    from typer.testing import CliRunner
-
     from pneumo_yolo.cli import app
 
     monkeypatch.chdir(trained)
@@ -234,6 +229,8 @@ class TestBoxesFromProbability:
 
 class TestWeights:
     def test_a_checkpoint_is_plain_tensors_and_predicts_in_image_pixels_with_flip_tta(self, tmp_path: Path) -> None:
+        import torch
+
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
         torch.load(best, weights_only=True)  # no pickled code
         detector = load_detector(best, device=CPU, tta=True, conf=0.0)
@@ -254,11 +251,15 @@ class TestWeights:
         assert np.allclose(boxes, [[12, 30, 42, 60]] * 2, atol=2.5)
 
     def test_other_files_are_not_read_as_checkpoints(self, tmp_path: Path) -> None:
+        import torch
+
         (tmp_path / "notes.pt").write_text("not a checkpoint")
         torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
         assert read_checkpoint(tmp_path / "notes.pt") is None and read_checkpoint(tmp_path / "plain.pt") is None
 
     def test_a_cut_checkpoint_gets_its_own_message(self, tmp_path: Path) -> None:
+        from pneumo_yolo.train.lightning import resolve_model
+
         whole = save_checkpoint(tmp_path / "last.pt", "unet", 64, build_unet()).read_bytes()
         (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
         with pytest.raises(DetectorError, match="cut.pt: a pneumo-yolo-torch/1 checkpoint that cannot be read"):
@@ -267,6 +268,10 @@ class TestWeights:
             resolve_model("unet", str(tmp_path / "cut.pt"), tmp_path, resume=False)
 
     def test_a_loss_that_is_not_a_number_stops_training_naming_the_epoch(self) -> None:
+        import torch
+
+        from pneumo_yolo.train.lightning import ArchModule
+
         module = ArchModule("unet", 64, 1e-3, 1e-4, "resnet18")
 
         class Trainer:
@@ -286,6 +291,8 @@ class TestWeights:
             module.training_step((images, targets), 2)
 
     def test_rgb_weights_are_summed_into_the_single_channel(self, tmp_path: Path) -> None:
+        import torch
+
         model = build_unet()
         key = "encoder.conv1.weight"
         rgb = torch.ones(model.state_dict()[key].shape[0], 3, 7, 7)
@@ -294,6 +301,8 @@ class TestWeights:
         assert torch.equal(model.state_dict()[key], torch.full_like(model.state_dict()[key], 3.0))
 
     def test_a_checkpoint_from_before_backbones_were_recorded_loads_with_the_default(self, tmp_path: Path) -> None:
+        import torch
+
         best = save_checkpoint(tmp_path / "best.pt", "unet", 64, build_unet())
         payload = torch.load(best, weights_only=True)
         del payload["backbone"]
@@ -303,6 +312,10 @@ class TestWeights:
         )
 
     def test_model_names_a_backbone_or_a_weights_file(self, tmp_path: Path) -> None:
+        import torch
+
+        from pneumo_yolo.train.lightning import resolve_model
+
         assert resolve_model("faster-rcnn", "resnet34", tmp_path, resume=False) == ("resnet34", None)
         assert resolve_model("mask-rcnn", None, tmp_path, resume=False) == ("resnet50", None)
         assert resolve_model("unet", "efficientnet-b0", tmp_path, resume=False) == ("efficientnet-b0", None)
@@ -325,6 +338,8 @@ class TestWeights:
         )
 
     def test_missing_or_unfitting_weights_are_named(self, tmp_path: Path) -> None:
+        import torch
+
         with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):
             load_initial_weights(build_unet(), "unet", tmp_path / "missing.pth")
         torch.save({"other": torch.zeros(3)}, tmp_path / "other.pth")

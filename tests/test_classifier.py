@@ -24,15 +24,13 @@ from pneumo_yolo.train.classifier import CLASSIFIER_DEFAULTS, roc_auc
 from pneumo_yolo.train.common import TrainSettings
 from pneumo_yolo.train.yolo import training_arguments
 
-from .conftest import make_rsna_folder
-
-SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
+from .conftest import FoldClassifiers, make_rsna_folder
 
 
-def convert(root: Path, folds: int | None = None) -> Path:
+def convert(root: Path) -> Path:
     """A tiny converted dataset (12 patients, half with boxes, at 64 px); returns its folder."""
     folder = make_rsna_folder(root / "rsna", n=11)
-    settings = ConvertSettings(imgsz=64, folds=folds, val_fraction=0.3)
+    settings = ConvertSettings(imgsz=64, val_fraction=0.3)
     convert_rsna(folder.images, folder.labels, root / "dataset", settings=settings, workers=1, progress=False)
     return root / "dataset"
 
@@ -55,8 +53,9 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def folds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return convert(tmp_path_factory.mktemp("folds"), folds=2)
+def folds(fold_classifiers: FoldClassifiers) -> Path:
+    """The 2-fold dataset the classifiers of :func:`trained` trained on (tests/conftest.py)."""
+    return fold_classifiers.root / "dataset"
 
 
 class TestClassifyView:
@@ -122,13 +121,10 @@ def test_classifier_defaults_sit_under_the_command_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(folds: Path) -> tuple[Path, subprocess.CompletedProcess]:
-    """Train a classifier per fold through the console script, as a user would (1 epoch, 64 px, CPU)."""
-    root = folds.parent
-    command = [str(SCRIPT), "train", "--data", "dataset/data.yaml", "--model", "yolo11n-cls.yaml", "--folds", "2"]
-    command += ["--imgsz", "64", "--epochs", "1", "--batch", "4", "--device", "cpu", "--name", "gate"]
-    command += ["--set", "plots=False"]  # Ultralytics' plots: tests/test_train.py's
-    return root, subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+def trained(fold_classifiers: FoldClassifiers) -> tuple[Path, subprocess.CompletedProcess]:
+    """A classifier per fold, trained through the console script as a user would (1 epoch, 64 px, one fold per
+    process on the CPU): the session's run that tests/test_folds.py checks too (tests/conftest.py)."""
+    return fold_classifiers.root, fold_classifiers.result
 
 
 class TestTraining:

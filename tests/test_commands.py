@@ -1,13 +1,13 @@
 """The installed ``pneumo-yolo`` command, run the way users type it: in subprocesses, from the README.
 
 The README's walkthrough (its ```bash blocks) runs here command by command, with only the
-sizes made smaller for the CPU, so that the documented commands cannot drift from the code.
+sizes made smaller for the CPU (and the training's plots left out), so that the documented commands cannot
+drift from the code.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -27,9 +27,10 @@ SMALLER = {
     "--n-train 300 --n-test 60": "--n-train 30 --n-test 6 --dicom-size 128",
     "--imgsz 512": "--imgsz 64",
     "--imgsz 256": "--imgsz 64",
-    "--epochs 3": "--epochs 1",
+    "--epochs 3": "--epochs 1 --set plots=False",
 }
-"""README value → the value the tests run with (tiny synthetic data, the CPU)."""
+"""README value → the value the tests run with (tiny synthetic data, the CPU). The training also skips
+Ultralytics' plots (half of its CPU time; tests/test_train.py checks them), which the walkthrough reads nothing of."""
 PIPELINE_ORDER = [
     "synth",
     "convert",
@@ -73,13 +74,9 @@ def cpu_line(text: str) -> str:
     return lines[0]
 
 
-def run(
-    args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``args`` in ``cwd``, as a user's shell would, capturing its output."""
-    return subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env
-    )
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def pneumo_yolo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -303,34 +300,56 @@ def test_predict_sample_gives_every_patient_a_row_even_unreadable_or_missing_one
     assert "problem" not in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (
-            ["train", "--data", "README.md", "--imgsz", "100"],
-            "100 is not a multiple of 32; the nearest valid size is 96",
-        ),
-        (["predict", "--weights", "README.md", "--source", ".", "--imgsz", "10"], "the nearest valid size is 32"),
-        (
-            ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--channels", "2"],
-            "2 is not valid; use 1 or 3",
-        ),
-        (
-            ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--val-fraction", "1"],
-            "1.0 is not in [0, 1)",
-        ),
-        (
-            ["evaluate", "--predictions", "README.md", "--labels", "README.md", "--split", "test"],
-            "'test' is not one of 'train', 'val', 'fold0'",
-        ),
-        (["validate-submission", "--predictions", "README.md"], "give exactly one of --sample or --ids"),
-    ],
-    ids=["train-imgsz", "predict-imgsz", "channels", "val-fraction", "split", "ids"],
-)
-def test_usage_errors_exit_2_and_name_the_valid_values(args: list[str], message: str) -> None:
+USAGE_ERRORS = {
+    "train-imgsz": (
+        ["train", "--data", "README.md", "--imgsz", "100"],
+        "100 is not a multiple of 32; the nearest valid size is 96",
+    ),
+    "predict-imgsz": (
+        ["predict", "--weights", "README.md", "--source", ".", "--imgsz", "10"],
+        "the nearest valid size is 32",
+    ),
+    "channels": (
+        ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--channels", "2"],
+        "2 is not valid; use 1 or 3",
+    ),
+    "val-fraction": (
+        ["convert", "--images", ".", "--labels", "README.md", "--out", "x", "--val-fraction", "1"],
+        "1.0 is not in [0, 1)",
+    ),
+    "split": (
+        ["evaluate", "--predictions", "README.md", "--labels", "README.md", "--split", "test"],
+        "'test' is not one of 'train', 'val', 'fold0'",
+    ),
+    "ids": (["validate-submission", "--predictions", "README.md"], "give exactly one of --sample or --ids"),
+}
+"""Usage errors and what their message must say: in this process (Typer's CliRunner), the first through the console script too."""
+
+
+def shown(text: str) -> str:
+    """``text`` without Rich's box drawing, its words joined by single spaces."""
+    return " ".join(text.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(("args", "message"), list(USAGE_ERRORS.values()), ids=list(USAGE_ERRORS))
+def test_usage_errors_exit_2_and_name_the_valid_values(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pneumo_yolo.cli import app
+
+    monkeypatch.chdir(README.parent)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.stderr
+    assert message in shown(result.stderr)
+
+
+def test_a_usage_error_exits_2_from_the_console_script() -> None:
+    args, message = USAGE_ERRORS["train-imgsz"]
     result = pneumo_yolo(*args, cwd=README.parent)
     assert result.returncode == 2, result.stderr
-    assert message in " ".join(result.stderr.replace("│", " ").split())
+    assert message in shown(result.stderr)
 
 
 def test_help_lists_the_commands_in_pipeline_order() -> None:
@@ -360,21 +379,25 @@ CHOICES = {
 @pytest.mark.parametrize("command", PIPELINE_ORDER)
 def test_help_shows_every_option_text_whole_flags_without_a_type_and_the_choices(command: str) -> None:
     """Typer renders help as Markdown: nothing of an option's text (e.g. ``<name>``) may be eaten. A flag
-    (``--json``, ``--help``) takes no value, so it shows none (no ``<bool>``); options with a few valid values list them."""
+    (``--json``, ``--help``) takes no value, so it shows none (no ``<bool>``); options with a few valid values list them.
+
+    Rendered in this process, as the console script renders it (the top-level ``--help`` above runs through it).
+    """
     import typer
+    from typer.testing import CliRunner
 
     from pneumo_yolo.cli import app
 
-    result = run([str(SCRIPT), command, "--help"], README.parent, env={**os.environ, "COLUMNS": "400"})
-    assert result.returncode == 0, result.stderr
-    shown = " ".join(result.stdout.replace("│", " ").split())
-    assert "<bool>" not in shown and "--help -h Show this message" in shown
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.stderr
+    text = shown(result.stdout)
+    assert "<bool>" not in text and "--help -h Show this message" in text
     for choice in CHOICES.get(command, []):
-        assert choice in shown, f"{command} --help does not list {choice}"
+        assert choice in text, f"{command} --help does not list {choice}"
     params = typer.main.get_command(app).commands[command].params
     for param in params:
         if param.param_type_name == "option" and getattr(param, "help", None):
-            assert " ".join(param.help.replace("`", "").split()) in shown, (
+            assert " ".join(param.help.replace("`", "").split()) in text, (
                 f"{command} {param.opts[0]}: help text altered"
             )
 

@@ -22,6 +22,8 @@ from pneumo_yolo.pipelines.compare_report import Row, write_outputs
 from pneumo_yolo.train.budget import Budget, LearningCurve, TrainingClock
 
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
+BUDGET_MIN = 0.02
+"""Each row's budget in the end-to-end run: 1.2 CPU-s, a few steps of a 64 px training (a step takes 0.3-0.5 CPU-s)."""
 
 
 def test_rows_and_models_are_checked_and_kept_in_table_order() -> None:
@@ -173,7 +175,7 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
         "--imgsz",
         "64",
         "--budget-min",
-        "0.05",
+        str(BUDGET_MIN),
         "--curve-points",
         "2",
         "--batch",
@@ -196,9 +198,9 @@ def test_the_compare_command_runs_end_to_end_through_the_console_script(tmp_path
     )
     train_images = len(list((tmp_path / "c" / "dataset" / "images" / "train").glob("*.png")))
     check_budgeted_run(
-        rows["unet"], 0.05, batches_per_epoch=train_images // 8
+        rows["unet"], BUDGET_MIN, batches_per_epoch=train_images // 8
     )  # Lightning drops the last, incomplete batch
-    check_budgeted_run(rows["yolo11"], 0.05, batches_per_epoch=math.ceil(train_images / 8))
+    check_budgeted_run(rows["yolo11"], BUDGET_MIN, batches_per_epoch=math.ceil(train_images / 8))
     low, high = rows["unet"]["interval"]
     assert (
         rows["unet"]["score"] is not None and low <= rows["unet"]["score"] <= high

@@ -12,7 +12,7 @@ import pytest
 
 from converters.rsna import ConvertSettings, convert_rsna
 
-from .conftest import make_rsna_folder
+from .conftest import FoldClassifiers, make_rsna_folder
 
 SCRIPT = Path(sys.executable).with_name("pneumo-yolo")
 TINY = ["--model", "yolo11n.yaml", "--imgsz", "64", "--epochs", "1", "--batch", "4", "--set", "plots=False"]
@@ -44,17 +44,23 @@ def train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_every_fold_trains_on_its_own_device_and_records_what_it_trained_on(fold_dataset: Path) -> None:
-    result = train(fold_dataset, "--folds", "2", "--device", "cpu,cpu", "--name", "cv")
+def test_every_fold_trains_on_its_own_device_and_records_what_it_trained_on(
+    fold_classifiers: FoldClassifiers,
+) -> None:
+    """``train --folds 2 --device cpu,cpu``: the session's image classifiers (tests/conftest.py), a process per fold.
+
+    The detector's own fold run is the next test's; tests/test_classifier.py checks the classifiers' figures.
+    """
+    result, root = fold_classifiers.result, fold_classifiers.root
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training folds 0, 1 on devices cpu, cpu" in result.stdout
-    manifest = pd.read_csv(fold_dataset / "dataset" / "manifest.csv")
+    manifest = pd.read_csv(root / "dataset" / "manifest.csv")
     for fold in (0, 1):
-        run_dir = fold_dataset / "runs" / f"cv-fold{fold}"
+        run_dir = root / "runs" / f"gate-fold{fold}"
         assert f"Best weights: {run_dir / 'weights' / 'best.pt'}" in result.stdout
         trained_on = set((run_dir / "trained_on.txt").read_text().split())
         assert trained_on == set(manifest.patientId[manifest.split != f"fold{fold}"])
-        scored = json.loads((run_dir / "rsna_val.json").read_text())
+        scored = json.loads((run_dir / "classifier_val.json").read_text())
         assert scored["n_images"] == (manifest.split == f"fold{fold}").sum()  # scored on its own val fold only
 
 
