@@ -452,7 +452,8 @@ def test_two_lanes_answer_batches_in_order_and_a_killed_models_process_fails_onl
             models.submit(paths[start : start + 2])
         outputs = [models.collect() for _ in range(3)]
         assert [sorted(output.strings) for output in outputs] == [[p.stem for p in paths[s : s + 2]] for s in (0, 2, 4)]
-        together = models.predict(paths).strings
+        models.submit(paths)
+        together = models.collect().strings
         assert {stem: text for output in outputs for stem, text in output.strings.items()} == together
         assert all(together.values())  # the raised logits give every image boxes
 
@@ -463,7 +464,8 @@ def test_two_lanes_answer_batches_in_order_and_a_killed_models_process_fails_onl
         for _ in range(2):
             with pytest.raises(PredictError, match="ended abruptly"):
                 models.collect()
-        assert models.predict(paths[:1]).strings == {paths[0].stem: together[paths[0].stem]}  # started again
+        models.submit(paths[:1])  # starts it again
+        assert models.collect().strings == {paths[0].stem: together[paths[0].stem]}
     finally:
         models.close()
     assert not [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]

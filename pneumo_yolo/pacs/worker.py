@@ -110,10 +110,11 @@ class Worker:
         """Submit up to a batch of the queued images not yet in flight; whether there was any."""
         wake.clear()
         flying = {uid for batch in in_flight for uid in batch}
-        fresh = [uid for uid in self.spool.queued(self.batch * (len(in_flight) + 1)) if uid not in flying]
+        queued = self.spool.queued(self.batch * (len(in_flight) + 1))
+        fresh = [uid for uid in queued if uid not in flying][: self.batch]
         if fresh:
-            self.predictor.submit([self.spool.image_path(uid) for uid in fresh[: self.batch]])
-            in_flight.append(fresh[: self.batch])
+            self.predictor.submit([self.spool.image_path(uid) for uid in fresh])
+            in_flight.append(fresh)
         return bool(fresh)
 
     def _deliver_until(self, stop: threading.Event, predicted: threading.Event) -> None:

@@ -34,10 +34,11 @@ STOP_WAIT_S = 30.0
 
 
 class PredictorProcess:
-    """The models of ``settings`` loaded once on ``device`` in a spawned process; :meth:`predict` as :class:`~.device.Predictor`'s.
+    """The models of ``settings`` loaded once on ``device`` in a spawned process, predicting the batches :meth:`submit` sends.
 
-    ``lanes`` batches are predicted at a time (see the module's text). Whatever loading the models raises (a missing weights file, a device that does not exist)
-    is raised here, as it was there.
+    ``lanes`` batches are predicted at a time (see the module's text). Whatever loading the
+    models raises (a missing weights file, a device that does not exist) is raised here, as it
+    was there.
     """
 
     def __init__(self, settings: PredictSettings, device: Devices, lanes: int = 1) -> None:
@@ -105,7 +106,7 @@ class PredictorProcess:
         self._receive()
 
     def submit(self, paths: list[Path]) -> None:
-        """Have ``paths`` predicted after the batches already submitted; :meth:`collect` returns their output."""
+        """Have ``paths`` predicted (:meth:`~.device.Predictor.predict`) after the batches already submitted; :meth:`collect` returns their output."""
         self._send("predict", paths)
 
     def ready(self, timeout_s: float) -> bool:
@@ -115,11 +116,6 @@ class PredictorProcess:
     def collect(self) -> DeviceOutput:
         """The output of the oldest batch submitted and not yet collected (what predicting it raised is raised here)."""
         return self._receive()
-
-    def predict(self, paths: list[Path]) -> DeviceOutput:
-        """:meth:`~.device.Predictor.predict` of ``paths``, in the models' process (nothing may be in flight)."""
-        self.submit(paths)
-        return self.collect()
 
     def close(self) -> None:
         """Let the process end, and kill it if it has not within :data:`STOP_WAIT_S`."""

@@ -78,10 +78,14 @@ def checkpoint_problem(path: Path) -> str | None:
 
     ``torch.save`` writes a zip archive, PyTorch before 1.6 a pickle (protocol 2: its first byte is
     0x80) or, before 0.4, a tar archive. A zip without its central directory (a download cut
-    short) is refused too. Without torch: a text file given as weights is refused at once.
+    short) is refused too, and so is a file that cannot be read. Without torch: a text file given as
+    weights is refused at once.
     """
-    with open(path, "rb") as file:
-        head = file.read(2)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(2)
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
     if head == b"PK":
         return None if zipfile.is_zipfile(path) else "a zip archive cut short or damaged: it has no central directory"
     if head[:1] == b"\x80" or tarfile.is_tarfile(path):
