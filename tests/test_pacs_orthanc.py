@@ -365,17 +365,18 @@ def send_to_node(node: Node, folder: Path) -> None:
 
 
 def test_kill_9_then_a_restart_serves_every_accepted_image_once(pacs, node, root):
-    """Orthanc is down, so the accepted images are still in the spool when the node is killed: the restart resumes them."""
+    """Orthanc is down, so the accepted images are still in the spool when the node is killed: the restart, with
+    Orthanc back, resumes them."""
     folder = make_rsna_folder(root / "killed", n=5, seed=3)
     paths = sorted(folder.images.glob("*.dcm"))
     _, since = pacs.new_instances()
     pacs.stop()
     send_to_node(node, folder.images)
     assert node.kill() == -signal.SIGKILL
+    pacs.start()
     node.start()
     restarted = [line for line in node.text().splitlines() if "listening as" in line][-1]
     assert re.search(r"\d+ (queued|predicted)", restarted), restarted
-    pacs.start()
     wait_for(lambda: all(map(node.delivered, paths)), "the results of every accepted image")
     for path in paths:
         assert node.text().count(f"delivered the results of {uid(path, 'SOPInstanceUID')}") == 1

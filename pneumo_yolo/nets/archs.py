@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rcnn, unet
+from . import YOLO, rcnn, unet
 from .torch_net import TorchDetector
 
-YOLO = "yolo"
 TORCH_ARCHS = (*rcnn.RCNN_ARCHS, "unet")
 ARCHS = (YOLO, *TORCH_ARCHS)
 DEFAULT_BACKBONES = {"faster-rcnn": rcnn.DEFAULT_BACKBONE, "mask-rcnn": rcnn.DEFAULT_BACKBONE, "unet": unet.ENCODER}

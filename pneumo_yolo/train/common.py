@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..files import atomic_write_text
-from ..nets.archs import YOLO
+from ..nets import YOLO
 from ..runtime.devices import Devices
 from ..settings import SettingError
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..data.dataset import ConvertedDataset
-from ..nets.archs import YOLO
+from ..nets import YOLO
 from ..runtime.memory import check_train_memory
 from .common import DEFAULT_IMGSZ, TrainResult, TrainSettings, check_imgsz
 from .yolo import train_yolo
