@@ -285,14 +285,17 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
     for path in sorted(out.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(list((out / "labels").rglob("*.txt"))) < 5 and time.monotonic() < deadline:
         time.sleep(0.005)
+    labels_at_stop = len(list((out / "labels").rglob("*.txt")))
     os.kill(process.pid, stop)
-    process.wait()
+    _, stderr = process.communicate()
     partial = list((out / "images").rglob("*.png"))
-    assert 5 <= len(partial) < 61 and not (out / "manifest.csv").exists()
+    assert 5 <= len(partial) < 61 and not (out / "manifest.csv").exists(), (
+        f"{labels_at_stop} labels when {stop.name} was sent; exit {process.returncode}, {len(partial)} PNGs\n{stderr[-2000:]}"
+    )
 
     subprocess.run(command, check=True, capture_output=True)
     assert snapshot(out) == clean
