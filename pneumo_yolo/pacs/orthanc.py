@@ -2,9 +2,9 @@
 
 :class:`Orthanc` writes a configuration into a folder of its own (storage, index, log), picks free
 loopback ports, starts the server, waits for ``GET /system``, and kills it by its PID when its
-``with`` block ends; Linux also kills it if the process that started it dies. The DICOMweb plugin is loaded; HTTP from other hosts is refused (``RemoteAccessAllowed``), and
-only the modalities it is given may store into it or be sent to (``DicomAlwaysAllowStore`` off, host
-checked). Its REST helpers are the few routes a test needs: upload, send to a modality, find, list
+``with`` block ends; Linux also kills it if the process that started it dies. The DICOMweb plugin
+is loaded; HTTP from other hosts is refused (``RemoteAccessAllowed``), and only the modalities it
+is given may store into it or be sent to (``DicomAlwaysAllowStore`` off, host checked). Its REST helpers are the few routes a test needs: upload, send to a modality, find, list
 and fetch instances. Every address is 127.0.0.1.
 
 >>> with Orthanc(tmp / "orthanc", {"pneumo": Modality("PNEUMOYOLO", 11112)}) as pacs:  # doctest: +SKIP
