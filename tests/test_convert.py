@@ -262,6 +262,13 @@ def test_the_sweep_takes_what_a_dead_process_left_before_it_is_reaped(tmp_path):
     zombie.wait()
 
 
+def signals_as_in_a_shell() -> None:
+    """In the child before it starts: Ctrl-C acts as in a shell (default action, not blocked), whatever the test
+    runner's worker had set; an ignored or blocked SIGINT is inherited, and the run would go on to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, stop):
     folder = make_rsna_folder(tmp_path / "rsna", n=60, size=512)
@@ -285,7 +292,9 @@ def test_interrupted_run_then_rerun_is_byte_identical_to_a_clean_run(tmp_path, s
 
     for path in sorted(out.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=signals_as_in_a_shell
+    )
     deadline = time.monotonic() + 60
     while len(list((out / "labels").rglob("*.txt"))) < 5 and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -354,7 +363,7 @@ def test_a_convert_stopped_while_its_workers_write_leaves_no_temporary_file(tmp_
             stderr=err,
             env=held_env,
             start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a shell
+            preexec_fn=signals_as_in_a_shell,
         )
     deadline = time.monotonic() + 60
     while len(held := list((out / "images").rglob("*.part"))) < 2 and time.monotonic() < deadline:
